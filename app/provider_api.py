@@ -1,0 +1,180 @@
+"""What every provider implements, per stage.
+
+The engine only talks to these interfaces. Audio inside the engine is always
+float32 mono numpy arrays; the VAD/STT side runs at 16 kHz in 512-sample frames,
+TTS returns whatever rate its voice has and says so on each chunk.
+
+Every blocking call (model inference) must run off the event loop: providers use
+`run_blocking` (a worker thread) or a worker process, never compute inline in a
+coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from typing import Any, ClassVar, Literal, TypeVar
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+FRAME_SAMPLES = 512  # 32 ms at 16 kHz — Silero's native frame
+
+StageKind = Literal["vad", "stt", "llm", "tts"]
+KINDS: tuple[StageKind, ...] = ("vad", "stt", "llm", "tts")
+
+T = TypeVar("T")
+
+
+class HealthStatus(StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+
+class HealthLevel(IntEnum):
+    """Numeric form for the `voxdesk.provider.health` gauge."""
+
+    DOWN = 0
+    DEGRADED = 1
+    OK = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    status: HealthStatus
+    detail: str = ""
+    latency_s: float = 0.0
+    checked_at: float = field(default_factory=time.time)
+
+    @property
+    def level(self) -> HealthLevel:
+        return HealthLevel[self.status.name]
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    samples: np.ndarray  # float32 mono, -1..1
+    sample_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate if self.sample_rate else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    is_final: bool
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+async def run_blocking(fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking inference in the default worker pool so the loop stays free."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+class Provider(ABC):
+    """Common life cycle: cheap construction, `warmup()` loads, `aclose()` frees."""
+
+    kind: ClassVar[StageKind]
+    name: ClassVar[str]
+
+    async def warmup(self) -> None:  # noqa: B027 - optional hook
+        """Load models / open connections ahead of the first turn."""
+
+    @abstractmethod
+    async def health(self) -> Health: ...
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release models, threads, sockets. Safe to call twice."""
+
+
+class VADProvider(Provider):
+    kind: ClassVar[StageKind] = "vad"
+
+    @abstractmethod
+    def speech_probability(self, frame: np.ndarray) -> float:
+        """Probability that one 512-sample 16 kHz frame holds speech. Cheap, sync."""
+
+    def reset(self) -> None:  # noqa: B027 - stateless detectors need nothing
+        """Forget recurrent state (new stream)."""
+
+    async def stream(self, frames: AsyncIterable[np.ndarray]) -> AsyncIterator[float]:
+        """Speech probability per frame, in order."""
+        async for frame in frames:
+            yield await run_blocking(self.speech_probability, frame)
+
+
+class STTProvider(Provider):
+    kind: ClassVar[StageKind] = "stt"
+
+    @abstractmethod
+    async def transcribe(self, audio: np.ndarray, *, language: str | None = None) -> str:
+        """Final transcript of a whole 16 kHz mono utterance."""
+
+    async def stream(
+        self, audio: AsyncIterable[np.ndarray], *, language: str | None = None
+    ) -> AsyncIterator[Transcript]:
+        """Partials while audio arrives, then one final. Default: final only."""
+        parts = [chunk async for chunk in audio]
+        buf = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        yield Transcript(await self.transcribe(buf, language=language), is_final=True)
+
+
+class LLMProvider(Provider):
+    kind: ClassVar[StageKind] = "llm"
+
+    @abstractmethod
+    def chat(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+        """Stream reply text deltas. Cancelling the consumer must stop generation."""
+
+
+class TTSProvider(Provider):
+    kind: ClassVar[StageKind] = "tts"
+
+    @property
+    @abstractmethod
+    def sample_rate(self) -> int: ...
+
+    @abstractmethod
+    def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
+        """Audio for `text`, first chunk as early as possible."""
+
+    async def stream(self, texts: AsyncIterable[str]) -> AsyncIterator[AudioChunk]:
+        async for text in texts:
+            async for chunk in self.synthesize(text):
+                yield chunk
+
+
+def validate_audio(op: str, audio: np.ndarray, *, min_samples: int = 0) -> np.ndarray:
+    """Shared input guard: mono float32, finite, clipped. Raises VoiceError if unusable."""
+    from app.errors import ErrorCode, VoiceError
+
+    arr = np.asarray(audio)
+    if arr.ndim == 2:
+        # Stereo or (n, 1): average channels rather than reject.
+        axis = 1 if arr.shape[0] >= arr.shape[1] else 0
+        arr = arr.mean(axis=axis)
+    if arr.ndim != 1:
+        raise VoiceError(op, ErrorCode.INVALID_CONFIG, f"audio must be mono samples, got shape {arr.shape}")
+    if arr.dtype.kind in "iu":
+        scale = float(np.iinfo(arr.dtype).max)
+        arr = arr.astype(np.float32) / scale
+    arr = np.nan_to_num(arr.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=-1.0)
+    np.clip(arr, -1.0, 1.0, out=arr)
+    if len(arr) < min_samples:
+        raise VoiceError(
+            op, ErrorCode.INVALID_CONFIG, f"audio too short ({len(arr)} samples) — speak for longer"
+        )
+    return arr

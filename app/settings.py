@@ -1,0 +1,260 @@
+"""User settings: pydantic models, a JSON file with a schema version, atomic writes.
+
+Rules users rely on:
+- a bad file never stops start-up: it is moved aside to `<name>.corrupt.<time>`,
+  defaults are used, and a notice says where the old file went;
+- one invalid value falls back to its default alone, with a notice naming it;
+- keys written by a newer version are kept on save, not dropped;
+- API keys never live here (see `app.secrets`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.errors import ErrorCode, VoiceError
+
+SCHEMA_VERSION = 1
+SETTINGS_FILE = "settings.json"
+SECRET_KEYS = frozenset({"api_key", "apikey", "token", "password", "secret"})
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+
+class StageSettings(_Section):
+    provider: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    fallbacks: list[str] = Field(default_factory=list)
+
+
+class AudioSettings(_Section):
+    input_device: str | None = Field(None, description="Microphone name as listed by `voxdesk doctor`")
+    input_host_api: str | None = None
+    output_device: str | None = Field(None, description="Speaker name as listed by `voxdesk doctor`")
+    output_host_api: str | None = None
+
+
+class ConversationSettings(_Section):
+    system_prompt: str = Field(
+        "You are VoxDesk, a helpful voice assistant. Answer briefly in plain spoken sentences.",
+        max_length=4000,
+    )
+    language: str = Field("en", min_length=2, max_length=8)
+    endpoint_silence_ms: int = Field(450, ge=100, le=3000, description="Silence that ends a turn")
+    min_speech_ms: int = Field(200, ge=50, le=2000, description="Shorter sounds are not turns")
+    vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    hands_free: bool = True
+    half_duplex: bool = Field(True, description="Ignore the microphone while speaking (speakers, no headset)")
+    barge_in: bool = True
+    skills_first: bool = Field(True, description="Let local skills answer what they know before the LLM")
+    history_turns: int = Field(8, ge=0, le=100)
+    turn_deadline_s: float = Field(30.0, gt=1.0, le=600.0)
+    first_output_deadline_s: float = Field(8.0, gt=0.1, le=120.0)
+
+
+class TelemetrySettings(_Section):
+    enabled: bool = True
+    otlp_endpoint: str | None = Field(None, description="e.g. http://127.0.0.1:4318 — leave empty for none")
+    capture_content: bool = Field(False, description="Put transcripts and replies on spans")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    schema_version: int = SCHEMA_VERSION
+    vad: StageSettings = Field(default_factory=lambda: StageSettings(provider="silero", fallbacks=["energy"]))
+    stt: StageSettings = Field(default_factory=lambda: StageSettings(provider="faster-whisper"))
+    llm: StageSettings = Field(default_factory=lambda: StageSettings(provider="skills"))
+    tts: StageSettings = Field(default_factory=lambda: StageSettings(provider="piper"))
+    audio: AudioSettings = Field(default_factory=AudioSettings)
+    conversation: ConversationSettings = Field(default_factory=ConversationSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+
+    def stage(self, kind: str) -> StageSettings:
+        section = getattr(self, kind)
+        assert isinstance(section, StageSettings)
+        return section
+
+
+@dataclass
+class LoadResult:
+    settings: Settings
+    notices: list[str] = field(default_factory=list)
+
+
+def _strip_secrets(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _strip_secrets(v) for k, v in obj.items() if k.lower() not in SECRET_KEYS}
+    if isinstance(obj, list):
+        return [_strip_secrets(v) for v in obj]
+    return obj
+
+
+def _drop_path(raw: dict[str, Any], loc: Iterable[Any]) -> bool:
+    """Remove the value at `loc` so its default applies. False if nothing to drop."""
+    parts = list(loc)
+    node: Any = raw
+    for p in parts[:-1]:
+        if isinstance(node, dict) and p in node:
+            node = node[p]
+        elif isinstance(node, list) and isinstance(p, int) and p < len(node):
+            node = node[p]
+        else:
+            return False
+    last = parts[-1] if parts else None
+    if isinstance(node, dict) and last in node:
+        del node[last]
+        return True
+    if isinstance(node, list) and isinstance(last, int) and last < len(node):
+        del node[last]
+        return True
+    return False
+
+
+def validate_leniently(raw: dict[str, Any]) -> LoadResult:
+    """Validate, dropping each bad field to its default with a notice per field."""
+    notices: list[str] = []
+    data = _strip_secrets(raw)
+    if data != raw:
+        notices.append("an API key in the settings file was ignored — enter keys in Settings (keychain)")
+    for _ in range(50):
+        try:
+            return LoadResult(Settings.model_validate(data), notices)
+        except ValidationError as exc:
+            dropped = False
+            for e in exc.errors():
+                loc = ".".join(str(p) for p in e["loc"])
+                if _drop_path(data, e["loc"]):
+                    notices.append(f"setting {loc}: {e['msg']} — using the default")
+                    dropped = True
+            if not dropped:
+                break
+    notices.append("settings could not be read — using defaults")
+    return LoadResult(Settings(), notices)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Temp file in the same dir, fsync, rename: a crash leaves old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # persist the rename itself (POSIX)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+class SettingsStore:
+    """Reads and writes `settings.json` in the user's config dir."""
+
+    def __init__(self, config_dir: Path) -> None:
+        self.path = Path(config_dir) / SETTINGS_FILE
+        self._unknown: dict[str, Any] = {}
+
+    def _move_aside(self, why: str) -> str:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        dest = self.path.with_name(f"{self.path.name}.corrupt.{stamp}")
+        n = 1
+        while dest.exists():
+            dest = self.path.with_name(f"{self.path.name}.corrupt.{stamp}-{n}")
+            n += 1
+        os.replace(self.path, dest)
+        return f"settings file was {why}; it was kept as {dest} and defaults are used"
+
+    def load(self) -> LoadResult:
+        if not self.path.exists():
+            return LoadResult(Settings())
+        try:
+            text = self.path.read_bytes().decode("utf-8")
+            raw = json.loads(text) if text.strip() else None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            why = "not valid text" if isinstance(exc, UnicodeDecodeError) else "damaged (not valid JSON)"
+            return LoadResult(Settings(), [self._move_aside(why)])
+        except OSError as exc:
+            return LoadResult(Settings(), [f"settings file could not be read ({exc}) — using defaults"])
+        if raw is None:
+            return LoadResult(Settings(), [self._move_aside("empty")])
+        if not isinstance(raw, dict):
+            return LoadResult(Settings(), [self._move_aside("not a settings object")])
+        notices: list[str] = []
+        version = raw.get("schema_version", SCHEMA_VERSION)
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            notices.append(
+                f"settings were written by a newer VoxDesk (schema {version}); "
+                "unknown options are kept but not used"
+            )
+            raw = {**raw, "schema_version": SCHEMA_VERSION}
+            self._unknown = {"schema_version": version}
+        result = validate_leniently(raw)
+        result.notices[:0] = notices
+        return result
+
+    def save(self, settings: Settings) -> None:
+        data = _strip_secrets(settings.model_dump(mode="json"))
+        data.update({k: v for k, v in self._unknown.items() if k != "schema_version"})
+        if "schema_version" in self._unknown:
+            data["schema_version"] = self._unknown["schema_version"]
+        atomic_write_text(self.path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`llm.options.base_url=http://x` → (['llm','options','base_url'], 'http://x')."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise VoiceError("settings.set", ErrorCode.INVALID_CONFIG, f"{item!r} is not KEY=VALUE")
+    try:
+        parsed: Any = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return [p for p in key.strip().split(".") if p], parsed
+
+
+def apply_overrides(settings: Settings, items: Iterable[str]) -> Settings:
+    """Return a copy with `--set` overrides applied; every bad field named at once."""
+    data = settings.model_dump(mode="json")
+    for item in items:
+        path, value = parse_override(item)
+        if path[-1].lower() in SECRET_KEYS:
+            raise VoiceError(
+                "settings.set", ErrorCode.INVALID_CONFIG,
+                "API keys are not settings — store them with the keychain or an environment variable",
+            )
+        node = data
+        for p in path[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise VoiceError("settings.set", ErrorCode.INVALID_CONFIG, f"{'.'.join(path)}: not a section")
+            node = nxt
+        node[path[-1]] = value
+        if path[0] in ("vad", "stt", "llm", "tts") and path[1:] == ["provider"]:
+            # A new provider does not inherit the old one's options.
+            data[path[0]].setdefault("options", {})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        from app.registry import format_validation_error
+
+        raise VoiceError("settings.set", ErrorCode.INVALID_CONFIG, format_validation_error(exc)) from None
