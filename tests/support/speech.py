@@ -1,0 +1,77 @@
+"""Test speech, generated at test time (no audio is committed)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import wave
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+
+
+def have_espeak() -> bool:
+    return shutil.which("espeak-ng") is not None
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and rate (16-bit PCM WAV)."""
+    with wave.open(str(path), "rb") as w:
+        rate, ch, n = w.getframerate(), w.getnchannels(), w.getnframes()
+        data = np.frombuffer(w.readframes(n), dtype=np.int16).astype(np.float32) / 32768.0
+    if ch > 1:
+        data = data.reshape(-1, ch).mean(axis=1)
+    return data, rate
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> Path:
+    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+def speak(text: str, rate: int = SAMPLE_RATE, *, words_per_minute: int = 150) -> np.ndarray:
+    """espeak-ng speech as float32 mono at `rate` (resampled with sox)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.wav"
+        out = Path(tmp) / "out.wav"
+        subprocess.run(
+            ["espeak-ng", "-v", "en-us", "-s", str(words_per_minute), "-w", str(raw), text],
+            check=True, capture_output=True,
+        )
+        subprocess.run(
+            ["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(out)],
+            check=True, capture_output=True,
+        )
+        return read_wav(out)[0]
+
+
+def speak_to_wav(text: str, path: Path, rate: int = SAMPLE_RATE, *, lead_s: float = 0.3,
+                 tail_s: float = 0.8) -> Path:
+    """Speech padded with silence, as a microphone would hear a question."""
+    speech = speak(text, rate)
+    pad = lambda s: np.zeros(int(s * rate), np.float32)  # noqa: E731
+    return write_wav(path, np.concatenate([pad(lead_s), speech, pad(tail_s)]), rate)
+
+
+def normalise(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Levenshtein distance over normalised words / reference length."""
+    ref, hyp = normalise(reference), normalise(hypothesis)
+    d = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
+    return d[len(hyp)] / max(1, len(ref))
