@@ -1,0 +1,64 @@
+"""Audio source/sink interfaces the engine uses; devices and WAV files implement them.
+
+Sources deliver 16 kHz mono float32 frames of 512 samples. Sinks take TTS chunks at
+any rate. Both are driven from the asyncio loop and never block it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+from app.provider_api import AudioChunk
+
+
+class AudioSource(ABC):
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    def frames(self) -> AsyncIterator[tuple[float, np.ndarray]]:
+        """Yields (capture_time, frame): monotonic time of the frame's last sample, and
+        a float32 array of 512 samples at 16 kHz. Ends when the source is exhausted/stopped."""
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    @property
+    def dropped_frames(self) -> int:
+        return 0
+
+
+class AudioSink(ABC):
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    def play(self, chunk: AudioChunk) -> None:
+        """Queue a chunk; returns at once."""
+
+    @abstractmethod
+    def flush(self) -> None:
+        """Drop everything queued and silence output within one block (barge-in)."""
+
+    @abstractmethod
+    async def drain(self) -> None:
+        """Wait until everything queued has been handed to the device."""
+
+    @abstractmethod
+    def mark(self) -> None:
+        """Start of a new reply: the next `first_sample_time` is for it."""
+
+    @property
+    @abstractmethod
+    def first_sample_time(self) -> float | None:
+        """Monotonic time the first sample since `mark()` was handed to the device."""
+
+    @property
+    def is_playing(self) -> bool:
+        return False
+
+    @abstractmethod
+    async def stop(self) -> None: ...
