@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
 from app.errors import ErrorCode, VoiceError
 from app.paths import AppPaths, resolve_paths
@@ -331,3 +332,485 @@ def resolve_model(
 
 
 ProgressFn = Callable[[int, int | None], None]
+
+
+# -- downloads ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    path: Path
+    sha256: str
+    size: int
+    resumed: bool
+
+
+_CHUNK = 1 << 16
+_USER_AGENT = "voxdesk-model-fetch/1"
+
+
+def _no_space(dest: Path, need: int | None) -> VoiceError:
+    extra = f" ({need / 1e6:.0f} MB needed)" if need else ""
+    return VoiceError(
+        "models.download", ErrorCode.PROVIDER_ERROR,
+        f"disk full writing {dest.parent}{extra} — free some space and run the fetch again (it resumes)",
+    )
+
+
+def _hash_file(path: Path) -> hashlib._Hash:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest
+
+
+def _network_error(url: str, exc: BaseException) -> VoiceError:
+    import urllib.error
+
+    op = "models.download"
+    if isinstance(exc, urllib.error.HTTPError):
+        if exc.code == 404:
+            return VoiceError(op, ErrorCode.NOT_FOUND, f"{url} answered 404 — the file moved; "
+                              "update VoxDesk or set a model path in Settings")
+        if exc.code in (401, 403):
+            return VoiceError(op, ErrorCode.AUTH, f"{url} refused access (HTTP {exc.code})")
+        return VoiceError(op, ErrorCode.UNAVAILABLE, f"{url} answered HTTP {exc.code} — try again later")
+    reason = getattr(exc, "reason", None) or exc
+    return VoiceError(
+        op, ErrorCode.UNAVAILABLE,
+        f"could not download {url} ({reason}) — check the network connection "
+        "and run the fetch again (it resumes)",
+    )
+
+
+def _transfer_once(
+    url: str, part: Path, *, timeout: float,
+    progress: ProgressFn | None, cancel: threading.Event | None,
+) -> tuple[int, bool]:
+    """One HTTP request that continues `part`; returns (bytes on disk, resumed?).
+
+    A cut connection surfaces as OSError / http.client.HTTPException so the
+    caller can retry from whatever reached the disk.
+    """
+    import shutil
+    import urllib.error
+    import urllib.request
+
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": _USER_AGENT}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:  # Range past the end: we already have every byte
+            return offset, True
+        raise
+    with resp:
+        resumed = offset > 0 and resp.status == 206
+        if not resumed:  # fresh start, or a server that ignores Range
+            offset = 0
+        length = resp.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else None
+        if total is not None and shutil.disk_usage(part.parent).free < total - offset:
+            raise _no_space(part, total - offset)
+        done = offset
+        if progress:
+            progress(done, total)
+        with part.open("ab" if resumed else "wb") as out:
+            while True:
+                if cancel is not None and cancel.is_set():
+                    raise VoiceError(
+                        "models.download", ErrorCode.CANCELLED,
+                        "download cancelled — run the fetch again to resume where it stopped",
+                    )
+                block = resp.read(_CHUNK)
+                if not block:
+                    break
+                out.write(block)
+                done += len(block)
+                if progress:
+                    progress(done, total)
+        if total is not None and done < total:
+            raise ConnectionError(f"connection closed after {done} of {total} bytes")
+        return done, resumed
+
+
+def download(
+    url: str,
+    dest: Path,
+    sha256: str | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+    retries: int = 3,
+    timeout: float = 30.0,
+) -> Downloaded:
+    """Fetch `url` to `dest` via `dest.part`: resumable, hash-checked, atomic.
+
+    A cut connection is resumed with an HTTP Range request (up to `retries`
+    times in this call, and on the next call from the `.part` left behind, so a
+    cancelled or failed fetch never starts from zero). The file only appears at
+    `dest` once complete and, if `sha256` is given, matching; a mismatching
+    download is deleted so the next try starts clean. With `sha256=None` the
+    hash that was computed is returned so the caller can report and record it.
+    """
+    import errno
+    import http.client
+    import urllib.error
+
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VoiceError("models.download", ErrorCode.PROVIDER_ERROR,
+                         f"cannot create {dest.parent} ({exc.strerror or exc}) — check permissions") from exc
+    resumed_any = False
+    attempt = 0
+    while True:
+        try:
+            size, resumed = _transfer_once(url, part, timeout=timeout, progress=progress, cancel=cancel)
+            resumed_any = resumed_any or resumed
+            break
+        except VoiceError:
+            raise
+        except (OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                raise _no_space(dest, None) from exc
+            if isinstance(exc, urllib.error.HTTPError) or attempt >= retries:
+                raise _network_error(url, exc) from exc
+            attempt += 1
+    # One full read to hash: simpler and safer than a running digest across restarts.
+    got = _hash_file(part).hexdigest()
+    if sha256 is not None and got != sha256.lower():
+        part.unlink(missing_ok=True)
+        raise VoiceError(
+            "models.download", ErrorCode.PROVIDER_ERROR,
+            f"{dest.name} is damaged or not the expected file (SHA-256 {got}, expected {sha256}) — "
+            "it was deleted; run the fetch again, and if it repeats the upstream file changed",
+        )
+    try:
+        os.replace(part, dest)
+    except OSError as exc:
+        raise VoiceError("models.download", ErrorCode.PROVIDER_ERROR,
+                         f"cannot move {part} into place ({exc.strerror or exc})") from exc
+    return Downloaded(dest, got, size, resumed_any)
+
+
+# -- fetch, verify, list -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    model_id: str
+    path: Path
+    source: Source
+    downloaded: tuple[Downloaded, ...] = ()
+
+
+FileStartFn = Callable[[str, int, int], None]
+
+
+def _read_manifest(directory: Path) -> dict[str, dict[str, object]]:
+    try:
+        data = json.loads((directory / MANIFEST).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_manifest(directory: Path, entries: dict[str, dict[str, object]]) -> None:
+    tmp = directory / f"{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(entries, indent=2, sort_keys=True), "utf-8")
+    os.replace(tmp, directory / MANIFEST)
+
+
+def fetch_model(
+    model_id: str,
+    *,
+    paths: AppPaths | None = None,
+    progress: ProgressFn | None = None,
+    on_file: FileStartFn | None = None,
+    cancel: threading.Event | None = None,
+    force: bool = False,
+) -> FetchResult:
+    """Make `model_id` available locally: an installed package wins, else download.
+
+    Files already in the cache with the right hash (or the hash recorded when
+    they were downloaded) are kept, so running fetch twice costs nothing.
+    `on_file(name, index, count)` announces each file before its `progress`.
+    """
+    spec = get_spec(model_id)
+    paths = paths or resolve_paths()
+    if not force:
+        packaged = package_location(spec.id, paths=paths)
+        if packaged is not None:
+            return FetchResult(spec.id, packaged, "package")
+    directory = cache_dir(spec.id, paths)
+    manifest = _read_manifest(directory)
+    got: list[Downloaded] = []
+    for index, f in enumerate(spec.files, start=1):
+        dest = directory / f.name
+        recorded = manifest.get(f.name, {}).get("sha256")
+        expected = f.sha256 or (recorded if isinstance(recorded, str) else None)
+        if not force and dest.is_file() and expected and _hash_file(dest).hexdigest() == expected:
+            continue
+        if on_file:
+            on_file(f.name, index, len(spec.files))
+        result = download(f.url, dest, f.sha256, progress=progress, cancel=cancel)
+        got.append(result)
+        manifest[f.name] = {"sha256": result.sha256, "size": result.size, "url": f.url}
+        _write_manifest(directory, manifest)
+    return FetchResult(spec.id, _point(spec, directory), "cache", tuple(got))
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    name: str
+    path: Path
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    model_id: str
+    ok: bool
+    source: Source | None
+    location: Path | None
+    detail: str
+    files: tuple[FileCheck, ...] = ()
+
+
+def _source_of(spec: ModelSpec, location: Path, configured_path: str | None, paths: AppPaths) -> Source:
+    if configured_path:
+        return "settings"
+    if spec.id == "gemma3-270m-q4_k_m" and _gemma_parts() is not None:
+        return "package"
+    if package_location(spec.id, paths=paths, assemble=False) == location:
+        return "package"
+    return "cache"
+
+
+def _check_file(path: Path, expected: str | None, size: int | None) -> FileCheck:
+    if not path.is_file():
+        return FileCheck(path.name, path, False, "missing")
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        detail = f"truncated or wrong file: {actual_size} bytes, expected {size}"
+        return FileCheck(path.name, path, False, detail)
+    if expected is None:
+        ok = actual_size > 0
+        return FileCheck(path.name, path, ok, "present, no reference hash" if ok else "empty file")
+    digest = _hash_file(path).hexdigest()
+    if digest != expected:
+        return FileCheck(path.name, path, False, f"SHA-256 mismatch: {digest}, expected {expected}")
+    return FileCheck(path.name, path, True, "SHA-256 ok")
+
+
+def verify_model(
+    model_id: str, configured_path: str | None = None, *, paths: AppPaths | None = None
+) -> VerifyReport:
+    """Find the model as the app would, then check every file's hash (or size)."""
+    paths = paths or resolve_paths()
+    spec = get_spec(model_id)
+    try:
+        location = resolve_model(spec.id, configured_path, paths=paths)
+    except VoiceError as exc:
+        return VerifyReport(spec.id, False, None, None, exc.message)
+    source = _source_of(spec, location, configured_path, paths)
+    directory = location.parent if spec.main else location
+    manifest = _read_manifest(directory) if source == "cache" else {}
+    checks = []
+    for f in spec.files:
+        if source == "package":
+            expected = spec.packaged_sha256.get(f.name)
+        else:
+            recorded = manifest.get(f.name, {}).get("sha256")
+            expected = f.sha256 or (recorded if isinstance(recorded, str) else None)
+            if expected is None and source == "settings":
+                expected = spec.packaged_sha256.get(f.name)  # a copy of the packaged file
+        path = location if spec.main == f.name else directory / f.name
+        checks.append(_check_file(path, expected, f.size if source != "settings" else None))
+    ok = all(c.ok for c in checks)
+    bad = [c.name for c in checks if not c.ok]
+    detail = "all files ok" if ok else (
+        f"bad files: {', '.join(bad)} — run `voxdesk models fetch {spec.id} --force`"
+        " or pick another in Settings"
+    )
+    return VerifyReport(spec.id, ok, source, location, detail, tuple(checks))
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    id: str
+    kind: ModelKind
+    description: str
+    licence: str
+    source: Source | None
+    location: Path | None
+    size_bytes: int | None  # on disk when installed, else the catalogue's figure
+    approx_mb: int
+
+
+def _disk_size(spec: ModelSpec, location: Path) -> int:
+    directory = location.parent if spec.main else location
+    return sum((directory / f.name).stat().st_size for f in spec.files if (directory / f.name).is_file())
+
+
+def list_models(paths: AppPaths | None = None) -> list[ModelRow]:
+    """Every catalogue model and where it is installed; cheap (no hashing, no assembly)."""
+    paths = paths or resolve_paths()
+    rows = []
+    for spec in CATALOGUE.values():
+        source: Source | None = None
+        location: Path | None = None
+        if spec.id == "gemma3-270m-q4_k_m" and _gemma_parts() is not None:
+            source, location = "package", package_location(spec.id, paths=paths, assemble=False)
+        elif (packaged := package_location(spec.id, paths=paths)) is not None:
+            source, location = "package", packaged
+        elif _complete(spec, cache_dir(spec.id, paths)):
+            source, location = "cache", _point(spec, cache_dir(spec.id, paths))
+        if source == "package" and spec.id == "gemma3-270m-q4_k_m":
+            size: int | None = sum(f.size or 0 for f in spec.files)
+        elif location is not None:
+            size = _disk_size(spec, location)
+        else:
+            known = [f.size for f in spec.files]
+            size = sum(s for s in known if s is not None) if all(s is not None for s in known) else None
+        rows.append(ModelRow(spec.id, spec.kind, spec.description, spec.licence, source, location, size,
+                             spec.approx_mb))
+    return rows
+
+
+# -- `voxdesk models list|fetch|verify` --------------------------------------
+
+
+class ProgressBar:
+    """A one-line text bar on a stream; redraws at most every 1 % (or each 10 % when
+    the stream is not a terminal, so CI logs stay short)."""
+
+    def __init__(self, stream: TextIO, label: str = "", width: int = 30) -> None:
+        self.stream = stream
+        self.label = label
+        self.width = width
+        self._tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._last = -1
+
+    def start(self, label: str) -> None:
+        """Begin a new file on a fresh line."""
+        self.label = label
+        self._last = -1
+
+    def __call__(self, done: int, total: int | None) -> None:
+        step = 1 if self._tty else 10
+        if total:
+            pct = min(100, done * 100 // total)
+            if pct == self._last or (pct // step == self._last // step and pct != 100):
+                return
+            self._last = pct
+            filled = self.width * pct // 100
+            bar = "#" * filled + "." * (self.width - filled)
+            line = f"{self.label} [{bar}] {pct:3d}% {done / 1e6:.1f}/{total / 1e6:.1f} MB"
+        else:
+            mb = done // 1_000_000
+            if mb == self._last or (not self._tty and mb % 10):
+                return
+            self._last = mb
+            line = f"{self.label} {done / 1e6:.1f} MB"
+        self.stream.write(("\r" + line) if self._tty else line + "\n")
+        if self._tty and total and done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _fmt_size(n: int | None, approx_mb: int) -> str:
+    if n:
+        return f"{n / 1e6:.0f} MB"
+    return f"~{approx_mb} MB" if approx_mb else "?"
+
+
+def models_command(
+    action: str,
+    ids: list[str],
+    paths: AppPaths,
+    out: TextIO,
+    *,
+    err: TextIO | None = None,
+    force: bool = False,
+) -> int:
+    """`voxdesk models list|fetch|verify [ID ...]` — tables to `out`, progress and errors to stderr.
+
+    Exit codes: 0 all good, 1 a model failed (missing, bad hash, download error),
+    2 usage error, 130 interrupted (a later fetch resumes).
+    """
+    import sys
+
+    err = err or sys.stderr
+    try:
+        if action == "list":
+            rows = list_models(paths)
+            wanted = set(ids)
+            out.write(f"{'ID':32} {'KIND':4} {'SIZE':>8}  {'INSTALLED':9} LOCATION\n")
+            for r in rows:
+                if wanted and r.id not in wanted:
+                    continue
+                where = str(r.location) if r.location else "-"
+                out.write(f"{r.id:32} {r.kind:4} {_fmt_size(r.size_bytes, r.approx_mb):>8}  "
+                          f"{r.source or 'no':9} {where}\n")
+            return 0
+        if action == "fetch":
+            if not ids:
+                err.write("usage: voxdesk models fetch ID [ID ...] — see `voxdesk models list` for ids\n")
+                return 2
+            status = 0
+            for model_id in ids:
+                code = _fetch_one(model_id, paths, out, err, force=force)
+                if code == 130:
+                    return code
+                status = max(status, code)
+            return status
+        if action == "verify":
+            targets = ids or [r.id for r in list_models(paths) if r.source is not None]
+            status = 0
+            for model_id in targets:
+                report = verify_model(model_id, paths=paths)
+                mark = "ok" if report.ok else "FAILED"
+                out.write(f"{report.model_id}: {mark} ({report.source or 'not installed'}) {report.detail}\n")
+                for c in report.files:
+                    out.write(f"  {'ok ' if c.ok else 'BAD'} {c.name}: {c.detail}\n")
+                status |= 0 if report.ok else 1
+            return status
+        err.write(f"unknown action {action!r}; use list, fetch or verify\n")
+        return 2
+    except VoiceError as exc:
+        err.write(f"error: {exc}\n")
+        return 1
+
+
+def _fetch_one(model_id: str, paths: AppPaths, out: TextIO, err: TextIO, *, force: bool) -> int:
+    bar = ProgressBar(err)
+
+    def on_file(name: str, index: int, count: int) -> None:
+        bar.start(f"{model_id} [{index}/{count}] {name}")
+
+    try:
+        result = fetch_model(model_id, paths=paths, progress=bar, on_file=on_file, force=force)
+    except KeyboardInterrupt:
+        err.write(f"\ninterrupted — run `voxdesk models fetch {model_id}` again to resume\n")
+        return 130
+    except VoiceError as exc:
+        err.write(f"\nerror: {exc}\n")
+        return 1
+    if result.source == "package":
+        out.write(f"{result.model_id}: installed from a model package at {result.path}\n")
+    elif not result.downloaded:
+        out.write(f"{result.model_id}: already in the cache at {result.path}\n")
+    else:
+        out.write(f"{result.model_id}: fetched to {result.path}\n")
+        for d in result.downloaded:
+            out.write(f"  {d.path.name}: {d.size} bytes, SHA-256 {d.sha256}\n")
+    return 0
