@@ -1,0 +1,309 @@
+"""Model files: resolution order, and downloads against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from app import models
+from app.errors import ErrorCode, VoiceError
+from app.models import ModelFile, ModelSpec, download, fetch_model, resolve_model, verify_model
+from app.paths import AppPaths, resolve_paths
+
+PAYLOAD = random.Random(7).randbytes(700_000)
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+@dataclass
+class ServerState:
+    cut_after: int | None = None  # bytes sent before the connection drops
+    cuts_left: int = 0
+    ranges: list[str | None] = field(default_factory=list)
+    bytes_sent: int = 0
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, *args: object) -> None:  # keep test output quiet
+        pass
+
+    def do_GET(self) -> None:
+        state = self.server.state
+        if self.path != "/model.bin":
+            self.send_error(404)
+            return
+        rng = self.headers.get("Range")
+        state.ranges.append(rng)
+        start = int(rng.removeprefix("bytes=").rstrip("-")) if rng else 0
+        if start >= len(PAYLOAD):
+            self.send_response(416)
+            self.end_headers()
+            return
+        body = PAYLOAD[start:]
+        self.send_response(206 if rng else 200)
+        if rng:
+            self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if state.cuts_left > 0 and state.cut_after is not None:
+            state.cuts_left -= 1
+            body = body[: state.cut_after]
+            self.close_connection = True
+        self.wfile.write(body)
+        self.wfile.flush()
+        state.bytes_sent += len(body)
+        if self.close_connection:
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    state: ServerState
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, ServerState]]:
+    srv = _Server(("127.0.0.1", 0), _Handler)
+    srv.state = ServerState()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}", srv.state
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def paths() -> AppPaths:
+    return resolve_paths().ensure()
+
+
+# -- download ------------------------------------------------------------------
+
+
+def test_full_download_reports_progress_and_lands_atomically(server, tmp_path: Path) -> None:
+    url, state = server
+    seen: list[tuple[int, int | None]] = []
+    dest = tmp_path / "cache" / "model.bin"
+
+    result = download(f"{url}/model.bin", dest, PAYLOAD_SHA, progress=lambda d, t: seen.append((d, t)))
+
+    assert dest.read_bytes() == PAYLOAD
+    assert result.sha256 == PAYLOAD_SHA and result.size == len(PAYLOAD) and not result.resumed
+    assert not dest.with_name("model.bin.part").exists()
+    assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert len(seen) > 3  # the bar moves during the transfer, not only at the end
+    assert state.ranges == [None]
+
+
+def test_connection_cut_mid_transfer_resumes_with_range(server, tmp_path: Path) -> None:
+    url, state = server
+    state.cut_after, state.cuts_left = 300_000, 1
+    dest = tmp_path / "model.bin"
+
+    result = download(f"{url}/model.bin", dest, PAYLOAD_SHA)
+
+    assert dest.read_bytes() == PAYLOAD
+    assert result.resumed
+    assert state.ranges[0] is None and state.ranges[1] == "bytes=300000-"
+    assert state.bytes_sent == len(PAYLOAD)  # nothing fetched twice
+
+
+def test_interrupted_download_resumes_on_the_next_call(server, tmp_path: Path) -> None:
+    url, state = server
+    state.cut_after, state.cuts_left = 250_000, 1
+    dest = tmp_path / "model.bin"
+
+    with pytest.raises(VoiceError) as info:
+        download(f"{url}/model.bin", dest, PAYLOAD_SHA, retries=0)
+    assert info.value.code is ErrorCode.UNAVAILABLE
+    assert "resumes" in info.value.message
+    assert not dest.exists()
+    assert dest.with_name("model.bin.part").stat().st_size == 250_000
+
+    download(f"{url}/model.bin", dest, PAYLOAD_SHA)
+    assert dest.read_bytes() == PAYLOAD
+    assert state.ranges[-1] == "bytes=250000-"
+
+
+def test_wrong_hash_is_rejected_and_nothing_enters_the_cache(server, tmp_path: Path) -> None:
+    url, _ = server
+    dest = tmp_path / "model.bin"
+
+    with pytest.raises(VoiceError) as info:
+        download(f"{url}/model.bin", dest, "0" * 64)
+
+    assert info.value.code is ErrorCode.PROVIDER_ERROR
+    assert PAYLOAD_SHA in info.value.message  # says what it got
+    assert not dest.exists()
+    assert not dest.with_name("model.bin.part").exists()
+
+
+def test_cancel_stops_the_download_and_keeps_the_part_for_later(server, tmp_path: Path) -> None:
+    url, state = server
+    cancel = threading.Event()
+    dest = tmp_path / "model.bin"
+
+    def progress(done: int, total: int | None) -> None:
+        if done > 100_000:
+            cancel.set()
+
+    with pytest.raises(VoiceError) as info:
+        download(f"{url}/model.bin", dest, PAYLOAD_SHA, progress=progress, cancel=cancel)
+    assert info.value.code is ErrorCode.CANCELLED
+    assert not dest.exists()
+    kept = dest.with_name("model.bin.part").stat().st_size
+    assert 100_000 < kept < len(PAYLOAD)
+
+    download(f"{url}/model.bin", dest, PAYLOAD_SHA)
+    assert dest.read_bytes() == PAYLOAD
+    assert state.ranges[-1] == f"bytes={kept}-"
+
+
+def test_missing_file_and_unreachable_host_say_what_happened(server, tmp_path: Path) -> None:
+    url, _ = server
+    with pytest.raises(VoiceError) as info:
+        download(f"{url}/nope.bin", tmp_path / "x.bin")
+    assert info.value.code is ErrorCode.NOT_FOUND
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(VoiceError) as info:
+        download(f"http://127.0.0.1:{port}/model.bin", tmp_path / "x.bin", retries=0, timeout=5)
+    assert info.value.code is ErrorCode.UNAVAILABLE
+    assert "network" in info.value.message
+
+
+def test_disk_full_is_reported_before_writing(server, tmp_path: Path, monkeypatch) -> None:
+    # A full disk cannot be produced for real in a test; fake only the free-space figure.
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    url, _ = server
+    with pytest.raises(VoiceError) as info:
+        download(f"{url}/model.bin", tmp_path / "model.bin", PAYLOAD_SHA)
+    assert info.value.code is ErrorCode.PROVIDER_ERROR
+    assert "disk full" in info.value.message
+    assert not (tmp_path / "model.bin").exists()
+
+
+# -- fetch / verify / list through the catalogue -------------------------------------
+
+
+@pytest.fixture
+def local_model(server, monkeypatch) -> ModelSpec:
+    url, _ = server
+    spec = ModelSpec(
+        id="test-voice", kind="tts", description="served from 127.0.0.1",
+        files=(ModelFile("model.bin", f"{url}/model.bin"),),  # no hash known upstream
+        licence="test", main="model.bin",
+    )
+    monkeypatch.setitem(models.CATALOGUE, spec.id, spec)
+    return spec
+
+
+def test_fetch_records_the_hash_then_resolve_and_verify_use_the_cache(local_model, server, paths) -> None:
+    _, state = server
+    with pytest.raises(VoiceError) as info:
+        resolve_model("test-voice", paths=paths)
+    assert info.value.code is ErrorCode.MODEL_MISSING
+    assert "voxdesk models fetch test-voice" in info.value.message
+
+    result = fetch_model("test-voice", paths=paths)
+    assert result.source == "cache"
+    assert result.downloaded[0].sha256 == PAYLOAD_SHA
+    assert resolve_model("test-voice", paths=paths) == paths.models_dir / "test-voice" / "model.bin"
+    assert verify_model("test-voice", paths=paths).ok
+
+    again = fetch_model("test-voice", paths=paths)  # already there: no second transfer
+    assert again.downloaded == () and len(state.ranges) == 1
+
+    target = paths.models_dir / "test-voice" / "model.bin"
+    target.write_bytes(PAYLOAD[:1000])  # damaged after the download
+    report = verify_model("test-voice", paths=paths)
+    assert not report.ok
+    assert "mismatch" in report.files[0].detail
+
+
+def test_models_command_fetch_prints_hash_and_progress(local_model, paths) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert models.models_command("fetch", ["test-voice"], paths, out, err=err) == 0
+    assert PAYLOAD_SHA in out.getvalue()
+    assert "100%" in err.getvalue()
+
+    out = io.StringIO()
+    assert models.models_command("list", [], paths, out) == 0
+    line = next(ln for ln in out.getvalue().splitlines() if ln.startswith("test-voice"))
+    assert "cache" in line
+
+    assert models.models_command("verify", ["test-voice"], paths, io.StringIO()) == 0
+    assert models.models_command("fetch", [], paths, io.StringIO(), err=io.StringIO()) == 2
+    assert models.models_command("frobnicate", [], paths, io.StringIO(), err=io.StringIO()) == 2
+
+
+def test_models_command_fetch_without_network_fails_with_a_message(paths) -> None:
+    err = io.StringIO()
+    code = models.models_command("fetch", ["nonexistent-model"], paths, io.StringIO(), err=err)
+    assert code == 1
+    assert "unknown model" in err.getvalue()
+
+
+# -- resolution order ---------------------------------------------------------------------
+
+
+def test_packaged_models_resolve_without_any_download(paths) -> None:
+    whisper = resolve_model("whisper-tiny.en", paths=paths)
+    assert (whisper / "model.bin").is_file() and (whisper / "config.json").is_file()
+    voice = resolve_model("piper-en_US-joe-medium", paths=paths)
+    assert voice.suffix == ".onnx" and voice.with_name(voice.name + ".json").is_file()
+    assert resolve_model("tiny.en", paths=paths) == whisper  # alias users type
+
+
+def test_settings_path_wins_and_a_missing_one_is_an_error(paths, tmp_path: Path) -> None:
+    mine = tmp_path / "my-whisper"
+    mine.mkdir()
+    assert resolve_model("whisper-tiny.en", str(mine), paths=paths) == mine
+    with pytest.raises(VoiceError) as info:
+        resolve_model("whisper-tiny.en", str(tmp_path / "gone"), paths=paths)
+    assert info.value.code is ErrorCode.MODEL_MISSING
+    assert "Settings" in info.value.message
+
+
+def test_unknown_model_lists_the_known_ones(paths) -> None:
+    with pytest.raises(VoiceError) as info:
+        resolve_model("whisper-huge", paths=paths)
+    assert info.value.code is ErrorCode.NOT_FOUND
+    assert "whisper-tiny.en" in info.value.message
+
+
+def test_packaged_files_verify_against_their_recorded_hashes(paths) -> None:
+    report = verify_model("piper-en_US-joe-medium", paths=paths)
+    assert report.ok and report.source == "package"
+    assert all(c.detail == "SHA-256 ok" for c in report.files)
+
+
+@pytest.mark.slow
+def test_split_gguf_package_is_assembled_once_into_the_cache(paths) -> None:
+    gguf = resolve_model("gemma3-270m-q4_k_m", paths=paths)
+    assert gguf.parent == paths.models_dir / "gemma3-270m-q4_k_m"
+    assert gguf.read_bytes()[:4] == b"GGUF"
+    mtime = gguf.stat().st_mtime_ns
+    assert resolve_model("gemma3-270m-q4_k_m", paths=paths) == gguf
+    assert gguf.stat().st_mtime_ns == mtime  # reused, not rebuilt
+    assert verify_model("gemma3-270m-q4_k_m", paths=paths).ok
