@@ -1,0 +1,264 @@
+"""The one way VoxDesk talks HTTP: safe defaults for every remote provider.
+
+- TLS verification is always on, against the OS trust store when ``truststore``
+  is installed (corporate CAs work like in the browser), else certifi's bundle.
+- Plain ``http://`` only for hosts that cannot be on the internet: loopback,
+  private-LAN addresses, and LAN-only names (``localhost``, ``*.local``,
+  ``*.lan``, ``*.home.arpa``, ``*.internal``, single-label names). Anything else
+  must use https — otherwise the API key would travel in clear text. Redirects
+  are checked against the same rule.
+- Connect/read timeouts, at most 3 redirects, and response size caps
+  (``read_capped`` / ``iter_capped``) so a broken server cannot eat the memory.
+- ``translate_error`` / ``error_for_response`` turn httpx exceptions and error
+  statuses into VoiceErrors via ``app.resilience.classify_status``, with any key
+  scrubbed from the text.
+
+httpx is imported lazily so listing providers stays cheap.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from app.errors import ErrorCode, VoiceError
+from app.resilience import classify_status
+from app.secrets import redact
+
+if TYPE_CHECKING:
+    import httpx
+
+#: JSON answers (model lists, transcripts, error bodies) are small.
+MAX_JSON_BYTES = 8 * 1024 * 1024
+#: Audio bodies (speech) may be long replies, still bounded.
+MAX_AUDIO_BYTES = 64 * 1024 * 1024
+#: One SSE line; a server that never sends a newline is broken.
+MAX_LINE_BYTES = 1024 * 1024
+MAX_REDIRECTS = 3
+USER_AGENT = "VoxDesk/0.1"
+
+_LAN_SUFFIXES = (".local", ".lan", ".home.arpa", ".internal", ".localhost", ".localdomain")
+
+
+def is_private_host(host: str) -> bool:
+    """True for hosts a plain-http connection is acceptable to (never reaches the internet)."""
+    host = host.strip("[]").lower().rstrip(".")
+    if not host:
+        return False
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost" or host.endswith(_LAN_SUFFIXES) or "." not in host
+    return ip.is_loopback or ip.is_private or ip.is_link_local
+
+
+def check_base_url(url: str, *, op: str = "http") -> str:
+    """Validate a base URL the user typed; returns it normalised (``/v1`` added to a bare host).
+
+    Raises INVALID_CONFIG for anything that is not http(s), has no host, carries
+    credentials, or is plain http to a public host.
+    """
+    url = (url or "").strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise VoiceError(op, ErrorCode.INVALID_CONFIG, f"base URL {redact(url)!r} must look like https://host/v1")
+    if parts.username or parts.password:
+        raise VoiceError(
+            op, ErrorCode.INVALID_CONFIG, "put the API key in the keychain, not in the base URL",
+        )
+    if parts.scheme == "http" and not is_private_host(parts.hostname):
+        raise VoiceError(
+            op, ErrorCode.INVALID_CONFIG,
+            f"plain http to {parts.hostname} would send your key unencrypted — use https:// "
+            "(plain http is allowed only for this computer and your local network)",
+        )
+    path = parts.path.rstrip("/")
+    if not path:
+        path = "/v1"
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+@lru_cache(maxsize=1)
+def ssl_context() -> ssl.SSLContext:
+    """OS trust store via truststore when available; verification is never turned off."""
+    try:
+        import truststore
+
+        ctx: ssl.SSLContext = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    except ImportError:
+        import certifi
+
+        ctx = ssl.create_default_context(cafile=certifi.where())
+    return ctx
+
+
+def make_client(
+    *,
+    timeout_s: float = 30.0,
+    connect_timeout_s: float = 5.0,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.AsyncClient:
+    """An AsyncClient with VoxDesk's policy. Create it inside the running loop; ``aclose()`` it."""
+    import httpx
+
+    async def _check_redirect(request: httpx.Request) -> None:
+        # Every request (including redirect hops) must satisfy the http/https rule.
+        if request.url.scheme == "http" and not is_private_host(request.url.host):
+            raise VoiceError(
+                "http", ErrorCode.INVALID_CONFIG,
+                f"refusing plain http to {request.url.host} — use https://",
+            )
+
+    return httpx.AsyncClient(
+        verify=ssl_context(),
+        timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s, pool=connect_timeout_s),
+        follow_redirects=True,
+        max_redirects=MAX_REDIRECTS,
+        headers={"User-Agent": USER_AGENT, **dict(headers or {})},
+        event_hooks={"request": [_check_redirect]},
+        trust_env=False,  # proxies from env would see the key; opt in explicitly later if needed
+    )
+
+
+def translate_error(op: str, exc: BaseException) -> VoiceError:
+    """httpx exception → VoiceError (never includes headers; text is redacted)."""
+    import httpx
+
+    if isinstance(exc, VoiceError):
+        return exc
+    detail = redact(str(exc))[:200]
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return VoiceError(op, ErrorCode.UNAVAILABLE, "could not connect in time — is the server running?")
+    if isinstance(exc, httpx.TimeoutException):
+        return VoiceError(op, ErrorCode.TIMEOUT, "the server did not answer in time — try again")
+    if isinstance(exc, httpx.TooManyRedirects):
+        return VoiceError(op, ErrorCode.INVALID_CONFIG, "too many redirects — check the base URL")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return VoiceError(op, ErrorCode.INVALID_CONFIG, f"bad URL ({detail}) — check the base URL")
+    if isinstance(exc, httpx.ConnectError):
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc) or isinstance(exc.__cause__, ssl.SSLError):
+            return VoiceError(
+                op, ErrorCode.INVALID_CONFIG,
+                "the server's TLS certificate is not trusted — install its CA in the system store",
+            )
+        return VoiceError(
+            op, ErrorCode.UNAVAILABLE, "could not connect — check the server is running and the base URL",
+        )
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError | httpx.NetworkError):
+        return VoiceError(op, ErrorCode.UNAVAILABLE, f"the connection broke ({detail}) — try again")
+    if isinstance(exc, httpx.DecodingError):
+        return VoiceError(op, ErrorCode.PROVIDER_ERROR, f"the server sent an undecodable body ({detail})")
+    if isinstance(exc, httpx.HTTPError):
+        return VoiceError(op, ErrorCode.UNAVAILABLE, f"HTTP error ({detail})")
+    if isinstance(exc, TimeoutError):
+        return VoiceError(op, ErrorCode.TIMEOUT, "no answer in time — try again")
+    return VoiceError(op, ErrorCode.PROVIDER_ERROR, f"{type(exc).__name__}: {redact(str(exc))[:200]}")
+
+
+def _server_message(body: bytes) -> str:
+    """The human message in an OpenAI-style error body, short and redacted."""
+    text = body[:4096].decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        msg = text.strip()
+    else:
+        err = data.get("error") if isinstance(data, dict) else None
+        if isinstance(err, dict):
+            msg = str(err.get("message") or err.get("type") or "")
+        elif isinstance(err, str):
+            msg = err
+        elif isinstance(data, dict) and "detail" in data:
+            msg = str(data["detail"])
+        else:
+            msg = ""
+    msg = " ".join(msg.split())
+    return redact(msg)[:200]
+
+
+async def error_for_response(op: str, response: httpx.Response) -> VoiceError:
+    """Read (a capped amount of) an error response and classify it."""
+    try:
+        body = await read_capped(response, op=op, limit=64 * 1024)
+    except VoiceError:
+        body = b""
+    return classify_status(
+        op, response.status_code,
+        retry_after=response.headers.get("retry-after"),
+        detail=_server_message(body),
+    )
+
+
+async def iter_capped(response: httpx.Response, *, op: str, limit: int) -> AsyncIterator[bytes]:
+    """Body chunks as they arrive; PROVIDER_ERROR once more than ``limit`` bytes came."""
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise VoiceError(
+            op, ErrorCode.PROVIDER_ERROR, f"response too large ({declared} bytes, limit {limit})"
+        )
+    total = 0
+    async for chunk in response.aiter_bytes():
+        total += len(chunk)
+        if total > limit:
+            raise VoiceError(op, ErrorCode.PROVIDER_ERROR, f"response too large (over {limit} bytes)")
+        yield chunk
+
+
+async def read_capped(response: httpx.Response, *, op: str, limit: int = MAX_JSON_BYTES) -> bytes:
+    parts = [chunk async for chunk in iter_capped(response, op=op, limit=limit)]
+    return b"".join(parts)
+
+
+async def read_json(response: httpx.Response, *, op: str, limit: int = MAX_JSON_BYTES) -> Any:
+    body = await read_capped(response, op=op, limit=limit)
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise VoiceError(
+            op, ErrorCode.PROVIDER_ERROR,
+            "the server sent malformed JSON — is the base URL an OpenAI-compatible API?",
+        ) from None
+
+
+async def iter_lines(
+    response: httpx.Response, *, op: str, limit: int = MAX_AUDIO_BYTES, max_line: int = MAX_LINE_BYTES
+) -> AsyncIterator[str]:
+    """Text lines of a streamed body (SSE), each and all bounded in size."""
+    buf = b""
+    async for chunk in iter_capped(response, op=op, limit=limit):
+        buf += chunk
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                break
+            line, buf = buf[:nl], buf[nl + 1 :]
+            yield line.rstrip(b"\r").decode("utf-8", "replace")
+        if len(buf) > max_line:
+            raise VoiceError(op, ErrorCode.PROVIDER_ERROR, f"the server sent a line over {max_line} bytes")
+    if buf:
+        yield buf.rstrip(b"\r").decode("utf-8", "replace")
+
+
+def auth_headers(api_key: str | None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    headers = dict(extra or {})
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+FORBIDDEN_HEADER_NAMES = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization", "cookie"})
+
+
+def check_extra_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Extra headers from settings may not carry credentials (they would land in the settings file)."""
+    for name in headers:
+        if name.strip().lower() in FORBIDDEN_HEADER_NAMES:
+            raise ValueError(
+                f"header {name!r} holds a credential — store the API key in the keychain instead"
+            )
+    return dict(headers)
