@@ -1,0 +1,334 @@
+"""TTS `piper`: Piper neural voices (ONNX), offline, streamed sentence by sentence.
+
+Piper synthesises one sentence per ONNX run, but `PiperVoice.synthesize` phonemises
+the *whole* text before the first run. We split the cleaned text into sentences
+ourselves (the first one kept short) and synthesise them one by one in a worker
+thread, so the first audio is ready after one short sentence, not the whole reply.
+The worker stays at most a few sentences ahead of the listener, and stops between
+sentences when the consumer goes away (barge-in, cancelled turn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.errors import ErrorCode, VoiceError
+from app.provider_api import AudioChunk, Health, HealthStatus, StageKind, TTSProvider, run_blocking
+from app.registry import ProviderInfo, ProviderSpec
+from app.speech_text import SpeechTextCleaner, clean_for_speech, split_for_speech
+
+if TYPE_CHECKING:
+    from piper import PiperVoice
+
+log = logging.getLogger(__name__)
+
+OP = "tts.piper"
+DEFAULT_VOICE = "piper-en_US-joe-medium"
+FALLBACK_SAMPLE_RATE = 22_050
+#: Sentences synthesised ahead of playback; enough to never starve, little to waste on barge-in.
+LOOKAHEAD_CHUNKS = 2
+MAX_PIECE_CHARS = 300
+FIRST_PIECE_CHARS = 120
+_DONE = object()
+
+
+class PiperSettings(BaseModel):
+    """Options of the Piper voice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    voice: str = Field(
+        DEFAULT_VOICE,
+        description="Voice id (e.g. en_US-joe-medium) or the path of a Piper .onnx voice file",
+    )
+    speaking_rate: float = Field(1.0, ge=0.5, le=2.0, description="1.0 normal, 1.25 faster, 0.8 slower")
+    noise_scale: float | None = Field(
+        None, ge=0.0, le=2.0, description="Voice variation; empty uses the voice's own"
+    )
+    noise_w_scale: float | None = Field(
+        None, ge=0.0, le=2.0, description="Rhythm variation; empty uses the voice's own"
+    )
+    speaker_id: int | None = Field(None, ge=0, description="Speaker of a multi-speaker voice")
+    volume: float = Field(1.0, gt=0.0, le=1.0)
+    sentence_pause_s: float = Field(0.12, ge=0.0, le=2.0, description="Silence after each sentence")
+    threads: int = Field(0, ge=0, le=64, description="CPU threads for synthesis; 0 lets ONNX Runtime decide")
+
+
+def _looks_like_path(voice: str) -> bool:
+    return voice.endswith(".onnx") or os.sep in voice or "/" in voice or voice.startswith("~")
+
+
+def resolve_voice_file(voice: str) -> Path:
+    """The `.onnx` file for a voice id or path, via the shared model resolver."""
+    from app.models import resolve_model
+
+    if _looks_like_path(voice):
+        path = resolve_model(DEFAULT_VOICE, voice)
+        if path.is_dir():
+            found = sorted(path.glob("*.onnx"))
+            if len(found) != 1:
+                raise VoiceError(
+                    OP, ErrorCode.MODEL_MISSING,
+                    f"{path} holds {len(found)} .onnx voices — set the voice to one .onnx file in Settings",
+                )
+            path = found[0]
+        return path
+    model_id = voice if voice.startswith("piper-") else f"piper-{voice}"
+    try:
+        return resolve_model(model_id)
+    except VoiceError as exc:
+        if exc.code is ErrorCode.NOT_FOUND:
+            raise VoiceError(
+                OP, ErrorCode.MODEL_MISSING,
+                f"unknown Piper voice {voice!r} — pick one listed by `voxdesk models list`, "
+                "or set the path of a .onnx voice file in Settings",
+            ) from None
+        raise
+
+
+def _read_voice_config(model: Path) -> dict[str, Any]:
+    config_path = Path(f"{model}.json")
+    if not config_path.is_file():
+        raise VoiceError(
+            OP, ErrorCode.MODEL_MISSING,
+            f"voice settings {config_path.name} are missing next to {model} — download the voice's "
+            ".onnx.json too, or run `voxdesk models fetch` for a catalogue voice",
+        )
+    try:
+        data = json.loads(config_path.read_text(encoding="utf-8"))
+        rate = int(data["audio"]["sample_rate"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise VoiceError(
+            OP, ErrorCode.MODEL_MISSING,
+            f"voice settings {config_path} are damaged ({type(exc).__name__}) — download the voice again",
+        ) from None
+    return {"raw": data, "sample_rate": rate}
+
+
+def _load_voice(model: Path, threads: int) -> PiperVoice:
+    """Load the ONNX voice with our own session options (thread count, no spinning)."""
+    try:
+        import onnxruntime
+        from piper import PiperVoice
+        from piper.config import PiperConfig
+    except ImportError as exc:
+        raise VoiceError(
+            OP, ErrorCode.UNAVAILABLE,
+            f"Piper is not installed ({exc.name}) — run `pip install voxdesk[local]` or pick another voice",
+        ) from None
+    config = _read_voice_config(model)
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Idle worker threads spinning would steal CPU from speech recognition on small machines.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        session = onnxruntime.InferenceSession(str(model), sess_options=options,
+                                               providers=["CPUExecutionProvider"])
+        return PiperVoice(config=PiperConfig.from_dict(config["raw"]), session=session)
+    except VoiceError:
+        raise
+    except Exception as exc:  # onnxruntime raises its own types for a bad file
+        raise VoiceError(
+            OP, ErrorCode.MODEL_MISSING,
+            f"the voice file {model} is damaged or incomplete ({type(exc).__name__}) — "
+            "run `voxdesk models verify` and fetch it again, or pick another voice in Settings",
+        ) from None
+
+
+class PiperTTS(TTSProvider):
+    """Offline neural TTS; first audio after the first (short) sentence."""
+
+    kind: ClassVar[StageKind] = "tts"
+    name: ClassVar[str] = "piper"
+
+    def __init__(self, config: PiperSettings | None = None) -> None:
+        self.config = config or PiperSettings.model_validate({})
+        self._voice: PiperVoice | None = None
+        self._model_path: Path | None = None
+        self._sample_rate: int | None = None
+        self._load_lock = asyncio.Lock()
+        self._workers: set[threading.Event] = set()
+
+    # -- life cycle ---------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        """The voice's rate; read from its small JSON file if the model is not loaded yet."""
+        if self._sample_rate is None:
+            try:
+                self._sample_rate = _read_voice_config(self._resolve())["sample_rate"]
+            except VoiceError:
+                return FALLBACK_SAMPLE_RATE
+        return self._sample_rate
+
+    def _resolve(self) -> Path:
+        if self._model_path is None:
+            self._model_path = resolve_voice_file(self.config.voice)
+        return self._model_path
+
+    def _load_blocking(self) -> PiperVoice:
+        model = self._resolve()
+        voice = _load_voice(model, self.config.threads)
+        self._sample_rate = voice.config.sample_rate
+        return voice
+
+    async def warmup(self) -> None:
+        """Load the voice and run one tiny synthesis so the first real sentence is fast."""
+        voice = await self._ensure_loaded()
+        await run_blocking(lambda: list(voice.synthesize("Hi.", self._synthesis_config())))
+
+    async def _ensure_loaded(self) -> PiperVoice:
+        if self._voice is not None:
+            return self._voice
+        async with self._load_lock:
+            if self._voice is None:
+                self._voice = await run_blocking(self._load_blocking)
+        return self._voice
+
+    async def health(self) -> Health:
+        started = time.perf_counter()
+        if self._voice is not None:
+            return Health(HealthStatus.OK, f"voice {self._model_path} loaded ({self.sample_rate} Hz)",
+                          time.perf_counter() - started)
+        try:
+            model = await run_blocking(self._resolve)
+            await run_blocking(_read_voice_config, model)
+        except VoiceError as exc:
+            return Health(HealthStatus.DOWN, exc.message, time.perf_counter() - started)
+        if not _piper_installed():
+            return Health(HealthStatus.DOWN, "Piper is not installed — run `pip install voxdesk[local]`",
+                          time.perf_counter() - started)
+        return Health(HealthStatus.OK, f"voice file present at {model}; loads on first use",
+                      time.perf_counter() - started)
+
+    async def aclose(self) -> None:
+        """Stop running syntheses and drop the ONNX session (its memory goes with it)."""
+        for stop in list(self._workers):
+            stop.set()
+        self._voice = None
+
+    # -- synthesis ----------------------------------------------------------
+    def _synthesis_config(self) -> Any:
+        from piper.config import SynthesisConfig
+
+        return SynthesisConfig(
+            speaker_id=self.config.speaker_id,
+            length_scale=1.0 / self.config.speaking_rate,
+            noise_scale=self.config.noise_scale,
+            noise_w_scale=self.config.noise_w_scale,
+            volume=self.config.volume,
+        )
+
+    async def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
+        """Audio sentence by sentence; nothing for text with nothing to say."""
+        async for chunk in self._speak(clean_for_speech(text)):
+            yield chunk
+
+    async def stream(self, texts: AsyncIterable[str]) -> AsyncIterator[AudioChunk]:
+        """Streamed reply chunks; a code block split across chunks stays unspoken."""
+        cleaner = SpeechTextCleaner()
+        async for text in texts:
+            async for chunk in self._speak(cleaner.feed(text)):
+                yield chunk
+
+    async def _speak(self, cleaned: str) -> AsyncIterator[AudioChunk]:
+        pieces = split_for_speech(cleaned, max_chars=MAX_PIECE_CHARS, first_max_chars=FIRST_PIECE_CHARS)
+        if not pieces:
+            return
+        voice = await self._ensure_loaded()
+        syn_config = self._synthesis_config()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        room = threading.Semaphore(LOOKAHEAD_CHUNKS)
+        stop = threading.Event()
+        pause = np.zeros(int(self.config.sentence_pause_s * voice.config.sample_rate), np.float32)
+
+        def deliver(item: object) -> None:
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody is listening
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                for piece in pieces:
+                    while not room.acquire(timeout=0.1):
+                        if stop.is_set():
+                            return
+                    if stop.is_set():
+                        return
+                    parts = [c.audio_float_array for c in voice.synthesize(piece, syn_config)]
+                    if stop.is_set():
+                        return
+                    if parts:
+                        samples = np.concatenate([*parts, pause]).astype(np.float32, copy=False)
+                        deliver(AudioChunk(samples, voice.config.sample_rate))
+                    else:
+                        room.release()
+            except BaseException as exc:  # reported to the consumer, never lost in the thread
+                deliver(exc)
+            finally:
+                deliver(_DONE)
+
+        self._workers.add(stop)
+        worker = threading.Thread(target=work, name="piper-synthesis", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise _as_synthesis_error(item)
+                room.release()
+                assert isinstance(item, AudioChunk)
+                yield item
+        finally:
+            stop.set()
+            room.release()
+            self._workers.discard(stop)
+
+
+def _as_synthesis_error(exc: BaseException) -> VoiceError:
+    if isinstance(exc, VoiceError):
+        return exc
+    return VoiceError(
+        OP, ErrorCode.PROVIDER_ERROR,
+        f"Piper could not speak this text ({type(exc).__name__}: {exc}) — try another voice in Settings",
+    )
+
+
+def _piper_installed() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("piper") is not None and find_spec("onnxruntime") is not None
+
+
+SPEC = ProviderSpec(
+    kind="tts",
+    name="piper",
+    factory=lambda cfg: PiperTTS(cfg),
+    config_model=PiperSettings,
+    info=ProviderInfo(
+        display_name="Piper (offline voices)",
+        description="Natural neural voices that run on this computer. Speaks sentence by sentence, "
+        "so the reply starts before it is fully synthesised.",
+        local=True,
+        streaming=True,
+        languages=("en",),
+        sample_rates=(16_000, 22_050),
+        requires=("piper", "onnxruntime"),
+        extra={"voices": "en_US-joe-medium, en_US-lessac-medium, en_US-amy-medium, en_GB-alan-medium"},
+    ),
+)
