@@ -1,0 +1,179 @@
+"""`voxdesk` command line. JSON to stdout, logs to stderr, exit 0 only on success.
+
+Every command accepts `--home DIR` (or VOXDESK_HOME) and repeated `--set KEY=VALUE`.
+Exit codes: 0 ok, 1 the command ran and failed, 2 bad usage or bad settings,
+3 a needed part (model, device, library) is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from app import __version__
+from app.errors import ErrorCode, VoiceError
+from app.paths import AppPaths, resolve_paths
+from app.settings import Settings, SettingsStore, apply_overrides
+
+log = logging.getLogger("voxdesk")
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
+
+
+def _global_options(p: argparse.ArgumentParser, *, sub: bool) -> None:
+    # On sub-commands the defaults are suppressed so `voxdesk --home X doctor` keeps X.
+    d = argparse.SUPPRESS if sub else None
+    p.add_argument("--home", metavar="DIR", default=d, help="keep settings, history and models under DIR")
+    p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append",
+                   default=argparse.SUPPRESS if sub else [],
+                   help="override a setting for this run, e.g. --set llm.provider=llama-cpp")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS if sub else False,
+                   help="debug logging on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, sub=True)
+    parser = argparse.ArgumentParser(
+        prog="voxdesk",
+        description="VoxDesk — a desktop voice assistant. Without a command, opens the window.",
+    )
+    _global_options(parser, sub=False)
+    parser.add_argument("--version", action="version", version=f"voxdesk {__version__}")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check native libraries, models, the window and one turn; exit 0 if all work")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("providers", parents=[common], help="list providers per stage and whether usable here")
+    p.add_argument("--json", action="store_true")
+
+    sub.add_parser("doctor", parents=[common], help="check audio devices, model files, providers, keychain")
+
+    p = sub.add_parser("converse", parents=[common], help="talk to the assistant headlessly (files or devices)")
+    p.add_argument("--input", action="append", default=[], metavar="WAV", help="a spoken question (repeatable)")
+    p.add_argument("--text", action="append", default=[], help="a typed question (repeatable)")
+    p.add_argument("--output", metavar="WAV", help="write the assistant's audio here")
+    p.add_argument("--mic", metavar="DEVICE", help="capture from this input device (see `voxdesk doctor`)")
+    p.add_argument("--speaker", metavar="DEVICE", help="play to this output device")
+    p.add_argument("--turns", type=int, default=1, help="turns to run on real devices")
+    p.add_argument("--timeout", type=float, default=120.0, help="give up after S seconds")
+    p.add_argument("--fast", action="store_true", help="feed files as fast as possible, not at real-time pace")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("bench", parents=[common], help="measure voice-to-voice latency on this machine")
+    p.add_argument("--turns", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-telemetry-compare", action="store_true", help="skip the telemetry-off run")
+
+    p = sub.add_parser("models", parents=[common], help="list, fetch or verify model files")
+    p.add_argument("action", choices=["list", "fetch", "verify"])
+    p.add_argument("ids", nargs="*", metavar="MODEL")
+    return parser
+
+
+def load_settings(paths: AppPaths, overrides: Sequence[str]) -> tuple[Settings, SettingsStore, list[str]]:
+    store = SettingsStore(paths.config_dir)
+    result = store.load()
+    settings = apply_overrides(result.settings, overrides) if overrides else result.settings
+    return settings, store, result.notices
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        from app.secrets import SecretRedactor
+    except ImportError:
+        return
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(SecretRedactor())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        paths = resolve_paths(args.home).ensure()
+        settings, store, notices = load_settings(paths, args.overrides)
+    except VoiceError as exc:
+        print(f"voxdesk: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"voxdesk: cannot use the VoxDesk home ({exc}) — pass --home DIR with a writable folder",
+              file=sys.stderr)
+        return EXIT_USAGE
+    for n in notices:
+        print(f"voxdesk: {n}", file=sys.stderr)
+    try:
+        return _dispatch(args, paths, settings, store)
+    except VoiceError as exc:
+        print(f"voxdesk: {exc}", file=sys.stderr)
+        missing = exc.code in (ErrorCode.MODEL_MISSING, ErrorCode.AUDIO_DEVICE, ErrorCode.NOT_FOUND)
+        return EXIT_MISSING if missing else EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, paths: AppPaths, settings: Settings, store: SettingsStore) -> int:
+    if args.self_test:
+        from app.self_test import run_self_test
+
+        return run_self_test(paths, settings, sys.stdout)
+    cmd = args.command
+    if cmd is None:
+        # The window lives in ui/ (Qt); imported only here so the engine never needs Qt.
+        ui_app = importlib.import_module("ui.app")
+        return int(ui_app.run(sys.argv[:1], paths, settings, store))
+    if cmd == "providers":
+        from app.doctor import providers_report
+
+        return _print(providers_report(), args.json, _providers_text)
+    if cmd == "doctor":
+        from app.doctor import doctor
+
+        return doctor(paths, settings, sys.stdout)
+    if cmd == "models":
+        from app.models import models_command
+
+        return models_command(args.action, args.ids, paths, sys.stdout)
+    if cmd == "converse":
+        from app.converse import converse_command
+
+        return converse_command(args, paths, settings)
+    if cmd == "bench":
+        from app.bench import bench_command
+
+        return bench_command(args, paths, settings)
+    raise AssertionError(cmd)
+
+
+def _print(data: Any, as_json: bool, text: Any) -> int:
+    if as_json:
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(text(data))
+    return EXIT_OK
+
+
+def _providers_text(rows: list[dict[str, Any]]) -> str:
+    out = []
+    for kind in ("vad", "stt", "llm", "tts"):
+        out.append(f"{kind.upper()}")
+        for r in (r for r in rows if r["kind"] == kind):
+            where = "local" if r.get("local") else "remote"
+            status = "usable" if r["usable"] else f"not usable: {r['why']}"
+            out.append(f"  {r['name']:<20} {where:<7} {status}")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

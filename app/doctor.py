@@ -1,0 +1,100 @@
+"""`voxdesk providers` and `voxdesk doctor`: what is installed and usable on this machine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, TextIO
+
+from app.errors import VoiceError
+from app.paths import AppPaths
+from app.provider_api import KINDS
+from app.registry import get_registry
+from app.settings import Settings
+
+
+def providers_report() -> list[dict[str, Any]]:
+    """One row per registered provider; imports provider modules but no heavy library."""
+    reg = get_registry()
+    rows: list[dict[str, Any]] = []
+    for kind in KINDS:
+        for name in reg.list_providers(kind):
+            row: dict[str, Any] = {"kind": kind, "name": name}
+            try:
+                info = reg.info(kind, name)
+            except VoiceError as exc:
+                rows.append({**row, "usable": False, "why": exc.message})
+                continue
+            missing = info.missing_requirements()
+            rows.append({
+                **row,
+                "display_name": info.display_name,
+                "description": info.description,
+                "local": info.local,
+                "capabilities": info.capabilities,
+                "usable": not missing,
+                "why": f"missing Python package(s): {', '.join(missing)} — pip install 'voxdesk[all]'"
+                if missing else "",
+            })
+    return rows
+
+
+def _line(out: TextIO, ok: bool | None, label: str, detail: str = "") -> None:
+    mark = {True: "ok  ", False: "FAIL", None: "--  "}[ok]
+    out.write(f"[{mark}] {label}{': ' + detail if detail else ''}\n")
+
+
+def doctor(paths: AppPaths, settings: Settings, out: TextIO) -> int:
+    """Human report; exit 0 when the configured pipeline can run here."""
+    problems = 0
+    out.write(f"VoxDesk home: config {paths.config_dir}, data {paths.data_dir}, cache {paths.cache_dir}\n\n")
+    out.write("Audio devices\n")
+    try:
+        from app.audio_devices import doctor_audio_report
+
+        for line in doctor_audio_report():
+            out.write(f"  {line}\n")
+    except Exception as exc:
+        _line(out, False, "audio", str(exc))
+        problems += 1
+
+    out.write("\nConfigured providers\n")
+    reg = get_registry()
+
+    async def health_all() -> list[tuple[str, str, bool, str]]:
+        rows = []
+        for kind in KINDS:
+            cfg = settings.stage(kind)
+            try:
+                prov = reg.create(kind, cfg.provider, cfg.options)
+                h = await asyncio.wait_for(prov.health(), 10)
+                with contextlib.suppress(Exception):
+                    await prov.aclose()
+                rows.append((kind, cfg.provider, h.status.value != "down", f"{h.status.value} {h.detail}"))
+            except (VoiceError, TimeoutError) as exc:
+                rows.append((kind, cfg.provider, False, str(exc)))
+        return rows
+
+    for kind, name, ok, detail in asyncio.run(health_all()):
+        _line(out, ok, f"{kind}: {name}", detail.strip())
+        problems += not ok
+
+    out.write("\nModel files\n")
+    try:
+        from app.models import list_models
+
+        for row in list_models(paths):
+            where = row.get("location") or row.get("where") or ""
+            _line(out, bool(where) or None, str(row.get("id")), str(where or "not installed"))
+    except Exception as exc:
+        _line(out, False, "models", str(exc))
+
+    out.write("\nKeychain\n")
+    try:
+        from app.secrets import keychain_status
+
+        _line(out, True, "keychain", keychain_status())
+    except Exception as exc:
+        _line(out, None, "keychain", str(exc))
+    out.write("\n" + ("All set.\n" if not problems else f"{problems} problem(s) found — see above.\n"))
+    return 0 if not problems else 1

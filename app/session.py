@@ -1,0 +1,830 @@
+"""The conversation engine: one object the window, the CLI and the tests all drive.
+
+Audio path (hands-free): source frames → VAD (worker thread) → endpointer. While the
+user speaks, the STT provider streams partial transcripts; when silence begins, a
+speculative final transcription starts so it is usually ready when the endpoint
+fires. The reply streams LLM deltas → sentence chunker → TTS → sink, each chunk as
+soon as it is complete. Speech during the reply (past the echo gate) is barge-in:
+playback is flushed, the turn's LLM/TTS work cancelled, the partial reply stored as
+interrupted. Typed text and push-to-talk enter the same turn logic.
+
+Everything here runs on the asyncio loop; inference happens in provider workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+from app.audio_io import AudioSink, AudioSource
+from app.chunking import SentenceChunker
+from app.echo_gate import EchoGate
+from app.endpointing import Endpointer, SilenceStart, SpeechEnd, SpeechResumed, SpeechStart
+from app.errors import ErrorCode, VoiceError, as_voice_error
+from app.events import (
+    AudioLevel,
+    ErrorRaised,
+    Event,
+    FinalTranscript,
+    Notice,
+    PartialTranscript,
+    ProviderSwitched,
+    ReplyDelta,
+    SpeechEnded,
+    SpeechStarted,
+    State,
+    StateChanged,
+    TurnFinished,
+)
+from app.history import History
+from app.paths import AppPaths
+from app.provider_api import (
+    FRAME_SAMPLES,
+    SAMPLE_RATE,
+    AudioChunk,
+    ChatMessage,
+    Health,
+    HealthStatus,
+    LLMProvider,
+    STTProvider,
+    TTSProvider,
+    VADProvider,
+)
+from app.registry import Registry, get_registry
+from app.settings import Settings, SettingsStore
+from app.stages import (
+    StageSet,
+    StageSlot,
+    build_all,
+    build_slot,
+    changed_kinds,
+    close_slot,
+    missing_stage_error,
+    warm,
+)
+from app.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+APOLOGY = "Sorry, I couldn't do that just now."
+
+
+@dataclass
+class ProviderHealth:
+    stage: str
+    provider: str
+    local: bool
+    health: Health
+    breaker_state: str | None = None
+    error_count: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+
+@dataclass
+class _Utterance:
+    """Audio of one user utterance and the STT work started on it."""
+
+    started_at: float
+    frames: list[np.ndarray] = field(default_factory=list)
+    last_speech_at: float = 0.0
+    partial_feed: asyncio.Queue[np.ndarray | None] | None = None
+    partial_task: asyncio.Task[None] | None = None
+    speculative: asyncio.Task[str] | None = None
+    speculative_len: int = 0
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.frames) if self.frames else np.zeros(0, np.float32)
+
+
+class _TelemetryObserver:
+    """Resilience → telemetry and the UI: error counts, span events, fallback notices."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def on_error(self, stage: str, provider: str, code: str) -> None:
+        self._s._count_error(stage, provider, code)
+
+    def on_event(self, name: str, attrs: Mapping[str, Any]) -> None:
+        self._s.telemetry.add_event(self._s._turn_span, name, {k: str(v) for k, v in attrs.items()})
+        if name == "fallback":
+            self._s._emit(Notice(message=f"{attrs.get('stage')}: {attrs.get('from')} failed "
+                                         f"({attrs.get('code')}); using {attrs.get('to')}"))
+
+
+class Session:
+    def __init__(
+        self,
+        settings: Settings,
+        paths: AppPaths,
+        *,
+        store: SettingsStore | None = None,
+        registry: Registry | None = None,
+        telemetry: Telemetry | None = None,
+        source: AudioSource | None = None,
+        sink: AudioSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.paths = paths.ensure()
+        self.store = store
+        self.registry = registry or get_registry()
+        self.telemetry = telemetry or Telemetry(settings.telemetry)
+        self.source = source
+        self.sink = sink
+        self.clock = clock
+        self.history = History(self.paths.history_db)
+        self.state = State.IDLE
+        self.stages = StageSet()
+        self.hands_free = settings.conversation.hands_free
+        self.muted = False
+        self._listeners: list[Callable[[Event], None]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._capture_task: asyncio.Task[None] | None = None
+        self._turn_task: asyncio.Task[None] | None = None
+        self._utterance: _Utterance | None = None
+        self._ptt_active = False
+        self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="voxdesk-vad")
+        self._echo = EchoGate()
+        self._skills: LLMProvider | None = None
+        self._errors: dict[tuple[str, str], tuple[int, str, float]] = {}
+        self._closed = False
+        self._turn_span: Any = None
+        self._observer = _TelemetryObserver(self)
+        self._endpointer = self._make_endpointer()
+        self.ready = asyncio.Event()
+
+    # -- events ------------------------------------------------------------
+    def add_listener(self, cb: Callable[[Event], None]) -> Callable[[], None]:
+        self._listeners.append(cb)
+        return lambda: self._listeners.remove(cb) if cb in self._listeners else None
+
+    async def events(self) -> AsyncIterator[Event]:
+        """All events from now on, as an async iterator (for headless consumers)."""
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        remove = self.add_listener(queue.put_nowait)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            remove()
+
+    def _emit(self, event: Event) -> None:
+        for cb in list(self._listeners):
+            try:
+                cb(event)
+            except Exception:  # a broken listener must not break the turn
+                log.exception("event listener failed")
+
+    def _set_state(self, state: State, turn_id: str | None = None) -> None:
+        if state != self.state:
+            self.state = state
+            self._emit(StateChanged(state=state, turn_id=turn_id))
+
+    def _rest_state(self) -> State:
+        return State.LISTENING if (self.source and self.hands_free and not self.muted) else State.IDLE
+
+    def _spawn(self, coro: Awaitable[T], name: str) -> asyncio.Task[T]:
+        task: asyncio.Task[T] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _count_error(self, stage: str, provider: str, code: str, text: str | None = None) -> None:
+        self.telemetry.record_error(stage, provider, code)
+        count = self._errors.get((stage, provider), (0, "", 0.0))[0] + 1
+        self._errors[(stage, provider)] = (count, text or code, time.time())
+
+    def _report(self, stage: str, provider: str, err: VoiceError, turn_id: str | None = None,
+                *, counted: bool = False) -> None:
+        """Tell the user (ErrorRaised) and count it, unless resilience already counted it."""
+        if not counted:
+            self._count_error(stage, provider, err.code.value, str(err))
+        else:
+            count = self._errors.get((stage, provider), (1, "", 0.0))[0]
+            self._errors[(stage, provider)] = (count, str(err), time.time())
+        self._emit(ErrorRaised(stage=stage, provider=provider, code=err.code.value,
+                               message=err.message, turn_id=turn_id))
+
+    # -- life cycle --------------------------------------------------------
+    async def start(self) -> None:
+        """Build providers now (cheap); load models in the background."""
+        self.stages, failures = build_all(self.registry, self.settings, self._observer)
+        for kind, err in failures.items():
+            self._report(kind, self.settings.stage(kind).provider, err)
+        if self.settings.conversation.skills_first and "llm" in self.stages.slots \
+                and self.stages["llm"].name != "skills" and self.registry.is_registered("llm", "skills"):
+            with contextlib.suppress(VoiceError):
+                self._skills = self.registry.create("llm", "skills", {})  # type: ignore[assignment]
+        self._wire_skills_timers()
+        self._spawn(self._warm_all(), "warmup")
+        if self.sink is not None:
+            await self.sink.start()
+        if self.source is not None:
+            await self._start_capture()
+        self._set_state(self._rest_state())
+
+    def _wire_skills_timers(self) -> None:
+        """Timers set by the skills responder speak when they fire."""
+        for prov in (self._skills, self.stages.slots.get("llm") and self.stages["llm"].provider):
+            if prov is not None and hasattr(prov, "on_timer"):
+                prov.on_timer = self._announce  # type: ignore[union-attr]
+
+    async def _announce(self, text: str) -> None:
+        self._emit(Notice(message=text))
+        if self.state in (State.IDLE, State.LISTENING) and "tts" in self.stages.slots:
+            with contextlib.suppress(Exception):
+                await self._speak_text(self.stages["tts"], text)
+
+    async def _warm_all(self) -> None:
+        pending = [s for s in self.stages.slots.values()]
+        if pending:
+            self._emit(Notice(message="Loading speech models…"))
+        results = await asyncio.gather(*(warm(s) for s in pending), return_exceptions=True)
+        for slot, res in zip(pending, results, strict=True):
+            if isinstance(res, VoiceError):
+                self._report(slot.kind, slot.name, res)
+            self.telemetry.set_health(slot.kind, slot.name, 0 if isinstance(res, BaseException) else 2)
+        if pending:
+            self._emit(Notice(message="Ready."))
+        self.ready.set()
+
+    async def _start_capture(self) -> None:
+        assert self.source is not None
+        try:
+            await self.source.start()
+        except VoiceError as exc:
+            self._report("audio", "input", exc)
+            return
+        self._capture_task = self._spawn(self._capture_loop(self.source), "capture")
+
+    async def set_audio(self, source: AudioSource | None, sink: AudioSink | None) -> None:
+        """Swap devices (settings change, device recovery) without a restart."""
+        if self._capture_task is not None:
+            self._capture_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._capture_task
+            self._capture_task = None
+        old_source, old_sink = self.source, self.sink
+        if old_source is not None and old_source is not source:
+            await old_source.stop()
+        if old_sink is not None and old_sink is not sink:
+            await old_sink.stop()
+        self.source, self.sink = source, sink
+        if sink is not None and sink is not old_sink:
+            await sink.start()
+        if source is not None:
+            await self._start_capture()
+        self._set_state(self._rest_state())
+
+    async def aclose(self) -> None:
+        """Stop audio, cancel work, close providers, flush telemetry — bounded in time."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=1.0)
+        for dev in (self.source, self.sink):
+            if dev is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(dev.stop(), 1.0)
+        await asyncio.gather(*(close_slot(s) for s in self.stages.slots.values()), return_exceptions=True)
+        if self._skills is not None:
+            with contextlib.suppress(Exception):
+                await self._skills.aclose()
+        self._vad_pool.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self.history.close)
+        self.telemetry.shutdown(0.5)
+        self._set_state(State.IDLE)
+
+    # -- controls ----------------------------------------------------------
+    def set_hands_free(self, on: bool) -> None:
+        self.hands_free = on
+        if not on and self._utterance is not None and not self._ptt_active:
+            self._drop_utterance()
+        self._set_state(self._rest_state() if self._turn_task is None else self.state)
+
+    def set_muted(self, on: bool) -> None:
+        self.muted = on
+        if on:
+            self._drop_utterance()
+        if self._turn_task is None:
+            self._set_state(self._rest_state())
+
+    def stop_speaking(self) -> None:
+        """The stop button: end the current reply now."""
+        if self._turn_task is not None and not self._turn_task.done():
+            self._interrupt()
+
+    def push_to_talk(self, pressed: bool) -> None:
+        now = self.clock()
+        if pressed and not self._ptt_active:
+            self._ptt_active = True
+            self.stop_speaking()
+            self._begin_utterance(now, [])
+            self._set_state(State.LISTENING)
+        elif not pressed and self._ptt_active:
+            self._ptt_active = False
+            utt = self._utterance
+            if utt is not None:
+                utt.last_speech_at = now
+                self._end_utterance(now)
+
+    async def new_conversation(self) -> None:
+        await asyncio.to_thread(self.history.new_conversation)
+
+    # -- capture & endpointing ----------------------------------------------
+    def _make_endpointer(self) -> Endpointer:
+        c = self.settings.conversation
+        return Endpointer(
+            threshold=c.vad_threshold, min_speech_ms=c.min_speech_ms,
+            end_silence_ms=c.endpoint_silence_ms, pre_roll_ms=300,
+        )
+
+    async def _capture_loop(self, source: AudioSource) -> None:
+        loop = asyncio.get_running_loop()
+        level_every = 2  # ~15 level updates per second is plenty for a meter
+        n = 0
+        async for captured_at, frame in source.frames():
+            n += 1
+            if n % level_every == 0:
+                self._emit_level(frame)
+            if self.muted:
+                continue
+            if self._ptt_active:
+                if self._utterance is not None:
+                    self._feed(self._utterance, frame)
+                continue
+            if not self.hands_free:
+                continue
+            speaking = self._turn_task is not None and self.state == State.SPEAKING
+            if speaking and self.settings.conversation.half_duplex:
+                continue  # speakers: never hear ourselves
+            vad = self.stages.slots.get("vad")
+            if vad is None:
+                continue
+            try:
+                prob = await loop.run_in_executor(
+                    self._vad_pool, vad.provider.speech_probability, frame  # type: ignore[attr-defined]
+                )
+            except Exception as exc:
+                self._report("vad", vad.name, as_voice_error("vad", exc))
+                continue
+            if speaking and prob >= self.settings.conversation.vad_threshold \
+                    and not self._echo.is_user_speech(frame, captured_at):
+                prob = 0.0  # our own voice through the speakers
+            started = False
+            for ev in self._endpointer.process(frame, prob):
+                started = started or isinstance(ev, SpeechStart)
+                self._on_endpoint(ev, captured_at)
+            if self._utterance is not None and not started:
+                self._feed(self._utterance, frame)
+        # A file (or a device) ended mid-utterance: that is the end of the turn.
+        if self._utterance is not None and not self._ptt_active:
+            if not self._utterance.last_speech_at:
+                self._utterance.last_speech_at = self.clock()
+            self._end_utterance(self.clock())
+        self._endpointer.reset()
+
+    def _emit_level(self, frame: np.ndarray) -> None:
+        rms = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64)))) if len(frame) else 0.0
+        peak = float(np.max(np.abs(frame))) if len(frame) else 0.0
+        self._emit(AudioLevel(rms_dbfs=20 * np.log10(max(rms, 1e-6)), peak_dbfs=20 * np.log10(max(peak, 1e-6))))
+
+    def _on_endpoint(self, ev: object, now: float) -> None:
+        frame_s = FRAME_SAMPLES / SAMPLE_RATE
+        if isinstance(ev, SpeechStart):
+            if self._turn_task is not None and not self._turn_task.done():
+                if not self.settings.conversation.barge_in:
+                    return
+                self._interrupt(barge_in_at=now)
+            self._begin_utterance(now - len(ev.pre_roll) / SAMPLE_RATE, [ev.pre_roll])
+        elif isinstance(ev, SilenceStart) and self._utterance is not None:
+            self._utterance.last_speech_at = now - frame_s
+            self._start_speculative(self._utterance)
+        elif isinstance(ev, SpeechResumed) and self._utterance is not None:
+            self._cancel_speculative(self._utterance)
+        elif isinstance(ev, SpeechEnd) and self._utterance is not None:
+            self._end_utterance(now)
+
+    def _begin_utterance(self, started_at: float, frames: list[np.ndarray]) -> None:
+        self._drop_utterance()
+        utt = _Utterance(started_at=started_at, frames=[f for f in frames if len(f)])
+        stt = self.stages.slots.get("stt")
+        if stt is not None:
+            utt.partial_feed = asyncio.Queue()
+            for f in utt.frames:
+                utt.partial_feed.put_nowait(f)
+            utt.partial_task = self._spawn(self._partials(stt, utt.partial_feed), "stt-partials")
+        self._utterance = utt
+        self._emit(SpeechStarted())
+        self._set_state(State.LISTENING)
+
+    def _feed(self, utt: _Utterance, frame: np.ndarray) -> None:
+        utt.frames.append(frame)
+        if utt.partial_feed is not None:
+            utt.partial_feed.put_nowait(frame)
+
+    async def _partials(self, slot: StageSlot, feed: asyncio.Queue[np.ndarray | None]) -> None:
+        async def audio() -> AsyncIterator[np.ndarray]:
+            while (item := await feed.get()) is not None:
+                yield item
+
+        stt: STTProvider = slot.provider  # type: ignore[assignment]
+        try:
+            async for tr in stt.stream(audio(), language=self.settings.conversation.language):
+                if not tr.is_final and tr.text.strip():
+                    self._emit(PartialTranscript(text=tr.text.strip()))
+        except VoiceError as exc:
+            log.debug("partial transcription failed: %s", exc)
+
+    def _stop_partials(self, utt: _Utterance) -> None:
+        if utt.partial_task is not None:
+            utt.partial_task.cancel()
+            utt.partial_task = None
+
+    def _start_speculative(self, utt: _Utterance) -> None:
+        """Silence began: transcribe now so the text is ready when the endpoint fires."""
+        self._cancel_speculative(utt)
+        self._stop_partials(utt)  # free the CPU for the final decode
+        stt = self.stages.slots.get("stt")
+        if stt is None:
+            return
+        utt.speculative_len = len(utt.frames)
+        audio = utt.audio()
+        utt.speculative = self._spawn(self._transcribe(stt, audio), "stt-speculative")
+
+    def _cancel_speculative(self, utt: _Utterance) -> None:
+        if utt.speculative is not None:
+            utt.speculative.cancel()
+            utt.speculative = None
+
+    def _drop_utterance(self) -> None:
+        utt, self._utterance = self._utterance, None
+        if utt is not None:
+            self._stop_partials(utt)
+            self._cancel_speculative(utt)
+
+    def _end_utterance(self, now: float) -> None:
+        utt, self._utterance = self._utterance, None
+        if utt is None:
+            return
+        self._stop_partials(utt)
+        duration = max(0.0, utt.last_speech_at - utt.started_at)
+        self._emit(SpeechEnded(duration_s=duration))
+        stt = self.stages.slots.get("stt")
+        transcript: asyncio.Task[str] | None = utt.speculative
+        if transcript is None and stt is not None:
+            transcript = self._spawn(self._transcribe(stt, utt.audio()), "stt-final")
+        self._turn_task = self._spawn(
+            self._turn(transcript=transcript, text=None, speech_end=utt.last_speech_at, endpoint_at=now,
+                       speech_start=utt.started_at),
+            "turn",
+        )
+
+    async def _transcribe(self, slot: StageSlot, audio: np.ndarray) -> str:
+        lang = self.settings.conversation.language
+        timeout = self.settings.conversation.first_output_deadline_s
+        try:
+            return await slot.runner.call(
+                lambda p: p.transcribe(audio, language=lang), timeout=timeout  # type: ignore[attr-defined]
+            )
+        except VoiceError as exc:
+            exc.counted = True  # type: ignore[attr-defined]
+            raise
+
+    # -- turns -------------------------------------------------------------
+    async def send_text(self, text: str) -> None:
+        """A typed turn; returns when the reply has been spoken (or failed)."""
+        text = text.strip()
+        if not text:
+            return
+        self.stop_speaking()
+        if self._turn_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._turn_task
+        task = self._spawn(self._turn(transcript=None, text=text, speech_end=None, endpoint_at=None,
+                                      speech_start=None), "turn")
+        self._turn_task = task
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def wait_capture_done(self) -> None:
+        """Until the current source is exhausted (file sources end; devices do not)."""
+        if self._capture_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(self._capture_task)
+
+    async def wait_idle(self) -> None:
+        """Until no turn is running (headless drivers)."""
+        while self._turn_task is not None and not self._turn_task.done():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._turn_task
+
+    def _interrupt(self, barge_in_at: float | None = None) -> None:
+        task = self._turn_task
+        if task is None or task.done():
+            return
+        if self.sink is not None:
+            self.sink.flush()
+        self._interrupt_at = barge_in_at if barge_in_at is not None else self.clock()
+        task.cancel()
+
+    async def _turn(self, *, transcript: asyncio.Task[str] | None, text: str | None,
+                    speech_end: float | None, endpoint_at: float | None,
+                    speech_start: float | None) -> None:
+        stages = self.stages  # this turn keeps these providers even if settings change
+        turn_id = uuid.uuid4().hex[:12]
+        span = self.telemetry.start_turn(turn_id)
+        self._turn_span = span
+        timings: dict[str, float] = {}
+        reply: list[str] = []
+        interrupted = False
+        error: VoiceError | None = None
+        v2v: float | None = None
+        db_turn: int | None = None
+        providers = stages.providers_used()
+        self._interrupt_at: float | None = None
+        try:
+            if speech_start is not None and speech_end is not None and endpoint_at is not None:
+                timings["vad_endpoint"] = endpoint_at - speech_end
+                self.telemetry.record_stage(span, "vad", providers.get("vad", "?"), speech_start, endpoint_at)
+            if transcript is not None:
+                self._set_state(State.THINKING, turn_id)
+                t0 = self.clock()
+                try:
+                    text = (await transcript).strip()
+                except VoiceError as exc:
+                    raise VoiceError(f"stt.{providers.get('stt')}", exc.code, exc.message) from exc
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    raise as_voice_error(f"stt.{providers.get('stt')}", exc) from exc
+                done = self.clock()
+                # Speculative decoding may have finished before the endpoint: count only the wait.
+                timings["stt"] = max(0.0, done - max(t0, endpoint_at or t0))
+                self.telemetry.record_stage(span, "stt", providers.get("stt", "?"), t0, done)
+                if not text:
+                    self._emit(Notice(message="I didn't catch that.", turn_id=turn_id))
+                    return
+                self._emit(FinalTranscript(text=text, turn_id=turn_id))
+            elif transcript is None and speech_end is not None:
+                raise missing_stage_error("stt", self.settings)
+            assert text is not None
+            if text is not None and transcript is None:
+                self._emit(FinalTranscript(text=text, turn_id=turn_id))
+            db_turn = await asyncio.to_thread(self.history.begin_turn, text)
+            self._set_state(State.THINKING, turn_id)
+            await self._reply(stages, span, turn_id, text, timings, reply, providers)
+            if self.sink is not None and speech_end is not None and self.sink.first_sample_time is not None:
+                v2v = self.sink.first_sample_time - speech_end
+        except asyncio.CancelledError:
+            interrupted = True
+            if self._interrupt_at is not None:
+                timings["barge_in_stop"] = self.clock() - self._interrupt_at
+            raise
+        except VoiceError as exc:
+            error = exc
+        except Exception as exc:  # a provider bug must not kill the session
+            log.exception("turn failed")
+            error = as_voice_error("turn", exc)
+        finally:
+            await self._finish_turn(span, turn_id, text, reply, interrupted, error, timings, v2v,
+                                    providers, db_turn, stages)
+
+    async def _finish_turn(self, span: Any, turn_id: str, text: str | None, reply: list[str],
+                           interrupted: bool, error: VoiceError | None, timings: dict[str, float],
+                           v2v: float | None, providers: dict[str, str], db_turn: int | None,
+                           stages: StageSet) -> None:
+        reply_text = "".join(reply).strip()
+        if error is not None:
+            stage = error.op.split(".")[0] if error.op.split(".")[0] in stages.slots else "turn"
+            self._report(stage, providers.get(stage, stage), error, turn_id,
+                         counted=getattr(error, "counted", False))
+            if not interrupted:
+                # Shielded: the apology must survive a cancel racing in.
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.shield(self._apologise(stages, reply_text))
+        if db_turn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.to_thread(
+                    self.history.finish_turn, db_turn, reply_text, interrupted, timings, providers,
+                    str(error) if error else None, v2v,
+                ))
+        self.telemetry.end_turn(span, timings, v2v, interrupted=interrupted,
+                                error=str(error) if error else None)
+        self._emit(TurnFinished(
+            turn_id=turn_id, user_text=text or "", reply_text=reply_text, interrupted=interrupted,
+            timings=dict(timings), voice_to_voice_s=v2v, providers=providers,
+            error=str(error) if error else None,
+        ))
+        if asyncio.current_task() is self._turn_task:
+            self._turn_task = None
+        if self._utterance is None or self._ptt_active:
+            self._set_state(self._rest_state() if not self._ptt_active else State.LISTENING)
+        else:
+            self._set_state(State.LISTENING)
+
+    async def _apologise(self, stages: StageSet, said: str) -> None:
+        if said or "tts" not in stages.slots:
+            return  # never restart a sentence; the error event says the rest
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._speak_text(stages["tts"], APOLOGY), 10)
+
+    async def _speak_text(self, slot: StageSlot, text: str) -> None:
+        tts: TTSProvider = slot.provider  # type: ignore[assignment]
+        async for chunk in tts.synthesize(text):
+            self._play(chunk)
+        if self.sink is not None:
+            await self.sink.drain()
+
+    def _play(self, chunk: AudioChunk) -> None:
+        if self.sink is None or not len(chunk.samples):
+            return
+        self.sink.play(chunk)
+        start = self.sink.first_sample_time or self.clock()
+        self._echo.add_reference(start, chunk.samples, chunk.sample_rate)
+
+    async def _context_messages(self, text: str) -> list[ChatMessage]:
+        conv = self.settings.conversation
+        history = await asyncio.to_thread(self.history.recent_messages, conv.history_turns)
+        return [ChatMessage("system", conv.system_prompt), *history, ChatMessage("user", text)]
+
+    async def _reply(self, stages: StageSet, span: Any, turn_id: str, text: str, timings: dict[str, float],
+                     reply: list[str], providers: dict[str, str]) -> None:
+        if "llm" not in stages.slots:
+            raise missing_stage_error("llm", self.settings)
+        chunks: asyncio.Queue[str | None] = asyncio.Queue()
+        t_start = self.clock()
+        if self.sink is not None:
+            self.sink.mark()
+        self._echo.reset()
+
+        async def produce() -> None:
+            chunker = SentenceChunker()
+            first = True
+            try:
+                async for delta in self._llm_stream(stages, text, providers):
+                    if first:
+                        timings["llm_first_token"] = self.clock() - t_start
+                        first = False
+                    reply.append(delta)
+                    self._emit(ReplyDelta(text=delta, turn_id=turn_id))
+                    for c in chunker.push(delta):
+                        chunks.put_nowait(c)
+                for c in chunker.flush():
+                    chunks.put_nowait(c)
+            finally:
+                chunks.put_nowait(None)
+                end = self.clock()
+                timings["llm"] = end - t_start
+                self.telemetry.record_stage(span, "llm", providers.get("llm", "?"), t_start, end,
+                                            {"gen_ai.operation.name": "chat",
+                                             "gen_ai.system": providers.get("llm", "?")})
+
+        async def speak() -> None:
+            slot = stages.slots.get("tts")
+            tts: TTSProvider | None = slot.provider if slot else None  # type: ignore[assignment]
+            first_audio = True
+            tts_start: float | None = None
+            while (c := await chunks.get()) is not None:
+                if tts is None:
+                    continue
+                tts_start = tts_start or self.clock()
+                try:
+                    async for audio in tts.synthesize(c):
+                        if first_audio and len(audio.samples):
+                            timings["tts_first_audio"] = self.clock() - t_start
+                            first_audio = False
+                            self._set_state(State.SPEAKING, turn_id)
+                        self._play(audio)
+                except VoiceError as exc:
+                    raise VoiceError(f"tts.{providers.get('tts')}", exc.code, exc.message) from exc
+            if tts_start is not None:
+                end = self.clock()
+                timings["tts"] = end - tts_start
+                self.telemetry.record_stage(span, "tts", providers.get("tts", "?"), tts_start, end)
+            if tts is None and reply:
+                raise missing_stage_error("tts", self.settings)
+            if self.sink is not None:
+                p0 = self.clock()
+                await self.sink.drain()
+                fst = self.sink.first_sample_time
+                if fst is not None:
+                    timings["playback_start"] = fst - t_start
+                self.telemetry.record_stage(span, "playback", "sink", fst or p0, self.clock())
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(produce())
+            tg.create_task(speak())
+
+    async def _llm_stream(self, stages: StageSet, text: str, providers: dict[str, str]) -> AsyncIterator[str]:
+        if self._skills is not None:
+            answer = getattr(self._skills, "try_answer", lambda _t: None)(text)
+            if answer:
+                providers["llm"] = "skills"
+                yield answer
+                return
+        messages = await self._context_messages(text)
+        slot = stages["llm"]
+        conv = self.settings.conversation
+        used: list[str] = []
+
+        def chat(p: Any) -> AsyncIterator[str]:
+            used.append(next(n for n, prov in slot.chain if prov is p))
+            return p.chat(messages)  # type: ignore[no-any-return]
+
+        try:
+            async for delta in slot.runner.stream(chat, first_output_timeout=conv.first_output_deadline_s,
+                                                  idle_timeout=conv.first_output_deadline_s):
+                if used:
+                    providers["llm"] = used[-1]
+                yield delta
+        except VoiceError as exc:
+            exc.counted = True  # type: ignore[attr-defined]
+            raise
+
+    # -- settings & health ---------------------------------------------------
+    async def apply_settings(self, new: Settings) -> list[ProviderSwitched]:
+        """Switch changed stages for the next turn; a failing new provider keeps the old."""
+        results: list[ProviderSwitched] = []
+        staged = dict(self.stages.slots)
+        replaced: list[StageSlot] = []
+        for kind in changed_kinds(self.settings, new):
+            cfg = new.stage(kind)
+            try:
+                slot = build_slot(self.registry, kind, cfg, self._observer)
+                await warm(slot)
+            except Exception as exc:
+                err = as_voice_error(f"{kind}.{cfg.provider}", exc)
+                results.append(ProviderSwitched(stage=kind, provider=cfg.provider, ok=False,
+                                                message=f"{err} — kept {self.settings.stage(kind).provider}"))
+                new = new.model_copy(update={kind: self.settings.stage(kind)})
+                continue
+            if kind in staged:
+                replaced.append(staged[kind])
+            staged[kind] = slot
+            results.append(ProviderSwitched(stage=kind, provider=cfg.provider, ok=True))
+        self.stages = StageSet(staged)
+        conv_changed = new.conversation != self.settings.conversation
+        self.settings = new
+        if conv_changed:
+            self._endpointer = self._make_endpointer()
+        self._wire_skills_timers()
+        if self.store is not None:
+            await asyncio.to_thread(self.store.save, new)
+        for ev in results:
+            self._emit(ev)
+        self._spawn(self._close_when_idle(replaced), "close-replaced")
+        return results
+
+    async def _close_when_idle(self, slots: list[StageSlot]) -> None:
+        await self.wait_idle()
+        for s in slots:
+            await close_slot(s)
+
+    async def check_health(self) -> list[ProviderHealth]:
+        rows: list[ProviderHealth] = []
+
+        async def one(kind: str, name: str, provider: Any) -> ProviderHealth:
+            try:
+                h = await asyncio.wait_for(provider.health(), 5)
+            except Exception as exc:
+                h = Health(HealthStatus.DOWN, str(as_voice_error(f"{kind}.{name}", exc)))
+            self.telemetry.set_health(kind, name, int(h.level))
+            count, last, at = self._errors.get((kind, name), (0, None, None))
+            try:
+                local = self.registry.info(kind, name).local
+            except VoiceError:
+                local = True
+            breaker = self.stages[kind].runner.snapshot().get(name) if kind in self.stages.slots else None
+            return ProviderHealth(kind, name, local, h, breaker.state.value if breaker else None,
+                                  count, last, at)
+
+        jobs = [one(slot.kind, n, p) for slot in self.stages.slots.values() for n, p in slot.chain]
+        rows = list(await asyncio.gather(*jobs))
+        return rows
+
+
+async def _aclose(agen: Any) -> None:
+    close = getattr(agen, "aclose", None)
+    if close is not None:
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await close()
+
+
+__all__ = ["ProviderHealth", "Session", "VADProvider"]

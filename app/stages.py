@@ -1,0 +1,118 @@
+"""The providers a session uses, one slot per stage, swappable between turns.
+
+A turn takes a `StageSet` snapshot at its start, so a settings change mid-turn never
+swaps a provider under running work; the next turn sees the new one. Providers
+that a switch replaced are closed once no turn holds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.errors import ErrorCode, VoiceError, as_voice_error
+from app.provider_api import KINDS, Provider
+from app.registry import Registry
+from app.resilience import NullObserver, ResilienceObserver, StageRunner
+from app.settings import Settings, StageSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageSlot:
+    """One stage: the chosen provider first, then its fallbacks, in order."""
+
+    kind: str
+    chain: list[tuple[str, Provider]]
+    config: StageSettings
+    runner: StageRunner[Provider]
+
+    @property
+    def name(self) -> str:
+        return self.chain[0][0]
+
+    @property
+    def provider(self) -> Provider:
+        return self.chain[0][1]
+
+
+@dataclass
+class StageSet:
+    slots: dict[str, StageSlot] = field(default_factory=dict)
+
+    def __getitem__(self, kind: str) -> StageSlot:
+        return self.slots[kind]
+
+    def providers_used(self) -> dict[str, str]:
+        return {k: s.name for k, s in self.slots.items()}
+
+
+def _same(a: StageSettings, b: StageSettings) -> bool:
+    return a.model_dump() == b.model_dump()
+
+
+def build_slot(registry: Registry, kind: str, cfg: StageSettings,
+               observer: ResilienceObserver | None = None) -> StageSlot:
+    """Create the chosen provider and its fallbacks. The chosen one must build;
+    a fallback that cannot be built is skipped with a log line."""
+    chain = [(cfg.provider, registry.create(kind, cfg.provider, cfg.options))]
+    for name in cfg.fallbacks:
+        if name == cfg.provider:
+            continue
+        try:
+            chain.append((name, registry.create(kind, name, {})))
+        except VoiceError as exc:
+            log.warning("fallback %s %s skipped: %s", kind, name, exc)
+    return StageSlot(kind, chain, cfg, StageRunner(kind, chain, observer=observer or NullObserver()))
+
+
+async def warm(slot: StageSlot) -> None:
+    """Load the chosen provider's model now; failures surface as VoiceError."""
+    try:
+        await slot.provider.warmup()
+    except Exception as exc:
+        raise as_voice_error(f"{slot.kind}.{slot.name}.warmup", exc) from exc
+
+
+async def close_slot(slot: StageSlot) -> None:
+    with contextlib.suppress(Exception):
+        await slot.runner.aclose()
+    for _, provider in slot.chain:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(provider.aclose(), 5)
+
+
+def build_all(registry: Registry, settings: Settings,
+              observer: ResilienceObserver | None = None) -> tuple[StageSet, dict[str, VoiceError]]:
+    """Build every stage; a stage whose provider cannot be built is reported, not fatal."""
+    stages = StageSet()
+    failures: dict[str, VoiceError] = {}
+    for kind in KINDS:
+        cfg = settings.stage(kind)
+        try:
+            stages.slots[kind] = build_slot(registry, kind, cfg, observer)
+        except VoiceError as exc:
+            failures[kind] = exc
+        except Exception as exc:
+            failures[kind] = as_voice_error(f"{kind}.{cfg.provider}", exc)
+    return stages, failures
+
+
+def changed_kinds(old: Settings, new: Settings) -> list[str]:
+    return [k for k in KINDS if not _same(old.stage(k), new.stage(k))]
+
+
+def missing_stage_error(kind: str, settings: Settings) -> VoiceError:
+    name = settings.stage(kind).provider
+    return VoiceError(
+        f"{kind}.{name}", ErrorCode.UNAVAILABLE,
+        f"no working {kind} provider — open Settings and choose one that is available here",
+    )
+
+
+def slot_info(slot: StageSlot) -> dict[str, Any]:
+    return {"stage": slot.kind, "provider": slot.name, "fallbacks": [n for n, _ in slot.chain[1:]]}
