@@ -62,3 +62,18 @@ class AudioSink(ABC):
 
     @abstractmethod
     async def stop(self) -> None: ...
+
+
+def open_device_source(name: str | None = None, host_api: str | None = None, **kwargs: object) -> AudioSource:
+    """Microphone by name as `voxdesk doctor` lists it (None = system default); see
+    `app.audio_capture.DeviceAudioSource` for on_error/on_notice/on_level."""
+    from app.audio_capture import DeviceAudioSource
+
+    return DeviceAudioSource(name, host_api, **kwargs)  # type: ignore[arg-type]
+
+
+def open_device_sink(name: str | None = None, host_api: str | None = None, **kwargs: object) -> AudioSink:
+    """Speaker by name as `voxdesk doctor` lists it (None = system default)."""
+    from app.audio_playback import DeviceAudioSink
+
+    return DeviceAudioSink(name, host_api, **kwargs)  # type: ignore[arg-type]

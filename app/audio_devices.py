@@ -1,0 +1,507 @@
+"""Audio devices through PortAudio (sounddevice): listing, choosing, and why audio is off.
+
+Devices are saved by *name + host API*, never by index: PortAudio renumbers devices
+whenever something is plugged in. When the saved device is gone we fall back to the
+system default and say so, because a silent switch to the laptop's built-in microphone
+is the kind of surprise users report as "it stopped hearing me".
+
+PortAudio itself may be missing (no libportaudio2) — then `import sounddevice` raises
+OSError. The app must still start with text input, so every entry point here returns a
+status object or raises `VoiceError(AUDIO_DEVICE)` with the fix, never the raw OSError.
+`VOXDESK_NO_PORTAUDIO=1` simulates the missing library for tests and support.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Literal
+
+from app.errors import ErrorCode, VoiceError
+
+Direction = Literal["input", "output"]
+
+PORTAUDIO_MISSING = (
+    "PortAudio library not found — install it with `sudo apt install libportaudio2` "
+    "(macOS: `brew install portaudio`) and restart VoxDesk"
+)
+NO_PORTAUDIO_ENV = "VOXDESK_NO_PORTAUDIO"
+
+_sd_lock = threading.Lock()
+_sd_module: ModuleType | None = None
+_sd_error: str | None = None
+
+
+def load_sounddevice() -> ModuleType | None:
+    """The sounddevice module, or None when PortAudio is unavailable (see `portaudio_error`)."""
+    global _sd_module, _sd_error
+    if os.environ.get(NO_PORTAUDIO_ENV, "").strip() not in ("", "0"):
+        _sd_error = PORTAUDIO_MISSING + f" (simulated by {NO_PORTAUDIO_ENV})"
+        return None
+    with _sd_lock:
+        if _sd_module is not None:
+            return _sd_module
+        try:
+            import sounddevice
+        except (OSError, ImportError) as exc:
+            _sd_error = f"{PORTAUDIO_MISSING} ({exc})"
+            return None
+        _sd_module, _sd_error = sounddevice, None
+        return sounddevice
+
+
+def portaudio_error() -> str | None:
+    """Why PortAudio is unavailable, or None when it loaded."""
+    return None if load_sounddevice() is not None else _sd_error
+
+
+def require_sounddevice(op: str) -> ModuleType:
+    sd = load_sounddevice()
+    if sd is None:
+        raise VoiceError(op, ErrorCode.AUDIO_DEVICE, _sd_error or PORTAUDIO_MISSING)
+    return sd
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDevice:
+    index: int
+    name: str
+    host_api: str
+    max_input_channels: int
+    max_output_channels: int
+    default_samplerate: float
+    is_default_input: bool = False
+    is_default_output: bool = False
+
+    @property
+    def label(self) -> str:
+        """How doctor, the settings dialog and `--mic/--speaker` name a device."""
+        return f"{self.name} ({self.host_api})"
+
+    def supports(self, direction: Direction) -> bool:
+        return (self.max_input_channels if direction == "input" else self.max_output_channels) > 0
+
+
+@dataclass(frozen=True, slots=True)
+class AudioStatus:
+    """What the UI shows about audio: usable or not, and why/how to fix."""
+
+    microphone: bool
+    speaker: bool
+    message: str  # empty when both work
+
+    @property
+    def ok(self) -> bool:
+        return self.microphone and self.speaker
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChoice:
+    device: AudioDevice
+    notice: str | None  # set when the saved device was not found and the default is used
+
+
+def list_devices(direction: Direction | None = None) -> list[AudioDevice]:
+    """Devices PortAudio knows now; empty when PortAudio is unavailable."""
+    sd = load_sounddevice()
+    if sd is None:
+        return []
+    try:
+        apis = sd.query_hostapis()
+        raw = sd.query_devices()
+    except Exception:  # PortAudio not initialised / broken backend: treat as no devices
+        return []
+    default_in, default_out = _default_indices(sd)
+    out: list[AudioDevice] = []
+    for d in raw:
+        dev = AudioDevice(
+            index=int(d["index"]),
+            name=str(d["name"]),
+            host_api=str(apis[d["hostapi"]]["name"]),
+            max_input_channels=int(d["max_input_channels"]),
+            max_output_channels=int(d["max_output_channels"]),
+            default_samplerate=float(d["default_samplerate"]),
+            is_default_input=int(d["index"]) == default_in,
+            is_default_output=int(d["index"]) == default_out,
+        )
+        if direction is None or dev.supports(direction):
+            out.append(dev)
+    return out
+
+
+def _default_indices(sd: Any) -> tuple[int, int]:
+    try:
+        pair = sd.default.device
+        d_in, d_out = int(pair[0]), int(pair[1])
+    except Exception:
+        d_in = d_out = -1
+    if d_in < 0 or d_out < 0:
+        try:
+            api = sd.query_hostapis(0)
+            d_in = d_in if d_in >= 0 else int(api["default_input_device"])
+            d_out = d_out if d_out >= 0 else int(api["default_output_device"])
+        except Exception:
+            pass
+    return d_in, d_out
+
+
+def default_device(direction: Direction) -> AudioDevice | None:
+    devices = list_devices(direction)
+    flag = "is_default_input" if direction == "input" else "is_default_output"
+    for d in devices:
+        if getattr(d, flag):
+            return d
+    return devices[0] if devices else None
+
+
+def _no_device_error(op: str, direction: Direction) -> VoiceError:
+    err = portaudio_error()
+    if err:
+        return VoiceError(op, ErrorCode.AUDIO_DEVICE, err)
+    what = "microphone" if direction == "input" else "speaker"
+    return VoiceError(
+        op, ErrorCode.AUDIO_DEVICE,
+        f"no {what} found — plug one in (or check the system sound settings) and try again",
+    )
+
+
+def _parse_label(name: str) -> tuple[str, str | None]:
+    """`"vox_mic (ALSA)"` → ("vox_mic", "ALSA"): accept what doctor prints."""
+    name = name.strip()
+    if name.endswith(")") and " (" in name:
+        base, _, api = name[:-1].rpartition(" (")
+        return base, api
+    return name, None
+
+
+def choose_device(direction: Direction, name: str | None, host_api: str | None = None) -> DeviceChoice:
+    """Find the saved device; else the default with a notice. Raises AUDIO_DEVICE if none at all.
+
+    Matching order: exact name + host API, exact name on any host API, then a unique
+    case-insensitive substring (so `--mic "USB"` works from a terminal).
+    """
+    op = f"audio.{direction}"
+    devices = list_devices(direction)
+    if not devices:
+        raise _no_device_error(op, direction)
+    default = default_device(direction)
+    assert default is not None
+    if not name or (name.lower() == "default" and not any(d.name == name for d in devices)):
+        return DeviceChoice(default, None)
+    base, label_api = _parse_label(name)
+    api = host_api or label_api
+    for candidates in (
+        [d for d in devices if d.name == base and (api is None or d.host_api == api)],
+        [d for d in devices if d.name == base],
+        [d for d in devices if base.lower() in d.name.lower()],
+    ):
+        if len(candidates) == 1 or (candidates and candidates[0].name == base):
+            return DeviceChoice(candidates[0], None)
+    what = "microphone" if direction == "input" else "speaker"
+    saved = f"{base} ({api})" if api else base
+    return DeviceChoice(
+        default, f"{what} “{saved}” not found — using the default {what} “{default.label}”",
+    )
+
+
+def rescan_devices(*, streams_open: bool) -> bool:
+    """Make PortAudio re-enumerate devices (after a replug). Only safe with no open streams,
+    because re-initialising PortAudio closes every stream; returns whether it rescanned."""
+    sd = load_sounddevice()
+    if sd is None or streams_open:
+        return False
+    try:
+        sd._terminate()
+        sd._initialize()
+    except Exception:
+        return False
+    return True
+
+
+def audio_status() -> AudioStatus:
+    """For the window's status line: is the microphone usable, and if not, how to fix it."""
+    err = portaudio_error()
+    if err:
+        return AudioStatus(False, False, f"microphone disabled: {err}")
+    has_in, has_out = bool(list_devices("input")), bool(list_devices("output"))
+    parts = []
+    if not has_in:
+        parts.append("microphone disabled: no input device found — plug in a microphone and restart")
+    if not has_out:
+        parts.append("speaker disabled: no output device found — replies are shown as text only")
+    return AudioStatus(has_in, has_out, "; ".join(parts))
+
+
+def doctor_audio_report() -> list[str]:
+    """Lines for `voxdesk doctor`: PortAudio state and every device with the name to use."""
+    err = portaudio_error()
+    if err:
+        return [f"audio: microphone disabled: {err}"]
+    sd = load_sounddevice()
+    lines = [f"audio: PortAudio {getattr(sd, 'get_portaudio_version', lambda: (0, '?'))()[1]}"]
+    devices = list_devices()
+    if not devices:
+        lines.append("audio: no devices found — check that a sound server (PulseAudio/PipeWire) is running")
+        return lines
+    for d in devices:
+        roles = [r for r, ok in (("input", d.max_input_channels), ("output", d.max_output_channels)) if ok]
+        defaults = [r for r, ok in (("default input", d.is_default_input),
+                                    ("default output", d.is_default_output)) if ok]
+        extra = f" [{', '.join(defaults)}]" if defaults else ""
+        lines.append(
+            f"  {d.label}: {'/'.join(roles)}, {d.max_input_channels} in / {d.max_output_channels} out, "
+            f"{d.default_samplerate:.0f} Hz{extra}"
+        )
+    status = audio_status()
+    if status.message:
+        lines.append(f"audio: {status.message}")
+    return lines
+
+
+def close_stream(stream: Any, timeout_s: float = 2.0) -> bool:
+    """Abort + close a PortAudio stream in a helper thread; never hangs the caller.
+
+    A stalled ALSA/PulseAudio backend can block `Pa_CloseStream` forever; we give up
+    after `timeout_s` and leave the daemon thread behind rather than freeze the app.
+    Returns whether it closed in time.
+    """
+    if stream is None:
+        return True
+
+    def _close() -> None:
+        try:
+            stream.abort()
+        except Exception:
+            pass
+        try:
+            stream.close()
+        except Exception:
+            pass
+
+    t = threading.Thread(target=_close, name="voxdesk-audio-close", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return not t.is_alive()
+
+
+def run_with_timeout(fn: Callable[[], Any], timeout_s: float, op: str) -> Any:
+    """Run a blocking PortAudio call (open/start) in a thread; AUDIO_DEVICE on timeout."""
+    box: dict[str, Any] = {}
+
+    def _run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    t = threading.Thread(target=_run, name="voxdesk-audio-open", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        raise VoiceError(op, ErrorCode.AUDIO_DEVICE,
+                         f"the audio device did not respond within {timeout_s:.0f} s — pick another device")
+    if "error" in box:
+        exc = box["error"]
+        if isinstance(exc, VoiceError):
+            raise exc
+        raise VoiceError(op, ErrorCode.AUDIO_DEVICE,
+                         f"could not open the audio device ({exc}) — pick another device in Settings")
+    return box.get("value")
+
+
+ErrorCallback = Callable[[VoiceError], None]
+NoticeCallback = Callable[[str], None]
+
+
+class SupervisedStream:
+    """One PortAudio stream plus a watchdog that reopens it on the default device.
+
+    PortAudio often reports nothing when a USB headset is pulled or the sound server
+    stalls: callbacks simply stop. So the watchdog looks at the time of the last
+    callback; silence for longer than `stall_s` (or a stream that finished on its own)
+    counts as a lost device: the owner gets an AUDIO_DEVICE error, the stream is closed
+    in a helper thread with a timeout, and a new one opens on the system default. If
+    that fails too, it retries every second until stopped. Subclasses build the stream
+    (`_make_stream`) and must stamp `_last_callback` from their callback.
+    """
+
+    direction: Direction = "input"
+    open_timeout_s = 5.0
+    close_timeout_s = 2.0
+
+    def __init__(
+        self,
+        device: str | None = None,
+        host_api: str | None = None,
+        *,
+        on_error: ErrorCallback | None = None,
+        on_notice: NoticeCallback | None = None,
+        stall_s: float = 0.4,
+        start_grace_s: float = 2.5,
+    ) -> None:
+        self.requested_device = device
+        self.requested_host_api = host_api
+        self.on_error = on_error
+        self.on_notice = on_notice
+        self.stall_s = stall_s
+        self.start_grace_s = start_grace_s
+        self.device: AudioDevice | None = None
+        self.notices: list[str] = []
+        self.errors: list[VoiceError] = []
+        self.reopen_count = 0
+        self._stream: Any = None
+        self._generation = 0
+        self._last_callback = 0.0
+        self._first_callback_due = 0.0
+        self._callbacks_seen = False
+        self._finished_unexpectedly = False
+        self._stopping = False
+        self._watchdog: Any = None  # asyncio.Task
+        self._loop: Any = None
+
+    # -- for subclasses -------------------------------------------------------------
+    def _make_stream(self, device: AudioDevice) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _on_reopened(self, device: AudioDevice) -> None:
+        """Hook: adapt buffers/resamplers to the new device."""
+
+    def _stamp_callback(self, now: float) -> None:
+        self._last_callback = now
+        self._callbacks_seen = True
+
+    def _finished_hook(self) -> Callable[[], None]:
+        """PortAudio finished_callback for the stream being built: flags a stream that
+        died on its own (not one we are closing, nor an older generation)."""
+        generation = self._generation
+
+        def _finished() -> None:
+            if not self._stopping and generation == self._generation:
+                self._finished_unexpectedly = True
+
+        return _finished
+
+    # -- life cycle -----------------------------------------------------------------
+    @property
+    def op(self) -> str:
+        return f"audio.{self.direction}"
+
+    def _notice(self, message: str) -> None:
+        self.notices.append(message)
+        if self.on_notice:
+            self.on_notice(message)
+
+    def _error(self, err: VoiceError) -> None:
+        self.errors.append(err)
+        if self.on_error:
+            self.on_error(err)
+
+    async def _open(self, device: AudioDevice) -> None:
+        self._generation += 1
+        self._callbacks_seen = False
+        self._finished_unexpectedly = False
+        now = time.monotonic()
+        self._last_callback = now
+        self._first_callback_due = now + self.start_grace_s
+
+        def _open_and_start() -> Any:
+            stream = self._make_stream(device)
+            try:
+                stream.start()
+            except BaseException:
+                close_stream(stream, self.close_timeout_s)
+                raise
+            return stream
+
+        self._stream = await asyncio.get_running_loop().run_in_executor(
+            None, run_with_timeout, _open_and_start, self.open_timeout_s, self.op
+        )
+        self.device = device
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        choice = choose_device(self.direction, self.requested_device, self.requested_host_api)
+        if choice.notice:
+            self._notice(choice.notice)
+        try:
+            await self._open(choice.device)
+        except VoiceError:
+            default = default_device(self.direction)
+            if default is None or default.index == choice.device.index:
+                raise
+            self._notice(f"{choice.device.label} could not be opened — using the default “{default.label}”")
+            await self._open(default)
+        assert self.device is not None
+        self._on_reopened(self.device)
+        self._watchdog = asyncio.create_task(self._watch(), name=f"voxdesk-{self.direction}-watchdog")
+
+    def _stalled(self, now: float) -> str | None:
+        if self._finished_unexpectedly:
+            return "the audio stream stopped"
+        if now < self._first_callback_due:
+            # Sound servers prebuffer: a new stream may run a few callbacks, then pause
+            # for up to the server's cycle (PulseAudio null sink: ~2 s) before it is steady.
+            return None
+        if not self._callbacks_seen:
+            return "the audio device never started"
+        if now - self._last_callback > self.stall_s:
+            return f"no audio from the device for {now - self._last_callback:.1f} s"
+        return None
+
+    async def _watch(self) -> None:
+        tick = min(0.1, self.stall_s / 4)
+        while not self._stopping:
+            await asyncio.sleep(tick)
+            if self._stream is None:
+                await self._reopen_default("no open audio stream")
+                continue
+            why = self._stalled(time.monotonic())
+            if why:
+                await self._reopen_default(why)
+
+    async def _reopen_default(self, why: str) -> None:
+        name = self.device.label if self.device else "audio device"
+        what = "microphone" if self.direction == "input" else "speaker"
+        if self._stream is not None:
+            self._error(VoiceError(
+                self.op, ErrorCode.AUDIO_DEVICE,
+                f"{what} “{name}” was lost ({why}) — switching to the default {what}",
+            ))
+            old, self._stream = self._stream, None
+            self._generation += 1  # late callbacks from the old stream are ignored
+            await asyncio.get_running_loop().run_in_executor(None, close_stream, old, self.close_timeout_s)
+        default = default_device(self.direction)
+        if default is None:
+            await asyncio.sleep(1.0)
+            return
+        try:
+            await self._open(default)
+        except VoiceError as exc:
+            self._error(exc)
+            await asyncio.sleep(1.0)
+            return
+        self.reopen_count += 1
+        self._on_reopened(default)
+        self._notice(f"{what} switched to the default “{default.label}”")
+
+    async def _shutdown(self) -> bool:
+        """Stop the watchdog and close the stream without hanging; returns closed-in-time."""
+        self._stopping = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
+        stream, self._stream = self._stream, None
+        self._generation += 1
+        if stream is None:
+            return True
+        return bool(await asyncio.get_running_loop().run_in_executor(
+            None, close_stream, stream, self.close_timeout_s))
