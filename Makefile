@@ -1,0 +1,41 @@
+# VoxDesk — the two commands in the README:
+#   make run    set up everything (system packages, venv, models) and start the app
+#   make test   set up everything and run the whole test suite (what CI runs)
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-10)
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# llama-cpp-python compiles from source (no wheel on the index): pip caches the wheel
+# it builds, so this happens once per machine. Use both cores.
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
+
+.PHONY: run test setup setup-test lint package clean
+
+run: setup
+	$(BIN)/voxdesk
+
+setup: $(STAMP)
+$(STAMP): pyproject.toml
+	packaging/linux/system-deps.sh run
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11+ is needed: sudo apt-get install python3 python3-venv" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip wheel setuptools
+	$(BIN)/pip install -q -e '.[all,dev,package]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+setup-test: setup
+	packaging/linux/system-deps.sh test
+
+lint: setup
+	$(BIN)/ruff check app ui providers tests
+	$(BIN)/mypy
+
+test: setup-test lint
+	bash tests/run_tests.sh
+
+package: setup-test
+	bash packaging/build_linux.sh
+
+clean:
+	rm -rf $(VENV) build dist packaging/build packaging/dist .pytest_cache .mypy_cache .ruff_cache
