@@ -1,0 +1,49 @@
+"""UI test fixtures: a qasync loop on pytest-qt's QApplication, so widgets and engine share it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+import qasync
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def qloop(qapp: Any) -> Iterator[qasync.QEventLoop]:
+    """The app's real loop setup (Qt + asyncio on one thread); fails a test that leaks tasks."""
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    yield loop
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for t in pending:
+        t.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.wait(pending, timeout=2))
+    loop.close()
+    asyncio.set_event_loop(None)
+    if pending:
+        pytest.fail(f"leaked asyncio tasks: {pending}")
+
+
+@pytest.fixture
+def run(qloop: qasync.QEventLoop) -> Callable[..., Any]:
+    """`run(coro, timeout=…)`: drive a coroutine on the qasync loop (Qt events keep flowing)."""
+
+    def _run(coro: Awaitable[T], timeout: float = 30.0) -> T:
+        return qloop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+    return _run
+
+
+async def wait_until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll while the loop (and Qt) keep running; like qtbot.waitUntil, but inside a coroutine."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)

@@ -1,0 +1,187 @@
+"""Widgets from plain data and real app objects (registry, settings, telemetry types)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr
+from PySide6.QtWidgets import QCheckBox, QComboBox, QLineEdit, QPushButton
+
+from app.events import ProviderSwitched
+from app.provider_api import KINDS, Health, HealthStatus
+from app.registry import get_registry
+from app.session import ProviderHealth
+from app.settings import Settings
+from app.telemetry import StageStats, TelemetrySnapshot, TurnTiming
+from ui.conversation_view import ConversationView
+from ui.health_panel import HealthPanel
+from ui.latency_panel import LatencyPanel
+from ui.schema_form import SchemaForm
+from ui.settings_dialog import SettingsDialog
+
+
+def test_form_from_a_real_provider_schema_has_the_right_editors(qtbot: Any) -> None:
+    spec = get_registry().spec("stt", "faster-whisper")
+    form = SchemaForm(spec.config_schema(), {}, model=spec.config_model)
+    qtbot.addWidget(form)
+    compute = form.editor("compute_type")
+    assert isinstance(compute, QComboBox)
+    assert [compute.itemText(i) for i in range(compute.count())] == [
+        "int8", "int8_float32", "int16", "float32", "default"
+    ]
+    threads = form.editor("cpu_threads")
+    assert isinstance(threads, QLineEdit)
+    assert "0 ≤ value ≤ 64" in threads.placeholderText()
+    assert form.is_valid()
+    assert form.values()["compute_type"] == "int8"
+
+
+def test_invalid_value_is_rejected_inline_and_cleared_when_fixed(qtbot: Any) -> None:
+    spec = get_registry().spec("stt", "faster-whisper")
+    form = SchemaForm(spec.config_schema(), {}, model=spec.config_model)
+    qtbot.addWidget(form)
+    threads = form.editor("cpu_threads")
+    assert isinstance(threads, QLineEdit)
+    threads.setText("99")
+    assert form.error_text("cpu_threads") == "must be ≤ 64"
+    assert not form.is_valid()
+    threads.setText("two")
+    assert form.error_text("cpu_threads") == "enter a whole number"
+    threads.setText("2")
+    assert form.error_text("cpu_threads") == ""
+    assert form.is_valid() and form.values()["cpu_threads"] == 2
+
+
+def test_skills_schema_gives_a_nullable_text_and_a_checkbox(qtbot: Any) -> None:
+    spec = get_registry().spec("llm", "skills")
+    form = SchemaForm(spec.config_schema(), {"twenty_four_hour": True}, model=spec.config_model)
+    qtbot.addWidget(form)
+    box = form.editor("twenty_four_hour")
+    assert isinstance(box, QCheckBox) and box.isChecked()
+    assert form.values() == {"timezone": None, "twenty_four_hour": True}
+
+
+class _PathsAndKeys(BaseModel):
+    model_path: Path | None = Field(None, description="A .onnx voice file")
+    api_key: SecretStr | None = None
+    rate: float = Field(1.0, gt=0.0, le=4.0)
+
+
+def test_model_paths_get_a_file_picker_and_keys_a_password_field(qtbot: Any) -> None:
+    form = SchemaForm(_PathsAndKeys.model_json_schema(), {}, model=_PathsAndKeys)
+    qtbot.addWidget(form)
+    browse = [b.text() for b in form.field("model_path").findChildren(QPushButton)]
+    assert browse == ["Browse…"]
+    key = form.editor("api_key")
+    assert isinstance(key, QLineEdit) and key.echoMode() == QLineEdit.EchoMode.Password
+    key.setText("sk-test-123")
+    assert form.secret_values() == {"api_key": "sk-test-123"}
+    rate = form.editor("rate")
+    assert isinstance(rate, QLineEdit)
+    rate.setText("0")
+    assert form.error_text("rate") == "must be > 0"
+
+
+def test_settings_dialog_lists_every_registered_provider(qtbot: Any) -> None:
+    registry = get_registry()
+    dialog = SettingsDialog(Settings(), registry)
+    qtbot.addWidget(dialog)
+    for kind in KINDS:
+        page = dialog.stage_pages[kind]
+        listed = [page.list.item(i).data(256) for i in range(page.list.count())]
+        assert listed == registry.list_providers(kind)
+        assert page.provider == Settings().stage(kind).provider
+    llm = dialog.stage_pages["llm"]
+    llm.select("openai-compatible")
+    assert "online" in llm.badges.text()
+    assert llm.form is not None and isinstance(llm.form.editor("base_url"), QLineEdit)
+    llm.select("skills")
+    assert "offline" in llm.badges.text()
+
+
+def test_settings_dialog_apply_refuses_invalid_values_without_calling_the_engine(qtbot: Any, run: Any) -> None:
+    calls: list[Settings] = []
+
+    async def apply(new: Settings) -> list[ProviderSwitched]:
+        calls.append(new)
+        return []
+
+    dialog = SettingsDialog(Settings(), get_registry(), apply)
+    qtbot.addWidget(dialog)
+    stt = dialog.stage_pages["stt"]
+    assert stt.form is not None
+    threads = stt.form.editor("cpu_threads")
+    assert isinstance(threads, QLineEdit)
+    threads.setText("-1")
+    assert run(dialog.apply()) is False
+    assert calls == []
+    assert stt.form.error_text("cpu_threads") == "must be ≥ 0"
+    assert dialog.tabs.currentWidget() is stt
+    threads.setText("1")
+    assert run(dialog.apply()) is True
+    assert calls and calls[0].stt.options["cpu_threads"] == 1
+
+
+def _snapshot() -> TelemetrySnapshot:
+    turns = [
+        TurnTiming(f"t{i}", time.time(), {"vad_endpoint": 0.25, "stt": 0.1 + i / 100, "llm_first_token": 0.05,
+                                          "tts_first_audio": 0.2, "playback_start": 0.03}, 0.63 + i / 100)
+        for i in range(12)
+    ]
+    v2v = StageStats.of([t.voice_to_voice_s for t in turns if t.voice_to_voice_s is not None])
+    stages = {k: StageStats.of([t.stages[k] for t in turns]) for k in turns[0].stages}
+    return TelemetrySnapshot(turns=turns, stages=stages, voice_to_voice=v2v, exporter="otlp: ok")
+
+
+def test_latency_panel_fills_from_a_snapshot_and_skips_unchanged_redraws(qtbot: Any) -> None:
+    panel = LatencyPanel()
+    qtbot.addWidget(panel)
+    snap = _snapshot()
+    assert panel.update_snapshot(snap) is True
+    assert "740 ms" in panel.total_label.text()  # last turn: 0.63 + 0.11
+    assert panel.cell_text("stt", "last") == "210 ms"
+    assert panel.cell_text("voice_to_voice", "p50") == f"{snap.voice_to_voice.p50 * 1000:.0f} ms"
+    assert "Speech-to-text 210 ms" in panel.bar.accessibleDescription()
+    assert panel.update_snapshot(snap) is False
+    assert panel.redraws == 1
+
+
+def test_health_panel_shows_a_down_provider_with_its_error(qtbot: Any) -> None:
+    panel = HealthPanel()
+    qtbot.addWidget(panel)
+    at = time.time()
+    panel.set_rows([
+        ProviderHealth("stt", "faster-whisper", True, Health(HealthStatus.OK, "tiny.en loaded")),
+        ProviderHealth("llm", "openai-compatible", False,
+                       Health(HealthStatus.DOWN, "cannot reach http://127.0.0.1:9/v1"),
+                       breaker_state="open", error_count=3,
+                       last_error="llm.openai-compatible: UNAVAILABLE: server not reachable", last_error_at=at),
+    ])
+    panel.set_exporter_status("otlp http://127.0.0.1:4318: failing (connection refused)")
+    rows = panel.row_texts()
+    assert rows[0][:4] == ["stt", "faster-whisper", "local", "● ok"]
+    assert rows[1][:6] == ["llm", "openai-compatible", "remote", "● down", "3", "open"]
+    assert "server not reachable" in rows[1][6] and time.strftime("%H:%M", time.localtime(at)) in rows[1][6]
+    assert "connection refused" in panel.exporter_label.text()
+
+
+def test_conversation_view_turns_a_partial_into_the_final_and_streams_the_reply(qtbot: Any) -> None:
+    view = ConversationView()
+    qtbot.addWidget(view)
+    view.user_partial(None, "what is")
+    view.user_partial(None, "what is seventeen")
+    assert [(m.role, m.text, m.final) for m in view.messages()] == [("user", "what is seventeen", False)]
+    view.user_final("t1", "what is 17 times 23")
+    view.reply_delta("t1", "17 times 23 ")
+    view.reply_delta("t1", "is 391.")
+    msgs = view.messages()
+    assert [(m.role, m.text) for m in msgs] == [("user", "what is 17 times 23"), ("assistant", "17 times 23 is 391.")]
+    assert not msgs[1].final
+    view.turn_finished("t1", "what is 17 times 23", "17 times 23 is 391.", interrupted=True)
+    assert msgs[1].final and msgs[1].interrupted
+    view.error("llm · openai-compatible: server not reachable — start it or pick another in Settings")
+    assert view.messages()[-1].role == "error"
+    view.clear()
+    assert view.messages() == []

@@ -1,0 +1,135 @@
+"""Start the desktop app: Qt + qasync loop, window first, engine in the background.
+
+`voxdesk` (app/cli.py) imports this module only when it opens the window, so the
+engine and the headless commands never need Qt. The window is shown before any
+engine module or model is loaded; the session starts on the loop right after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from app.paths import AppPaths
+from app.settings import Settings, SettingsStore, apply_overrides
+
+log = logging.getLogger(__name__)
+
+
+def _resolve_settings(
+    settings: Settings | SettingsStore, store_or_overrides: SettingsStore | Sequence[str] | None
+) -> tuple[Settings, SettingsStore | None, list[str]]:
+    """Accept both call shapes: (settings, store) and (store, overrides)."""
+    if isinstance(settings, SettingsStore):
+        result = settings.load()
+        overrides = (
+            list(store_or_overrides or []) if not isinstance(store_or_overrides, SettingsStore) else []
+        )
+        return apply_overrides(result.settings, overrides), settings, list(result.notices)
+    store = store_or_overrides if isinstance(store_or_overrides, SettingsStore) else None
+    return settings, store, []
+
+
+def create_window(paths: AppPaths, settings: Settings, store: SettingsStore | None = None) -> Any:
+    """The main window on the current QApplication (used by `run` and the tests)."""
+    from ui.main_window import MainWindow
+
+    return MainWindow(paths, settings, store)
+
+
+def build_session(
+    paths: AppPaths, settings: Settings, store: SettingsStore | None, *, audio: bool = True
+) -> Any:
+    """The engine with the configured microphone and speaker."""
+    from app.session import Session
+
+    source = sink = None
+    if audio:
+        from app.audio_capture import open_device_source
+        from app.audio_playback import open_device_sink
+
+        a = settings.audio
+        source = open_device_source(a.input_device, a.input_host_api)
+        sink = open_device_sink(a.output_device, a.output_host_api)
+    return Session(settings, paths, store=store, source=source, sink=sink)
+
+
+def run(
+    argv: Sequence[str],
+    paths: AppPaths,
+    settings: Settings | SettingsStore,
+    store: SettingsStore | Sequence[str] | None = None,
+) -> int:
+    """Open the window and run until it is closed. Returns the process exit code.
+
+    Called by `voxdesk` as `ui.app.run(argv, paths, settings, store)`.
+    """
+    t0 = time.monotonic()
+    import qasync
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from ui import theme
+
+    resolved, store_, notices = _resolve_settings(settings, store)
+    paths.ensure()
+    app = QApplication.instance() or QApplication(list(argv) or ["voxdesk"])
+    assert isinstance(app, QApplication)
+    app.setApplicationName("VoxDesk")
+    app.setOrganizationName("VoxDesk")
+    app.setDesktopFileName("voxdesk")
+    app.setWindowIcon(theme.app_icon())
+    app.setQuitOnLastWindowClosed(False)  # we quit after the engine has closed
+    theme.apply_theme(app)
+    follower = theme.ThemeFollower(app)
+
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    window = create_window(paths, resolved, store_)
+    window.show()
+    log.info("window visible after %.0f ms", (time.monotonic() - t0) * 1000)
+    for n in notices:
+        window.view.notice(n)
+
+    done: asyncio.Future[None] = loop.create_future()
+
+    def on_closed() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    window.closed.connect(on_closed)
+
+    def start_engine() -> None:
+        try:
+            session = build_session(paths, resolved, store_)
+        except Exception as exc:  # the window still opens and says what is wrong
+            window.view.error(f"The assistant could not start: {exc}")
+            return
+        window.spawn(window.start_session(session))
+
+    QTimer.singleShot(0, start_engine)
+    try:
+        with loop:
+            loop.run_until_complete(done)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        follower.deleteLater()
+    return 0
+
+
+def main() -> int:
+    """`python -m ui.app` — the window with default paths (development convenience)."""
+    from app.paths import resolve_paths
+
+    paths = resolve_paths()
+    store = SettingsStore(paths.config_dir)
+    return run(sys.argv, paths, store, [])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,222 @@
+"""The talk button, toggles, text box, state indicator and microphone meter.
+
+These widgets only emit intent (signals) and show state; the main window wires
+them to the session, so they can be tested and reused without an engine.
+"""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QLinearGradient, QPainter, QPaintEvent
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui import theme
+
+FLOOR_DBFS = -60.0
+STATE_TEXT = {"idle": "Idle", "listening": "Listening", "thinking": "Thinking", "speaking": "Speaking"}
+
+
+class LevelMeter(QWidget):
+    """Mic level bar. Repaints only when the shown level moves by a visible amount."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._level = 0.0  # 0..1
+        self._peak = 0.0
+        self.repaints = 0
+        self.setAccessibleName("Microphone level")
+        self.setMinimumSize(120, 10)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setFixedHeight(10)
+
+    def sizeHint(self) -> QSize:
+        return QSize(160, 10)
+
+    @staticmethod
+    def to_fraction(dbfs: float) -> float:
+        if not math.isfinite(dbfs):
+            return 0.0
+        return min(1.0, max(0.0, (dbfs - FLOOR_DBFS) / -FLOOR_DBFS))
+
+    @property
+    def level(self) -> float:
+        return self._level
+
+    def set_level(self, rms_dbfs: float, peak_dbfs: float | None = None) -> None:
+        level = self.to_fraction(rms_dbfs)
+        peak = self.to_fraction(peak_dbfs if peak_dbfs is not None else rms_dbfs)
+        if abs(level - self._level) < 0.01 and abs(peak - self._peak) < 0.01:
+            return
+        self._level, self._peak = level, peak
+        self.setAccessibleDescription(f"{rms_dbfs:.0f} dBFS")
+        self.repaints += 1
+        self.update()
+
+    def paintEvent(self, _event: QPaintEvent) -> None:
+        p = QPainter(self)
+        r = QRectF(self.rect())
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(theme.colours()["assistant_bg"]))
+        p.drawRoundedRect(r, 4, 4)
+        grad = QLinearGradient(r.topLeft(), r.topRight())
+        grad.setColorAt(0.0, QColor("#22a35a"))
+        grad.setColorAt(0.75, QColor("#e0a100"))
+        grad.setColorAt(1.0, QColor("#d64545"))
+        p.setBrush(grad)
+        p.drawRoundedRect(QRectF(r.left(), r.top(), r.width() * self._level, r.height()), 4, 4)
+        if self._peak > 0:
+            p.setBrush(QColor(theme.colours()["text"]))
+            p.drawRect(QRectF(r.left() + r.width() * self._peak - 2, r.top(), 2, r.height()))
+        p.end()
+
+
+class StateIndicator(QWidget):
+    """A coloured dot and a word: idle / listening / thinking / speaking."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.dot = QLabel("●")
+        self.label = QLabel()
+        self.label.setAccessibleName("Assistant state")
+        lay.addWidget(self.dot)
+        lay.addWidget(self.label)
+        self.state = ""
+        self.set_state("idle")
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        self.dot.setStyleSheet(f"color: {theme.STATE_COLOURS.get(state, '#8a94a6')}; font-size: 16px;")
+        self.label.setText(STATE_TEXT.get(state, state.capitalize()))
+        self.setAccessibleName(f"State: {self.label.text()}")
+
+
+class TalkButton(QPushButton):
+    """Held = push-to-talk. `held` fires once on press and once on release."""
+
+    held = Signal(bool)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Hold to talk", parent)
+        self.setObjectName("talk_button")
+        self.setAccessibleName("Talk")
+        self.setAccessibleDescription("Hold to speak; release to send. Space does the same.")
+        self.setToolTip("Hold to talk (Space)")
+        self.setIcon(theme.icon("mic", "#ffffff"))
+        self.setIconSize(QSize(22, 22))
+        self.setMinimumWidth(170)
+        self.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        self._active = False
+        self.pressed.connect(lambda: self.set_active(True))
+        self.released.connect(lambda: self.set_active(False))
+
+    def set_active(self, on: bool) -> None:
+        if on == self._active:
+            return
+        self._active = on
+        self.setProperty("active", on)
+        self.setText("Listening… release to send" if on else "Hold to talk")
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self.held.emit(on)
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+
+class Controls(QWidget):
+    """Everything under the conversation: talk, toggles, text entry, state and level."""
+
+    talk = Signal(bool)
+    hands_free_toggled = Signal(bool)
+    mute_toggled = Signal(bool)
+    stop_requested = Signal()
+    text_submitted = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(12, 6, 12, 10)
+
+        status = QHBoxLayout()
+        self.state = StateIndicator()
+        status.addWidget(self.state)
+        status.addStretch(1)
+        mic = QLabel("Mic")
+        status.addWidget(mic)
+        self.meter = LevelMeter()
+        self.meter.setMaximumWidth(220)
+        status.addWidget(self.meter)
+        outer.addLayout(status)
+
+        row = QHBoxLayout()
+        self.talk_button = TalkButton()
+        self.talk_button.held.connect(self.talk)
+        row.addWidget(self.talk_button)
+
+        self.hands_free = QToolButton()
+        self.hands_free.setText("Hands-free")
+        self.hands_free.setCheckable(True)
+        self.hands_free.setAccessibleName("Hands-free listening")
+        self.hands_free.setToolTip("Listen all the time and answer when you stop speaking (Ctrl+L)")
+        self.hands_free.toggled.connect(self.hands_free_toggled)
+        row.addWidget(self.hands_free)
+
+        self.mute = QToolButton()
+        self.mute.setCheckable(True)
+        self.mute.setIcon(theme.icon("mic-off"))
+        self.mute.setText("Mute")
+        self.mute.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.mute.setAccessibleName("Mute microphone")
+        self.mute.setToolTip("Mute the microphone (Ctrl+M)")
+        self.mute.toggled.connect(self.mute_toggled)
+        row.addWidget(self.mute)
+
+        self.stop = QToolButton()
+        self.stop.setIcon(theme.icon("stop"))
+        self.stop.setText("Stop")
+        self.stop.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.stop.setAccessibleName("Stop speaking")
+        self.stop.setToolTip("Stop the reply (Esc)")
+        self.stop.clicked.connect(self.stop_requested)
+        row.addWidget(self.stop)
+        row.addStretch(1)
+        outer.addLayout(row)
+
+        typed = QHBoxLayout()
+        self.text = QLineEdit()
+        self.text.setPlaceholderText("Type a question and press Enter…")
+        self.text.setAccessibleName("Message")
+        self.text.setClearButtonEnabled(True)
+        self.text.returnPressed.connect(self._submit)
+        typed.addWidget(self.text, 1)
+        self.send = QPushButton("Send")
+        self.send.setIcon(theme.icon("send"))
+        self.send.setAccessibleName("Send message")
+        self.send.clicked.connect(self._submit)
+        typed.addWidget(self.send)
+        outer.addLayout(typed)
+
+    def _submit(self) -> None:
+        text = self.text.text().strip()
+        if text:
+            self.text.clear()
+            self.text_submitted.emit(text)
+
+    def set_state(self, state: str) -> None:
+        self.state.set_state(state)
+        if state == "idle":
+            self.meter.set_level(FLOOR_DBFS)

@@ -1,0 +1,240 @@
+"""Where the time went: the last turn as a stacked bar, recent turns as a rolling chart.
+
+Everything comes from the telemetry snapshot (the same numbers the OpenTelemetry
+metrics carry). The window polls it often so the panel feels live, but a redraw
+only happens when the snapshot actually changed, which keeps idle CPU near zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPaintEvent
+from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from ui import theme
+
+#: Segments of the voice-to-voice path, in the order they happen.
+TIMELINE: tuple[tuple[str, str, str], ...] = (
+    ("vad_endpoint", "VAD endpoint", "#8b5cf6"),
+    ("stt", "Speech-to-text", "#0ea5e9"),
+    ("llm_first_token", "LLM first token", "#f59e0b"),
+    ("tts_first_audio", "TTS first audio", "#10b981"),
+    ("playback_start", "Playback start", "#ef4444"),
+)
+ROLLING_WINDOW = 20  # turns per rolling percentile
+MAX_TURNS = 200
+
+
+class _Turn(Protocol):
+    turn_id: str
+    stages: Mapping[str, float]
+    voice_to_voice_s: float | None
+
+
+class _Stats(Protocol):
+    count: int
+    p50: float
+    p95: float
+
+
+class _Snapshot(Protocol):
+    turns: Sequence[Any]
+    stages: Mapping[str, Any]
+    voice_to_voice: Any
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+class StackedBar(QWidget):
+    """One horizontal bar, one coloured segment per stage; painted, not a chart, so it is cheap."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._segments: list[tuple[str, float, str]] = []
+        self._total: float | None = None
+        self.setMinimumHeight(34)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setAccessibleName("Last turn latency bar")
+
+    def sizeHint(self) -> QSize:
+        return QSize(300, 34)
+
+    def set_turn(self, stages: Mapping[str, float], total: float | None) -> None:
+        self._segments = [
+            (label, float(stages[key]), colour)
+            for key, label, colour in TIMELINE
+            if stages.get(key) is not None and stages[key] >= 0
+        ]
+        self._total = total
+        parts = ", ".join(f"{label} {_ms(v)}" for label, v, _ in self._segments)
+        self.setAccessibleDescription(f"{parts}; voice-to-voice {_ms(total)}")
+        self.update()
+
+    def paintEvent(self, _event: QPaintEvent) -> None:
+        p = QPainter(self)
+        rect = QRectF(self.rect()).adjusted(1, 4, -1, -4)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(theme.colours()["assistant_bg"]))
+        p.drawRoundedRect(rect, 5, 5)
+        span = max(sum(v for _, v, _ in self._segments), self._total or 0.0)
+        if span <= 0:
+            p.setPen(QColor(theme.colours()["muted"]))
+            p.drawText(rect, Qt.AlignmentFlag.AlignCenter, "no turn yet")
+            p.end()
+            return
+        x = rect.left()
+        fm = QFontMetrics(self.font())
+        for label, v, colour in self._segments:
+            w = rect.width() * v / span
+            seg = QRectF(x, rect.top(), w, rect.height())
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor(colour))
+            p.drawRect(seg)
+            text = _ms(v)
+            if fm.horizontalAdvance(text) + 6 < w:
+                p.setPen(QColor("#ffffff"))
+                p.drawText(seg, Qt.AlignmentFlag.AlignCenter, text)
+            x += w
+            _ = label
+        p.end()
+
+
+def rolling_percentiles(
+    values: Sequence[float], window: int = ROLLING_WINDOW
+) -> tuple[np.ndarray, np.ndarray]:
+    """p50 and p95 over the last `window` values at each position."""
+    arr = np.asarray(values, dtype=float)
+    p50 = np.empty_like(arr)
+    p95 = np.empty_like(arr)
+    for i in range(len(arr)):
+        w = arr[max(0, i - window + 1) : i + 1]
+        w = w[~np.isnan(w)]
+        p50[i] = np.percentile(w, 50) if len(w) else np.nan
+        p95[i] = np.percentile(w, 95) if len(w) else np.nan
+    return p50, p95
+
+
+class LatencyPanel(QWidget):
+    """Last-turn bar, per-stage p50/p95 table, rolling chart. Feed it with `update_snapshot`."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAccessibleName("Latency panel")
+        self._key: tuple[Any, ...] | None = None
+        self.redraws = 0
+        lay = QVBoxLayout(self)
+        title = QLabel("Latency")
+        title.setObjectName("panel_title")
+        lay.addWidget(title)
+
+        self.total_label = QLabel("Voice-to-voice: —")
+        self.total_label.setAccessibleName("Last voice-to-voice latency")
+        lay.addWidget(self.total_label)
+        self.bar = StackedBar()
+        lay.addWidget(self.bar)
+
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(12)
+        grid.setVerticalSpacing(1)
+        for col, head in enumerate(("Stage", "Last", "p50", "p95")):
+            h = QLabel(f"<b>{head}</b>")
+            grid.addWidget(h, 0, col)
+        self._cells: dict[str, tuple[QLabel, QLabel, QLabel]] = {}
+        rows = [*TIMELINE, ("voice_to_voice", "Voice-to-voice", theme.colours()["text"])]
+        for r, (key, label, colour) in enumerate(rows, start=1):
+            name = QLabel(f'<span style="color:{colour}">■</span> {label}')
+            cells = (QLabel("—"), QLabel("—"), QLabel("—"))
+            grid.addWidget(name, r, 0)
+            for c, cell in enumerate(cells, start=1):
+                cell.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                cell.setAccessibleName(f"{label} {('last', 'p50', 'p95')[c - 1]}")
+                grid.addWidget(cell, r, c)
+            self._cells[key] = cells
+        lay.addLayout(grid)
+
+        pg.setConfigOptions(antialias=False, foreground=theme.colours()["text"], background=None)
+        self.plot = pg.PlotWidget()
+        self.plot.setAccessibleName("Rolling latency chart")
+        self.plot.setMenuEnabled(False)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.hideButtons()
+        self.plot.setLabel("left", "ms")
+        self.plot.setLabel("bottom", "turn")
+        self.plot.showGrid(x=False, y=True, alpha=0.2)
+        self.plot.setMinimumHeight(140)
+        self.plot.addLegend(offset=(5, 5), labelTextSize="8pt")
+        self._v2v_points = self.plot.plot(
+            [],
+            [],
+            pen=None,
+            symbol="o",
+            symbolSize=5,
+            symbolBrush=theme.colours()["muted"],
+            name="voice-to-voice",
+        )
+        self._p50 = self.plot.plot([], [], pen=pg.mkPen(theme.colours()["accent"], width=2), name="p50")
+        self._p95 = self.plot.plot(
+            [], [], pen=pg.mkPen("#ef4444", width=2, style=Qt.PenStyle.DashLine), name="p95"
+        )
+        self._stage_curves = {
+            key: self.plot.plot([], [], pen=pg.mkPen(colour, width=1)) for key, _, colour in TIMELINE
+        }
+        lay.addWidget(self.plot, 1)
+
+    # -- data --------------------------------------------------------------
+    @staticmethod
+    def _snapshot_key(snap: _Snapshot) -> tuple[Any, ...]:
+        turns = snap.turns
+        last = turns[-1] if turns else None
+        v2v = snap.voice_to_voice
+        return (
+            len(turns),
+            getattr(last, "turn_id", None),
+            getattr(v2v, "count", None),
+            tuple(sorted((k, getattr(s, "count", 0)) for k, s in snap.stages.items())),
+        )
+
+    def update_snapshot(self, snap: _Snapshot) -> bool:
+        """Redraw if the snapshot differs from the last one; True when it redrew."""
+        key = self._snapshot_key(snap)
+        if key == self._key:
+            return False
+        self._key = key
+        self.redraws += 1
+        turns = list(snap.turns)[-MAX_TURNS:]
+        last = turns[-1] if turns else None
+        last_stages: Mapping[str, float] = getattr(last, "stages", {}) if last else {}
+        last_v2v = getattr(last, "voice_to_voice_s", None) if last else None
+        self.bar.set_turn(last_stages, last_v2v)
+        self.total_label.setText(f"Voice-to-voice: <b>{_ms(last_v2v)}</b>")
+        for key_, cells in self._cells.items():
+            stats = snap.voice_to_voice if key_ == "voice_to_voice" else snap.stages.get(key_)
+            last_v = last_v2v if key_ == "voice_to_voice" else last_stages.get(key_)
+            has = stats is not None and getattr(stats, "count", 0) > 0
+            cells[0].setText(_ms(last_v))
+            cells[1].setText(_ms(stats.p50) if has and stats is not None else "—")
+            cells[2].setText(_ms(stats.p95) if has and stats is not None else "—")
+        xs = np.arange(1, len(turns) + 1, dtype=float)
+        v2v = [t.voice_to_voice_s * 1000 if t.voice_to_voice_s is not None else np.nan for t in turns]
+        p50, p95 = rolling_percentiles(v2v)
+        finite = ~np.isnan(np.asarray(v2v, dtype=float))
+        self._v2v_points.setData(xs[finite], np.asarray(v2v, dtype=float)[finite])
+        self._p50.setData(xs, p50, connect="finite")
+        self._p95.setData(xs, p95, connect="finite")
+        for key_, curve in self._stage_curves.items():
+            ys = np.array([t.stages.get(key_, np.nan) * 1000 for t in turns], dtype=float)
+            curve.setData(xs, ys, connect="finite")
+        return True
+
+    def cell_text(self, stage: str, column: str) -> str:
+        """For tests and screen readers: the text shown for a stage's last/p50/p95."""
+        return self._cells[stage][("last", "p50", "p95").index(column)].text()

@@ -1,0 +1,502 @@
+"""The main window: conversation, controls, latency and health, wired to a `Session`.
+
+The window never waits on the engine: every engine call is a task on the qasync
+loop (the same thread as Qt, so events arrive without locks), inference runs in
+the providers' workers, and the panels are refreshed from a 10 Hz timer that only
+reads the telemetry snapshot when an event said something changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QEvent, QObject, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QPlainTextEdit,
+    QSplitter,
+    QTextEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import events as ev
+from app.errors import ErrorCode
+from app.paths import AppPaths
+from app.settings import Settings, SettingsStore
+from ui import theme
+from ui.controls import Controls
+from ui.conversation_view import ConversationView
+from ui.health_panel import HealthPanel
+from ui.latency_panel import LatencyPanel
+from ui.tray import Tray
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 100  # panel refresh: ≥ 10 updates/s, and only when something changed
+QUIT_BUDGET_S = 2.0
+TEXT_INPUTS = (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox, QComboBox)
+
+
+class _SpaceToTalk(QObject):
+    """Space held anywhere in the window (except in a text field) is push-to-talk."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() not in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
+            return False
+        assert isinstance(event, QKeyEvent)
+        if event.key() != Qt.Key.Key_Space or event.modifiers() != Qt.KeyboardModifier.NoModifier:
+            return False
+        if not self.window.isActiveWindow() or isinstance(QApplication.focusWidget(), TEXT_INPUTS):
+            return False
+        if QApplication.activeModalWidget() is not None:
+            return False
+        if not event.isAutoRepeat():
+            self.window.controls.talk_button.set_active(event.type() == QEvent.Type.KeyPress)
+        return True
+
+
+class MainWindow(QMainWindow):
+    closed = Signal()
+
+    def __init__(self, paths: AppPaths, settings: Settings, store: SettingsStore | None = None) -> None:
+        super().__init__()
+        self.paths = paths
+        self.settings = settings
+        self.store = store
+        self.session: Any = None
+        self._unsubscribe: Any = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._dirty = True
+        self._closing = False
+        self._closed = False
+        self._shutdown_task: asyncio.Future[None] | None = None
+        self._offered_download: set[tuple[str, str]] = set()
+        self.qsettings = QSettings(str(paths.config_dir / "window.ini"), QSettings.Format.IniFormat)
+
+        self.setWindowTitle("VoxDesk")
+        self.setWindowIcon(theme.app_icon())
+        self.setObjectName("main_window")
+        self.setAccessibleName("VoxDesk")
+        self.resize(1180, 740)
+
+        left = QWidget()
+        left_lay = QVBoxLayout(left)
+        left_lay.setContentsMargins(0, 0, 0, 0)
+        self.view = ConversationView()
+        self.controls = Controls()
+        left_lay.addWidget(self.view, 1)
+        left_lay.addWidget(self.controls)
+        self.latency = LatencyPanel()
+        self.health = HealthPanel()
+        self.side = QSplitter(Qt.Orientation.Vertical)
+        self.side.setObjectName("side_splitter")
+        self.side.addWidget(self.latency)
+        self.side.addWidget(self.health)
+        self.side.setSizes([420, 300])
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setObjectName("main_splitter")
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.side)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setSizes([680, 500])
+        self.setCentralWidget(self.splitter)
+        self.statusBar().showMessage("Starting…")
+
+        self._build_menus()
+        self.controls.hands_free.setChecked(settings.conversation.hands_free)
+        self.controls.talk.connect(self._on_talk)
+        self.controls.hands_free_toggled.connect(lambda on: self.session and self.session.set_hands_free(on))
+        self.controls.mute_toggled.connect(lambda on: self.session and self.session.set_muted(on))
+        self.controls.stop_requested.connect(lambda: self.session and self.session.stop_speaking())
+        self.controls.text_submitted.connect(lambda text: self.spawn(self._send_text(text)))
+        self.health.check_requested.connect(lambda: self.spawn(self.check_health()))
+        self._space = _SpaceToTalk(self)
+        QApplication.instance().installEventFilter(self._space)  # type: ignore[union-attr]
+        self.tray = Tray(self)
+        self.tray.quit_requested.connect(self.close)
+
+        self._poll = QTimer(self)
+        self._poll.setInterval(POLL_MS)
+        self._poll.timeout.connect(self._refresh_panels)
+        self._poll.start()
+        self._restore_layout()
+
+    # -- menus & shortcuts -------------------------------------------------------
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        conv = bar.addMenu("&Conversation")
+        self._action(conv, "&New conversation", "Ctrl+N", lambda: self.spawn(self.new_conversation()))
+        self._action(conv, "&History…", "Ctrl+Shift+H", lambda: self.spawn(self.open_history()))
+        self._action(conv, "&Clear view", "Ctrl+Shift+K", self.view.clear)
+        conv.addSeparator()
+        self._action(conv, "&Settings…", QKeySequence.StandardKey.Preferences, self.open_settings)
+        self._action(conv, "Settings…", "Ctrl+,", self.open_settings, visible=False)
+        conv.addSeparator()
+        self._action(conv, "&Quit", QKeySequence.StandardKey.Quit, self.close)
+        voice = bar.addMenu("&Voice")
+        self._action(voice, "Stop speaking", "Esc", lambda: self.session and self.session.stop_speaking())
+        self._action(voice, "Mute microphone", "Ctrl+M", self.controls.mute.toggle)
+        self._action(voice, "Hands-free", "Ctrl+L", self.controls.hands_free.toggle)
+        self._action(voice, "Type a message", "Ctrl+T", self.controls.text.setFocus)
+        view = bar.addMenu("&View")
+        self.panels_action = self._action(view, "Latency && health panels", "F9", self._toggle_side)
+        self.panels_action.setCheckable(True)
+        self.panels_action.setChecked(True)
+        self._action(view, "Check health now", "Ctrl+H", lambda: self.spawn(self.check_health()))
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&About VoxDesk", None, self._about)
+
+    def _action(self, menu: Any, text: str, shortcut: Any, slot: Any, *, visible: bool = True) -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut) if isinstance(shortcut, str) else shortcut)
+        act.triggered.connect(lambda _checked=False: slot())
+        if visible:
+            menu.addAction(act)
+        else:
+            self.addAction(act)
+        return act
+
+    def _toggle_side(self) -> None:
+        self.side.setVisible(not self.side.isVisible())
+        self.panels_action.setChecked(self.side.isVisible())
+
+    def _about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About VoxDesk",
+            "VoxDesk — a desktop voice assistant that works offline.\n"
+            "Hold Space or the talk button to speak.",
+        )
+
+    # -- layout memory ------------------------------------------------------------
+    def _restore_layout(self) -> None:
+        for key, apply in (
+            ("geometry", self.restoreGeometry),
+            ("state", self.restoreState),
+            ("main_splitter", self.splitter.restoreState),
+            ("side_splitter", self.side.restoreState),
+        ):
+            value = self.qsettings.value(key)
+            if isinstance(value, QByteArray | bytes):
+                apply(QByteArray(value))
+
+    def save_layout(self) -> None:
+        self.qsettings.setValue("geometry", self.saveGeometry())
+        self.qsettings.setValue("state", self.saveState())
+        self.qsettings.setValue("main_splitter", self.splitter.saveState())
+        self.qsettings.setValue("side_splitter", self.side.saveState())
+        self.qsettings.sync()
+
+    # -- tasks ----------------------------------------------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run engine work on the loop; errors become inline messages, never a frozen UI."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and (exc := t.exception()) is not None:
+                log.error("background task failed", exc_info=exc)
+                self.view.error(f"{type(exc).__name__}: {exc}")
+
+        task.add_done_callback(done)
+        return task
+
+    # -- session ------------------------------------------------------------------
+    async def start_session(self, session: Any) -> None:
+        """Attach and start the engine; the window is already on screen."""
+        self.session = session
+        self.settings = session.settings
+        self._unsubscribe = session.add_listener(self.on_event)
+        session.set_hands_free(self.controls.hands_free.isChecked())
+        self.statusBar().showMessage("Loading speech models in the background…")
+        await session.start()
+        ready = getattr(session, "ready", None)
+        if ready is not None:
+            await ready.wait()
+        if not self._closing:
+            await self.check_health()
+
+    async def _send_text(self, text: str) -> None:
+        if self.session is None:
+            self.view.error("The assistant is still starting — try again in a moment.")
+            return
+        await self.session.send_text(text)
+
+    def _on_talk(self, pressed: bool) -> None:
+        if self.session is not None:
+            self.session.push_to_talk(pressed)
+
+    async def check_health(self) -> None:
+        if self.session is None:
+            return
+        self.health.set_checking(True)
+        try:
+            rows = await self.session.check_health()
+        finally:
+            self.health.set_checking(False)
+        self.health.set_rows(rows)
+        self._dirty = True
+
+    async def new_conversation(self) -> None:
+        self.view.clear()
+        if self.session is not None:
+            await self.session.new_conversation()
+        self.statusBar().showMessage("New conversation", 3000)
+
+    async def open_history(self) -> None:
+        if self.session is None:
+            return
+        from ui.history_dialog import HistoryDialog, turns_to_messages
+
+        history = self.session.history
+        conversations = await asyncio.to_thread(history.list_conversations)
+        dialog = HistoryDialog(conversations, self)
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def finished(result: int) -> None:
+            if not fut.done():
+                fut.set_result(result)
+
+        dialog.finished.connect(finished)
+        dialog.open()
+        if await fut and dialog.chosen_id is not None:
+            turns = await asyncio.to_thread(history.turns, dialog.chosen_id)
+            await asyncio.to_thread(history.resume, dialog.chosen_id)
+            self.view.load(turns_to_messages(turns))
+        dialog.deleteLater()
+
+    def open_settings(self) -> Any:
+        from app.registry import get_registry
+        from ui.settings_dialog import SettingsDialog
+
+        registry = self.session.registry if self.session is not None else get_registry()
+        dialog = SettingsDialog(self.settings, registry, self._apply_settings, self)
+        dialog.audio_page.test_tone_requested.connect(lambda name: self.spawn(self._test_tone(dialog, name)))
+        dialog.audio_page.mic_test_requested.connect(lambda name: self.spawn(self._mic_test(dialog, name)))
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    async def _apply_settings(self, new: Settings) -> list[ev.ProviderSwitched]:
+        old = self.settings
+        if self.session is None:
+            if self.store is not None:
+                await asyncio.to_thread(self.store.save, new)
+            self.settings = new
+            return []
+        results = list(await self.session.apply_settings(new))
+        self.settings = self.session.settings
+        if (new.audio.input_device, new.audio.output_device) != (
+            old.audio.input_device,
+            old.audio.output_device,
+        ):
+            await self._switch_audio(new)
+        return results
+
+    async def _switch_audio(self, new: Settings) -> None:
+        from app.audio_capture import open_device_source
+        from app.audio_playback import open_device_sink
+
+        a = new.audio
+        await self.session.set_audio(
+            open_device_source(a.input_device, a.input_host_api),
+            open_device_sink(a.output_device, a.output_host_api),
+        )
+
+    async def _test_tone(self, dialog: Any, name: str) -> None:
+        import numpy as np
+
+        from app.audio_playback import open_device_sink
+        from app.provider_api import AudioChunk
+
+        sink = open_device_sink(name or None)
+        try:
+            await sink.start()
+            t = np.arange(int(0.6 * 24000)) / 24000
+            tone = (0.2 * np.sin(2 * math.pi * 440 * t) * np.minimum(1, 10 * (0.6 - t))).astype(np.float32)
+            sink.mark()
+            sink.play(AudioChunk(tone, 24000))
+            await sink.drain()
+            dialog.audio_page.show_result("Test tone played — did you hear it?")
+        except Exception as exc:
+            dialog.audio_page.show_result(f"Could not play: {exc}")
+        finally:
+            with contextlib.suppress(Exception):
+                await sink.stop()
+
+    async def _mic_test(self, dialog: Any, name: str) -> None:
+        import numpy as np
+
+        from app.audio_capture import open_device_source
+
+        source = open_device_source(name or None)
+        peak = 0.0
+        try:
+            await source.start()
+            dialog.audio_page.show_result("Listening for 2 seconds — say something…")
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 2.0
+            async for _at, frame in source.frames():
+                peak = max(peak, float(np.max(np.abs(frame))) if len(frame) else 0.0)
+                if loop.time() > end:
+                    break
+            db = 20 * math.log10(max(peak, 1e-6))
+            verdict = "sounds good" if db > -30 else "very quiet — check the microphone"
+            dialog.audio_page.show_result(f"Loudest sound {db:.0f} dBFS: {verdict}.")
+        except Exception as exc:
+            dialog.audio_page.show_result(f"Microphone test failed: {exc}")
+        finally:
+            with contextlib.suppress(Exception):
+                await source.stop()
+
+    # -- engine events (loop thread == GUI thread) ------------------------------------
+    def on_event(self, e: ev.Event) -> None:
+        if isinstance(e, ev.AudioLevel):
+            self.controls.meter.set_level(e.rms_dbfs, e.peak_dbfs)
+        elif isinstance(e, ev.StateChanged):
+            self.controls.set_state(e.state.value)
+            self.tray.set_state(e.state.value)
+            self._dirty = True
+        elif isinstance(e, ev.PartialTranscript):
+            self.view.user_partial(e.turn_id, e.text)
+        elif isinstance(e, ev.FinalTranscript):
+            self.view.user_final(e.turn_id, e.text)
+        elif isinstance(e, ev.ReplyDelta):
+            self.view.reply_delta(e.turn_id, e.text)
+        elif isinstance(e, ev.TurnFinished):
+            self.view.turn_finished(e.turn_id, e.user_text, e.reply_text, e.interrupted)
+            self._dirty = True
+        elif isinstance(e, ev.ErrorRaised):
+            self.view.error(f"{e.stage} · {e.provider}: {e.message}", e.turn_id)
+            self._dirty = True
+            if e.code == ErrorCode.MODEL_MISSING.value:
+                self._offer_download(e.stage, e.provider, e.message)
+        elif isinstance(e, ev.Notice):
+            self.statusBar().showMessage(e.message, 8000)
+            if e.turn_id is not None or (
+                getattr(self.session, "ready", None) and self.session.ready.is_set()
+            ):
+                self.view.notice(e.message)
+        elif isinstance(e, ev.ProviderSwitched):
+            text = f"{e.stage} → {e.provider}" if e.ok else f"{e.stage}: kept the old provider — {e.message}"
+            self.statusBar().showMessage(text, 8000)
+            self._dirty = True
+
+    def _refresh_panels(self) -> None:
+        if not self._dirty or self.session is None:
+            return
+        self._dirty = False
+        snap = self.session.telemetry.snapshot()
+        self.latency.update_snapshot(snap)
+        self.health.set_exporter_status(snap.exporter)
+
+    def _offer_download(self, stage: str, provider: str, message: str) -> None:
+        """A default model is missing: download it, or pick another provider."""
+        if (stage, provider) in self._offered_download:
+            return
+        self._offered_download.add((stage, provider))
+        model_id = _model_id_in(message)
+        if model_id is None:
+            return
+        from ui.first_run import PICK_ANOTHER, FirstRunDialog, model_fetcher
+
+        dialog = FirstRunDialog(
+            f"The {stage} model “{model_id}” is not installed",
+            f"{message}\n\nDownload it now, or pick another {stage} provider in Settings.",
+            model_fetcher(model_id, self.paths),
+            self,
+        )
+
+        def finished(result: int) -> None:
+            if result == PICK_ANOTHER:
+                dlg = self.open_settings()
+                page = dlg.stage_pages.get(stage)
+                if page is not None:
+                    dlg.tabs.setCurrentWidget(page)
+            elif dialog.result_path is not None and self.session is not None:
+                self.statusBar().showMessage(f"Downloaded {model_id}; starting {provider}…", 8000)
+                self.spawn(self._reload_stage(stage))
+            dialog.deleteLater()
+
+        dialog.finished.connect(finished)
+        dialog.open()
+
+    async def _reload_stage(self, stage: str) -> None:
+        """Start a stage again now that its model is on disk."""
+        reload = getattr(self.session, "reload_stage", None)
+        if reload is None:
+            self.view.notice(f"The {stage} model is installed — restart VoxDesk to use it.")
+            return
+        await reload(stage)
+        await self.check_health()
+
+    # -- quitting -------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self._closed:
+            event.accept()
+            return
+        event.ignore()
+        if not self._closing:
+            self._closing = True
+            self.statusBar().showMessage("Closing…")
+            self._shutdown_task = asyncio.ensure_future(self.shutdown())
+
+    async def shutdown(self) -> None:
+        """Stop audio, cancel work, flush telemetry — all within QUIT_BUDGET_S."""
+        self._closing = True
+        self._poll.stop()
+        self.save_layout()
+        QApplication.instance().removeEventFilter(self._space)  # type: ignore[union-attr]
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=0.5)
+        if self.session is not None:
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+            try:
+                await asyncio.wait_for(self.session.aclose(), QUIT_BUDGET_S - 0.5)
+            except (TimeoutError, Exception) as exc:  # quitting must not hang or crash
+                log.warning("session did not close cleanly: %s", exc)
+        self.tray.hide()
+        self._closed = True
+        self.close()
+        self.closed.emit()
+
+
+def _model_id_in(message: str) -> str | None:
+    """`model whisper-tiny.en is not installed …` → `whisper-tiny.en`."""
+    words = message.split()
+    if "model" in words:
+        i = words.index("model")
+        if i + 1 < len(words):
+            candidate = words[i + 1].strip("“”\"'.,")
+            with contextlib.suppress(Exception):
+                from app.models import get_spec
+
+                return get_spec(candidate).id
+    return None
+
+
+def window_settings_path(paths: AppPaths) -> Path:
+    return paths.config_dir / "window.ini"

@@ -1,0 +1,472 @@
+"""Settings: pick a provider per stage, edit its options, devices, conversation, telemetry.
+
+Provider pages are built from the registry alone (names, badges, the pydantic
+schema of the options), so a third-party provider gets a page for free. Apply
+validates everything first and shows each problem under its field; only then is
+the engine asked to switch, and a provider that fails to start is reported while
+the old one keeps working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.errors import VoiceError
+from app.events import ProviderSwitched
+from app.provider_api import KINDS
+from app.registry import Registry
+from app.settings import ConversationSettings, Settings, StageSettings, TelemetrySettings
+from ui.schema_form import SchemaForm
+
+STAGE_TITLES = {"vad": "Voice detection", "stt": "Speech-to-text", "llm": "Assistant", "tts": "Voice"}
+ApplyFn = Callable[[Settings], Awaitable[Sequence[ProviderSwitched]]]
+
+
+def _secret_field(spec: Any) -> bool:
+    return bool(spec.kind == "secret")
+
+
+class StagePage(QWidget):
+    """Provider list on the left, the chosen provider's details and options on the right."""
+
+    def __init__(
+        self, kind: str, registry: Registry, current: StageSettings, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.kind = kind
+        self.registry = registry
+        self._options: dict[str, dict[str, Any]] = {current.provider: dict(current.options)}
+        self._fallbacks = list(current.fallbacks)
+        self._original: StageSettings | None = current
+        self.form: SchemaForm | None = None
+        self.provider_error = ""
+
+        lay = QHBoxLayout(self)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        lay.addWidget(split)
+        self.list = QListWidget()
+        self.list.setAccessibleName(f"{STAGE_TITLES[kind]} providers")
+        for name in registry.list_providers(kind):
+            item = QListWidgetItem(self._item_text(name))
+            item.setData(Qt.ItemDataRole.UserRole, name)
+            self.list.addItem(item)
+        split.addWidget(self.list)
+
+        right = QWidget()
+        self._right = QVBoxLayout(right)
+        self.title = QLabel()
+        self.title.setObjectName("panel_title")
+        self.badges = QLabel()
+        self.badges.setTextFormat(Qt.TextFormat.RichText)
+        self.description = QLabel()
+        self.description.setWordWrap(True)
+        self._right.addWidget(self.title)
+        self._right.addWidget(self.badges)
+        self._right.addWidget(self.description)
+        self.key_row = QWidget()
+        key_lay = QFormLayout(self.key_row)
+        key_lay.setContentsMargins(0, 0, 0, 0)
+        self.api_key = QLineEdit()
+        self.api_key.setEchoMode(QLineEdit.EchoMode.Password)
+        self.api_key.setAccessibleName("API key")
+        self.key_status = QLabel()
+        self.key_status.setObjectName("bubble_meta")
+        key_lay.addRow("API key:", self.api_key)
+        key_lay.addRow("", self.key_status)
+        self._right.addWidget(self.key_row)
+        self.fallbacks = QLineEdit(", ".join(self._fallbacks))
+        self.fallbacks.setAccessibleName("Fallback providers")
+        self.fallbacks.setPlaceholderText("other providers to try, in order (comma-separated)")
+        fb = QFormLayout()
+        fb.addRow("Fallbacks:", self.fallbacks)
+        self._right.addLayout(fb)
+        self.options_box = QGroupBox("Options")
+        self._options_lay = QVBoxLayout(self.options_box)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.options_box)
+        self._right.addWidget(scroll, 1)
+        self.error = QLabel()
+        self.error.setObjectName("field_error")
+        self.error.setWordWrap(True)
+        self._right.addWidget(self.error)
+        split.addWidget(right)
+        split.setSizes([200, 480])
+
+        self.list.currentItemChanged.connect(self._on_pick)
+        self.select(current.provider)
+
+    def _item_text(self, name: str) -> str:
+        try:
+            info = self.registry.info(self.kind, name)
+        except VoiceError:
+            return f"{name}  (unavailable)"
+        where = "offline" if info.local else "online"
+        missing = " · not installed" if info.missing_requirements() else ""
+        return f"{info.display_name}  ·  {where}{missing}"
+
+    def select(self, name: str) -> None:
+        for i in range(self.list.count()):
+            if self.list.item(i).data(Qt.ItemDataRole.UserRole) == name:
+                self.list.setCurrentRow(i)
+                return
+
+    @property
+    def provider(self) -> str:
+        item = self.list.currentItem()
+        return str(item.data(Qt.ItemDataRole.UserRole)) if item else ""
+
+    def _on_pick(self, current: QListWidgetItem | None, previous: QListWidgetItem | None) -> None:
+        if previous is not None and self.form is not None:
+            self._options[str(previous.data(Qt.ItemDataRole.UserRole))] = self.form.values()
+        if current is None:
+            return
+        name = str(current.data(Qt.ItemDataRole.UserRole))
+        if self.form is not None:
+            self.form.setParent(None)
+            self.form.deleteLater()
+            self.form = None
+        self.error.clear()
+        try:
+            spec = self.registry.spec(self.kind, name)
+        except VoiceError as exc:
+            self.title.setText(name)
+            self.badges.setText("")
+            self.description.setText(exc.message)
+            self.key_row.hide()
+            self.provider_error = exc.message
+            return
+        self.provider_error = ""
+        info = spec.info
+        self.title.setText(info.display_name)
+        caps = info.capabilities
+        badges = [
+            '<span style="background:#dcfce7;color:#166534">&nbsp;offline&nbsp;</span>'
+            if info.local
+            else '<span style="background:#e0e7ff;color:#3730a3">&nbsp;online&nbsp;</span>'
+        ]
+        if info.streaming:
+            badges.append("streaming")
+        if info.needs_api_key:
+            badges.append("needs API key")
+        langs = caps.get("languages") or []
+        if langs and langs != ["*"]:
+            badges.append("languages: " + ", ".join(langs[:6]))
+        missing = info.missing_requirements()
+        badges.append(
+            f'<span style="color:#b42318">not installed here: {", ".join(missing)}</span>'
+            if missing
+            else "available here"
+        )
+        self.badges.setText(" · ".join(badges))
+        self.description.setText(info.description)
+        schema = spec.config_schema()
+        self.form = SchemaForm(
+            schema, self._options.get(name, {}), model=spec.config_model, hidden=_secret_field
+        )
+        self.form.setAccessibleName(f"{info.display_name} options")
+        self._options_lay.addWidget(self.form)
+        self.key_row.setVisible(info.needs_api_key)
+        self.api_key.clear()
+        if info.needs_api_key:
+            self.key_status.setText(self._key_status(name))
+
+    def _key_status(self, name: str) -> str:
+        try:
+            from app import secrets
+
+            have = secrets.get_api_key(self.kind, name)
+            where = secrets.keychain_status()
+        except Exception as exc:  # the keychain may be missing on a headless box
+            return f"keychain unavailable ({type(exc).__name__})"
+        return ("a key is stored" if have else "no key stored yet") + f" — {where}"
+
+    def stage_settings(self) -> StageSettings:
+        options = self.form.values() if self.form is not None else {}
+        original = self._original
+        if original is not None and original.provider == self.provider:
+            # Unchanged options must not look changed (that would restart the provider).
+            with contextlib.suppress(VoiceError):
+                if self.registry.validate(self.kind, self.provider, options) == self.registry.validate(
+                    self.kind, self.provider, original.options
+                ):
+                    options = dict(original.options)
+        fallbacks = [f.strip() for f in self.fallbacks.text().split(",") if f.strip()]
+        return StageSettings(provider=self.provider, options=options, fallbacks=fallbacks)
+
+    def validate(self) -> bool:
+        """Inline checks, then the registry's own validation of the chosen provider."""
+        self.error.clear()
+        if self.provider_error:
+            self.error.setText(self.provider_error)
+            return False
+        if self.form is not None and not self.form.validate():
+            return False
+        try:
+            self.registry.validate(self.kind, self.provider, self.form.values() if self.form else {})
+        except VoiceError as exc:
+            per_field = {}
+            for part in exc.message.split("; "):
+                name, _, msg = part.partition(": ")
+                per_field[name.split(".")[0]] = msg
+            if self.form is not None:
+                self.form.show_errors(per_field)
+            self.error.setText(exc.message)
+            return False
+        unknown = [
+            f for f in self.stage_settings().fallbacks if not self.registry.is_registered(self.kind, f)
+        ]
+        if unknown:
+            self.error.setText(f"unknown fallback provider(s): {', '.join(unknown)}")
+            return False
+        return True
+
+    def save_key(self) -> str | None:
+        """Store a typed key in the keychain; returns a problem to show, or None."""
+        key = self.api_key.text()
+        if not key:
+            return None
+        try:
+            from app import secrets
+
+            secrets.set_api_key(self.kind, self.provider, key)
+        except Exception as exc:
+            return str(exc)
+        self.api_key.clear()
+        self.key_status.setText(self._key_status(self.provider))
+        return None
+
+
+class AudioPage(QWidget):
+    """Microphone and speaker pickers with a test tone and a mic test."""
+
+    test_tone_requested = Signal(str)
+    mic_test_requested = Signal(str)
+
+    def __init__(self, current: Settings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        lay = QFormLayout(self)
+        self.input = QComboBox()
+        self.input.setAccessibleName("Microphone")
+        self.output = QComboBox()
+        self.output.setAccessibleName("Speaker")
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self._fill(current)
+        tone = QPushButton("Play test tone")
+        tone.setAccessibleName("Play a test tone on the chosen speaker")
+        tone.clicked.connect(lambda: self.test_tone_requested.emit(self.output.currentData() or ""))
+        mic = QPushButton("Test microphone")
+        mic.setAccessibleName("Test the chosen microphone")
+        mic.clicked.connect(lambda: self.mic_test_requested.emit(self.input.currentData() or ""))
+        in_row = QHBoxLayout()
+        in_row.addWidget(self.input, 1)
+        in_row.addWidget(mic)
+        out_row = QHBoxLayout()
+        out_row.addWidget(self.output, 1)
+        out_row.addWidget(tone)
+        lay.addRow("Microphone:", in_row)
+        lay.addRow("Speaker:", out_row)
+        lay.addRow(self.status)
+
+    def _fill(self, current: Settings) -> None:
+        inputs: list[str] = []
+        outputs: list[str] = []
+        try:
+            from app import audio_devices
+
+            inputs = [d.label for d in audio_devices.list_devices("input")]
+            outputs = [d.label for d in audio_devices.list_devices("output")]
+            status = audio_devices.audio_status()
+            self.status.setText(status.message or "Microphone and speaker are available.")
+        except Exception as exc:
+            self.status.setText(f"Audio devices could not be listed: {exc}")
+        for combo, names, chosen in (
+            (self.input, inputs, current.audio.input_device),
+            (self.output, outputs, current.audio.output_device),
+        ):
+            combo.addItem("System default", None)
+            for n in names:
+                combo.addItem(n, n)
+            if chosen and combo.findData(chosen) < 0:
+                combo.addItem(f"{chosen} (not connected)", chosen)
+            combo.setCurrentIndex(max(0, combo.findData(chosen)))
+
+    def values(self) -> dict[str, Any]:
+        return {"input_device": self.input.currentData(), "output_device": self.output.currentData()}
+
+    def show_result(self, text: str) -> None:
+        self.status.setText(text)
+
+
+class SettingsDialog(QDialog):
+    """Apply validates, then awaits `apply_fn` (the session's hot switch)."""
+
+    applied = Signal(object)  # list[ProviderSwitched]
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        apply_fn: ApplyFn | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("VoxDesk Settings")
+        self.setObjectName("settings_dialog")
+        self.setAccessibleName("Settings")
+        self.resize(820, 600)
+        self.settings = settings
+        self.registry = registry
+        self.apply_fn = apply_fn
+        self._task: asyncio.Task[bool] | None = None
+
+        lay = QVBoxLayout(self)
+        self.tabs = QTabWidget()
+        self.stage_pages: dict[str, StagePage] = {}
+        for kind in ("llm", "stt", "tts", "vad"):
+            page = StagePage(kind, registry, settings.stage(kind))
+            self.stage_pages[kind] = page
+            self.tabs.addTab(page, STAGE_TITLES[kind])
+        self.audio_page = AudioPage(settings)
+        self.tabs.addTab(self.audio_page, "Audio")
+        self.conversation_form = SchemaForm(
+            ConversationSettings.model_json_schema(),
+            settings.conversation.model_dump(),
+            model=ConversationSettings,
+        )
+        self.conversation_form.setAccessibleName("Conversation options")
+        self.tabs.addTab(self._scrolled(self.conversation_form), "Conversation")
+        self.telemetry_form = SchemaForm(
+            TelemetrySettings.model_json_schema(), settings.telemetry.model_dump(), model=TelemetrySettings
+        )
+        self.telemetry_form.setAccessibleName("Telemetry options")
+        self.tabs.addTab(self._scrolled(self.telemetry_form), "Telemetry")
+        lay.addWidget(self.tabs, 1)
+
+        self.status = QLabel()
+        self.status.setObjectName("apply_status")
+        self.status.setWordWrap(True)
+        self.status.setAccessibleName("Apply result")
+        lay.addWidget(self.status)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok
+            | QDialogButtonBox.StandardButton.Apply
+            | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.buttons.button(QDialogButtonBox.StandardButton.Apply).clicked.connect(
+            lambda: self._start_apply(False)
+        )
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).clicked.connect(
+            lambda: self._start_apply(True)
+        )
+        self.buttons.rejected.connect(self.reject)
+        lay.addWidget(self.buttons)
+
+    @staticmethod
+    def _scrolled(w: QWidget) -> QScrollArea:
+        s = QScrollArea()
+        s.setWidgetResizable(True)
+        s.setWidget(w)
+        return s
+
+    # -- building the new settings ------------------------------------------
+    def validate(self) -> bool:
+        ok = True
+        first_bad: int | None = None
+        for kind, page in self.stage_pages.items():
+            if not page.validate():
+                ok = False
+                first_bad = first_bad if first_bad is not None else self.tabs.indexOf(page)
+                _ = kind
+        for form in (self.conversation_form, self.telemetry_form):
+            if not form.validate():
+                ok = False
+        if first_bad is not None:
+            self.tabs.setCurrentIndex(first_bad)
+        if not ok:
+            self._set_status("Some values need fixing — see the messages in red.", ok=False)
+        return ok
+
+    def new_settings(self) -> Settings:
+        data = self.settings.model_dump()
+        for kind in KINDS:
+            data[kind] = self.stage_pages[kind].stage_settings().model_dump()
+        data["audio"] = {**data.get("audio", {}), **self.audio_page.values()}
+        data["conversation"] = {**data.get("conversation", {}), **self.conversation_form.values()}
+        data["telemetry"] = {**data.get("telemetry", {}), **self.telemetry_form.values()}
+        return Settings.model_validate(data)
+
+    def _set_status(self, text: str, *, ok: bool) -> None:
+        self.status.setText(text)
+        self.status.setProperty("ok", "true" if ok else "false")
+        self.status.style().unpolish(self.status)
+        self.status.style().polish(self.status)
+
+    # -- apply ----------------------------------------------------------------
+    def _start_apply(self, close: bool) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        self._task = asyncio.ensure_future(self.apply(close=close))
+
+    async def apply(self, *, close: bool = False) -> bool:
+        """Validate, store keys, hot-switch. True when everything switched."""
+        if not self.validate():
+            return False
+        new = self.new_settings()
+        problems = [p for p in (page.save_key() for page in self.stage_pages.values()) if p]
+        self.buttons.setEnabled(False)
+        self._set_status("Applying…", ok=True)
+        results: Sequence[ProviderSwitched] = []
+        try:
+            if self.apply_fn is not None:
+                results = await self.apply_fn(new)
+        except VoiceError as exc:
+            problems.append(str(exc))
+        finally:
+            self.buttons.setEnabled(True)
+        failed = [r for r in results if not r.ok]
+        problems.extend(f"{STAGE_TITLES.get(r.stage, r.stage)}: {r.message}" for r in failed)
+        for r in failed:  # the old provider is still in use: show that in the list
+            page = self.stage_pages.get(r.stage)
+            if page is not None:
+                page.error.setText(r.message)
+        if not problems:
+            switched = [f"{STAGE_TITLES.get(r.stage, r.stage)} → {r.provider}" for r in results if r.ok]
+            self.settings = new
+            self._set_status("Applied." + (f" Switched: {', '.join(switched)}." if switched else ""), ok=True)
+        else:
+            self._set_status("Not everything could be applied: " + " | ".join(problems), ok=False)
+        self.applied.emit(list(results))
+        if close and not problems:
+            self.accept()
+        return not problems
+
+    def done(self, r: int) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        with contextlib.suppress(RuntimeError):
+            super().done(r)
