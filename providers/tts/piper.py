@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -160,8 +160,10 @@ class PiperTTS(TTSProvider):
         self._voice: PiperVoice | None = None
         self._model_path: Path | None = None
         self._sample_rate: int | None = None
-        self._load_lock = asyncio.Lock()
+        self._load_lock = threading.Lock()  # not asyncio's: warmup may run on another loop
         self._workers: set[threading.Event] = set()
+        #: Why the voice could not be loaded, so health() can say so without retrying.
+        self._load_error: VoiceError | None = None
 
     # -- life cycle ---------------------------------------------------------
     @property
@@ -179,11 +181,18 @@ class PiperTTS(TTSProvider):
             self._model_path = resolve_voice_file(self.config.voice)
         return self._model_path
 
-    def _load_blocking(self) -> PiperVoice:
-        model = self._resolve()
-        voice = _load_voice(model, self.config.threads)
-        self._sample_rate = voice.config.sample_rate
-        return voice
+    def _load_once(self) -> PiperVoice:
+        with self._load_lock:
+            if self._voice is None:
+                try:
+                    voice = _load_voice(self._resolve(), self.config.threads)
+                except VoiceError as exc:
+                    self._load_error = exc
+                    raise
+                self._load_error = None
+                self._sample_rate = voice.config.sample_rate
+                self._voice = voice
+            return self._voice
 
     async def warmup(self) -> None:
         """Load the voice and run one tiny synthesis so the first real sentence is fast."""
@@ -191,18 +200,16 @@ class PiperTTS(TTSProvider):
         await run_blocking(lambda: list(voice.synthesize("Hi.", self._synthesis_config())))
 
     async def _ensure_loaded(self) -> PiperVoice:
-        if self._voice is not None:
-            return self._voice
-        async with self._load_lock:
-            if self._voice is None:
-                self._voice = await run_blocking(self._load_blocking)
-        return self._voice
+        voice = self._voice
+        return voice if voice is not None else await run_blocking(self._load_once)
 
     async def health(self) -> Health:
         started = time.perf_counter()
         if self._voice is not None:
             return Health(HealthStatus.OK, f"voice {self._model_path} loaded ({self.sample_rate} Hz)",
                           time.perf_counter() - started)
+        if self._load_error is not None:
+            return Health(HealthStatus.DOWN, self._load_error.message, time.perf_counter() - started)
         try:
             model = await run_blocking(self._resolve)
             await run_blocking(_read_voice_config, model)
@@ -234,17 +241,20 @@ class PiperTTS(TTSProvider):
 
     async def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
         """Audio sentence by sentence; nothing for text with nothing to say."""
-        async for chunk in self._speak(clean_for_speech(text)):
-            yield chunk
+        # aclosing: when the listener stops early, the worker must hear about it now, not at GC.
+        async with contextlib.aclosing(self._speak(clean_for_speech(text))) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def stream(self, texts: AsyncIterable[str]) -> AsyncIterator[AudioChunk]:
         """Streamed reply chunks; a code block split across chunks stays unspoken."""
         cleaner = SpeechTextCleaner()
         async for text in texts:
-            async for chunk in self._speak(cleaner.feed(text)):
-                yield chunk
+            async with contextlib.aclosing(self._speak(cleaner.feed(text))) as chunks:
+                async for chunk in chunks:
+                    yield chunk
 
-    async def _speak(self, cleaned: str) -> AsyncIterator[AudioChunk]:
+    async def _speak(self, cleaned: str) -> AsyncGenerator[AudioChunk, None]:
         pieces = split_for_speech(cleaned, max_chars=MAX_PIECE_CHARS, first_max_chars=FIRST_PIECE_CHARS)
         if not pieces:
             return
