@@ -70,7 +70,7 @@ class Turn:
     reply_text: str
     interrupted: bool
     error: str | None
-    timings: dict[str, float] = field(default_factory=dict)  # stage → ms
+    timings: dict[str, float] = field(default_factory=dict)  # stage → duration, as the engine gave it
     providers: dict[str, str] = field(default_factory=dict)  # stage → provider name
     voice_to_voice_ms: float | None = None
 
@@ -372,11 +372,15 @@ class History:
         timings: dict[str, float] | None = None,
         providers: dict[str, str] | None = None,
         error: str | None = None,
-        *,
         voice_to_voice_ms: float | None = None,
+        *,
         user_text: str | None = None,
     ) -> None:
-        """Store the outcome in one transaction. `reply_text` is what was actually said."""
+        """Store the outcome in one transaction. `reply_text` is what was actually said.
+
+        `timings` are stored as given (the engine's unit); `voice_to_voice_ms` is in
+        milliseconds. `user_text`, if given, replaces the text stored by `begin_turn`.
+        """
         status: TurnStatus = "interrupted" if interrupted else ("error" if error else "complete")
         now = time.time()
         with self._tx() as conn:
@@ -412,12 +416,16 @@ class History:
 
     def recent_messages(
         self,
-        conversation_id: int | None = None,
+        max_turns: int | None = None,
         *,
         budget_chars: int | None = None,
-        max_turns: int | None = None,
+        conversation_id: int | None = None,
     ) -> list[ChatMessage]:
-        """The newest finished turns that fit the budget, as alternating user/assistant messages.
+        """The newest finished turns that fit the budgets, as alternating user/assistant messages.
+
+        Both budgets apply when given (`max_turns` whole turns, `budget_chars` of user
+        plus reply text); with neither, the whole conversation. The default
+        conversation is the current one.
 
         Interrupted replies are included as far as they were spoken, so the LLM knows
         what the user actually heard. Turns with no reply at all (an error before any

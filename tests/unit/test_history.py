@@ -44,12 +44,14 @@ def test_turn_is_stored_with_everything_the_ui_shows(hist: History) -> None:
     tid = hist.begin_turn("what time is it")
     cid = hist.current_conversation
     assert cid is not None
-    hist.finish_turn(
+    hist.finish_turn(  # positional, the way the engine calls it
         tid,
         "It is 4:05 PM.",
-        timings={"stt": 120.5, "llm": 3.0, "tts": 80.0},
-        providers={"stt": "faster-whisper", "llm": "skills", "tts": "piper"},
-        voice_to_voice_ms=640.0,
+        False,
+        {"stt": 120.5, "llm": 3.0, "tts": 80.0},
+        {"stt": "faster-whisper", "llm": "skills", "tts": "piper"},
+        None,
+        640.0,
     )
     [turn] = hist.turns(cid)
     assert (turn.user_text, turn.reply_text, turn.status, turn.interrupted) == (
@@ -97,7 +99,8 @@ def test_recent_messages_newest_within_budget_in_order(hist: History) -> None:
         ChatMessage("user", "question 4"),
         ChatMessage("assistant", "answer 4"),
     ]
-    assert [m.content for m in hist.recent_messages(max_turns=1)] == ["question 4", "answer 4"]
+    assert [m.content for m in hist.recent_messages(1)] == ["question 4", "answer 4"]
+    assert len(hist.recent_messages(3, budget_chars=40)) == 4  # the tighter budget wins
     assert len(hist.recent_messages()) == 10
     assert hist.recent_messages(budget_chars=10) == []  # not even one whole turn fits
     assert hist.recent_messages(max_turns=0) == []
@@ -124,7 +127,7 @@ def test_new_conversation_starts_a_fresh_context(hist: History) -> None:
     assert [m.content for m in hist.recent_messages()] == ["milk", "added"]
     assert [c.title for c in hist.list_conversations()] == ["Shopping", "first chat"]
     assert old is not None
-    assert [m.content for m in hist.recent_messages(old)] == ["first chat", "yes"]
+    assert [m.content for m in hist.recent_messages(conversation_id=old)] == ["first chat", "yes"]
 
 
 def test_delete_conversation(hist: History) -> None:
@@ -282,7 +285,7 @@ def test_history_survives_sigkill_mid_turn(db_path: Path) -> None:
         assert len(imported) >= 2
         assert {c.turn_count for c in imported} == {300}
         # What the LLM gets next time includes the interrupted reply as spoken.
-        msgs = h.recent_messages(conversation, budget_chars=10_000)
+        msgs = h.recent_messages(conversation_id=conversation, budget_chars=10_000)
         assert msgs[-1] == ChatMessage("assistant", killed.reply_text)
 
 
@@ -408,7 +411,7 @@ def test_concurrent_writers_from_threads(hist: History) -> None:
             for i in range(10):
                 tid = hist.begin_turn(f"t{k}-{i}", conversation_id=cid)
                 hist.finish_turn(tid, f"r{k}-{i}")
-                hist.recent_messages(cid, max_turns=4)
+                hist.recent_messages(4, conversation_id=cid)
         except BaseException as exc:
             errors.append(exc)
 
@@ -426,5 +429,5 @@ def test_concurrent_writers_from_threads(hist: History) -> None:
 async def test_usable_from_the_event_loop_via_threads(hist: History) -> None:
     tid = await asyncio.to_thread(hist.begin_turn, "hello")
     await asyncio.to_thread(hist.finish_turn, tid, "hi there")
-    msgs = await asyncio.to_thread(hist.recent_messages, None, budget_chars=1000)
+    msgs = await asyncio.to_thread(hist.recent_messages, 8)
     assert msgs == [ChatMessage("user", "hello"), ChatMessage("assistant", "hi there")]
