@@ -234,6 +234,8 @@ class Session:
             await self.sink.start()
         if self.source is not None:
             await self._start_capture()
+        if self.history.notice:
+            self._emit(Notice(message=self.history.notice))
         self._set_state(self._rest_state())
 
     def _wire_skills_timers(self) -> None:
@@ -623,7 +625,7 @@ class Session:
             with contextlib.suppress(Exception):
                 await asyncio.shield(asyncio.to_thread(
                     self.history.finish_turn, db_turn, reply_text, interrupted, timings, providers,
-                    str(error) if error else None, v2v,
+                    str(error) if error else None, v2v * 1000 if v2v is not None else None,
                 ))
         self.telemetry.end_turn(span, timings, v2v, interrupted=interrupted,
                                 error=str(error) if error else None)
@@ -661,7 +663,9 @@ class Session:
 
     async def _context_messages(self, text: str) -> list[ChatMessage]:
         conv = self.settings.conversation
-        history = await asyncio.to_thread(self.history.recent_messages, conv.history_turns)
+        history = await asyncio.to_thread(
+            lambda: self.history.recent_messages(conv.history_turns, budget_chars=6000)
+        )
         return [ChatMessage("system", conv.system_prompt), *history, ChatMessage("user", text)]
 
     async def _reply(self, stages: StageSet, span: Any, turn_id: str, text: str, timings: dict[str, float],
