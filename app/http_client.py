@@ -307,10 +307,12 @@ class OpenAIEndpoint:
         """Model ids from ``GET /models`` (sorted), for the settings dialog."""
         op = f"{self.kind}.{self.provider}.models"
         try:
-            resp = await self.client.get(self.url("models"), headers=self.headers(), timeout=timeout_s)
-            if resp.status_code >= 400:
-                raise await error_for_response(op, resp)
-            data = await read_json(resp, op=op)
+            async with self.client.stream(
+                "GET", self.url("models"), headers=self.headers(), timeout=timeout_s
+            ) as resp:
+                if resp.status_code >= 400:
+                    raise await error_for_response(op, resp)
+                data = await read_json(resp, op=op)
         except VoiceError:
             raise
         except Exception as exc:

@@ -95,18 +95,20 @@ class OpenAICompatibleSTT(STTProvider):
             data["prompt"] = self.config.prompt
         files = {"file": ("speech.wav", encode_wav(samples), "audio/wav")}
         try:
-            resp = await self.endpoint.client.post(
-                self.endpoint.url("audio/transcriptions"), data=data, files=files,
+            # Streamed so that the size cap applies while reading, not after.
+            async with self.endpoint.client.stream(
+                "POST", self.endpoint.url("audio/transcriptions"), data=data, files=files,
                 headers=self.endpoint.headers(),
-            )
-            if resp.status_code >= 400:
-                raise await error_for_response(OP, resp)
-            body = await read_capped(resp, op=OP)
+            ) as resp:
+                if resp.status_code >= 400:
+                    raise await error_for_response(OP, resp)
+                body = await read_capped(resp, op=OP)
+                ctype = resp.headers.get("content-type", "")
         except VoiceError:
             raise
         except Exception as exc:
             raise translate_error(OP, exc) from None
-        return _transcript_text(body, resp.headers.get("content-type", ""))
+        return _transcript_text(body, ctype)
 
     async def aclose(self) -> None:
         await self.endpoint.aclose()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -312,8 +313,8 @@ async def test_background_probe_restores_a_recovered_provider() -> None:
     restored = asyncio.Event()
 
     class Obs(RecordingObserver):
-        def on_event(self, name: str, attrs: object) -> None:  # type: ignore[override]
-            super().on_event(name, attrs)  # type: ignore[arg-type]
+        def on_event(self, name: str, attrs: Mapping[str, Any]) -> None:
+            super().on_event(name, attrs)
             if name == "provider_restored":
                 restored.set()
 
@@ -375,7 +376,7 @@ def test_api_key_in_keychain(monkeypatch: pytest.MonkeyPatch) -> None:
     from keyring.backend import KeyringBackend
 
     class MemoryKeyring(KeyringBackend):
-        priority = 1  # type: ignore[assignment]
+        priority = 1
 
         def __init__(self) -> None:
             self.store: dict[tuple[str, str], str] = {}
