@@ -63,7 +63,9 @@ class _SpaceToTalk(QObject):
         assert isinstance(event, QKeyEvent)
         if event.key() != Qt.Key.Key_Space or event.modifiers() != Qt.KeyboardModifier.NoModifier:
             return False
-        if not self.window.isActiveWindow() or isinstance(QApplication.focusWidget(), TEXT_INPUTS):
+        if not isinstance(obj, QWidget) or obj.window() is not self.window:
+            return False
+        if isinstance(obj, TEXT_INPUTS) or isinstance(QApplication.focusWidget(), TEXT_INPUTS):
             return False
         if QApplication.activeModalWidget() is not None:
             return False
@@ -90,6 +92,8 @@ class MainWindow(QMainWindow):
         self._offered_download: set[tuple[str, str]] = set()
         self.qsettings = QSettings(str(paths.config_dir / "window.ini"), QSettings.Format.IniFormat)
 
+        # Closing is asynchronous (the engine shuts down first); Qt must not quit on its own.
+        QApplication.setQuitOnLastWindowClosed(False)
         self.setWindowTitle("VoxDesk")
         self.setWindowIcon(theme.app_icon())
         self.setObjectName("main_window")
