@@ -240,7 +240,8 @@ def split_for_speech(text: str, *, max_chars: int = 300, first_max_chars: int | 
 
     Sentence ends are not split after abbreviations ("Dr.", "e.g.") or inside
     decimals. Over-long sentences break at clause punctuation, then between words.
-    `first_max_chars` lets the first piece be shorter so the first audio is sooner.
+    `first_max_chars` makes the first piece end at an earlier clause (comma, semicolon)
+    so the first audio is ready sooner.
     """
     text = text.strip()
     if not text:
@@ -273,11 +274,11 @@ def _break_long(sentence: str, first_limit: int, limit: int) -> list[str]:
             out.append(current)
             current = ""
         current = f"{current} {clause}".strip()
-        while len(current) > (first_limit if not out else limit):
-            cap = first_limit if not out else limit
-            cut = current.rfind(" ", 0, cap)
+        # Cutting between words hurts the melody of a sentence: only beyond the hard limit.
+        while len(current) > limit:
+            cut = current.rfind(" ", 0, limit)
             if cut <= 0:
-                cut = cap
+                cut = limit
             out.append(current[:cut].strip())
             current = current[cut:].strip()
     if current:

@@ -40,7 +40,8 @@ FALLBACK_SAMPLE_RATE = 22_050
 #: Sentences synthesised ahead of playback; enough to never starve, little to waste on barge-in.
 LOOKAHEAD_CHUNKS = 2
 MAX_PIECE_CHARS = 300
-FIRST_PIECE_CHARS = 120
+#: The first piece ends at the first clause past this, so the voice starts sooner.
+FIRST_PIECE_CHARS = 60
 _DONE = object()
 
 

