@@ -18,10 +18,11 @@ httpx is imported lazily so listing providers stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -194,7 +195,7 @@ async def error_for_response(op: str, response: httpx.Response) -> VoiceError:
     )
 
 
-async def iter_capped(response: httpx.Response, *, op: str, limit: int) -> AsyncIterator[bytes]:
+async def iter_capped(response: httpx.Response, *, op: str, limit: int) -> AsyncGenerator[bytes, None]:
     """Body chunks as they arrive; PROVIDER_ERROR once more than ``limit`` bytes came."""
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -227,19 +228,23 @@ async def read_json(response: httpx.Response, *, op: str, limit: int = MAX_JSON_
 
 async def iter_lines(
     response: httpx.Response, *, op: str, limit: int = MAX_AUDIO_BYTES, max_line: int = MAX_LINE_BYTES
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """Text lines of a streamed body (SSE), each and all bounded in size."""
     buf = b""
-    async for chunk in iter_capped(response, op=op, limit=limit):
-        buf += chunk
-        while True:
-            nl = buf.find(b"\n")
-            if nl < 0:
-                break
-            line, buf = buf[:nl], buf[nl + 1 :]
-            yield line.rstrip(b"\r").decode("utf-8", "replace")
-        if len(buf) > max_line:
-            raise VoiceError(op, ErrorCode.PROVIDER_ERROR, f"the server sent a line over {max_line} bytes")
+    # aclosing: a consumer that stops early must not leave generators for the GC to finalise.
+    async with contextlib.aclosing(iter_capped(response, op=op, limit=limit)) as chunks:
+        async for chunk in chunks:
+            buf += chunk
+            while True:
+                nl = buf.find(b"\n")
+                if nl < 0:
+                    break
+                line, buf = buf[:nl], buf[nl + 1 :]
+                yield line.rstrip(b"\r").decode("utf-8", "replace")
+            if len(buf) > max_line:
+                raise VoiceError(
+                    op, ErrorCode.PROVIDER_ERROR, f"the server sent a line over {max_line} bytes"
+                )
     if buf:
         yield buf.rstrip(b"\r").decode("utf-8", "replace")
 

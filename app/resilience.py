@@ -60,7 +60,7 @@ import email.utils
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
@@ -673,8 +673,14 @@ class StageRunner(Generic[P]):
                     raise
                 # First item arrived: this provider owns the turn from here on.
                 member.breaker.record_success()
-                async for item in self._rest(it, first, op, member, idle_timeout, deadline):
-                    yield item
+                rest = self._rest(it, first, op, member, idle_timeout, deadline)
+                try:
+                    async for item in rest:
+                        yield item
+                finally:
+                    # A consumer that stops early (barge-in via aclose/break) must close
+                    # the provider's stream now, not whenever the generator is collected.
+                    await rest.aclose()
                 return
         raise last_error or first_skip or VoiceError(
             self.stage, ErrorCode.UNAVAILABLE, f"no {self.stage} provider available"
@@ -693,7 +699,7 @@ class StageRunner(Generic[P]):
         member: Member[P],
         idle_timeout: float | None,
         deadline: Deadline,
-    ) -> AsyncIterator[T]:
+    ) -> AsyncGenerator[T, None]:
         """Yield the first item and the rest; failures now are raised, never retried."""
         try:
             yield first

@@ -11,8 +11,9 @@ this config. Local servers usually need no key.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -148,8 +149,12 @@ class OpenAICompatibleLLM(LLMProvider):
                     if text:
                         yield text
                     return
-                async for text in _sse_deltas(iter_lines(resp, op=op, limit=MAX_AUDIO_BYTES), op):
-                    yield text
+                async with (
+                    contextlib.aclosing(iter_lines(resp, op=op, limit=MAX_AUDIO_BYTES)) as lines,
+                    contextlib.aclosing(_sse_deltas(lines, op)) as deltas,
+                ):
+                    async for text in deltas:
+                        yield text
         except VoiceError:
             raise
         except Exception as exc:
@@ -159,7 +164,7 @@ class OpenAICompatibleLLM(LLMProvider):
         await self.endpoint.aclose()
 
 
-async def _sse_deltas(lines: AsyncIterator[str], op: str) -> AsyncIterator[str]:
+async def _sse_deltas(lines: AsyncIterator[str], op: str) -> AsyncGenerator[str, None]:
     """SSE framing: ``data:`` lines joined until a blank line; comments and other fields ignored."""
     data: list[str] = []
     done = False

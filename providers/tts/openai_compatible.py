@@ -12,8 +12,9 @@ so markdown symbols are not read aloud.
 
 from __future__ import annotations
 
+import contextlib
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -166,14 +167,18 @@ class OpenAICompatibleTTS(TTSProvider):
                 ctype = resp.headers.get("content-type", "")
                 if "json" in ctype or ctype.startswith("text/"):
                     raise VoiceError(OP, ErrorCode.PROVIDER_ERROR, "the server sent text instead of audio")
-                async for chunk in self._decode(iter_capped(resp, op=OP, limit=MAX_AUDIO_BYTES)):
-                    yield chunk
+                async with (
+                    contextlib.aclosing(iter_capped(resp, op=OP, limit=MAX_AUDIO_BYTES)) as pieces,
+                    contextlib.aclosing(self._decode(pieces)) as chunks,
+                ):
+                    async for chunk in chunks:
+                        yield chunk
         except VoiceError:
             raise
         except Exception as exc:
             raise translate_error(OP, exc) from None
 
-    async def _decode(self, pieces: AsyncIterator[bytes]) -> AsyncIterator[AudioChunk]:
+    async def _decode(self, pieces: AsyncIterator[bytes]) -> AsyncGenerator[AudioChunk, None]:
         pcm = PCMDecoder()
         wav = WAVStreamParser() if self.config.response_format == "wav" else None
         async for piece in pieces:

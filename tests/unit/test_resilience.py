@@ -300,6 +300,17 @@ async def test_barge_in_cancel_is_not_a_failure() -> None:
     assert snap.state is BreakerState.CLOSED and snap.failures == 0
 
 
+async def test_consumer_stopping_early_closes_the_provider_stream_at_once() -> None:
+    primary = Scripted("cloud", items=["One.", " Two.", " Three."])
+    r = runner(primary)
+    stream = r.stream(lambda p: p.stream())
+    async for _ in stream:
+        break
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert primary.closed == 1  # the HTTP response behind it would be closed now
+    assert r.snapshot()["cloud"].failures == 0
+
+
 async def test_call_falls_back_for_single_result_stages() -> None:
     obs = RecordingObserver()
     r = runner(Scripted("cloud", fail_before=[classify_status("stt.cloud", 404)]), Scripted("local"),
