@@ -8,7 +8,7 @@ only happens when the snapshot actually changed, which keeps idle CPU near zero.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -16,6 +16,7 @@ from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPaintEvent
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from app.telemetry import TelemetrySnapshot
 from ui import theme
 
 #: Segments of the voice-to-voice path, in the order they happen.
@@ -28,24 +29,6 @@ TIMELINE: tuple[tuple[str, str, str], ...] = (
 )
 ROLLING_WINDOW = 20  # turns per rolling percentile
 MAX_TURNS = 200
-
-
-class _Turn(Protocol):
-    turn_id: str
-    stages: Mapping[str, float]
-    voice_to_voice_s: float | None
-
-
-class _Stats(Protocol):
-    count: int
-    p50: float
-    p95: float
-
-
-class _Snapshot(Protocol):
-    turns: Sequence[Any]
-    stages: Mapping[str, Any]
-    voice_to_voice: Any
 
 
 def _ms(seconds: float | None) -> str:
@@ -186,13 +169,15 @@ class LatencyPanel(QWidget):
             [], [], pen=pg.mkPen("#ef4444", width=2, style=Qt.PenStyle.DashLine), name="p95"
         )
         self._stage_curves = {
-            key: self.plot.plot([], [], pen=pg.mkPen(colour, width=1)) for key, _, colour in TIMELINE
+            # colours match the table's squares, which act as this chart's legend
+            key: self.plot.plot([], [], pen=pg.mkPen(colour, width=1))
+            for key, _, colour in TIMELINE
         }
         lay.addWidget(self.plot, 1)
 
     # -- data --------------------------------------------------------------
     @staticmethod
-    def _snapshot_key(snap: _Snapshot) -> tuple[Any, ...]:
+    def _snapshot_key(snap: TelemetrySnapshot) -> tuple[Any, ...]:
         turns = snap.turns
         last = turns[-1] if turns else None
         v2v = snap.voice_to_voice
@@ -203,7 +188,7 @@ class LatencyPanel(QWidget):
             tuple(sorted((k, getattr(s, "count", 0)) for k, s in snap.stages.items())),
         )
 
-    def update_snapshot(self, snap: _Snapshot) -> bool:
+    def update_snapshot(self, snap: TelemetrySnapshot) -> bool:
         """Redraw if the snapshot differs from the last one; True when it redrew."""
         key = self._snapshot_key(snap)
         if key == self._key:

@@ -382,6 +382,9 @@ class SchemaForm(QWidget):
     def editor(self, name: str) -> QWidget:
         return self._editors[name].input
 
+    def fields_by_name(self) -> dict[str, FieldSpec]:
+        return {f.name: f for f in self.fields}
+
     def field(self, name: str) -> FieldEditor:
         return self._editors[name]
 

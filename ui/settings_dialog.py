@@ -114,7 +114,7 @@ class StagePage(QWidget):
         self.error.setWordWrap(True)
         self._right.addWidget(self.error)
         split.addWidget(right)
-        split.setSizes([200, 480])
+        split.setSizes([270, 500])
 
         self.list.currentItemChanged.connect(self._on_pick)
         self.select(current.provider)

@@ -8,25 +8,27 @@ plugins, stylesheets and our resources were all packaged.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import time
 from typing import Any
 
 from PySide6 import __version__ as pyside_version
-from PySide6.QtCore import QCoreApplication, QEventLoop, QTimer, qVersion
+from PySide6.QtCore import qVersion
 from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QWidget
 
 from app.paths import AppPaths
 from app.settings import Settings
 
-#: Where the window engineer's main window may live, most specific first.
+#: Where the main window comes from, most specific first: a factory taking
+#: (paths, settings, store) as `voxdesk` itself uses, else the class.
 MAIN_WINDOW_CANDIDATES: tuple[tuple[str, str], ...] = (
-    ("ui.main_window", "create_main_window"),
+    ("ui.app", "create_window"),
     ("ui.main_window", "MainWindow"),
-    ("ui.window", "MainWindow"),
-    ("ui.app", "MainWindow"),
 )
 EXPOSE_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 10.0
+POLL_S = 0.02
 
 
 def qt_versions() -> str:
@@ -55,51 +57,63 @@ def _find_main_window_factory() -> Any | None:
     return None
 
 
-def _build(factory: Any, paths: AppPaths, settings: Settings) -> QWidget:
-    """Call the window's constructor with what it accepts (keywords, positional, none)."""
-    attempts: tuple[tuple[tuple[Any, ...], dict[str, Any]], ...] = (
-        ((), {"paths": paths, "settings": settings}),
-        ((paths, settings), {}),
-        ((), {"settings": settings}),
-        ((), {}),
-    )
-    last: TypeError | None = None
-    for args, kwargs in attempts:
-        try:
-            window = factory(*args, **kwargs)
-        except TypeError as exc:
-            last = exc
-            continue
-        if not isinstance(window, QWidget):
-            raise RuntimeError(f"{factory!r} returned {type(window).__name__}, not a window")
-        return window
-    raise RuntimeError(f"could not construct the main window: {last}")
-
-
-def _show_until_exposed(window: QWidget) -> float:
-    """Show, then let Qt run until the platform reports the window visible on screen."""
-    app = _application()
+async def _until_exposed(window: QWidget) -> float:
+    """Wait (on the running loop) until the platform reports the window on screen."""
     started = time.perf_counter()
-    window.show()
-    deadline = started + EXPOSE_TIMEOUT_S
-    loop = QEventLoop()
-    while time.perf_counter() < deadline:
+    while time.perf_counter() - started < EXPOSE_TIMEOUT_S:
         handle = window.windowHandle()
         if handle is not None and handle.isExposed():
             return time.perf_counter() - started
-        QTimer.singleShot(20, loop.quit)
-        loop.exec()
-    app.processEvents()
+        await asyncio.sleep(POLL_S)
     raise RuntimeError(
-        f"window not exposed within {EXPOSE_TIMEOUT_S:.0f} s on the {app.platformName()!r} Qt platform"
+        f"window not exposed within {EXPOSE_TIMEOUT_S:.0f} s on the "
+        f"{_application().platformName()!r} Qt platform"
     )
 
 
-def _close(window: QWidget) -> None:
+async def _close(window: QWidget) -> None:
+    """Close like a user does; a window with a `closed` signal has finished its shutdown when it fires."""
+    closed_signal = getattr(window, "closed", None)
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_closed(*_args: object) -> None:
+        if not done.done():
+            done.set_result(None)
+
+    if closed_signal is not None:
+        closed_signal.connect(on_closed)
     window.close()
+    if closed_signal is not None:
+        await asyncio.wait_for(done, CLOSE_TIMEOUT_S)
     window.deleteLater()
-    QCoreApplication.sendPostedEvents(None, 0)
-    _application().processEvents()
+
+
+async def _open_and_close(factory: Any, paths: AppPaths, settings: Settings) -> str:
+    if factory.__name__ == "create_window":
+        window = factory(paths, settings, None)
+    else:
+        window = factory(paths, settings)
+    if not isinstance(window, QWidget):
+        raise RuntimeError(f"{factory!r} returned {type(window).__name__}, not a window")
+    title = window.windowTitle() or type(window).__name__
+    window.show()
+    shown_s = await _until_exposed(window)
+    await _close(window)
+    return f"{title!r} opened in {shown_s:.2f} s and closed"
+
+
+def _run_on_qt_loop(coro_fn: Any) -> Any:
+    """Run a coroutine on a qasync loop over the QApplication, as `voxdesk` runs the window."""
+    import qasync
+
+    app = _application()
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    try:
+        with loop:
+            return loop.run_until_complete(coro_fn())
+    finally:
+        asyncio.set_event_loop(None)
 
 
 def open_and_close_main_window(paths: AppPaths, settings: Settings) -> str:
@@ -111,16 +125,18 @@ def open_and_close_main_window(paths: AppPaths, settings: Settings) -> str:
     app = _application()
     factory = _find_main_window_factory()
     if factory is None:
-        stand_in = QMainWindow()
-        stand_in.setCentralWidget(QLabel("VoxDesk self-test"))
-        shown_s = _show_until_exposed(stand_in)
-        _close(stand_in)
+        async def stand_in() -> str:
+            window = QMainWindow()
+            window.setCentralWidget(QLabel("VoxDesk self-test"))
+            window.show()
+            shown_s = await _until_exposed(window)
+            await _close(window)
+            return f"{shown_s:.2f} s"
+
+        shown = _run_on_qt_loop(stand_in)
         raise RuntimeError(
-            "no main window found in ui/ (looked for ui.main_window.MainWindow) — "
-            f"Qt itself works: a stand-in window opened on {app.platformName()!r} in {shown_s:.2f} s"
+            "no main window found in ui/ (looked for ui.app.create_window, ui.main_window.MainWindow) — "
+            f"Qt itself works: a stand-in window opened on {app.platformName()!r} in {shown}"
         )
-    window = _build(factory, paths, settings)
-    title = window.windowTitle() or type(window).__name__
-    shown_s = _show_until_exposed(window)
-    _close(window)
-    return f"{title!r} opened and closed on {app.platformName()!r} in {shown_s:.2f} s"
+    detail = _run_on_qt_loop(lambda: _open_and_close(factory, paths, settings))
+    return f"{detail} on {app.platformName()!r}"

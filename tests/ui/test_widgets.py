@@ -29,7 +29,11 @@ def test_form_from_a_real_provider_schema_has_the_right_editors(qtbot: Any) -> N
     compute = form.editor("compute_type")
     assert isinstance(compute, QComboBox)
     assert [compute.itemText(i) for i in range(compute.count())] == [
-        "int8", "int8_float32", "int16", "float32", "default"
+        "int8",
+        "int8_float32",
+        "int16",
+        "float32",
+        "default",
     ]
     threads = form.editor("cpu_threads")
     assert isinstance(threads, QLineEdit)
@@ -101,7 +105,9 @@ def test_settings_dialog_lists_every_registered_provider(qtbot: Any) -> None:
     assert "offline" in llm.badges.text()
 
 
-def test_settings_dialog_apply_refuses_invalid_values_without_calling_the_engine(qtbot: Any, run: Any) -> None:
+def test_settings_dialog_apply_refuses_invalid_values_without_calling_the_engine(
+    qtbot: Any, run: Any
+) -> None:
     calls: list[Settings] = []
 
     async def apply(new: Settings) -> list[ProviderSwitched]:
@@ -126,8 +132,18 @@ def test_settings_dialog_apply_refuses_invalid_values_without_calling_the_engine
 
 def _snapshot() -> TelemetrySnapshot:
     turns = [
-        TurnTiming(f"t{i}", time.time(), {"vad_endpoint": 0.25, "stt": 0.1 + i / 100, "llm_first_token": 0.05,
-                                          "tts_first_audio": 0.2, "playback_start": 0.03}, 0.63 + i / 100)
+        TurnTiming(
+            f"t{i}",
+            time.time(),
+            {
+                "vad_endpoint": 0.25,
+                "stt": 0.1 + i / 100,
+                "llm_first_token": 0.05,
+                "tts_first_audio": 0.2,
+                "playback_start": 0.03,
+            },
+            0.63 + i / 100,
+        )
         for i in range(12)
     ]
     v2v = StageStats.of([t.voice_to_voice_s for t in turns if t.voice_to_voice_s is not None])
@@ -152,13 +168,21 @@ def test_health_panel_shows_a_down_provider_with_its_error(qtbot: Any) -> None:
     panel = HealthPanel()
     qtbot.addWidget(panel)
     at = time.time()
-    panel.set_rows([
-        ProviderHealth("stt", "faster-whisper", True, Health(HealthStatus.OK, "tiny.en loaded")),
-        ProviderHealth("llm", "openai-compatible", False,
-                       Health(HealthStatus.DOWN, "cannot reach http://127.0.0.1:9/v1"),
-                       breaker_state="open", error_count=3,
-                       last_error="llm.openai-compatible: UNAVAILABLE: server not reachable", last_error_at=at),
-    ])
+    panel.set_rows(
+        [
+            ProviderHealth("stt", "faster-whisper", True, Health(HealthStatus.OK, "tiny.en loaded")),
+            ProviderHealth(
+                "llm",
+                "openai-compatible",
+                False,
+                Health(HealthStatus.DOWN, "cannot reach http://127.0.0.1:9/v1"),
+                breaker_state="open",
+                error_count=3,
+                last_error="llm.openai-compatible: UNAVAILABLE: server not reachable",
+                last_error_at=at,
+            ),
+        ]
+    )
     panel.set_exporter_status("otlp http://127.0.0.1:4318: failing (connection refused)")
     rows = panel.row_texts()
     assert rows[0][:4] == ["stt", "faster-whisper", "local", "● ok"]
@@ -177,7 +201,10 @@ def test_conversation_view_turns_a_partial_into_the_final_and_streams_the_reply(
     view.reply_delta("t1", "17 times 23 ")
     view.reply_delta("t1", "is 391.")
     msgs = view.messages()
-    assert [(m.role, m.text) for m in msgs] == [("user", "what is 17 times 23"), ("assistant", "17 times 23 is 391.")]
+    assert [(m.role, m.text) for m in msgs] == [
+        ("user", "what is 17 times 23"),
+        ("assistant", "17 times 23 is 391."),
+    ]
     assert not msgs[1].final
     view.turn_finished("t1", "what is 17 times 23", "17 times 23 is 391.", interrupted=True)
     assert msgs[1].final and msgs[1].interrupted

@@ -84,8 +84,9 @@ def test_typed_question_streams_a_reply_and_the_window_closes_cleanly(qtbot: Any
     took = _close(window, run)
     assert took < 2.0, f"quit took {took:.2f}s"
     assert session.state == ev.State.IDLE
-    leaked = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()
-              and not t.daemon]
+    leaked = [
+        t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive() and not t.daemon
+    ]
     assert leaked == [], f"threads left running: {leaked}"
 
 

@@ -1,0 +1,69 @@
+"""README screenshots.
+
+Run: `xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python -m tests.ui.screenshots`
+
+Drives the real window and engine (typed turns, skills + Piper), then grabs the main
+window mid-conversation and the settings dialog into docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def main() -> int:
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    from app.paths import resolve_paths
+    from app.session import Session
+    from app.settings import Settings, SettingsStore
+    from ui import theme
+    from ui.main_window import MainWindow
+
+    app = QApplication(sys.argv[:1])
+    theme.apply_theme(app, dark="--dark" in sys.argv)
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    paths = resolve_paths(tempfile.mkdtemp(prefix="voxdesk-shots-")).ensure()
+    settings = Settings.model_validate({"vad": {"provider": "energy"}, "conversation": {"hands_free": False}})
+    store = SettingsStore(paths.config_dir)
+    window = MainWindow(paths, settings, store)
+    window.resize(1240, 760)
+    window.show()
+    session = Session(settings, paths, store=store)
+    suffix = "-dark" if "--dark" in sys.argv else ""
+
+    async def scenario() -> None:
+        await window.start_session(session)
+        for q in ("what is 17 times 23", "what time is it", "what is 1250 divided by 5"):
+            await session.send_text(q)
+        window.view.user_partial(None, "set a timer for five")
+        window.controls.set_state("listening")
+        window.controls.meter.set_level(-18, -9)
+        await asyncio.sleep(0.3)  # let the 10 Hz panel refresh run once
+        OUT.mkdir(parents=True, exist_ok=True)
+        window.grab().save(str(OUT / f"main-window{suffix}.png"))
+        dialog = window.open_settings()
+        dialog.stage_pages["tts"].select("piper")
+        dialog.tabs.setCurrentWidget(dialog.stage_pages["tts"])
+        form = dialog.stage_pages["tts"].form
+        if form is not None and "speaking_rate" in form.fields_by_name():
+            form.editor("speaking_rate").setText("3")  # shows an inline validation message
+        await asyncio.sleep(0.2)
+        dialog.grab().save(str(OUT / f"settings-dialog{suffix}.png"))
+        dialog.close()
+        await window.shutdown()
+
+    with loop:
+        loop.run_until_complete(scenario())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
