@@ -1,0 +1,139 @@
+"""Post-build fixes for ELF libraries in the Linux bundle: executable stack, debug info.
+
+1. Clear the executable-stack flag (what `execstack -c` does). Why: glibc 2.41+
+refuses to `dlopen` a library whose PT_GNU_STACK header asks for an executable
+stack ("cannot enable executable stack as shared object requires"), and some
+wheels (older CTranslate2 builds among them) ship such libraries. None of them
+actually executes code on the stack, so clearing the flag is safe and needs no
+extra tool (patchelf/execstack are not installed everywhere). Pure Python so the
+PyInstaller spec and the tests can use it on any build machine.
+
+2. Strip debug information (`strip --strip-debug`) from libraries that carry it:
+CTranslate2's extension alone ships 63 MB of DWARF, libpython 17 MB. Only debug
+sections go; symbol tables and everything the dynamic loader reads stay, so this is
+safe for wheels that auditwheel rewrote (unlike a full `strip`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+PT_GNU_STACK = 0x6474E551
+PF_X = 0x1
+ELF_MAGIC = b"\x7fELF"
+
+
+def _stack_flags_offset(data: bytes) -> int | None:
+    """File offset of the PT_GNU_STACK header's p_flags, or None if absent / not ELF."""
+    if len(data) < 64 or data[:4] != ELF_MAGIC:
+        return None
+    is_64 = data[4] == 2
+    endian = "<" if data[5] == 1 else ">"
+    if is_64:
+        phoff, = struct.unpack_from(endian + "Q", data, 0x20)
+        phentsize, phnum = struct.unpack_from(endian + "HH", data, 0x36)
+        flags_at = 4  # p_type, p_flags, ...
+    else:
+        phoff, = struct.unpack_from(endian + "I", data, 0x1C)
+        phentsize, phnum = struct.unpack_from(endian + "HH", data, 0x2A)
+        flags_at = 24  # p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags
+    for i in range(phnum):
+        start = phoff + i * phentsize
+        if start + phentsize > len(data):
+            return None
+        p_type, = struct.unpack_from(endian + "I", data, start)
+        if p_type == PT_GNU_STACK:
+            return start + flags_at
+    return None
+
+
+def has_execstack(path: Path) -> bool:
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16)  # program headers sit near the start
+    off = _stack_flags_offset(head)
+    if off is None:
+        return False
+    endian = "<" if head[5] == 1 else ">"
+    flags, = struct.unpack_from(endian + "I", head, off)
+    return bool(flags & PF_X)
+
+
+def clear_execstack(path: Path) -> bool:
+    """Clear PF_X on PT_GNU_STACK in place. True if the file was changed."""
+    with path.open("r+b") as fh:
+        head = fh.read(1 << 16)
+        off = _stack_flags_offset(head)
+        if off is None:
+            return False
+        endian = "<" if head[5] == 1 else ">"
+        flags, = struct.unpack_from(endian + "I", head, off)
+        if not flags & PF_X:
+            return False
+        fh.seek(off)
+        fh.write(struct.pack(endian + "I", flags & ~PF_X))
+    return True
+
+
+def has_debug_info(path: Path) -> bool:
+    """True if the ELF file has a `.debug_info` section (read from the section headers)."""
+    try:
+        with path.open("rb") as fh:
+            ident = fh.read(64)
+            if len(ident) < 64 or ident[:4] != ELF_MAGIC or ident[4] != 2:
+                return False  # 64-bit only: every platform we ship
+            endian = "<" if ident[5] == 1 else ">"
+            shoff, = struct.unpack_from(endian + "Q", ident, 0x28)
+            shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", ident, 0x3A)
+            if shoff == 0 or shnum == 0 or shstrndx >= shnum:
+                return False
+            fh.seek(shoff)
+            table = fh.read(shentsize * shnum)
+            str_off, str_size = struct.unpack_from(endian + "QQ", table, shstrndx * shentsize + 0x18)
+            fh.seek(str_off)
+            names = fh.read(str_size)
+    except (OSError, struct.error):
+        return False
+    return b".debug_info\x00" in names
+
+
+def strip_debug_in_tree(root: Path) -> list[tuple[Path, int]]:
+    """`strip --strip-debug` every library with debug info; returns (path, bytes saved).
+
+    Without a `strip` tool (binutils) nothing changes: the bundle is only bigger.
+    """
+    tool = shutil.which("strip")
+    if tool is None:
+        return []
+    saved = []
+    for path in shared_libraries(root):
+        if not has_debug_info(path):
+            continue
+        before = path.stat().st_size
+        subprocess.run([tool, "--strip-debug", str(path)], check=True)
+        saved.append((path, before - path.stat().st_size))
+    return saved
+
+
+def shared_libraries(root: Path) -> Iterator[Path]:
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink() and (".so" in path.name):
+            yield path
+
+
+def clear_execstack_in_tree(root: Path) -> list[Path]:
+    """Clear the flag on every shared library under `root`; returns the ones changed."""
+    return [p for p in shared_libraries(root) if clear_execstack(p)]
+
+
+if __name__ == "__main__":
+    import sys
+
+    for arg in sys.argv[1:]:
+        for changed in clear_execstack_in_tree(Path(arg)):
+            print(f"cleared executable stack: {changed}")
+        for stripped, n in strip_debug_in_tree(Path(arg)):
+            print(f"stripped {n >> 20} MB of debug info: {stripped}")
