@@ -11,8 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtCore import QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPaintEvent
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
@@ -144,6 +143,18 @@ class LatencyPanel(QWidget):
             self._cells[key] = cells
         lay.addLayout(grid)
 
+        self._chart_holder = QVBoxLayout()
+        lay.addLayout(self._chart_holder, 1)
+        self.plot: Any = None
+        self._pending: TelemetrySnapshot | None = None
+        # pyqtgraph takes ~0.5 s to import: build the chart after the window is on screen.
+        QTimer.singleShot(0, self._build_chart)
+
+    def _build_chart(self) -> None:
+        if self.plot is not None:
+            return
+        import pyqtgraph as pg
+
         pg.setConfigOptions(antialias=False, foreground=theme.colours()["text"], background=None)
         self.plot = pg.PlotWidget()
         self.plot.setAccessibleName("Rolling latency chart")
@@ -173,7 +184,9 @@ class LatencyPanel(QWidget):
             key: self.plot.plot([], [], pen=pg.mkPen(colour, width=1))
             for key, _, colour in TIMELINE
         }
-        lay.addWidget(self.plot, 1)
+        self._chart_holder.addWidget(self.plot)
+        if self._pending is not None:
+            self._draw_chart(self._pending)
 
     # -- data --------------------------------------------------------------
     @staticmethod
@@ -208,6 +221,13 @@ class LatencyPanel(QWidget):
             cells[0].setText(_ms(last_v))
             cells[1].setText(_ms(stats.p50) if has and stats is not None else "—")
             cells[2].setText(_ms(stats.p95) if has and stats is not None else "—")
+        self._pending = snap
+        if self.plot is not None:
+            self._draw_chart(snap)
+        return True
+
+    def _draw_chart(self, snap: TelemetrySnapshot) -> None:
+        turns = list(snap.turns)[-MAX_TURNS:]
         xs = np.arange(1, len(turns) + 1, dtype=float)
         v2v = [t.voice_to_voice_s * 1000 if t.voice_to_voice_s is not None else np.nan for t in turns]
         p50, p95 = rolling_percentiles(v2v)
@@ -218,7 +238,6 @@ class LatencyPanel(QWidget):
         for key_, curve in self._stage_curves.items():
             ys = np.array([t.stages.get(key_, np.nan) * 1000 for t in turns], dtype=float)
             curve.setData(xs, ys, connect="finite")
-        return True
 
     def cell_text(self, stage: str, column: str) -> str:
         """For tests and screen readers: the text shown for a stage's last/p50/p95."""
