@@ -44,11 +44,25 @@ def _deb_path() -> Path | None:
     return debs[-1] if debs else None
 
 
+def _newest_source_mtime() -> float:
+    """Latest change to anything that goes into the bundle (a stale bundle is rebuilt)."""
+    newest = 0.0
+    skip = {"dist", "build", "__pycache__"}
+    for top in ("app", "ui", "providers", "resources", "packaging"):
+        for p in (ROOT / top).rglob("*"):
+            if p.is_file() and not skip.intersection(p.relative_to(ROOT).parts):
+                newest = max(newest, p.stat().st_mtime)
+    return newest
+
+
 @pytest.fixture(scope="module")
 def bundle() -> Path:
-    """The lite bundle and its .deb, built here unless this CI run already did."""
-    rebuild = os.environ.get("VOXDESK_REBUILD_BUNDLE") == "1"
-    have_bundle = (BUNDLE / "voxdesk").is_file()
+    """The lite bundle and its .deb, built here unless this CI run already did (and it is current)."""
+    exe = BUNDLE / "voxdesk"
+    rebuild = os.environ.get("VOXDESK_REBUILD_BUNDLE") == "1" or (
+        exe.is_file() and exe.stat().st_mtime < _newest_source_mtime()
+    )
+    have_bundle = exe.is_file()
     if rebuild or not have_bundle or _deb_path() is None:
         cmd = ["bash", str(ROOT / "packaging" / "build_linux.sh"), "--variant", "lite", "--no-tarball"]
         if have_bundle and not rebuild:
