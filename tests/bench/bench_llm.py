@@ -102,7 +102,11 @@ async def run(model: str, turns: int, trials: int) -> dict[str, Any]:
         await llm.warmup()
         load_s = time.perf_counter() - t0
 
-        cold, warm, prompt_tps, gen_tps, cached = [], [], [], [], []
+        cold: list[float] = []
+        warm: list[float] = []
+        prompt_tps: list[float] = []
+        gen_tps: list[float] = []
+        cached: list[float] = []
         for trial in range(trials):
             # A new conversation: only the BOS token is shared with the last one.
             history = [ChatMessage("system", f"{SYSTEM} Conversation {trial}."),
