@@ -91,6 +91,8 @@ ARCHITECTURE_TEMPLATES: dict[str, str] = {
 
 #: Tokens kept free for the template's wrapping when the newest message is cut.
 _CUT_MARGIN_TOKENS = 16
+#: Prompt tokens evaluated between two looks at the cancel flag.
+_PREFILL_SLICE = 128
 
 
 class CancelFlag(Protocol):
@@ -286,6 +288,25 @@ class _LoadedModel:
             n += 1
         return min(n, len(tokens) - 1)
 
+    def prefill(self, tokens: list[int], cached: int, cancelled: Callable[[], bool]) -> bool:
+        """Evaluate the uncached prompt in slices; False if cancelled on the way.
+
+        Why: llama.cpp evaluates a prompt in one uninterruptible call, so a barge-in
+        during a long first prompt would keep the worker busy for seconds. Done in
+        slices, the stop flag is seen within one slice; `generate` then finds all
+        but the last token cached and only evaluates that one (for its logits).
+        """
+        llm = self.llm
+        todo = tokens[:-1]
+        if cached >= len(todo) or not llm._ctx.kv_cache_seq_rm(-1, cached, -1):
+            return True  # nothing to do, or a model that cannot drop part of its cache
+        llm.n_tokens = cached
+        for start in range(cached, len(todo), _PREFILL_SLICE):
+            if cancelled():
+                return False
+            llm.eval(todo[start : start + _PREFILL_SLICE])
+        return True
+
     def chat(
         self,
         request_id: int,
@@ -309,6 +330,9 @@ class _LoadedModel:
             "cancelled": False,
             "finish_reason": None,
         }
+        if not self.prefill(fitted.tokens, cached, cancelled):
+            stats.update(cancelled=True, total_s=time.perf_counter() - t0)
+            return stats
         stream = self.llm.create_completion(
             prompt=fitted.tokens,
             max_tokens=max_tokens,

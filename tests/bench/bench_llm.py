@@ -94,6 +94,25 @@ async def _cancel_once(llm: LlamaCppLLM) -> tuple[float, float]:
     return consumer, time.perf_counter() - t0
 
 
+async def _cancel_during_prompt(llm: LlamaCppLLM, trial: int) -> float:
+    """Seconds from cancel to the worker serving the next request, mid-way through
+    evaluating a long uncached prompt (a barge-in right after a long question)."""
+    text = f"Note {trial}: " + " ".join(f"item {i} is on shelf {i % 7}." for i in range(260))
+
+    async def consume() -> None:
+        async for _ in llm.chat([ChatMessage("user", text)]):
+            pass
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.15)  # the worker is now evaluating the prompt
+    t0 = time.perf_counter()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await llm.count_tokens([ChatMessage("user", "ping")])
+    return time.perf_counter() - t0
+
+
 async def run(model: str, turns: int, trials: int) -> dict[str, Any]:
     llm = get_registry().create("llm", "llama-cpp", {"model": model, "seed": 1})
     assert isinstance(llm, LlamaCppLLM)
@@ -126,6 +145,9 @@ async def run(model: str, turns: int, trials: int) -> dict[str, Any]:
                             ChatMessage("user", QUESTIONS[(trial + turn + 1) % len(QUESTIONS)])]
 
         cancels = [await _cancel_once(llm) for _ in range(trials)]
+        prompt_cancels = [await _cancel_during_prompt(llm, i) for i in range(trials)]
+        long_prompt = "Note x: " + " ".join(f"item {i} is on shelf {i % 7}." for i in range(260))
+        long_prompt_tokens = await llm.count_tokens([ChatMessage("user", long_prompt)])
         pid = llm.worker_pid
         worker_rss = _peak_rss_mb(pid) if pid else None
         return {
@@ -141,6 +163,8 @@ async def run(model: str, turns: int, trials: int) -> dict[str, Any]:
             "generation_tokens_per_s": statistics.median(gen_tps) if gen_tps else None,
             "cancel_consumer_ms_max": 1000 * max(c for c, _ in cancels),
             "cancel_worker_free_ms_median": 1000 * statistics.median(w for _, w in cancels),
+            "cancel_in_prompt_worker_free_ms_max": 1000 * max(prompt_cancels),
+            "long_prompt_tokens": long_prompt_tokens,
             "worker_peak_rss_mb": worker_rss,
             "app_process_peak_rss_mb": _self_peak_rss_mb(),
         }
@@ -187,6 +211,8 @@ def main() -> None:
     print(f"generation              {gen_tps:.1f} tokens/s" if gen_tps else "generation              n/a")
     print(f"cancel → reply task done  max {result['cancel_consumer_ms_max']:.2f} ms (bar < 100 ms)")
     print(f"cancel → worker free      median {result['cancel_worker_free_ms_median']:.0f} ms")
+    print(f"cancel in a {result['long_prompt_tokens']}-token prompt → worker free  "
+          f"max {result['cancel_in_prompt_worker_free_ms_max']:.0f} ms")
     print(f"worker peak RSS         {rss:.0f} MB" if rss else "worker peak RSS         n/a")
     print(f"app process peak RSS    {result['app_process_peak_rss_mb']:.0f} MB (llama_cpp not imported here)")
 

@@ -158,6 +158,19 @@ async def test_cancel_returns_within_100ms_and_the_worker_stops(llm: LlamaCppLLM
 
 
 @pytest.mark.slow
+async def test_cancel_before_the_first_token_leaves_the_worker_ready(llm: LlamaCppLLM) -> None:
+    long_question = "Unique prompt for the early-cancel test. " + "Describe the harbour at dawn. " * 150
+    task = asyncio.create_task(_reply(llm, [ChatMessage("user", long_question)]))
+    await asyncio.sleep(0)  # let it start and send its request
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert await llm.count_tokens([ChatMessage("user", "Hi")]) > 0
+    stopped = [s for s in llm.recent_stats if s.cancelled]
+    assert stopped and stopped[-1].completion_tokens == 0
+
+
+@pytest.mark.slow
 async def test_closing_the_stream_early_stops_generation(llm: LlamaCppLLM) -> None:
     async with contextlib.aclosing(llm.chat([COUNTING])) as stream:
         async for _ in stream:
