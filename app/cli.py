@@ -11,8 +11,10 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from app import __version__
@@ -102,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         paths = resolve_paths(args.home).ensure()
+        if args.home:
+            # Providers resolve model files on their own; they must see the same home.
+            os.environ["VOXDESK_HOME"] = str(Path(args.home).expanduser().resolve())
         settings, store, notices = load_settings(paths, args.overrides)
     except VoiceError as exc:
         print(f"voxdesk: {exc}", file=sys.stderr)

@@ -62,7 +62,7 @@ def doctor(paths: AppPaths, settings: Settings, out: TextIO) -> int:
     reg = get_registry()
 
     async def health_all() -> list[tuple[str, str, bool, str]]:
-        rows = []
+        rows: list[tuple[str, str, bool, str]] = []
         for kind in KINDS:
             cfg = settings.stage(kind)
             try:

@@ -24,7 +24,7 @@ class SpeechStart:
 
 @dataclass(frozen=True)
 class SilenceStart:
-    pass
+    silent_s: float  # silence already heard when this is sent
 
 
 @dataclass(frozen=True)
@@ -42,18 +42,27 @@ EndpointEvent = SpeechStart | SilenceStart | SpeechResumed | SpeechEnd
 
 class Endpointer:
     def __init__(self, *, threshold: float = 0.5, min_speech_ms: int = 200, end_silence_ms: int = 450,
-                 pre_roll_ms: int = 300) -> None:
+                 pre_roll_ms: int = 300, speculate_after_ms: int = 120) -> None:
         self.threshold = threshold
         # Hysteresis: once in speech, a slightly lower probability still counts as speech.
         self.release = max(0.05, threshold - 0.15)
         self.min_speech_frames = max(1, round(min_speech_ms / FRAME_MS))
         self.end_silence_frames = max(1, round(end_silence_ms / FRAME_MS))
-        self._pre: deque[np.ndarray] = deque(maxlen=max(1, round(pre_roll_ms / FRAME_MS)) + self.min_speech_frames)
+        self.pre_roll_frames = max(1, round(pre_roll_ms / FRAME_MS))
+        # Gaps between words are shorter than this; waiting for it keeps the engine from
+        # starting (and then throwing away) a speculative transcription at every gap.
+        self.speculate_frames = min(self.end_silence_frames, max(1, round(speculate_after_ms / FRAME_MS)))
+        # A candidate survives short dips (between words), so a quick first word such
+        # as "what" counts towards the start and lands in the pre-roll.
+        self.candidate_gap_frames = max(1, round(320 / FRAME_MS))
+        self._pre: deque[np.ndarray] = deque(maxlen=round(3000 / FRAME_MS))
         self.reset()
 
     def reset(self) -> None:
         self.in_speech = False
-        self._speech_run = 0
+        self._speech_run = 0  # speech frames in the current candidate
+        self._candidate = 0  # frames since the candidate's first speech frame
+        self._gap = 0  # consecutive non-speech frames in the candidate
         self._silence_run = 0
         self._pre.clear()
 
@@ -61,24 +70,31 @@ class Endpointer:
         events: list[EndpointEvent] = []
         if not self.in_speech:
             self._pre.append(frame)
+            if self._candidate:
+                self._candidate += 1
             if prob >= self.threshold:
+                self._candidate = self._candidate or 1
                 self._speech_run += 1
+                self._gap = 0
                 if self._speech_run >= self.min_speech_frames:
+                    keep = min(len(self._pre), self._candidate + self.pre_roll_frames)
+                    events.append(SpeechStart(np.concatenate(list(self._pre)[-keep:])))
                     self.in_speech = True
-                    self._silence_run = 0
-                    events.append(SpeechStart(np.concatenate(list(self._pre))))
+                    self._silence_run = self._speech_run = self._candidate = self._gap = 0
                     self._pre.clear()
-            else:
-                self._speech_run = 0
+            elif self._candidate:
+                self._gap += 1
+                if self._gap >= self.candidate_gap_frames:  # it was a noise, not a turn
+                    self._speech_run = self._candidate = self._gap = 0
             return events
         if prob >= self.release:
-            if self._silence_run:
+            if self._silence_run >= self.speculate_frames:
                 events.append(SpeechResumed())
             self._silence_run = 0
             return events
         self._silence_run += 1
-        if self._silence_run == 1:
-            events.append(SilenceStart())
+        if self._silence_run == self.speculate_frames:
+            events.append(SilenceStart(self._silence_run * FRAME_MS / 1000))
         if self._silence_run >= self.end_silence_frames:
             events.append(SpeechEnd())
             self.in_speech = False

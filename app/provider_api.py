@@ -107,7 +107,7 @@ class VADProvider(Provider):
     def speech_probability(self, frame: np.ndarray) -> float:
         """Probability that one 512-sample 16 kHz frame holds speech. Cheap, sync."""
 
-    def reset(self) -> None:  # noqa: B027 - stateless detectors need nothing
+    def reset(self) -> None:
         """Forget recurrent state (new stream)."""
 
     async def stream(self, frames: AsyncIterable[np.ndarray]) -> AsyncIterator[float]:

@@ -48,7 +48,6 @@ from app.events import (
 from app.history import History
 from app.paths import AppPaths
 from app.provider_api import (
-    FRAME_SAMPLES,
     SAMPLE_RATE,
     AudioChunk,
     ChatMessage,
@@ -77,6 +76,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 APOLOGY = "Sorry, I couldn't do that just now."
+MIN_UTTERANCE_SAMPLES = SAMPLE_RATE // 4  # push-to-talk taps shorter than this are not turns
 
 
 @dataclass
@@ -160,7 +160,9 @@ class Session:
         self._skills: LLMProvider | None = None
         self._errors: dict[tuple[str, str], tuple[int, str, float]] = {}
         self._closed = False
+        self._interrupt_at: float | None = None
         self._turn_span: Any = None
+        self._ref_cursor = 0.0
         self._observer = _TelemetryObserver(self)
         self._endpointer = self._make_endpointer()
         self.ready = asyncio.Event()
@@ -242,7 +244,7 @@ class Session:
         """Timers set by the skills responder speak when they fire."""
         for prov in (self._skills, self.stages.slots.get("llm") and self.stages["llm"].provider):
             if prov is not None and hasattr(prov, "on_timer"):
-                prov.on_timer = self._announce  # type: ignore[union-attr]
+                prov.on_timer = self._announce
 
     async def _announce(self, text: str) -> None:
         self._emit(Notice(message=text))
@@ -386,8 +388,8 @@ class Session:
             except Exception as exc:
                 self._report("vad", vad.name, as_voice_error("vad", exc))
                 continue
-            if speaking and prob >= self.settings.conversation.vad_threshold \
-                    and not self._echo.is_user_speech(frame, captured_at):
+            playing = bool(self.sink is not None and self.sink.is_playing)
+            if speaking and not self._echo.is_user_speech(frame, captured_at, still_playing=playing):
                 prob = 0.0  # our own voice through the speakers
             started = False
             for ev in self._endpointer.process(frame, prob):
@@ -408,7 +410,6 @@ class Session:
         self._emit(AudioLevel(rms_dbfs=20 * np.log10(max(rms, 1e-6)), peak_dbfs=20 * np.log10(max(peak, 1e-6))))
 
     def _on_endpoint(self, ev: object, now: float) -> None:
-        frame_s = FRAME_SAMPLES / SAMPLE_RATE
         if isinstance(ev, SpeechStart):
             if self._turn_task is not None and not self._turn_task.done():
                 if not self.settings.conversation.barge_in:
@@ -416,25 +417,31 @@ class Session:
                 self._interrupt(barge_in_at=now)
             self._begin_utterance(now - len(ev.pre_roll) / SAMPLE_RATE, [ev.pre_roll])
         elif isinstance(ev, SilenceStart) and self._utterance is not None:
-            self._utterance.last_speech_at = now - frame_s
+            self._utterance.last_speech_at = now - ev.silent_s
             self._start_speculative(self._utterance)
         elif isinstance(ev, SpeechResumed) and self._utterance is not None:
             self._cancel_speculative(self._utterance)
+            self._start_partials(self._utterance)
         elif isinstance(ev, SpeechEnd) and self._utterance is not None:
             self._end_utterance(now)
 
     def _begin_utterance(self, started_at: float, frames: list[np.ndarray]) -> None:
         self._drop_utterance()
         utt = _Utterance(started_at=started_at, frames=[f for f in frames if len(f)])
-        stt = self.stages.slots.get("stt")
-        if stt is not None:
-            utt.partial_feed = asyncio.Queue()
-            for f in utt.frames:
-                utt.partial_feed.put_nowait(f)
-            utt.partial_task = self._spawn(self._partials(stt, utt.partial_feed), "stt-partials")
+        self._start_partials(utt)
         self._utterance = utt
         self._emit(SpeechStarted())
         self._set_state(State.LISTENING)
+
+    def _start_partials(self, utt: _Utterance) -> None:
+        """Stream the utterance so far, then every new frame, into the STT's partials."""
+        stt = self.stages.slots.get("stt")
+        if stt is None or utt.partial_task is not None:
+            return
+        utt.partial_feed = asyncio.Queue()
+        for f in utt.frames:
+            utt.partial_feed.put_nowait(f)
+        utt.partial_task = self._spawn(self._partials(stt, utt.partial_feed), "stt-partials")
 
     def _feed(self, utt: _Utterance, frame: np.ndarray) -> None:
         utt.frames.append(frame)
@@ -458,6 +465,7 @@ class Session:
         if utt.partial_task is not None:
             utt.partial_task.cancel()
             utt.partial_task = None
+            utt.partial_feed = None
 
     def _start_speculative(self, utt: _Utterance) -> None:
         """Silence began: transcribe now so the text is ready when the endpoint fires."""
@@ -486,6 +494,11 @@ class Session:
         if utt is None:
             return
         self._stop_partials(utt)
+        if sum(len(f) for f in utt.frames) < MIN_UTTERANCE_SAMPLES:
+            self._cancel_speculative(utt)
+            self._emit(Notice(message="That was too short to hear — hold the talk button while you speak."))
+            self._set_state(self._rest_state())
+            return
         duration = max(0.0, utt.last_speech_at - utt.started_at)
         self._emit(SpeechEnded(duration_s=duration))
         stt = self.stages.slots.get("stt")
@@ -543,6 +556,8 @@ class Session:
             return
         if self.sink is not None:
             self.sink.flush()
+        self._ref_cursor = 0.0
+        self._echo.reset()
         self._interrupt_at = barge_in_at if barge_in_at is not None else self.clock()
         task.cancel()
 
@@ -560,7 +575,7 @@ class Session:
         v2v: float | None = None
         db_turn: int | None = None
         providers = stages.providers_used()
-        self._interrupt_at: float | None = None
+        self._interrupt_at = None
         try:
             if speech_start is not None and speech_end is not None and endpoint_at is not None:
                 timings["vad_endpoint"] = endpoint_at - speech_end
@@ -581,8 +596,8 @@ class Session:
                 timings["stt"] = max(0.0, done - max(t0, endpoint_at or t0))
                 self.telemetry.record_stage(span, "stt", providers.get("stt", "?"), t0, done)
                 if not text:
-                    self._emit(Notice(message="I didn't catch that.", turn_id=turn_id))
-                    return
+                    raise VoiceError(f"stt.{providers.get('stt')}", ErrorCode.PROVIDER_ERROR,
+                                     "I didn't catch that — please say it again")
                 self._emit(FinalTranscript(text=text, turn_id=turn_id))
             elif transcript is None and speech_end is not None:
                 raise missing_stage_error("stt", self.settings)
@@ -596,6 +611,8 @@ class Session:
                 v2v = self.sink.first_sample_time - speech_end
         except asyncio.CancelledError:
             interrupted = True
+            if transcript is not None and not transcript.done():
+                transcript.cancel()
             if self._interrupt_at is not None:
                 timings["barge_in_stop"] = self.clock() - self._interrupt_at
             raise
@@ -618,9 +635,8 @@ class Session:
             self._report(stage, providers.get(stage, stage), error, turn_id,
                          counted=getattr(error, "counted", False))
             if not interrupted:
-                # Shielded: the apology must survive a cancel racing in.
                 with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.shield(self._apologise(stages, reply_text))
+                    await self._apologise(stages, reply_text, error)
         if db_turn is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(asyncio.to_thread(
@@ -641,11 +657,12 @@ class Session:
         else:
             self._set_state(State.LISTENING)
 
-    async def _apologise(self, stages: StageSet, said: str) -> None:
-        if said or "tts" not in stages.slots:
+    async def _apologise(self, stages: StageSet, said: str, error: VoiceError) -> None:
+        if said or "tts" not in stages.slots or error.op.startswith("tts"):
             return  # never restart a sentence; the error event says the rest
+        text = "Sorry, I didn't catch that." if error.op.startswith("stt") else APOLOGY
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._speak_text(stages["tts"], APOLOGY), 10)
+            await asyncio.wait_for(self._speak_text(stages["tts"], text), 10)
 
     async def _speak_text(self, slot: StageSlot, text: str) -> None:
         tts: TTSProvider = slot.provider  # type: ignore[assignment]
@@ -658,8 +675,11 @@ class Session:
         if self.sink is None or not len(chunk.samples):
             return
         self.sink.play(chunk)
-        start = self.sink.first_sample_time or self.clock()
+        # Where this chunk lands on the playback timeline: after what is queued, or now
+        # if the device has run dry. The echo gate compares the mic against it.
+        start = max(self._ref_cursor, self.clock())
         self._echo.add_reference(start, chunk.samples, chunk.sample_rate)
+        self._ref_cursor = start + chunk.duration_s
 
     async def _context_messages(self, text: str) -> list[ChatMessage]:
         conv = self.settings.conversation
@@ -692,6 +712,10 @@ class Session:
                         chunks.put_nowait(c)
                 for c in chunker.flush():
                     chunks.put_nowait(c)
+                if not "".join(reply).strip():
+                    raise VoiceError(f"llm.{providers.get('llm')}", ErrorCode.PROVIDER_ERROR,
+                                     "the assistant returned an empty reply — try again or pick another "
+                                     "model in Settings")
             finally:
                 chunks.put_nowait(None)
                 end = self.clock()
@@ -724,6 +748,9 @@ class Session:
                 self.telemetry.record_stage(span, "tts", providers.get("tts", "?"), tts_start, end)
             if tts is None and reply:
                 raise missing_stage_error("tts", self.settings)
+            if first_audio and tts is not None and any(ch.isalnum() for ch in "".join(reply)):
+                raise VoiceError(f"tts.{providers.get('tts')}", ErrorCode.PROVIDER_ERROR,
+                                 "the voice produced no audio — pick another voice in Settings")
             if self.sink is not None:
                 p0 = self.clock()
                 await self.sink.drain()
@@ -732,9 +759,14 @@ class Session:
                     timings["playback_start"] = fst - t_start
                 self.telemetry.record_stage(span, "playback", "sink", fst or p0, self.clock())
 
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(produce())
-            tg.create_task(speak())
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(produce())
+                tg.create_task(speak())
+        except BaseExceptionGroup as group:
+            # Report the stage's own error, not the group wrapper.
+            errors = list(group.exceptions)
+            raise next((e for e in errors if isinstance(e, VoiceError)), errors[0]) from None
 
     async def _llm_stream(self, stages: StageSet, text: str, providers: dict[str, str]) -> AsyncIterator[str]:
         if self._skills is not None:
@@ -750,7 +782,7 @@ class Session:
 
         def chat(p: Any) -> AsyncIterator[str]:
             used.append(next(n for n, prov in slot.chain if prov is p))
-            return p.chat(messages)  # type: ignore[no-any-return]
+            return p.chat(messages)
 
         try:
             async for delta in slot.runner.stream(chat, first_output_timeout=conv.first_output_deadline_s,
@@ -795,6 +827,25 @@ class Session:
             self._emit(ev)
         self._spawn(self._close_when_idle(replaced), "close-replaced")
         return results
+
+    async def reload_stage(self, kind: str) -> ProviderSwitched:
+        """Rebuild one stage from the current settings (e.g. after its model was downloaded)."""
+        cfg = self.settings.stage(kind)
+        try:
+            slot = build_slot(self.registry, kind, cfg, self._observer)
+            await warm(slot)
+        except Exception as exc:
+            err = as_voice_error(f"{kind}.{cfg.provider}", exc)
+            result = ProviderSwitched(stage=kind, provider=cfg.provider, ok=False, message=str(err))
+        else:
+            old = self.stages.slots.get(kind)
+            self.stages = StageSet({**self.stages.slots, kind: slot})
+            self.telemetry.set_health(kind, cfg.provider, 2)
+            if old is not None:
+                self._spawn(self._close_when_idle([old]), "close-replaced")
+            result = ProviderSwitched(stage=kind, provider=cfg.provider, ok=True)
+        self._emit(result)
+        return result
 
     async def _close_when_idle(self, slots: list[StageSlot]) -> None:
         await self.wait_idle()

@@ -107,9 +107,7 @@ def _drop_path(raw: dict[str, Any], loc: Iterable[Any]) -> bool:
     parts = list(loc)
     node: Any = raw
     for p in parts[:-1]:
-        if isinstance(node, dict) and p in node:
-            node = node[p]
-        elif isinstance(node, list) and isinstance(p, int) and p < len(node):
+        if (isinstance(node, dict) and p in node) or (isinstance(node, list) and isinstance(p, int) and p < len(node)):
             node = node[p]
         else:
             return False

@@ -3,8 +3,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import threading
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -185,7 +185,7 @@ def test_concurrent_register_and_create_from_16_threads() -> None:
                 reg.register("vad", f"v{i}-{j}", ToneTTS, config_model=ToneConfig, info=INFO)
                 reg.create("tts", "tone", {"voice": "x"})
                 assert f"v{i}-{j}" in reg.list_providers("vad")
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]

@@ -1,0 +1,256 @@
+"""The conversation engine with real local models: barge-in, faults, hot switching, loop lag."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import BaseModel
+
+from app.audio_files import WavFileSink
+from app.events import ErrorRaised, Event, FinalTranscript, PartialTranscript, State, TurnFinished
+from app.paths import resolve_paths
+from app.provider_api import ChatMessage, Health, HealthStatus, LLMProvider
+from app.registry import ProviderInfo, Registry
+from app.session import Session
+from app.settings import Settings
+from tests.support.sources import Piece, ScriptedSource
+from tests.support.speech import have_espeak, speak
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed")]
+
+
+class FaultConfig(BaseModel):
+    mode: str = "raise"
+
+
+class FaultyLLM(LLMProvider):
+    """Faults a real model cannot produce on demand: raising, hanging, saying nothing."""
+
+    name = "faulty"
+
+    def __init__(self, cfg: FaultConfig) -> None:
+        self.mode = cfg.mode
+
+    async def chat(self, messages: list[ChatMessage]) -> AsyncIterator[str]:  # type: ignore[override]
+        if self.mode == "raise":
+            raise RuntimeError("segfault in the model, simulated")
+        if self.mode == "hang":
+            await asyncio.sleep(3600)
+        if self.mode == "midway":
+            yield "Here is the first sentence. "
+            raise RuntimeError("lost the model mid-reply")
+        return
+        yield  # pragma: no cover
+
+    async def health(self) -> Health:
+        return Health(HealthStatus.DOWN if self.mode != "ok" else HealthStatus.OK, f"mode {self.mode}")
+
+
+def registry_with_faults() -> Registry:
+    reg = Registry()
+    reg.register("llm", "faulty", FaultyLLM, config_model=FaultConfig,
+                 info=ProviderInfo("Faulty", "test double for faults"))
+    return reg
+
+
+class Recorder:
+    def __init__(self, session: Session) -> None:
+        self.events: list[Event] = []
+        session.add_listener(self.events.append)
+
+    def of(self, kind: type) -> list:  # type: ignore[type-arg]
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def settings(**conv: object) -> Settings:
+    s = Settings()
+    for k, v in conv.items():
+        setattr(s.conversation, k, v)
+    return s
+
+
+async def started(s: Settings, **kw: object) -> tuple[Session, Recorder]:
+    session = Session(s, resolve_paths().ensure(), **kw)  # type: ignore[arg-type]
+    rec = Recorder(session)
+    await session.start()
+    await asyncio.wait_for(session.ready.wait(), 120)
+    return session, rec
+
+
+async def test_barge_in_cancels_reply_and_marks_it_interrupted() -> None:
+    q1 = speak("what can you do")
+    q2 = speak("what time is it")
+    sink = WavFileSink(None, realtime=True)  # plays at speaker pace, so there is time to talk over it
+    session, rec = await started(settings(half_duplex=False, barge_in=True), sink=sink)
+    try:
+        src = ScriptedSource([
+            Piece(q1),
+            # The user listens a moment, then talks over the reply.
+            Piece(q2, wait_for=lambda: session.state == State.SPEAKING, then_wait_s=1.6),
+        ])
+        await session.set_audio(src, sink)
+        await asyncio.wait_for(session.wait_capture_done(), 120)
+        await asyncio.wait_for(session.wait_idle(), 60)
+        turns = rec.of(TurnFinished)
+        assert len(turns) == 2, [(t.user_text, t.error) for t in turns]
+        first, second = turns
+        assert first.interrupted and first.error is None
+        assert first.timings["barge_in_stop"] <= 0.150
+        assert "time" in second.user_text.lower() and not second.interrupted
+        rows = session.history.turns(session.history.current_conversation)  # type: ignore[arg-type]
+        assert [r.interrupted for r in rows] == [True, False]
+        assert rows[0].reply_text  # the partial reply was kept
+    finally:
+        await session.aclose()
+
+
+async def test_half_duplex_never_interrupts_itself_through_a_speaker_loop() -> None:
+    """Feed the assistant's own reply back into the microphone: it must not barge in."""
+    q1 = speak("what can you do")
+    sink = WavFileSink(None, realtime=True)
+    session, rec = await started(settings(half_duplex=False, barge_in=True), sink=sink)
+    try:
+        played_from = 0
+
+        async def loopback() -> AsyncIterator[tuple[float, np.ndarray]]:
+            # A speaker→mic path at -6 dB with 20 ms delay: what the mic hears is the reply.
+            import soxr
+
+            nonlocal played_from
+            for due, frame in [(t, f) async for t, f in ScriptedSource([Piece(q1)], tail_s=0.2).frames()]:
+                yield due, frame
+            t_end = time.monotonic() + 25
+            while time.monotonic() < t_end and (session.state != State.LISTENING or played_from == 0):
+                await asyncio.sleep(0.032)
+                pcm = sink.samples
+                rate = sink.rate or 16000
+                new = pcm[played_from:]
+                played_from = len(pcm)
+                mic = soxr.resample(new, rate, 16000).astype(np.float32) * 0.5 if len(new) else np.zeros(0, np.float32)
+                mic = np.concatenate([mic, np.zeros(max(0, 512 - len(mic)), np.float32)])
+                for i in range(0, len(mic) - 511, 512):
+                    yield time.monotonic(), mic[i:i + 512]
+
+        class Loop(ScriptedSource):
+            def frames(self):  # type: ignore[no-untyped-def]
+                return loopback()
+
+        await session.set_audio(Loop([]), sink)
+        await asyncio.wait_for(session.wait_capture_done(), 60)
+        await asyncio.wait_for(session.wait_idle(), 30)
+        turns = rec.of(TurnFinished)
+        assert turns and not turns[0].interrupted, [(t.user_text, t.interrupted) for t in turns]
+    finally:
+        await session.aclose()
+
+
+@pytest.mark.parametrize("mode", ["raise", "hang", "empty"])
+async def test_failing_llm_apologises_and_session_stays_usable(mode: str) -> None:
+    s = settings(first_output_deadline_s=1.0, skills_first=False)
+    s.llm.provider = "faulty"
+    s.llm.options = {"mode": mode}
+    sink = WavFileSink(None)
+    session, rec = await started(s, registry=registry_with_faults(), sink=sink)
+    try:
+        t0 = time.monotonic()
+        await asyncio.wait_for(session.send_text("tell me a story"), 20)
+        assert time.monotonic() - t0 < 10
+        (turn,) = rec.of(TurnFinished)
+        assert turn.error and turn.reply_text == ""
+        errs = rec.of(ErrorRaised)
+        assert errs and errs[-1].stage == "llm" and errs[-1].message
+        assert len(sink.samples) > 0  # the apology was spoken
+        # Still usable: switch to a working provider and ask again.
+        s2 = session.settings.model_copy(deep=True)
+        s2.llm.provider = "skills"
+        s2.llm.options = {}
+        (switched,) = await session.apply_settings(s2)
+        assert switched.ok
+        await asyncio.wait_for(session.send_text("what is 2 plus 2"), 20)
+        assert "4" in rec.of(TurnFinished)[-1].reply_text
+    finally:
+        await session.aclose()
+
+
+async def test_failure_after_output_is_not_replayed() -> None:
+    s = settings(skills_first=False)
+    s.llm.provider = "faulty"
+    s.llm.options = {"mode": "midway"}
+    s.llm.fallbacks = ["skills"]
+    sink = WavFileSink(None)
+    session, rec = await started(s, registry=registry_with_faults(), sink=sink)
+    try:
+        await asyncio.wait_for(session.send_text("hello"), 20)
+        (turn,) = rec.of(TurnFinished)
+        assert turn.reply_text.startswith("Here is the first sentence.")
+        assert turn.error is not None and turn.providers["llm"] == "faulty"
+    finally:
+        await session.aclose()
+
+
+async def test_hot_switch_keeps_old_provider_when_new_one_fails() -> None:
+    session, rec = await started(Settings())
+    try:
+        bad = session.settings.model_copy(deep=True)
+        bad.stt.provider = "faster-whisper"
+        bad.stt.options = {"model": "/nonexistent/model"}
+        bad.vad.provider = "energy"
+        results = {r.stage: r for r in await session.apply_settings(bad)}
+        assert results["vad"].ok
+        assert not results["stt"].ok and "kept faster-whisper" in results["stt"].message
+        assert session.stages["vad"].name == "energy"
+        assert session.settings.stt.options == {}  # the failed change was not adopted
+        await session.send_text("what is 3 times 3")
+        assert "9" in rec.of(TurnFinished)[-1].reply_text
+    finally:
+        await session.aclose()
+
+
+async def test_spoken_turn_streams_partials_and_keeps_loop_free() -> None:
+    long_q = speak("could you tell me what time it is right now please", words_per_minute=120)
+    sink = WavFileSink(None)
+    session, rec = await started(Settings(), sink=sink)
+    lag = 0.0
+
+    async def ticker() -> None:
+        nonlocal lag
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lag = max(lag, time.perf_counter() - t - 0.01)
+
+    tick = asyncio.create_task(ticker())
+    try:
+        await session.set_audio(ScriptedSource([Piece(long_q)]), sink)
+        await asyncio.wait_for(session.wait_capture_done(), 60)
+        await asyncio.wait_for(session.wait_idle(), 30)
+    finally:
+        tick.cancel()
+        await asyncio.gather(tick, return_exceptions=True)
+        await session.aclose()
+    (turn,) = rec.of(TurnFinished)
+    assert turn.reply_text.startswith("It's"), turn
+    assert rec.of(PartialTranscript), "no partial transcript while speaking"
+    assert rec.of(FinalTranscript)[0].text == turn.user_text
+    assert turn.voice_to_voice_s is not None and turn.voice_to_voice_s > 0
+    assert lag < 0.050, f"event loop stalled {lag * 1000:.0f} ms"
+    snap = session.telemetry.snapshot()
+    assert snap.turns and snap.turns[-1].voice_to_voice_s == pytest.approx(turn.voice_to_voice_s)
+    assert {"stt", "tts", "llm"} <= set(snap.stages)
+
+
+async def test_close_is_quick_and_leaves_no_tasks(tmp_path: Path) -> None:
+    session, _ = await started(Settings(), sink=WavFileSink(tmp_path / "out.wav"))
+    turn = asyncio.create_task(session.send_text("what can you do"))
+    await asyncio.sleep(0.05)
+    t0 = time.monotonic()
+    await session.aclose()
+    assert time.monotonic() - t0 < 2.0
+    await asyncio.gather(turn, return_exceptions=True)
+    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    assert leftover == []
