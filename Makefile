@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # it builds, so this happens once per machine. Use both cores.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
-.PHONY: run test setup setup-test lint package clean
+.PHONY: run test setup setup-test lint package package-full clean
 
 run: setup
 	$(BIN)/voxdesk
@@ -34,8 +34,11 @@ lint: setup
 test: setup-test lint
 	bash tests/run_tests.sh
 
-package: setup-test
-	bash packaging/build_linux.sh
+package: setup-test  ## Linux lite bundle + tarball + .deb in packaging/dist/
+	packaging/build_linux.sh --variant lite
+
+package-full: setup-test  ## the same with the offline models inside
+	packaging/build_linux.sh --variant full
 
 clean:
 	rm -rf $(VENV) build dist packaging/build packaging/dist .pytest_cache .mypy_cache .ruff_cache

@@ -141,7 +141,8 @@ def bench_command(args: argparse.Namespace, paths: AppPaths, settings: Settings)
         v = report["telemetry_on"]["voice_to_voice"]
         print(f"{report['machine']['cpu']} ({report['machine']['cores']} cores)")
         print(f"providers: {report['providers']}")
-        print(f"voice-to-voice: p50 {v['p50_ms']} ms, p95 {v['p95_ms']} ms over {report['telemetry_on']['turns']} turns")
+        turns = report["telemetry_on"]["turns"]
+        print(f"voice-to-voice: p50 {v['p50_ms']} ms, p95 {v['p95_ms']} ms over {turns} turns")
         for k, st in report["telemetry_on"]["stages"].items():
             print(f"  {k:<16} p50 {st['p50_ms']} ms  p95 {st['p95_ms']} ms")
         print(f"peak RSS {report['peak_rss_mb']} MB; telemetry overhead {report['telemetry_overhead_percent']} %")

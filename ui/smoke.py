@@ -9,23 +9,16 @@ plugins, stylesheets and our resources were all packaged.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 from typing import Any
 
 from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import qVersion
-from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QWidget
+from PySide6.QtWidgets import QApplication, QWidget
 
 from app.paths import AppPaths
 from app.settings import Settings
 
-#: Where the main window comes from, most specific first: a factory taking
-#: (paths, settings, store) as `voxdesk` itself uses, else the class.
-MAIN_WINDOW_CANDIDATES: tuple[tuple[str, str], ...] = (
-    ("ui.app", "create_window"),
-    ("ui.main_window", "MainWindow"),
-)
 EXPOSE_TIMEOUT_S = 10.0
 CLOSE_TIMEOUT_S = 10.0
 POLL_S = 0.02
@@ -41,20 +34,6 @@ def _application() -> QApplication:
         app = QApplication(["voxdesk", "--self-test"])
     assert isinstance(app, QApplication)
     return app
-
-
-def _find_main_window_factory() -> Any | None:
-    for module_name, attr in MAIN_WINDOW_CANDIDATES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise  # the module exists but one of its imports is missing from the install
-        factory = getattr(module, attr, None)
-        if factory is not None:
-            return factory
-    return None
 
 
 async def _until_exposed(window: QWidget) -> float:
@@ -88,13 +67,10 @@ async def _close(window: QWidget) -> None:
     window.deleteLater()
 
 
-async def _open_and_close(factory: Any, paths: AppPaths, settings: Settings) -> str:
-    if factory.__name__ == "create_window":
-        window = factory(paths, settings, None)
-    else:
-        window = factory(paths, settings)
-    if not isinstance(window, QWidget):
-        raise RuntimeError(f"{factory!r} returned {type(window).__name__}, not a window")
+async def _open_and_close(paths: AppPaths, settings: Settings) -> str:
+    from ui.app import create_window
+
+    window = create_window(paths, settings, None)
     title = window.windowTitle() or type(window).__name__
     window.show()
     shown_s = await _until_exposed(window)
@@ -119,24 +95,8 @@ def _run_on_qt_loop(coro_fn: Any) -> Any:
 def open_and_close_main_window(paths: AppPaths, settings: Settings) -> str:
     """Open the real main window, wait until it is on screen, close it. Returns a one-line detail.
 
-    Raises if the main window does not exist yet or cannot be shown; when it is
-    missing a stand-in window is still opened so the message says whether Qt itself works.
+    Raises if the window cannot be shown.
     """
     app = _application()
-    factory = _find_main_window_factory()
-    if factory is None:
-        async def stand_in() -> str:
-            window = QMainWindow()
-            window.setCentralWidget(QLabel("VoxDesk self-test"))
-            window.show()
-            shown_s = await _until_exposed(window)
-            await _close(window)
-            return f"{shown_s:.2f} s"
-
-        shown = _run_on_qt_loop(stand_in)
-        raise RuntimeError(
-            "no main window found in ui/ (looked for ui.app.create_window, ui.main_window.MainWindow) — "
-            f"Qt itself works: a stand-in window opened on {app.platformName()!r} in {shown}"
-        )
-    detail = _run_on_qt_loop(lambda: _open_and_close(factory, paths, settings))
+    detail = _run_on_qt_loop(lambda: _open_and_close(paths, settings))
     return f"{detail} on {app.platformName()!r}"
