@@ -97,7 +97,7 @@ async def _cancel_once(llm: LlamaCppLLM) -> tuple[float, float]:
 async def _cancel_during_prompt(llm: LlamaCppLLM, trial: int) -> float:
     """Seconds from cancel to the worker serving the next request, mid-way through
     evaluating a long uncached prompt (a barge-in right after a long question)."""
-    text = f"Note {trial}: " + " ".join(f"item {i} is on shelf {i % 7}." for i in range(260))
+    text = f"Note {trial}: " + " ".join(f"item {i} is on shelf {i % 7}." for i in range(140))
 
     async def consume() -> None:
         async for _ in llm.chat([ChatMessage("user", text)]):
@@ -146,7 +146,7 @@ async def run(model: str, turns: int, trials: int) -> dict[str, Any]:
 
         cancels = [await _cancel_once(llm) for _ in range(trials)]
         prompt_cancels = [await _cancel_during_prompt(llm, i) for i in range(trials)]
-        long_prompt = "Note x: " + " ".join(f"item {i} is on shelf {i % 7}." for i in range(260))
+        long_prompt = "Note x: " + " ".join(f"item {i} is on shelf {i % 7}." for i in range(140))
         long_prompt_tokens = await llm.count_tokens([ChatMessage("user", long_prompt)])
         pid = llm.worker_pid
         worker_rss = _peak_rss_mb(pid) if pid else None
