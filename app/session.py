@@ -68,6 +68,7 @@ from app.stages import (
     changed_kinds,
     close_slot,
     missing_stage_error,
+    promote,
     warm,
 )
 from app.telemetry import Telemetry
@@ -258,12 +259,26 @@ class Session:
             self._emit(Notice(message="Loading speech models…"))
         results = await asyncio.gather(*(warm(s) for s in pending), return_exceptions=True)
         for slot, res in zip(pending, results, strict=True):
-            if isinstance(res, VoiceError):
-                self._report(slot.kind, slot.name, res)
+            if isinstance(res, BaseException):
+                self._report(slot.kind, slot.name, as_voice_error(f"{slot.kind}.{slot.name}", res))
+                await self._use_fallback(slot)
             self.telemetry.set_health(slot.kind, slot.name, 0 if isinstance(res, BaseException) else 2)
         if pending:
             self._emit(Notice(message="Ready."))
         self.ready.set()
+
+    async def _use_fallback(self, slot: StageSlot) -> None:
+        """The chosen provider cannot load here: run on the first fallback that can."""
+        for i, (name, provider) in enumerate(slot.chain[1:], start=1):
+            try:
+                await provider.warmup()
+            except Exception as exc:
+                self._report(slot.kind, name, as_voice_error(f"{slot.kind}.{name}", exc))
+                continue
+            if self.stages.slots.get(slot.kind) is slot:
+                self.stages = StageSet({**self.stages.slots, slot.kind: promote(slot, i, self._observer)})
+            self._emit(Notice(message=f"{slot.kind}: {slot.name} is not available here; using {name}"))
+            return
 
     async def _start_capture(self) -> None:
         assert self.source is not None
@@ -721,8 +736,7 @@ class Session:
                 end = self.clock()
                 timings["llm"] = end - t_start
                 self.telemetry.record_stage(span, "llm", providers.get("llm", "?"), t_start, end,
-                                            {"gen_ai.operation.name": "chat",
-                                             "gen_ai.system": providers.get("llm", "?")})
+                                            self._gen_ai_attributes(stages, providers.get("llm", "?")))
 
         async def speak() -> None:
             slot = stages.slots.get("tts")
@@ -767,6 +781,20 @@ class Session:
             # Report the stage's own error, not the group wrapper.
             errors = list(group.exceptions)
             raise next((e for e in errors if isinstance(e, VoiceError)), errors[0]) from None
+
+    def _gen_ai_attributes(self, stages: StageSet, name: str) -> dict[str, Any]:
+        """OpenTelemetry gen_ai.* attributes, with token counts where the provider has them."""
+        attrs: dict[str, Any] = {"gen_ai.operation.name": "chat", "gen_ai.system": name}
+        slot = stages.slots.get("llm")
+        provider = next((p for n, p in slot.chain if n == name), None) if slot else None
+        stats = getattr(provider, "last_stats", None)
+        if stats is not None:
+            attrs["gen_ai.usage.input_tokens"] = int(getattr(stats, "prompt_tokens", 0))
+            attrs["gen_ai.usage.output_tokens"] = int(getattr(stats, "completion_tokens", 0))
+        model = getattr(getattr(provider, "config", None), "model", None)
+        if isinstance(model, str) and model:
+            attrs["gen_ai.request.model"] = model
+        return attrs
 
     async def _llm_stream(self, stages: StageSet, text: str, providers: dict[str, str]) -> AsyncIterator[str]:
         if self._skills is not None:

@@ -70,6 +70,12 @@ def build_slot(registry: Registry, kind: str, cfg: StageSettings,
     return StageSlot(kind, chain, cfg, StageRunner(kind, chain, observer=observer or NullObserver()))
 
 
+def promote(slot: StageSlot, index: int, observer: ResilienceObserver | None = None) -> StageSlot:
+    """The same stage with chain[index] first and the failed primary moved to the end."""
+    chain = [slot.chain[index], *slot.chain[1:index], *slot.chain[index + 1 :], slot.chain[0]]
+    return StageSlot(slot.kind, chain, slot.config, StageRunner(slot.kind, chain, observer=observer or NullObserver()))
+
+
 async def warm(slot: StageSlot) -> None:
     """Load the chosen provider's model now; failures surface as VoiceError."""
     try:

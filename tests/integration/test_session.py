@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from app.audio_files import WavFileSink
-from app.events import ErrorRaised, Event, FinalTranscript, PartialTranscript, State, TurnFinished
+from app.events import ErrorRaised, Event, FinalTranscript, Notice, PartialTranscript, State, TurnFinished
 from app.paths import resolve_paths
 from app.provider_api import ChatMessage, Health, HealthStatus, LLMProvider
 from app.registry import ProviderInfo, Registry
@@ -254,3 +254,15 @@ async def test_close_is_quick_and_leaves_no_tasks(tmp_path: Path) -> None:
     await asyncio.gather(turn, return_exceptions=True)
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
     assert leftover == []
+
+
+async def test_vad_that_cannot_load_falls_back_to_energy(tmp_path: Path) -> None:
+    s = Settings()
+    s.vad.options = {"model_path": str(tmp_path / "missing-silero.bin")}
+    session, rec = await started(s)
+    try:
+        assert session.stages["vad"].name == "energy"
+        assert any("using energy" in n.message for n in rec.of(Notice))
+        assert any(e.stage == "vad" and e.provider == "silero" for e in rec.of(ErrorRaised))
+    finally:
+        await session.aclose()
