@@ -25,6 +25,7 @@ def test_span_tree_and_names() -> None:
     assert t._tracer_provider is not None
     t._tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     record_turn(t, "turn-1", 0.5)
+    assert t.flush()
     spans = {s.name: s for s in exporter.get_finished_spans()}
     assert set(spans) == {"voice.turn", "voice.stt", "voice.llm", "voice.tts"}
     turn = spans["voice.turn"]
@@ -66,6 +67,7 @@ def test_metrics_use_fixed_names() -> None:
     record_turn(t, "t", 0.5)
     t.record_error("stt", "x", "TIMEOUT")
     t.set_health("stt", "x", 1)
+    assert t.flush()
     t._reader.collect()
     data = t._reader.latest
     assert data is not None
