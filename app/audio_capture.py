@@ -149,6 +149,14 @@ class DeviceAudioSource(SupervisedStream, AudioSource):
             self._queue_drops += 1
         self._frames.put_nowait((at, frame))
 
+    async def start(self) -> None:
+        """Open (or re-open after `stop()`: the session closes the mic while nobody listens)."""
+        self._ended = False
+        self._pending = np.zeros(0, np.float32)
+        while not self._frames.empty():
+            self._frames.get_nowait()
+        await super().start()
+
     async def frames(self) -> AsyncIterator[tuple[float, np.ndarray]]:
         while True:
             item = await self._frames.get()

@@ -153,6 +153,8 @@ class Session:
         self._listeners: list[Callable[[Event], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._capture_task: asyncio.Task[None] | None = None
+        self._capture_lock = asyncio.Lock()
+        self._source_ended = False  # a file source ran out; never replay it
         self._turn_task: asyncio.Task[None] | None = None
         self._utterance: _Utterance | None = None
         self._ptt_active = False
@@ -234,9 +236,8 @@ class Session:
         self._wire_skills_timers()
         self._spawn(self._warm_all(), "warmup")
         if self.sink is not None:
-            await self.sink.start()
-        if self.source is not None:
-            await self._start_capture()
+            await self._start_sink(self.sink)
+        await self._sync_capture()
         if self.history.notice:
             self._emit(Notice(message=self.history.notice))
         self._set_state(self._rest_state())
@@ -280,8 +281,24 @@ class Session:
             self._emit(Notice(message=f"{slot.kind}: {slot.name} is not available here; using {name}"))
             return
 
+    async def _start_sink(self, sink: AudioSink) -> None:
+        self._wire_device(sink, "output")
+        try:
+            await sink.start()
+        except VoiceError as exc:  # no speaker: replies still show as text
+            self._report("audio", "output", exc)
+            self.sink = None
+
+    def _wire_device(self, dev: object, what: str) -> None:
+        """Device faults and fallbacks become events the user sees (called on the loop)."""
+        if getattr(dev, "on_error", "absent") is None:
+            dev.on_error = lambda err: self._report("audio", what, as_voice_error(f"audio.{what}", err))  # type: ignore[attr-defined]
+        if getattr(dev, "on_notice", "absent") is None:
+            dev.on_notice = lambda msg: self._emit(Notice(message=msg))  # type: ignore[attr-defined]
+
     async def _start_capture(self) -> None:
         assert self.source is not None
+        self._wire_device(self.source, "input")
         try:
             await self.source.start()
         except VoiceError as exc:
@@ -289,23 +306,45 @@ class Session:
             return
         self._capture_task = self._spawn(self._capture_loop(self.source), "capture")
 
+    def _want_capture(self) -> bool:
+        return (self.source is not None and not self._source_ended and not self.muted
+                and (self.hands_free or self._ptt_active))
+
+    async def _sync_capture(self) -> None:
+        """Keep the microphone open only while something listens to it.
+
+        With hands-free off (and no push-to-talk) or muted, the input stream is closed:
+        an idle window then costs next to nothing, and the OS microphone indicator is off."""
+        async with self._capture_lock:
+            running = self._capture_task is not None and not self._capture_task.done()
+            if self._want_capture() and not running:
+                await self._start_capture()
+            elif not self._want_capture() and running and self.source is not None:
+                assert self._capture_task is not None
+                self._capture_task.cancel()
+                await asyncio.gather(self._capture_task, return_exceptions=True)
+                self._capture_task = None
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.source.stop(), 2.0)
+
     async def set_audio(self, source: AudioSource | None, sink: AudioSink | None) -> None:
         """Swap devices (settings change, device recovery) without a restart."""
-        if self._capture_task is not None:
-            self._capture_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._capture_task
-            self._capture_task = None
+        async with self._capture_lock:
+            if self._capture_task is not None:
+                self._capture_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._capture_task
+                self._capture_task = None
         old_source, old_sink = self.source, self.sink
         if old_source is not None and old_source is not source:
             await old_source.stop()
         if old_sink is not None and old_sink is not sink:
             await old_sink.stop()
         self.source, self.sink = source, sink
+        self._source_ended = False
         if sink is not None and sink is not old_sink:
-            await sink.start()
-        if source is not None:
-            await self._start_capture()
+            await self._start_sink(sink)
+        await self._sync_capture()
         self._set_state(self._rest_state())
 
     async def aclose(self) -> None:
@@ -335,12 +374,14 @@ class Session:
         self.hands_free = on
         if not on and self._utterance is not None and not self._ptt_active:
             self._drop_utterance()
+        self._spawn(self._sync_capture(), "sync-capture")
         self._set_state(self._rest_state() if self._turn_task is None else self.state)
 
     def set_muted(self, on: bool) -> None:
         self.muted = on
         if on:
             self._drop_utterance()
+        self._spawn(self._sync_capture(), "sync-capture")
         if self._turn_task is None:
             self._set_state(self._rest_state())
 
@@ -356,12 +397,14 @@ class Session:
             self.stop_speaking()
             self._begin_utterance(now, [])
             self._set_state(State.LISTENING)
+            self._spawn(self._sync_capture(), "sync-capture")
         elif not pressed and self._ptt_active:
             self._ptt_active = False
             utt = self._utterance
             if utt is not None:
                 utt.last_speech_at = now
                 self._end_utterance(now)
+            self._spawn(self._sync_capture(), "sync-capture")
 
     async def new_conversation(self) -> None:
         await asyncio.to_thread(self.history.new_conversation)
@@ -412,6 +455,7 @@ class Session:
                 self._on_endpoint(ev, captured_at)
             if self._utterance is not None and not started:
                 self._feed(self._utterance, frame)
+        self._source_ended = True
         # A file (or a device) ended mid-utterance: that is the end of the turn.
         if self._utterance is not None and not self._ptt_active:
             if not self._utterance.last_speech_at:

@@ -31,7 +31,7 @@ def main() -> int:
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     paths = resolve_paths(tempfile.mkdtemp(prefix="voxdesk-shots-")).ensure()
-    settings = Settings.model_validate({"vad": {"provider": "energy"}, "conversation": {"hands_free": False}})
+    settings = Settings.model_validate({"conversation": {"hands_free": True}})
     store = SettingsStore(paths.config_dir)
     window = MainWindow(paths, settings, store)
     window.resize(1240, 760)
@@ -40,8 +40,21 @@ def main() -> int:
     suffix = "-dark" if "--dark" in sys.argv else ""
 
     async def scenario() -> None:
+        from app.audio_files import WavFileSink, WavFileSource
+        from tests.support.speech import speak_to_wav
+
         await window.start_session(session)
-        for q in ("what is 17 times 23", "what time is it", "what is 1250 divided by 5"):
+        await session.ready.wait()
+        # Two spoken questions first, so the latency panel shows real voice-to-voice turns.
+        sink = WavFileSink(None)
+        for i, q in enumerate(("what time is it", "what is seventeen times twenty three")):
+            wav = speak_to_wav(q, paths.data_dir / f"q{i}.wav")
+            await session.set_audio(WavFileSource(wav), sink)
+            await session.wait_capture_done()
+            await session.wait_idle()
+        await session.set_audio(None, None)
+        session.set_hands_free(False)
+        for q in ("what is 1250 divided by 5",):
             await session.send_text(q)
         window.view.user_partial(None, "set a timer for five")
         window.controls.set_state("listening")
