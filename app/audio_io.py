@@ -32,6 +32,10 @@ class AudioSource(ABC):
 
 
 class AudioSink(ABC):
+    #: A device that may be stopped while idle and started again before the next reply
+    #: (an open output stream costs CPU even when silent). File sinks write on stop: False.
+    closes_when_idle: bool = False
+
     @abstractmethod
     async def start(self) -> None: ...
 

@@ -31,6 +31,8 @@ from app.provider_api import AudioChunk, validate_audio
 class DeviceAudioSink(SupervisedStream, AudioSink):
     """`AudioSink` over a real speaker, with unplug recovery (see `SupervisedStream`)."""
 
+    closes_when_idle = True
+
     direction = "output"
 
     def __init__(
@@ -40,7 +42,7 @@ class DeviceAudioSink(SupervisedStream, AudioSink):
         *,
         on_error: Callable[[Any], None] | None = None,
         on_notice: Callable[[str], None] | None = None,
-        block_s: float = 0.010,
+        block_s: float = 0.020,
         stall_s: float = 0.4,
     ) -> None:
         super().__init__(device, host_api, on_error=on_error, on_notice=on_notice, stall_s=stall_s)

@@ -78,6 +78,7 @@ T = TypeVar("T")
 
 APOLOGY = "Sorry, I couldn't do that just now."
 MIN_UTTERANCE_SAMPLES = SAMPLE_RATE // 4  # push-to-talk taps shorter than this are not turns
+SPEAKER_IDLE_CLOSE_S = 15.0
 
 
 @dataclass
@@ -155,6 +156,10 @@ class Session:
         self._capture_task: asyncio.Task[None] | None = None
         self._capture_lock = asyncio.Lock()
         self._source_ended = False  # a file source ran out; never replay it
+        self._sink_open = False
+        self._sink_lock = asyncio.Lock()
+        self._park_task: asyncio.Task[None] | None = None
+        self._parking = False
         self._turn_task: asyncio.Task[None] | None = None
         self._utterance: _Utterance | None = None
         self._ptt_active = False
@@ -251,6 +256,7 @@ class Session:
     async def _announce(self, text: str) -> None:
         self._emit(Notice(message=text))
         if self.state in (State.IDLE, State.LISTENING) and "tts" in self.stages.slots:
+            await self._ensure_sink()
             with contextlib.suppress(Exception):
                 await self._speak_text(self.stages["tts"], text)
 
@@ -288,6 +294,41 @@ class Session:
         except VoiceError as exc:  # no speaker: replies still show as text
             self._report("audio", "output", exc)
             self.sink = None
+            return
+        self._sink_open = True
+        self._park_sink_later()
+
+    async def _ensure_sink(self) -> None:
+        """Re-open a speaker that was closed while idle (before the reply needs it)."""
+        if self._park_task is not None and not self._parking:
+            self._park_task.cancel()  # still only waiting: just call it off
+            self._park_task = None
+        async with self._sink_lock:  # a park under way finishes first, then we re-open
+            if self.sink is not None and not self._sink_open:
+                await self._start_sink(self.sink)
+
+    def _park_sink_later(self) -> None:
+        """Close an idle speaker after a while: an open output stream costs CPU even when silent."""
+        if self.sink is None or not self.sink.closes_when_idle or self._closed:
+            return
+        if self._park_task is not None:
+            self._park_task.cancel()
+        self._park_task = self._spawn(self._park_sink(), "park-speaker")
+
+    async def _park_sink(self) -> None:
+        await asyncio.sleep(SPEAKER_IDLE_CLOSE_S)
+        sink = self.sink
+        busy = self._turn_task is not None or self._utterance is not None
+        if sink is None or busy or sink.is_playing:
+            return
+        self._parking = True
+        try:
+            async with self._sink_lock:
+                self._sink_open = False
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(sink.stop(), 2.0)
+        finally:
+            self._parking = False
 
     def _wire_device(self, dev: object, what: str) -> None:
         """Device faults and fallbacks become events the user sees (called on the loop)."""
@@ -340,6 +381,7 @@ class Session:
             await old_source.stop()
         if old_sink is not None and old_sink is not sink:
             await old_sink.stop()
+            self._sink_open = False
         self.source, self.sink = source, sink
         self._source_ended = False
         if sink is not None and sink is not old_sink:
@@ -489,6 +531,8 @@ class Session:
         utt = _Utterance(started_at=started_at, frames=[f for f in frames if len(f)])
         self._start_partials(utt)
         self._utterance = utt
+        if not self._sink_open:
+            self._spawn(self._ensure_sink(), "open-speaker")
         self._emit(SpeechStarted())
         self._set_state(State.LISTENING)
 
@@ -663,6 +707,7 @@ class Session:
             assert text is not None
             if text is not None and transcript is None:
                 self._emit(FinalTranscript(text=text, turn_id=turn_id))
+            await self._ensure_sink()
             db_turn = await asyncio.to_thread(self.history.begin_turn, text)
             self._set_state(State.THINKING, turn_id)
             await self._reply(stages, span, turn_id, text, timings, reply, providers)
@@ -711,6 +756,7 @@ class Session:
         ))
         if asyncio.current_task() is self._turn_task:
             self._turn_task = None
+            self._park_sink_later()
         if self._utterance is None or self._ptt_active:
             self._set_state(self._rest_state() if not self._ptt_active else State.LISTENING)
         else:

@@ -276,8 +276,10 @@ async def test_speaker_recovers_after_its_sink_is_removed(pulse: dict[str, str])
                   if "sink_name=speaker" in line)
     try:
         async with Recorder("default") as fallback:  # the default sink's monitor
-            sink.play(AudioChunk(tone(440, 6.0, 22_050), 22_050))
-            await asyncio.sleep(0.5)
+            sink.play(AudioChunk(tone(440, 8.0, 22_050), 22_050))
+            # Let the witness's own new stream get past PulseAudio's start-up pause, or its
+            # late frames would be charged to the recovery.
+            await asyncio.sleep(1.5)
             removed_at = time.monotonic()
             pactl("unload-module", module)
             heard = await fallback.wait_for_loud(removed_at, timeout=3)
