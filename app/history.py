@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from app.errors import ErrorCode, VoiceError
 from app.provider_api import ChatMessage
+from app.safe_files import move_aside
 
 SCHEMA_VERSION = 1
 EXPORT_FORMAT = "voxdesk.conversation"
@@ -211,18 +212,7 @@ class History:
             raise
 
     def _move_aside(self) -> Path:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        dest = self.path.with_name(f"{self.path.name}.corrupt.{stamp}")
-        n = 1
-        while dest.exists():
-            dest = self.path.with_name(f"{self.path.name}.corrupt.{stamp}-{n}")
-            n += 1
-        os.replace(self.path, dest)
-        for suffix in ("-wal", "-shm"):
-            companion = self.path.with_name(self.path.name + suffix)
-            if companion.exists():
-                os.replace(companion, dest.with_name(dest.name + suffix))
-        return dest
+        return move_aside(self.path, companions=("-wal", "-shm"))
 
     def _recover_crashed_turns(self) -> None:
         with self._tx() as conn:

@@ -10,11 +10,7 @@ Rules users rely on:
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.errors import ErrorCode, VoiceError
+from app.safe_files import atomic_write_text, move_aside
 
 SCHEMA_VERSION = 1
 SETTINGS_FILE = "settings.json"
@@ -143,28 +140,6 @@ def validate_leniently(raw: dict[str, Any]) -> LoadResult:
     return LoadResult(Settings(), notices)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Temp file in the same dir, fsync, rename: a crash leaves old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # persist the rename itself (POSIX)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-
 class SettingsStore:
     """Reads and writes `settings.json` in the user's config dir."""
 
@@ -173,13 +148,7 @@ class SettingsStore:
         self._unknown: dict[str, Any] = {}
 
     def _move_aside(self, why: str) -> str:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        dest = self.path.with_name(f"{self.path.name}.corrupt.{stamp}")
-        n = 1
-        while dest.exists():
-            dest = self.path.with_name(f"{self.path.name}.corrupt.{stamp}-{n}")
-            n += 1
-        os.replace(self.path, dest)
+        dest = move_aside(self.path)
         return f"settings file was {why}; it was kept as {dest} and defaults are used"
 
     def load(self) -> LoadResult:

@@ -67,7 +67,7 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tup
     second = _trim(speak("And then remind me to call my mother."))
     lead, gap, tail = (np.zeros(int(s * SAMPLE_RATE), np.float32) for s in (0.5, 1.0, 0.5))
     audio = np.concatenate([lead, first, gap, second, tail])
-    path = write_wav(tmp_path_factory.mktemp("vad") / "speech_gap_speech.wav", audio)
+    path = write_wav(tmp_path_factory.mktemp("vad") / "speech_gap_speech.wav", audio, 16_000)
     a0 = len(lead) / SAMPLE_RATE
     a1 = a0 + len(first) / SAMPLE_RATE
     b0 = a1 + len(gap) / SAMPLE_RATE

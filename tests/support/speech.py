@@ -6,36 +6,17 @@ import re
 import shutil
 import subprocess
 import tempfile
-import wave
 from pathlib import Path
 
 import numpy as np
+
+from app.audio_files import read_wav, write_wav
 
 SAMPLE_RATE = 16_000
 
 
 def have_espeak() -> bool:
     return shutil.which("espeak-ng") is not None
-
-
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """Mono float32 samples and rate (16-bit PCM WAV)."""
-    with wave.open(str(path), "rb") as w:
-        rate, ch, n = w.getframerate(), w.getnchannels(), w.getnframes()
-        data = np.frombuffer(w.readframes(n), dtype=np.int16).astype(np.float32) / 32768.0
-    if ch > 1:
-        data = data.reshape(-1, ch).mean(axis=1)
-    return data, rate
-
-
-def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> Path:
-    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    return path
 
 
 def speak(text: str, rate: int = SAMPLE_RATE, *, words_per_minute: int = 150) -> np.ndarray:

@@ -105,10 +105,11 @@ def test_atomic_write_survives_crash_between_write_and_replace(tmp_path: Path) -
     code = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
+        import app.safe_files as sf
         import app.settings as st
         def die(src, dst):
             os.kill(os.getpid(), signal.SIGKILL)
-        st.os.replace = die
+        sf.os.replace = die
         store = st.SettingsStore(Path({str(tmp_path)!r}))
         s = st.Settings()
         s.conversation.language = "fr"
