@@ -202,6 +202,11 @@ class Session:
             self.state = state
             self._emit(StateChanged(state=state, turn_id=turn_id))
 
+    @property
+    def _out(self) -> AudioSink | None:
+        """The speaker, when it is open (it may be parked while idle or missing)."""
+        return self.sink if self._sink_open else None
+
     def _rest_state(self) -> State:
         return State.LISTENING if (self.source and self.hands_free and not self.muted) else State.IDLE
 
@@ -291,9 +296,8 @@ class Session:
         self._wire_device(sink, "output")
         try:
             await sink.start()
-        except VoiceError as exc:  # no speaker: replies still show as text
+        except VoiceError as exc:  # no speaker: replies still show as text; retried next turn
             self._report("audio", "output", exc)
-            self.sink = None
             return
         self._sink_open = True
         self._park_sink_later()
@@ -488,7 +492,7 @@ class Session:
             except Exception as exc:
                 self._report("vad", vad.name, as_voice_error("vad", exc))
                 continue
-            playing = bool(self.sink is not None and self.sink.is_playing)
+            playing = bool(self._out is not None and self._out.is_playing)
             if speaking and not self._echo.is_user_speech(frame, captured_at, still_playing=playing):
                 prob = 0.0  # our own voice through the speakers
             started = False
@@ -657,8 +661,8 @@ class Session:
         task = self._turn_task
         if task is None or task.done():
             return
-        if self.sink is not None:
-            self.sink.flush()
+        if self._out is not None:
+            self._out.flush()
         self._ref_cursor = 0.0
         self._echo.reset()
         self._interrupt_at = barge_in_at if barge_in_at is not None else self.clock()
@@ -711,8 +715,9 @@ class Session:
             db_turn = await asyncio.to_thread(self.history.begin_turn, text)
             self._set_state(State.THINKING, turn_id)
             await self._reply(stages, span, turn_id, text, timings, reply, providers)
-            if self.sink is not None and speech_end is not None and self.sink.first_sample_time is not None:
-                v2v = self.sink.first_sample_time - speech_end
+            out = self._out
+            if out is not None and speech_end is not None and out.first_sample_time is not None:
+                v2v = out.first_sample_time - speech_end
         except asyncio.CancelledError:
             interrupted = True
             if transcript is not None and not transcript.done():
@@ -773,13 +778,14 @@ class Session:
         tts: TTSProvider = slot.provider  # type: ignore[assignment]
         async for chunk in tts.synthesize(text):
             self._play(chunk)
-        if self.sink is not None:
-            await self.sink.drain()
+        if self._out is not None:
+            await self._out.drain()
 
     def _play(self, chunk: AudioChunk) -> None:
-        if self.sink is None or not len(chunk.samples):
+        out = self._out
+        if out is None or not len(chunk.samples):
             return
-        self.sink.play(chunk)
+        out.play(chunk)
         # Where this chunk lands on the playback timeline: after what is queued, or now
         # if the device has run dry. The echo gate compares the mic against it.
         start = max(self._ref_cursor, self.clock())
@@ -799,8 +805,8 @@ class Session:
             raise missing_stage_error("llm", self.settings)
         chunks: asyncio.Queue[str | None] = asyncio.Queue()
         t_start = self.clock()
-        if self.sink is not None:
-            self.sink.mark()
+        if self._out is not None:
+            self._out.mark()
         self._echo.reset()
 
         async def produce() -> None:
@@ -855,10 +861,11 @@ class Session:
             if first_audio and tts is not None and any(ch.isalnum() for ch in "".join(reply)):
                 raise VoiceError(f"tts.{providers.get('tts')}", ErrorCode.PROVIDER_ERROR,
                                  "the voice produced no audio — pick another voice in Settings")
-            if self.sink is not None:
+            out = self._out
+            if out is not None:
                 p0 = self.clock()
-                await self.sink.drain()
-                fst = self.sink.first_sample_time
+                await out.drain()
+                fst = out.first_sample_time
                 if fst is not None:
                     timings["playback_start"] = fst - t_start
                 self.telemetry.record_stage(span, "playback", "sink", fst or p0, self.clock())
