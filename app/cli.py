@@ -31,8 +31,10 @@ def _global_options(p: argparse.ArgumentParser, *, sub: bool) -> None:
     # On sub-commands the defaults are suppressed so `voxdesk --home X doctor` keeps X.
     d = argparse.SUPPRESS if sub else None
     p.add_argument("--home", metavar="DIR", default=d, help="keep settings, history and models under DIR")
-    p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append",
-                   default=argparse.SUPPRESS if sub else [],
+    # A separate dest on sub-commands: argparse would otherwise replace the list given
+    # before the command with the one given after it.
+    p.add_argument("--set", dest="sub_overrides" if sub else "overrides", metavar="KEY=VALUE",
+                   action="append", default=argparse.SUPPRESS if sub else [],
                    help="override a setting for this run, e.g. --set llm.provider=llama-cpp")
     p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS if sub else False,
                    help="debug logging on stderr")
@@ -81,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
 def load_settings(paths: AppPaths, overrides: Sequence[str]) -> tuple[Settings, SettingsStore, list[str]]:
     store = SettingsStore(paths.config_dir)
     result = store.load()
-    settings = apply_overrides(result.settings, overrides) if overrides else result.settings
+    if not overrides:
+        return result.settings, store, result.notices
+    settings = apply_overrides(result.settings, overrides)
+    store.remember_overrides(result.settings, settings)
     return settings, store, result.notices
 
 
@@ -101,6 +106,7 @@ def _setup_logging(verbose: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.overrides = [*args.overrides, *getattr(args, "sub_overrides", [])]
     _setup_logging(args.verbose)
     try:
         paths = resolve_paths(args.home).ensure()
@@ -118,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for n in notices:
         print(f"voxdesk: {n}", file=sys.stderr)
     try:
-        return _dispatch(args, paths, settings, store)
+        return _dispatch(args, paths, settings, store, notices)
     except VoiceError as exc:
         print(f"voxdesk: {exc}", file=sys.stderr)
         missing = exc.code in (ErrorCode.MODEL_MISSING, ErrorCode.AUDIO_DEVICE, ErrorCode.NOT_FOUND)
@@ -127,7 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _dispatch(args: argparse.Namespace, paths: AppPaths, settings: Settings, store: SettingsStore) -> int:
+def _dispatch(
+    args: argparse.Namespace, paths: AppPaths, settings: Settings, store: SettingsStore, notices: list[str]
+) -> int:
     if args.self_test:
         from app.self_test import run_self_test
 
@@ -135,8 +143,16 @@ def _dispatch(args: argparse.Namespace, paths: AppPaths, settings: Settings, sto
     cmd = args.command
     if cmd is None:
         # The window lives in ui/ (Qt); imported only here so the engine never needs Qt.
-        ui_app = importlib.import_module("ui.app")
-        return int(ui_app.run(sys.argv[:1], paths, settings, store))
+        try:
+            ui_app = importlib.import_module("ui.app")
+            importlib.import_module("PySide6.QtWidgets")
+            importlib.import_module("qasync")
+        except ImportError as exc:
+            print(f"voxdesk: the window needs Qt ({exc.name or exc} is not installed) — run: "
+                  "pip install 'voxdesk[ui]'   (the headless commands work without it)", file=sys.stderr)
+            return EXIT_MISSING
+        # Notices (a settings file moved aside...) were printed above; the window shows them too.
+        return int(ui_app.run(sys.argv[:1], paths, settings, store, notices=notices))
     if cmd == "providers":
         from app.doctor import providers_report
 

@@ -44,6 +44,24 @@ def _line(out: TextIO, ok: bool | None, label: str, detail: str = "") -> None:
     out.write(f"[{mark}] {label}{': ' + detail if detail else ''}\n")
 
 
+def _configured_devices(settings: Settings, out: TextIO) -> int:
+    """The microphone and speaker this configuration would open; returns problems found."""
+    from app.audio_devices import choose_device
+
+    problems = 0
+    a = settings.audio
+    for direction, what, name, api in (("input", "microphone", a.input_device, a.input_host_api),
+                                       ("output", "speaker", a.output_device, a.output_host_api)):
+        try:
+            choice = choose_device(direction, name, api)  # type: ignore[arg-type]
+        except VoiceError as exc:
+            _line(out, False, what, exc.message)
+            problems += 1
+            continue
+        _line(out, None if choice.notice else True, what, choice.notice or choice.device.label)
+    return problems
+
+
 def doctor(paths: AppPaths, settings: Settings, out: TextIO) -> int:
     """Human report; exit 0 when the configured pipeline can run here."""
     problems = 0
@@ -54,6 +72,7 @@ def doctor(paths: AppPaths, settings: Settings, out: TextIO) -> int:
 
         for line in doctor_audio_report():
             out.write(f"  {line}\n")
+        problems += _configured_devices(settings, out)
     except Exception as exc:
         _line(out, False, "audio", str(exc))
         problems += 1
@@ -65,14 +84,19 @@ def doctor(paths: AppPaths, settings: Settings, out: TextIO) -> int:
         rows: list[tuple[str, str, bool, str]] = []
         for kind in KINDS:
             cfg = settings.stage(kind)
+            prov = None
             try:
                 prov = reg.create(kind, cfg.provider, cfg.options)
                 h = await asyncio.wait_for(prov.health(), 10)
-                with contextlib.suppress(Exception):
-                    await prov.aclose()
                 rows.append((kind, cfg.provider, h.status.value != "down", f"{h.status.value} {h.detail}"))
-            except (VoiceError, TimeoutError) as exc:
-                rows.append((kind, cfg.provider, False, str(exc)))
+            except TimeoutError:
+                rows.append((kind, cfg.provider, False, "no answer to a health check within 10 s"))
+            except Exception as exc:  # a broken plug-in is a finding, not a crash of doctor
+                rows.append((kind, cfg.provider, False, str(exc) or type(exc).__name__))
+            finally:
+                if prov is not None:
+                    with contextlib.suppress(Exception):
+                        await prov.aclose()
         return rows
 
     for kind, name, ok, detail in asyncio.run(health_all()):
@@ -91,9 +115,10 @@ def doctor(paths: AppPaths, settings: Settings, out: TextIO) -> int:
 
     out.write("\nKeychain\n")
     try:
-        from app.secrets import keychain_status
+        from app.secrets import has_keychain, keychain_status
 
-        _line(out, True, "keychain", keychain_status())
+        # No keychain is not fatal (keys come from the environment), but not "ok" either.
+        _line(out, True if has_keychain() else None, "keychain", keychain_status())
     except Exception as exc:
         _line(out, None, "keychain", str(exc))
     out.write("\n" + ("All set.\n" if not problems else f"{problems} problem(s) found — see above.\n"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -31,15 +32,28 @@ def atomic_write_text(path: Path, text: str) -> None:
             os.close(dfd)
 
 
+def _free_name(path: Path, tag: str) -> Path:
+    """`<name>.<tag>.<time>`, numbered so an older one is never overwritten."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest = path.with_name(f"{path.name}.{tag}.{stamp}")
+    n = 1
+    while dest.exists():
+        dest = path.with_name(f"{path.name}.{tag}.{stamp}-{n}")
+        n += 1
+    return dest
+
+
+def keep_copy(path: Path, tag: str = "backup") -> Path:
+    """Copy a file we are about to rewrite lossily, so the user still has the original."""
+    dest = _free_name(path, tag)
+    shutil.copy2(path, dest)
+    return dest
+
+
 def move_aside(path: Path, companions: tuple[str, ...] = ()) -> Path:
     """Rename an unreadable file to `<name>.corrupt.<time>` (never overwrite an older one)
     so the user keeps it; `companions` are suffixed siblings that go with it (e.g. -wal)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    dest = path.with_name(f"{path.name}.corrupt.{stamp}")
-    n = 1
-    while dest.exists():
-        dest = path.with_name(f"{path.name}.corrupt.{stamp}-{n}")
-        n += 1
+    dest = _free_name(path, "corrupt")
     os.replace(path, dest)
     for suffix in companions:
         companion = path.with_name(path.name + suffix)

@@ -5,6 +5,8 @@ Rules users rely on:
   defaults are used, and a notice says where the old file went;
 - one invalid value falls back to its default alone, with a notice naming it;
 - keys written by a newer version are kept on save, not dropped;
+- before a file that lost values on load is rewritten, the original is copied aside;
+- `--set` overrides last for the run: saving keeps the stored values under them;
 - API keys never live here (see `app.secrets`).
 """
 
@@ -19,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.errors import ErrorCode, VoiceError
-from app.safe_files import atomic_write_text, move_aside
+from app.safe_files import atomic_write_text, keep_copy, move_aside
 
 SCHEMA_VERSION = 1
 SETTINGS_FILE = "settings.json"
@@ -130,9 +132,15 @@ def validate_leniently(raw: dict[str, Any]) -> LoadResult:
         except ValidationError as exc:
             dropped = False
             for e in exc.errors():
-                loc = ".".join(str(p) for p in e["loc"])
-                if _drop_path(data, e["loc"]):
-                    notices.append(f"setting {loc}: {e['msg']} — using the default")
+                # A required field (a stage's provider) cannot default alone: walk up
+                # until a whole section can, rather than resetting every setting.
+                loc = list(e["loc"])
+                while loc and not _drop_path(data, loc):
+                    loc = loc[:-1]
+                if loc:
+                    where = ".".join(str(p) for p in e["loc"])
+                    what = "" if loc == list(e["loc"]) else f" (section {'.'.join(map(str, loc))})"
+                    notices.append(f"setting {where}: {e['msg']} — using the default{what}")
                     dropped = True
             if not dropped:
                 break
@@ -146,6 +154,13 @@ class SettingsStore:
     def __init__(self, config_dir: Path) -> None:
         self.path = Path(config_dir) / SETTINGS_FILE
         self._unknown: dict[str, Any] = {}
+        self._lossy = False  # the file on disk holds values this version dropped
+        self._overrides: tuple[dict[str, Any], dict[str, Any]] | None = None
+
+    def remember_overrides(self, stored: Settings, overridden: Settings) -> None:
+        """`--set` values are for this run: `save` puts the stored values back under them
+        unless the user has since changed that value (in the settings dialog)."""
+        self._overrides = (stored.model_dump(mode="json"), overridden.model_dump(mode="json"))
 
     def _move_aside(self, why: str) -> str:
         dest = move_aside(self.path)
@@ -176,15 +191,41 @@ class SettingsStore:
             raw = {**raw, "schema_version": SCHEMA_VERSION}
             self._unknown = {"schema_version": version}
         result = validate_leniently(raw)
+        self._lossy = bool(notices or result.notices)
         result.notices[:0] = notices
         return result
 
     def save(self, settings: Settings) -> None:
-        data = _strip_secrets(settings.model_dump(mode="json"))
+        data = settings.model_dump(mode="json")
+        if self._overrides is not None:
+            stored, overridden = self._overrides
+            data = _unoverride(stored, overridden, data)
+        data = _strip_secrets(data)
+        if self._lossy and self.path.exists():
+            keep_copy(self.path)  # what this version could not read stays with the user
+            self._lossy = False
         data.update({k: v for k, v in self._unknown.items() if k != "schema_version"})
         if "schema_version" in self._unknown:
             data["schema_version"] = self._unknown["schema_version"]
         atomic_write_text(self.path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+_MISSING: Any = object()
+
+
+def _unoverride(stored: Any, overridden: Any, current: Any) -> Any:
+    """Three-way merge: where `current` still equals the override, the stored value
+    returns; what changed since (the user's own edits) is kept."""
+    if current == overridden:
+        return stored
+    if all(isinstance(x, dict) for x in (stored, overridden, current)):
+        out: dict[str, Any] = {}
+        for k in [*current, *(k for k in stored if k not in current)]:
+            v = _unoverride(stored.get(k, _MISSING), overridden.get(k, _MISSING), current.get(k, _MISSING))
+            if v is not _MISSING:
+                out[k] = v
+        return out
+    return current
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -215,10 +256,10 @@ def apply_overrides(settings: Settings, items: Iterable[str]) -> Settings:
             if not isinstance(nxt, dict):
                 raise VoiceError("settings.set", ErrorCode.INVALID_CONFIG, f"{'.'.join(path)}: not a section")
             node = nxt
+        if path[0] in ("vad", "stt", "llm", "tts") and path[1:] == ["provider"] and node.get("provider") != value:
+            # A new provider does not inherit the old one's options (later --set options.* still apply).
+            node["options"] = {}
         node[path[-1]] = value
-        if path[0] in ("vad", "stt", "llm", "tts") and path[1:] == ["provider"]:
-            # A new provider does not inherit the old one's options.
-            data[path[0]].setdefault("options", {})
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

@@ -29,7 +29,10 @@ def _resolve_settings(
         overrides = (
             list(store_or_overrides or []) if not isinstance(store_or_overrides, SettingsStore) else []
         )
-        return apply_overrides(result.settings, overrides), settings, list(result.notices)
+        resolved = apply_overrides(result.settings, overrides)
+        if overrides:
+            settings.remember_overrides(result.settings, resolved)
+        return resolved, settings, list(result.notices)
     store = store_or_overrides if isinstance(store_or_overrides, SettingsStore) else None
     return settings, store, []
 
@@ -63,6 +66,8 @@ def run(
     paths: AppPaths,
     settings: Settings | SettingsStore,
     store: SettingsStore | Sequence[str] | None = None,
+    *,
+    notices: Sequence[str] = (),
 ) -> int:
     """Open the window and run until it is closed. Returns the process exit code.
 
@@ -75,7 +80,8 @@ def run(
 
     from ui import theme
 
-    resolved, store_, notices = _resolve_settings(settings, store)
+    resolved, store_, load_notices = _resolve_settings(settings, store)
+    notices = [*notices, *load_notices]
     paths.ensure()
     app = QApplication.instance() or QApplication(list(argv) or ["voxdesk"])
     assert isinstance(app, QApplication)

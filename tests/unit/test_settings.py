@@ -149,3 +149,52 @@ def test_cli_bad_settings_file_never_blocks_start(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "kept as" in out.stderr
     assert json.loads(out.stdout)
+
+
+def test_a_bad_stage_defaults_that_stage_alone_and_the_original_is_kept(tmp_path: Path) -> None:
+    raw = Settings().model_dump(mode="json")
+    raw["conversation"]["system_prompt"] = "Talk like a pirate."
+    raw["tts"]["options"] = {"length_scale": 1.2}
+    raw["llm"] = {"provider": 5, "options": {"n_threads": 2}}  # a hand edit gone wrong
+    original = json.dumps(raw)
+    (tmp_path / "settings.json").write_text(original)
+    store = SettingsStore(tmp_path)
+    result = store.load()
+    assert result.settings.llm.provider == Settings().llm.provider
+    assert result.settings.conversation.system_prompt == "Talk like a pirate."  # everything else survives
+    assert result.settings.tts.options == {"length_scale": 1.2}
+    assert any("llm.provider" in n for n in result.notices)
+    store.save(result.settings)
+    backups = sorted(tmp_path.glob("settings.json.backup.*"))
+    assert len(backups) == 1 and backups[0].read_text() == original  # the hand edit is not lost
+    store.save(result.settings)
+    assert len(sorted(tmp_path.glob("settings.json.backup.*"))) == 1  # once, not on every save
+
+
+def test_overrides_last_for_the_run_and_user_edits_are_saved(tmp_path: Path) -> None:
+    store = SettingsStore(tmp_path)
+    stored = Settings()
+    stored.llm.provider = "llama-cpp"
+    stored.llm.options = {"n_threads": 2}
+    store.save(stored)
+    loaded = store.load().settings
+    run = apply_overrides(loaded, ["llm.provider=openai-compatible",
+                                   "llm.options.base_url=http://127.0.0.1:8080/v1",
+                                   "conversation.language=de"])
+    assert run.llm.options == {"base_url": "http://127.0.0.1:8080/v1"}  # the old options are not inherited
+    store.remember_overrides(loaded, run)
+    edited = run.model_copy(deep=True)
+    edited.conversation.system_prompt = "Be brief."  # changed in the settings dialog
+    store.save(edited)
+    again = store.load().settings
+    assert again.llm.provider == "llama-cpp" and again.llm.options == {"n_threads": 2}
+    assert again.conversation.language == "en"
+    assert again.conversation.system_prompt == "Be brief."
+
+
+def test_cli_set_before_and_after_the_command_both_apply(tmp_path: Path) -> None:
+    env = {**os.environ, "VOXDESK_HOME": str(tmp_path / "h")}
+    out = subprocess.run(
+        [sys.executable, "-m", "app", "--set", "conversation.language=de", "doctor",
+         "--set", "llm.provider=nope"], capture_output=True, text=True, env=env, cwd=REPO)
+    assert "[FAIL] llm: nope" in out.stdout, out.stdout + out.stderr
