@@ -42,7 +42,7 @@ EndpointEvent = SpeechStart | SilenceStart | SpeechResumed | SpeechEnd
 
 class Endpointer:
     def __init__(self, *, threshold: float = 0.5, min_speech_ms: int = 200, end_silence_ms: int = 450,
-                 pre_roll_ms: int = 300, speculate_after_ms: int = 120) -> None:
+                 pre_roll_ms: int = 300, speculate_after_ms: int = 120, hangover_ms: int = 300) -> None:
         self.threshold = threshold
         # Hysteresis: once in speech, a slightly lower probability still counts as speech.
         self.release = max(0.05, threshold - 0.15)
@@ -52,9 +52,9 @@ class Endpointer:
         # Gaps between words are shorter than this; waiting for it keeps the engine from
         # starting (and then throwing away) a speculative transcription at every gap.
         self.speculate_frames = min(self.end_silence_frames, max(1, round(speculate_after_ms / FRAME_MS)))
-        # A candidate survives short dips (between words), so a quick first word such
-        # as "what" counts towards the start and lands in the pre-roll.
-        self.candidate_gap_frames = max(1, round(320 / FRAME_MS))
+        # A candidate survives dips up to the VAD's hangover (between words), so a quick
+        # first word such as "what" counts towards the start and lands in the pre-roll.
+        self.candidate_gap_frames = max(1, round(hangover_ms / FRAME_MS))
         self._pre: deque[np.ndarray] = deque(maxlen=round(3000 / FRAME_MS))
         self.reset()
 
@@ -76,7 +76,10 @@ class Endpointer:
                 self._candidate = self._candidate or 1
                 self._speech_run += 1
                 self._gap = 0
-                if self._speech_run >= self.min_speech_frames:
+                # Mostly speech, not scattered clicks: taps or keyboard blips that each
+                # fire a frame must not add up to a turn.
+                dense = self._speech_run * 5 >= self._candidate * 2
+                if self._speech_run >= self.min_speech_frames and dense:
                     keep = min(len(self._pre), self._candidate + self.pre_roll_frames)
                     events.append(SpeechStart(np.concatenate(list(self._pre)[-keep:])))
                     self.in_speech = True

@@ -671,16 +671,23 @@ class StageRunner(Generic[P]):
                     member.breaker.record_cancelled()
                     await _aclose(it)
                     raise
-                # First item arrived: this provider owns the turn from here on.
-                member.breaker.record_success()
+                # First item arrived: this provider owns the turn from here on. Success is
+                # recorded only when the stream completes, so a provider that always drops
+                # mid-reply still opens its breaker.
                 rest = self._rest(it, first, op, member, idle_timeout, deadline)
+                completed = False
                 try:
                     async for item in rest:
                         yield item
+                    completed = True
                 finally:
                     # A consumer that stops early (barge-in via aclose/break) must close
                     # the provider's stream now, not whenever the generator is collected.
                     await rest.aclose()
+                    if completed:
+                        member.breaker.record_success()
+                    else:  # a failure was recorded by _rest; a cancel only frees the probe
+                        member.breaker.record_cancelled()
                 return
         raise last_error or first_skip or VoiceError(
             self.stage, ErrorCode.UNAVAILABLE, f"no {self.stage} provider available"

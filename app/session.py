@@ -59,6 +59,7 @@ from app.provider_api import (
     VADProvider,
 )
 from app.registry import Registry, get_registry
+from app.resilience import Deadline
 from app.settings import Settings, SettingsStore
 from app.stages import (
     StageSet,
@@ -79,6 +80,10 @@ T = TypeVar("T")
 APOLOGY = "Sorry, I couldn't do that just now."
 MIN_UTTERANCE_SAMPLES = SAMPLE_RATE // 4  # push-to-talk taps shorter than this are not turns
 SPEAKER_IDLE_CLOSE_S = 15.0
+# After the last reply sample is due, the room (and the output buffer) still carry it
+# for a moment; the microphone treats that tail as our own voice too.
+ECHO_TAIL_S = 0.3
+ANNOUNCE_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -207,8 +212,17 @@ class Session:
         """The speaker, when it is open (it may be parked while idle or missing)."""
         return self.sink if self._sink_open else None
 
+    def _mic_live(self) -> bool:
+        return self._capture_task is not None and not self._capture_task.done()
+
     def _rest_state(self) -> State:
-        return State.LISTENING if (self.source and self.hands_free and not self.muted) else State.IDLE
+        # LISTENING only while the microphone really runs (it may be missing or broken).
+        return State.LISTENING if (self._mic_live() and self.hands_free and not self.muted) else State.IDLE
+
+    def _playing_now(self, at: float) -> bool:
+        """Is our own voice (a reply, an apology, a timer) coming out of the speaker at `at`?"""
+        out = self._out
+        return out is not None and (out.is_playing or at < self._ref_cursor + ECHO_TAIL_S)
 
     def _spawn(self, coro: Awaitable[T], name: str) -> asyncio.Task[T]:
         task: asyncio.Task[T] = asyncio.ensure_future(coro)
@@ -239,10 +253,14 @@ class Session:
         self.stages, failures = build_all(self.registry, self.settings, self._observer)
         for kind, err in failures.items():
             self._report(kind, self.settings.stage(kind).provider, err)
-        if self.settings.conversation.skills_first and "llm" in self.stages.slots \
-                and self.stages["llm"].name != "skills" and self.registry.is_registered("llm", "skills"):
+        self._endpointer = self._make_endpointer()
+        # The session owns the skills that answer first, so their timers survive a
+        # switch of the LLM in Settings.
+        if self.registry.is_registered("llm", "skills"):
+            llm = self.settings.llm
+            opts = llm.options if llm.provider == "skills" else {}
             with contextlib.suppress(VoiceError):
-                self._skills = self.registry.create("llm", "skills", {})  # type: ignore[assignment]
+                self._skills = self.registry.create("llm", "skills", opts)  # type: ignore[assignment]
         self._wire_skills_timers()
         self._spawn(self._warm_all(), "warmup")
         if self.sink is not None:
@@ -263,7 +281,7 @@ class Session:
         if self.state in (State.IDLE, State.LISTENING) and "tts" in self.stages.slots:
             await self._ensure_sink()
             with contextlib.suppress(Exception):
-                await self._speak_text(self.stages["tts"], text)
+                await asyncio.wait_for(self._speak_text(self.stages["tts"], text), ANNOUNCE_TIMEOUT_S)
 
     async def _warm_all(self) -> None:
         pending = [s for s in self.stages.slots.values()]
@@ -371,6 +389,8 @@ class Session:
                 self._capture_task = None
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.source.stop(), 2.0)
+        if self._turn_task is None and self._utterance is None and not self._ptt_active:
+            self._set_state(self._rest_state())
 
     async def set_audio(self, source: AudioSource | None, sink: AudioSink | None) -> None:
         """Swap devices (settings change, device recovery) without a restart."""
@@ -458,8 +478,12 @@ class Session:
     # -- capture & endpointing ----------------------------------------------
     def _make_endpointer(self) -> Endpointer:
         c = self.settings.conversation
+        vad = self.stages.slots.get("vad")
+        # Threshold and hangover are the VAD provider's own settings (they depend on its scores).
+        threshold = float(getattr(vad.provider, "threshold", 0.5)) if vad else 0.5
+        hangover = int(getattr(vad.provider, "hangover_ms", 300)) if vad else 300
         return Endpointer(
-            threshold=c.vad_threshold, min_speech_ms=c.min_speech_ms,
+            threshold=threshold, min_speech_ms=c.min_speech_ms, hangover_ms=hangover,
             end_silence_ms=c.endpoint_silence_ms, pre_roll_ms=300,
         )
 
@@ -479,9 +503,9 @@ class Session:
                 continue
             if not self.hands_free:
                 continue
-            speaking = self._turn_task is not None and self.state == State.SPEAKING
+            speaking = self._playing_now(captured_at)
             if speaking and self.settings.conversation.half_duplex:
-                continue  # speakers: never hear ourselves
+                continue  # speakers: never hear ourselves (replies, apologies, timers alike)
             vad = self.stages.slots.get("vad")
             if vad is None:
                 continue
@@ -608,6 +632,8 @@ class Session:
             return
         duration = max(0.0, utt.last_speech_at - utt.started_at)
         self._emit(SpeechEnded(duration_s=duration))
+        # One turn at a time: what the user just said supersedes a reply still running.
+        self._interrupt(barge_in_at=now)
         stt = self.stages.slots.get("stt")
         transcript: asyncio.Task[str] | None = utt.speculative
         if transcript is None and stt is not None:
@@ -636,6 +662,8 @@ class Session:
         if not text:
             return
         self.stop_speaking()
+        if self._utterance is not None and not self._ptt_active:
+            self._drop_utterance()  # typing supersedes a half-heard spoken question
         if self._turn_task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._turn_task
@@ -677,6 +705,8 @@ class Session:
         self._turn_span = span
         timings: dict[str, float] = {}
         reply: list[str] = []
+        # (when it starts playing, sentence): what the user heard if they talk over the reply
+        heard: list[tuple[float, str]] | None = [] if (self._out is not None and "tts" in stages.slots) else None
         interrupted = False
         error: VoiceError | None = None
         v2v: float | None = None
@@ -714,7 +744,7 @@ class Session:
             await self._ensure_sink()
             db_turn = await asyncio.to_thread(self.history.begin_turn, text)
             self._set_state(State.THINKING, turn_id)
-            await self._reply(stages, span, turn_id, text, timings, reply, providers)
+            await self._reply(stages, span, turn_id, text, timings, reply, providers, heard, db_turn)
             out = self._out
             if out is not None and speech_end is not None and out.first_sample_time is not None:
                 v2v = out.first_sample_time - speech_end
@@ -731,6 +761,10 @@ class Session:
             log.exception("turn failed")
             error = as_voice_error("turn", exc)
         finally:
+            if interrupted and heard is not None:
+                # Keep what the user heard, not what was generated and queued.
+                cut = self._interrupt_at if self._interrupt_at is not None else self.clock()
+                reply = [" ".join(text for at, text in heard if at <= cut)]
             await self._finish_turn(span, turn_id, text, reply, interrupted, error, timings, v2v,
                                     providers, db_turn, stages)
 
@@ -753,7 +787,7 @@ class Session:
                     str(error) if error else None, v2v * 1000 if v2v is not None else None,
                 ))
         self.telemetry.end_turn(span, timings, v2v, interrupted=interrupted,
-                                error=str(error) if error else None)
+                                error=str(error) if error else None, user_text=text, reply_text=reply_text)
         self._emit(TurnFinished(
             turn_id=turn_id, user_text=text or "", reply_text=reply_text, interrupted=interrupted,
             timings=dict(timings), voice_to_voice_s=v2v, providers=providers,
@@ -775,22 +809,42 @@ class Session:
             await asyncio.wait_for(self._speak_text(stages["tts"], text), 10)
 
     async def _speak_text(self, slot: StageSlot, text: str) -> None:
-        tts: TTSProvider = slot.provider  # type: ignore[assignment]
-        async for chunk in tts.synthesize(text):
+        async for chunk in self._tts_stream(slot, text, []):
             self._play(chunk)
         if self._out is not None:
             await self._out.drain()
 
-    def _play(self, chunk: AudioChunk) -> None:
+    def _tts_stream(self, slot: StageSlot, text: str, used: list[str]) -> AsyncIterator[AudioChunk]:
+        """One sentence through the stage runner: first-output and idle deadlines, retries,
+        and fallback to the next voice before any of this sentence's audio was played."""
+        timeout = self.settings.conversation.first_output_deadline_s
+
+        async def synth(p: Any) -> AsyncIterator[AudioChunk]:
+            used.append(next(n for n, prov in slot.chain if prov is p))
+            tts: TTSProvider = p
+            got = False
+            async for chunk in tts.synthesize(text):
+                if len(chunk.samples):
+                    got = True
+                    yield chunk
+            if not got and any(ch.isalnum() for ch in text):
+                raise VoiceError(f"tts.{used[-1]}", ErrorCode.PROVIDER_ERROR,
+                                 "the voice produced no audio — pick another voice in Settings")
+
+        return slot.runner.stream(synth, first_output_timeout=timeout, idle_timeout=timeout)
+
+    def _play(self, chunk: AudioChunk) -> float:
+        """Queue a chunk; returns when it should start to sound (on the loop's clock)."""
         out = self._out
         if out is None or not len(chunk.samples):
-            return
+            return self.clock()
         out.play(chunk)
         # Where this chunk lands on the playback timeline: after what is queued, or now
         # if the device has run dry. The echo gate compares the mic against it.
         start = max(self._ref_cursor, self.clock())
         self._echo.add_reference(start, chunk.samples, chunk.sample_rate)
         self._ref_cursor = start + chunk.duration_s
+        return start
 
     async def _context_messages(self, text: str) -> list[ChatMessage]:
         conv = self.settings.conversation
@@ -800,11 +854,15 @@ class Session:
         return [ChatMessage("system", conv.system_prompt), *history, ChatMessage("user", text)]
 
     async def _reply(self, stages: StageSet, span: Any, turn_id: str, text: str, timings: dict[str, float],
-                     reply: list[str], providers: dict[str, str]) -> None:
+                     reply: list[str], providers: dict[str, str], heard: list[tuple[float, str]] | None,
+                     db_turn: int | None) -> None:
         if "llm" not in stages.slots:
             raise missing_stage_error("llm", self.settings)
         chunks: asyncio.Queue[str | None] = asyncio.Queue()
         t_start = self.clock()
+        # The whole-turn deadline bounds the reply's generation; speaking a long answer
+        # is not cut (each sentence has its own first-output and idle limits).
+        deadline = Deadline(self.settings.conversation.turn_deadline_s)
         if self._out is not None:
             self._out.mark()
         self._echo.reset()
@@ -813,7 +871,7 @@ class Session:
             chunker = SentenceChunker()
             first = True
             try:
-                async for delta in self._llm_stream(stages, text, providers):
+                async for delta in self._llm_stream(stages, text, providers, deadline):
                     if first:
                         timings["llm_first_token"] = self.clock() - t_start
                         first = False
@@ -836,31 +894,38 @@ class Session:
 
         async def speak() -> None:
             slot = stages.slots.get("tts")
-            tts: TTSProvider | None = slot.provider if slot else None  # type: ignore[assignment]
+            tts = slot.provider if slot else None
             first_audio = True
             tts_start: float | None = None
+            used: list[str] = []
             while (c := await chunks.get()) is not None:
-                if tts is None:
+                if slot is None:
                     continue
                 tts_start = tts_start or self.clock()
+                sentence_started = False
                 try:
-                    async for audio in tts.synthesize(c):
-                        if first_audio and len(audio.samples):
+                    async for audio in self._tts_stream(slot, c, used):
+                        if first_audio:
                             timings["tts_first_audio"] = self.clock() - t_start
                             first_audio = False
                             self._set_state(State.SPEAKING, turn_id)
-                        self._play(audio)
+                        at = self._play(audio)
+                        if not sentence_started and heard is not None:
+                            sentence_started = True
+                            heard.append((at, c.strip()))
+                            self._checkpoint(db_turn, " ".join(text for _, text in heard))
+                    if used:
+                        providers["tts"] = used[-1]
                 except VoiceError as exc:
-                    raise VoiceError(f"tts.{providers.get('tts')}", exc.code, exc.message) from exc
+                    err = VoiceError(f"tts.{used[-1] if used else providers.get('tts')}", exc.code, exc.message)
+                    err.counted = True  # type: ignore[attr-defined]
+                    raise err from exc
             if tts_start is not None:
                 end = self.clock()
                 timings["tts"] = end - tts_start
                 self.telemetry.record_stage(span, "tts", providers.get("tts", "?"), tts_start, end)
             if tts is None and reply:
                 raise missing_stage_error("tts", self.settings)
-            if first_audio and tts is not None and any(ch.isalnum() for ch in "".join(reply)):
-                raise VoiceError(f"tts.{providers.get('tts')}", ErrorCode.PROVIDER_ERROR,
-                                 "the voice produced no audio — pick another voice in Settings")
             out = self._out
             if out is not None:
                 p0 = self.clock()
@@ -879,6 +944,12 @@ class Session:
             errors = list(group.exceptions)
             raise next((e for e in errors if isinstance(e, VoiceError)), errors[0]) from None
 
+    def _checkpoint(self, db_turn: int | None, spoken: str) -> None:
+        """Save the reply queued for speaking so far: a crash or kill mid-reply keeps it."""
+        if db_turn is not None:
+            self._spawn(asyncio.to_thread(self.history.checkpoint_reply, db_turn, spoken),
+                        "history-checkpoint")
+
     def _gen_ai_attributes(self, stages: StageSet, name: str) -> dict[str, Any]:
         """OpenTelemetry gen_ai.* attributes, with token counts where the provider has them."""
         attrs: dict[str, Any] = {"gen_ai.operation.name": "chat", "gen_ai.system": name}
@@ -893,8 +964,9 @@ class Session:
             attrs["gen_ai.request.model"] = model
         return attrs
 
-    async def _llm_stream(self, stages: StageSet, text: str, providers: dict[str, str]) -> AsyncIterator[str]:
-        if self._skills is not None:
+    async def _llm_stream(self, stages: StageSet, text: str, providers: dict[str, str],
+                          deadline: Deadline) -> AsyncIterator[str]:
+        if self._skills is not None and self.settings.conversation.skills_first:
             answer = getattr(self._skills, "try_answer", lambda _t: None)(text)
             if answer:
                 providers["llm"] = "skills"
@@ -911,7 +983,7 @@ class Session:
 
         try:
             async for delta in slot.runner.stream(chat, first_output_timeout=conv.first_output_deadline_s,
-                                                  idle_timeout=conv.first_output_deadline_s):
+                                                  idle_timeout=conv.first_output_deadline_s, deadline=deadline):
                 if used:
                     providers["llm"] = used[-1]
                 yield delta
@@ -941,9 +1013,14 @@ class Session:
             staged[kind] = slot
             results.append(ProviderSwitched(stage=kind, provider=cfg.provider, ok=True))
         self.stages = StageSet(staged)
+        vad_changed = "vad" in changed_kinds(self.settings, new)
         conv_changed = new.conversation != self.settings.conversation
         self.settings = new
-        if conv_changed:
+        # Apply is the user saying "try again" (often after fixing a key): providers
+        # disabled for AUTH or with an open breaker get a fresh chance.
+        for slot in self.stages.slots.values():
+            slot.runner.reset()
+        if conv_changed or vad_changed:
             self._endpointer = self._make_endpointer()
         self._wire_skills_timers()
         if self.store is not None:

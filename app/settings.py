@@ -53,7 +53,6 @@ class ConversationSettings(_Section):
     language: str = Field("en", min_length=2, max_length=8)
     endpoint_silence_ms: int = Field(450, ge=100, le=3000, description="Silence that ends a turn")
     min_speech_ms: int = Field(200, ge=50, le=2000, description="Shorter sounds are not turns")
-    vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     hands_free: bool = True
     half_duplex: bool = Field(True, description="Ignore the microphone while speaking (speakers, no headset)")
     barge_in: bool = True

@@ -312,8 +312,13 @@ class Telemetry:
             self.record_stage(turn, stage, provider, start, time.monotonic(), attrs)
 
     def end_turn(self, span: Span, timings: Mapping[str, float], voice_to_voice_s: float | None,
-                 *, interrupted: bool = False, error: str | None = None) -> None:
+                 *, interrupted: bool = False, error: str | None = None,
+                 user_text: str | None = None, reply_text: str | None = None) -> None:
         timings = dict(timings)
+        if self.settings.capture_content and span is not None:
+            # Content only when the user turned it on (off by default: transcripts are private).
+            content = {"voxdesk.user_text": user_text or "", "voxdesk.reply_text": reply_text or ""}
+            self._defer(lambda: span.set_attributes(content))
         self._defer(lambda: self._end_turn(span, timings, voice_to_voice_s, interrupted, error))
 
     def _end_turn(self, span: Span, timings: Mapping[str, float], voice_to_voice_s: float | None,

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from app.audio_files import WavFileSink
 from app.events import ErrorRaised, Event, FinalTranscript, Notice, PartialTranscript, State, TurnFinished
 from app.paths import resolve_paths
-from app.provider_api import ChatMessage, Health, HealthStatus, LLMProvider
+from app.provider_api import AudioChunk, ChatMessage, Health, HealthStatus, LLMProvider, TTSProvider
 from app.registry import ProviderInfo, Registry
 from app.session import Session
 from app.settings import Settings
@@ -51,10 +51,33 @@ class FaultyLLM(LLMProvider):
         return Health(HealthStatus.DOWN if self.mode != "ok" else HealthStatus.OK, f"mode {self.mode}")
 
 
+class FaultyTTS(TTSProvider):
+    """A voice that raises, hangs before its first audio, or returns no audio."""
+
+    name = "faulty"
+    sample_rate = 22050
+
+    def __init__(self, cfg: FaultConfig) -> None:
+        self.mode = cfg.mode
+
+    async def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:  # type: ignore[override]
+        if self.mode == "raise":
+            raise RuntimeError("voice engine crashed, simulated")
+        if self.mode == "hang":
+            await asyncio.sleep(3600)
+        if self.mode == "empty":
+            yield AudioChunk(np.zeros(0, np.float32), self.sample_rate)
+
+    async def health(self) -> Health:
+        return Health(HealthStatus.DOWN, f"mode {self.mode}")
+
+
 def registry_with_faults() -> Registry:
     reg = Registry()
     reg.register("llm", "faulty", FaultyLLM, config_model=FaultConfig,
                  info=ProviderInfo("Faulty", "test double for faults"))
+    reg.register("tts", "faulty", FaultyTTS, config_model=FaultConfig,
+                 info=ProviderInfo("Faulty voice", "test double for faults"))
     return reg
 
 
@@ -104,7 +127,10 @@ async def test_barge_in_cancels_reply_and_marks_it_interrupted() -> None:
         assert "time" in second.user_text.lower() and not second.interrupted
         rows = session.history.turns(session.history.current_conversation)  # type: ignore[arg-type]
         assert [r.interrupted for r in rows] == [True, False]
-        assert rows[0].reply_text  # the partial reply was kept
+        # What the user heard before talking over it is kept — not the whole generated reply.
+        full = session._skills.try_answer("what can you do")  # type: ignore[union-attr]
+        assert rows[0].reply_text and full.startswith(rows[0].reply_text[:20])
+        assert len(rows[0].reply_text) < len(full)
     finally:
         await session.aclose()
 
@@ -264,5 +290,73 @@ async def test_vad_that_cannot_load_falls_back_to_energy(tmp_path: Path) -> None
         assert session.stages["vad"].name == "energy"
         assert any("using energy" in n.message for n in rec.of(Notice))
         assert any(e.stage == "vad" and e.provider == "silero" for e in rec.of(ErrorRaised))
+    finally:
+        await session.aclose()
+
+
+@pytest.mark.parametrize("mode", ["raise", "hang", "empty"])
+async def test_failing_voice_falls_back_before_its_first_audio(mode: str) -> None:
+    s = settings(first_output_deadline_s=1.0)
+    s.tts.provider = "faulty"
+    s.tts.options = {"mode": mode}
+    s.tts.fallbacks = ["piper"]
+    sink = WavFileSink(None)
+    session, rec = await started(s, registry=registry_with_faults(), sink=sink)
+    try:
+        t0 = time.monotonic()
+        await asyncio.wait_for(session.send_text("what is 2 plus 2"), 30)
+        assert time.monotonic() - t0 < 8
+        (turn,) = rec.of(TurnFinished)
+        assert turn.error is None and turn.providers["tts"] == "piper", turn
+        assert len(sink.samples) > 0  # the reply was spoken by the fallback voice
+    finally:
+        await session.aclose()
+
+
+async def test_a_hanging_voice_without_fallback_ends_the_turn_within_its_deadline() -> None:
+    s = settings(first_output_deadline_s=1.0)
+    s.tts.provider = "faulty"
+    s.tts.options = {"mode": "hang"}
+    session, rec = await started(s, registry=registry_with_faults(), sink=WavFileSink(None))
+    try:
+        t0 = time.monotonic()
+        await asyncio.wait_for(session.send_text("what is 2 plus 2"), 30)
+        assert time.monotonic() - t0 < 5
+        (turn,) = rec.of(TurnFinished)
+        assert turn.error and "TIMEOUT" in turn.error
+        assert any(e.stage == "tts" for e in rec.of(ErrorRaised))
+        assert "4" in turn.reply_text  # the text still reached the user
+    finally:
+        await session.aclose()
+
+
+async def test_skills_and_their_timers_survive_switching_the_llm() -> None:
+    s = settings(skills_first=True, first_output_deadline_s=1.0)
+    session, rec = await started(s, registry=registry_with_faults(), sink=WavFileSink(None))
+    try:
+        await session.send_text("set a timer for 10 minutes")
+        s2 = session.settings.model_copy(deep=True)
+        s2.llm.provider = "faulty"
+        s2.llm.options = {"mode": "ok"}
+        (switched,) = await session.apply_settings(s2)
+        assert switched.ok
+        await session.send_text("what timers do I have")
+        turn = rec.of(TurnFinished)[-1]
+        assert turn.providers["llm"] == "skills" and "10 minutes" in turn.reply_text, turn
+    finally:
+        await session.aclose()
+
+
+async def test_without_a_microphone_the_session_is_idle_not_listening(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.audio_capture import open_device_source
+
+    monkeypatch.setenv("VOXDESK_NO_PORTAUDIO", "1")
+    session, rec = await started(Settings(), source=open_device_source(None))
+    try:
+        assert session.state is State.IDLE
+        assert any(e.stage == "audio" for e in rec.of(ErrorRaised))
+        await session.send_text("what is 2 plus 2")  # typing still works
+        assert "4" in rec.of(TurnFinished)[-1].reply_text
+        assert session.state is State.IDLE
     finally:
         await session.aclose()

@@ -426,3 +426,27 @@ def test_redactor_scrubs_known_keys_from_log_lines(caplog: pytest.LogCaptureFixt
     text = caplog.text
     assert CANARY not in text and "abcdefghijklmnop1234" not in text
     assert text.count(secrets.REDACTED) >= 3
+
+
+async def test_a_provider_that_always_drops_mid_reply_opens_its_breaker() -> None:
+    """Output then failure, every turn: the first item must not wipe the failure count."""
+    primary = Scripted("cloud", fail_after_first=unavailable())
+    local = Scripted("local")
+    r = runner(primary, local, threshold=2)
+    for _ in range(2):
+        with pytest.raises(VoiceError):
+            await collect(r)
+    assert r.snapshot()["cloud"].state is BreakerState.OPEN
+    assert await collect(r) == ["Hello.", " Bye."] and local.calls == 1  # the next turn skips it
+
+
+async def test_a_completed_stream_closes_a_half_open_breaker() -> None:
+    clock = FakeClock()
+    primary = Scripted("cloud", fail_before=[unavailable()] * 4)
+    r = runner(primary, Scripted("local"), clock=clock, threshold=1, attempts=1)
+    await collect(r)
+    assert r.snapshot()["cloud"].state is BreakerState.OPEN
+    clock.advance(11)
+    primary.fail_before.clear()
+    assert await collect(r) == ["Hello.", " Bye."]
+    assert r.snapshot()["cloud"].state is BreakerState.CLOSED
