@@ -5,6 +5,8 @@ do", greetings and thanks — answered by pattern matching in pure Python, in we
 under a millisecond, with no model at all. That makes it the default that works the
 moment VoxDesk is installed, and a fast front for a real language model: the engine
 calls `try_answer(text)` first and passes the turn on only when it returns None.
+A skill answers only when the whole request, less polite filler, is one of its
+phrasings, so "what time is sunset" or "who are you voting for" go to the model.
 
 Timers are asyncio tasks on the running loop. When one fires, the provider awaits
 `on_timer(message)` (the engine sets it and speaks the message); without a hook the
@@ -22,7 +24,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -88,6 +90,8 @@ _TENS = {
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
 _NUMBER_WORDS = set(_UNITS) | set(_TENS) | set(_SCALES) | {"and", "point"}
 _DIGITS = re.compile(r"^-?\d+(?:\.\d+)?$")
+#: Longest run of words read as one number ("nine hundred and ninety nine thousand ..."); bounds the work.
+_MAX_NUMBER_WORDS = 24
 
 
 def words_to_number(words: list[str]) -> float | None:
@@ -135,9 +139,23 @@ def words_to_number(words: list[str]) -> float | None:
     return value
 
 
+_ONES_RE = "one|two|three|four|five|six|seven|eight|nine"
+_NUMBER_WORD_RE = "|".join(sorted({*_UNITS, *_TENS} - {"a", "an", "oh"}, key=len, reverse=True))
+# "twenty-one" and "two-hundred" are one number, not a subtraction; "5-minute" is "5 minute".
+_HYPHENATED = re.compile(
+    rf"\b(?P<tens>{'|'.join(_TENS)})-(?=(?:{_ONES_RE})\b)"
+    rf"|\b(?P<word>{_NUMBER_WORD_RE})-(?=(?:{'|'.join(_SCALES)})\b)"
+    r"|(?<=\d)-(?=[a-z])"
+)
+
+
+def _join_hyphens(text: str) -> str:
+    return _HYPHENATED.sub(lambda m: f"{m.group('tens') or m.group('word') or ''} ", text)
+
+
 def _tokens(text: str) -> list[str]:
     """Lower-case words and symbols; thousands separators removed ("1,000" → "1000")."""
-    text = text.lower().replace("−", "-")
+    text = _join_hyphens(text.lower().replace("−", "-"))
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
     text = re.sub(r"(?<=\d)\s*%", " percent", text)
     return re.findall(r"\d+(?:\.\d+)?|[a-z]+(?:'[a-z]+)?|[-+*/×÷^()=]", text)
@@ -162,8 +180,8 @@ def _read_number(tokens: list[str], i: int) -> tuple[float, int] | None:
         if tokens[i] in ("a", "an") and i + 1 < len(tokens) and tokens[i + 1] in _SCALES:
             start = i + 1  # "a hundred" is "one hundred"
             tokens = [*tokens[:start], "one", *tokens[start:]]
-        end = start
-        while end < len(tokens) and tokens[end] in _NUMBER_WORDS and tokens[end] not in ("a", "an"):
+        end, limit = start, start + _MAX_NUMBER_WORDS
+        while end < min(len(tokens), limit) and tokens[end] in _NUMBER_WORDS and tokens[end] not in ("a", "an"):
             end += 1
         # The longest run of words that is one valid number.
         while end > start and words_to_number(tokens[start:end]) is None:
@@ -402,42 +420,108 @@ class Timer:
         return f"{what}, {say_duration(self.remaining_s())} left"
 
 
-_REMIND = re.compile(
-    r"\bremind\s+me\s+(?:(?:to\s+)?(?P<what1>.+?)\s+)?in\s+(?P<dur>.+?)(?:\s+(?:to|that)\s+(?P<what2>.+))?$",
-    re.IGNORECASE,
+# Spoken durations as they appear in a normalised utterance: "5 minutes", "an hour and a half".
+_DURATION_WORDS = sorted(
+    {*_UNITS, *_TENS, *_SCALES, *_UNIT_SECONDS, "and", "half", "point"}, key=len, reverse=True
 )
-_TIMER = re.compile(
-    r"\b(?:set|start|create|make)\s+(?:a|an|the|one)?\s*(?:(?P<dur>.+?)\s+)?timer(?:\s+(?:for|of|to)\s+"
-    r"(?P<dur2>.+))?$|\btimer\s+for\s+(?P<dur3>.+)$|\bcount\s*down\s+(?:from\s+)?(?P<dur4>.+)$",
-    re.IGNORECASE,
+_DUR_WORD = rf"(?:\d+(?:[.,]\d+)*|(?:{'|'.join(_DURATION_WORDS)}))"
+_DUR = rf"{_DUR_WORD}(?:\s+{_DUR_WORD})*"
+_TIMER_NOUN = r"(?:timers?|reminders?|alarms?)"
+
+
+def _whole(*patterns: str) -> re.Pattern[str]:
+    """One pattern that must match the whole (normalised) utterance, any case."""
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+
+
+# Each must match the whole utterance; the named groups hold the duration and the label.
+_REMINDS = tuple(re.compile(p, re.IGNORECASE) for p in (
+    rf"remind\s+me\s+(?:(?:to|about|that)\s+)?(?:(?P<what1>.+?)\s+)?in\s+(?P<dur>{_DUR})"
+    r"(?:\s+(?:to|that|about)\s+(?P<what2>.+))?",
+    rf"in\s+(?P<dur>{_DUR})\s+remind\s+me\s+(?:to|that|about)\s+(?P<what2>.+)",
+    rf"(?:set|create|make|add)(?:\s+me)?\s+(?:a\s+|one\s+)?reminder\s+(?:for|in)\s+(?P<dur>{_DUR})"
+    r"(?:\s+(?:to|that|about)\s+(?P<what2>.+))?",
+))
+_TIMERS = tuple(re.compile(p, re.IGNORECASE) for p in (
+    rf"(?:set|start|create|make|put\s+on)(?:\s+me)?(?:\s+(?:a|an|one|the))?(?:\s+(?P<dur>{_DUR}))?"
+    rf"\s+timer(?:(?:\s+(?:for|of|to))?\s+(?P<dur2>{_DUR}))?",
+    rf"(?:(?:a|an|one)\s+)?timer\s+(?:for\s+)?(?P<dur>{_DUR})",
+    rf"(?:(?:a|an|one)\s+)?(?P<dur>{_DUR})\s+timer",
+    rf"count\s*down\s+(?:from\s+|for\s+)?(?P<dur>{_DUR})",
+))
+_LIST_TIMERS = _whole(
+    rf"(?:list|show(?:\s+me)?|read(?:\s+out)?|check|tell\s+me)(?:\s+all)?(?:\s+(?:of\s+)?(?:my|the))?\s+{_TIMER_NOUN}",
+    rf"(?:what|which)\s+{_TIMER_NOUN}\s+(?:do\s+i\s+have|are\s+(?:there|running|set|pending|active|on))"
+    r"(?:\s+(?:running|set|now|right\s+now))?",
+    rf"(?:(?:do\s+i\s+have|are\s+there|is\s+there|have\s+i\s+got)\s+)?any\s+{_TIMER_NOUN}"
+    r"(?:\s+(?:running|set|left|pending|active|on))?",
+    r"(?:do\s+i\s+have|is\s+there)\s+(?:a|one)\s+(?:timer|reminder)(?:\s+(?:running|set|pending|active|on))?",
+    rf"how\s+many\s+{_TIMER_NOUN}(?:\s+(?:do\s+i\s+have|are\s+(?:there|running|set|left)))?(?:\s+(?:running|set))?",
+    r"how\s+(?:much\s+(?:more\s+)?time|long)(?:\s+(?:is|do\s+i\s+have|have\s+i\s+got))?\s+(?:left|remaining)"
+    rf"(?:\s+on\s+(?:my|the)\s+{_TIMER_NOUN})?",
+    rf"(?:what(?:'s|s|\s+is)\s+)?(?:the\s+)?time\s+(?:left|remaining)\s+on\s+(?:my|the)\s+{_TIMER_NOUN}",
+    r"my\s+(?:timers?|reminders?)",
 )
-_LIST_TIMERS = re.compile(
-    r"\b(?:list|show|what|which|any|how\s+many)\b.*\b(?:timers?|reminders?)\b"
-    r"|\bhow\s+(?:much\s+time|long)\b.*\b(?:left|remaining)\b",
-    re.IGNORECASE,
-)
-_CANCEL_TIMERS = re.compile(
-    r"\b(?:cancel|stop|delete|remove|clear|turn\s+off)\b.*\b(?:timers?|reminders?|alarms?)\b",
-    re.IGNORECASE,
+_CANCEL_TIMERS = _whole(
+    r"(?:cancel|stop|delete|remove|clear|turn\s+off|switch\s+off|end|kill|dismiss)(?:\s+(?:all|every|both))?"
+    rf"(?:\s+of)?(?:\s+(?:my|the|those|these|that|this|a))?(?:\s+{_DUR})?\s+{_TIMER_NOUN}"
+    rf"(?:\s+and\s+(?:(?:all|my|the)\s+)*{_TIMER_NOUN})?",
 )
 
 # --------------------------------------------------------------------- small talk
 
-_TIME_Q = re.compile(r"\b(?:what(?:'s| is)?\s+(?:the\s+)?time|what\s+time\s+is\s+it|time\s+is\s+it|"
-                     r"tell\s+me\s+the\s+time|current\s+time)\b", re.IGNORECASE)
-_DATE_Q = re.compile(r"\b(?:what(?:'s| is)?\s+(?:the\s+|today's\s+)?date|today's\s+date|"
-                     r"what\s+day\s+is\s+(?:it|today)|which\s+day\s+is\s+(?:it|today)|what\s+is\s+today|"
-                     r"date\s+today|what\s+day\s+of\s+the\s+week)\b", re.IGNORECASE)
-_YEAR_Q = re.compile(r"\bwhat\s+year\s+is\s+(?:it|this)\b", re.IGNORECASE)
-_MONTH_Q = re.compile(r"\bwhat\s+month\s+is\s+(?:it|this)\b", re.IGNORECASE)
-_REPEAT_AFTER = re.compile(r"\b(?:repeat\s+after\s+me|say\s+after\s+me)\b[\s,:.;-]*(?P<what>.*)$",
+_WHATS = r"what(?:'s|s|\s+is)"
+_NOW = r"(?:\s+(?:now|right\s+now|at\s+the\s+moment|currently|here|please))?"
+_TODAY = r"(?:\s+(?:today|now|right\s+now|please))?"
+_TIME_Q = _whole(
+    rf"(?:{_WHATS}\s+)?(?:the\s+)?(?:current\s+|exact\s+)?time(?:\s+(?:is\s+it|it\s+is))?{_NOW}",
+    rf"what\s+time\s+(?:is\s+it|it\s+is){_NOW}",
+    r"(?:do\s+you\s+have|have\s+you\s+got|got)\s+the\s+time",
+)
+_DATE_Q = _whole(
+    rf"(?:{_WHATS}\s+)?(?:the\s+)?(?:current\s+)?date{_TODAY}",
+    rf"(?:{_WHATS}\s+)?today's\s+date",
+    rf"(?:what|which)\s+(?:date|day)\s+(?:is\s+(?:it|today)|it\s+is){_TODAY}",
+    rf"what\s+day\s+of\s+the\s+(?:week|month)(?:\s+(?:is\s+(?:it|today)|it\s+is))?{_TODAY}",
+    rf"{_WHATS}\s+(?:the\s+day\s+)?today",
+)
+_TOMORROW_Q = _whole(
+    r"(?:what|which)\s+(?:date|day)\s+(?:is\s+(?:it\s+)?|will\s+it\s+be\s+|is\s+it\s+going\s+to\s+be\s+)?tomorrow",
+    rf"{_WHATS}\s+(?:the\s+date\s+)?tomorrow",
+    r"(?:the\s+)?date\s+tomorrow",
+    rf"(?:{_WHATS}\s+)?tomorrow's\s+date",
+)
+_YEAR_Q = _whole(
+    rf"what\s+year\s+(?:is\s+(?:it|this)|it\s+is){_NOW}",
+    rf"(?:{_WHATS}\s+)?(?:the\s+)?current\s+year",
+)
+_MONTH_Q = _whole(
+    rf"what\s+month\s+(?:is\s+(?:it|this)|it\s+is){_NOW}",
+    rf"(?:{_WHATS}\s+)?(?:the\s+)?current\s+month",
+)
+_REPEAT_AFTER = re.compile(r"^(?:please\s+)?(?:repeat|say)\s+after\s+me\b[\s,:.;-]*(?P<what>.*)$",
                            re.IGNORECASE | re.DOTALL)
-_REPEAT_LAST = re.compile(r"^\W*(?:please\s+)?(?:repeat\s+that|say\s+that\s+again|what\s+did\s+you\s+say|"
-                          r"come\s+again|pardon)\W*(?:please)?\W*$", re.IGNORECASE)
-_CAPABILITIES = re.compile(r"\b(?:what\s+can\s+you\s+do|what\s+do\s+you\s+do|what\s+are\s+you\s+able|"
-                           r"what\s+can\s+i\s+(?:ask|say)|how\s+can\s+you\s+help|^\W*help\W*$)",
-                           re.IGNORECASE)
-_WHO = re.compile(r"\b(?:who\s+are\s+you|what(?:'s| is)\s+your\s+name|what\s+are\s+you)\b", re.IGNORECASE)
+_REPEAT_LAST = _whole(
+    r"(?:please\s+)?(?:repeat(?:\s+(?:that|it|yourself))?|say\s+(?:that|it)(?:\s+one\s+more\s+time)?)"
+    r"(?:\s+again)?",
+    r"what\s+did\s+you\s+(?:just\s+)?say|come\s+again|pardon(?:\s+me)?|i\s+didn't\s+(?:catch|hear)\s+that",
+)
+_CAPABILITIES = _whole(
+    r"what\s+(?:else\s+)?(?:can|do|could)\s+you\s+do(?:\s+for\s+me)?",
+    r"what\s+(?:else\s+)?you\s+can\s+do",
+    r"what\s+are\s+you\s+(?:able\s+to\s+do|capable\s+of|good\s+for)",
+    r"what\s+are\s+your\s+(?:skills|capabilities|features|abilities)",
+    r"what\s+(?:else\s+)?can\s+i\s+(?:ask|say)(?:\s+you)?",
+    r"how\s+(?:can|do)\s+you\s+help(?:\s+me)?",
+    r"what\s+can\s+you\s+help(?:\s+me)?\s+with",
+    r"help(?:\s+me)?",
+)
+_WHO = _whole(
+    r"who\s+are\s+you",
+    rf"{_WHATS}\s+your\s+name",
+    r"what\s+are\s+you",
+    r"who\s+(?:am\s+i\s+(?:talking|speaking)\s+(?:to|with)|is\s+this)",
+)
 _GREETING = re.compile(r"^\W*(?:hi|hello|hey|hiya|howdy|greetings|good\s+(?:morning|afternoon|evening))"
                        r"(?:\s+(?:there|voxdesk|assistant))?\W*$", re.IGNORECASE)
 _HOW_ARE_YOU = re.compile(r"^\W*(?:(?:hi|hello|hey)\W+)?how\s+are\s+you(?:\s+doing)?(?:\s+today)?\W*$",
@@ -445,6 +529,58 @@ _HOW_ARE_YOU = re.compile(r"^\W*(?:(?:hi|hello|hey)\W+)?how\s+are\s+you(?:\s+doi
 _THANKS = re.compile(r"^\W*(?:(?:thanks|thank\s+you|thank\s+u|cheers|ta)(?:\s+(?:so|very)\s+much)?"
                      r"(?:\s+(?:a\s+lot|voxdesk))?|much\s+appreciated)\W*$", re.IGNORECASE)
 _BYE = re.compile(r"^\W*(?:bye|goodbye|good\s+night|see\s+you(?:\s+later)?)\W*$", re.IGNORECASE)
+
+
+# ----------------------------------------------------------------- normalising
+
+# Polite filler said before a request: "hey VoxDesk, could you please tell me ...".
+_LEAD_FILLER = re.compile(
+    r"(?:[\s,.!?:;…-]*(?:"
+    r"(?:hey|hi|hello|ok|okay|so|um+|uh+|erm?|well|yo|excuse\s+me|sorry)(?:\s+there)?"
+    r"|good\s+(?:morning|afternoon|evening)"
+    r"|vox\s*desk|please|quick\s+question|just"
+    r"|(?:can|could|would|will)\s+you(?:\s+please)?(?:\s+(?:tell|give|show)\s+me)?"
+    r"|(?:do|would)\s+you\s+(?:happen\s+to\s+)?know"
+    r"|i\s+(?:want|wanted|would\s+like|'d\s+like|need)\s+to\s+know"
+    r"|tell\s+me"
+    r")(?![\w']))+[\s,.!?:;…-]*",
+    re.IGNORECASE,
+)
+# ... and after it: "..., please", "... for me, thanks VoxDesk".
+_TRAIL_FILLER = re.compile(
+    r"(?:^|(?<=[\s,.!?:;…-]))(?:please|thanks|thank\s+you|vox\s*desk|for\s+me|ok|okay)$", re.IGNORECASE
+)
+_TRAIL_PUNCTUATION = " ,.!?:;…"
+#: Longer text is no request a skill answers (repeat after me aside); pass it on without parsing it.
+MAX_REQUEST_CHARS = 400
+_WORD = re.compile(r"\d+(?:[.,]\d+)*|[^\W_]+(?:'[^\W_]+)*")
+
+
+@dataclass(frozen=True)
+class _Heard:
+    """One utterance, as said and with the filler taken off."""
+
+    raw: str  # whitespace-normalised text as said
+    lead: str  # raw without leading filler; case and punctuation kept
+    plain: str  # lead without trailing filler and punctuation; symbols kept for sums
+    core: str  # plain as single-spaced words only: what the skill grammars must match whole
+
+
+def _hear(text: str) -> _Heard:
+    raw = " ".join(text.replace("’", "'").replace("‘", "'").split())
+    lead_match = _LEAD_FILLER.match(raw)
+    lead = raw[lead_match.end():] if lead_match else raw
+    plain = lead.rstrip(_TRAIL_PUNCTUATION)
+    while (trail := _TRAIL_FILLER.search(plain)) is not None:
+        plain = plain[: trail.start()].rstrip(_TRAIL_PUNCTUATION + "-")
+    core = " ".join(_WORD.findall(plain))
+    return _Heard(raw, lead, plain, core)
+
+
+def _group(match: re.Match[str], *names: str) -> str | None:
+    groups = match.groupdict()
+    return next((groups[n] for n in names if groups.get(n)), None)
+
 
 
 class SkillsLLM(LLMProvider):
@@ -488,58 +624,65 @@ class SkillsLLM(LLMProvider):
     def try_answer(self, text: str) -> str | None:
         """The spoken answer if a skill recognises `text`, else None (pass it on).
 
-        Timer requests start the timer as a side effect, so call this from code
+        A skill answers only when the whole request, less polite filler ("hey",
+        "please", "can you tell me"), is one of its phrasings: "what time is it"
+        is answered, "what time is sunset" or "current time in London" are passed
+        on. Timer requests start the timer as a side effect, so call this from code
         running on the event loop that should own the timers.
         """
-        text = " ".join(text.split())
-        if not text:
+        heard = _hear(text)
+        if not heard.raw:
             return None
-        answer = self._match(text)
-        if answer is not None and not _REPEAT_LAST.search(text):
+        answer = self._match(heard)
+        if answer is not None and not _REPEAT_LAST.fullmatch(heard.core):
             self._last_answer = answer
         return answer
 
-    def _match(self, text: str) -> str | None:
-        repeat = _REPEAT_AFTER.search(text)
+    def _match(self, heard: _Heard) -> str | None:
+        # Whole-utterance small talk, checked as said and without leading filler ("ok, thanks").
+        if _HOW_ARE_YOU.search(heard.raw):
+            return "I'm doing well, thanks for asking. How can I help?"
+        if _GREETING.search(heard.raw):
+            return "Hello! How can I help?"
+        if _THANKS.search(heard.raw) or _THANKS.search(heard.lead):
+            return "You're welcome."
+        if _BYE.search(heard.raw) or _BYE.search(heard.lead):
+            return "Goodbye!"
+        repeat = _REPEAT_AFTER.match(heard.lead)
         if repeat:
             what = repeat.group("what").strip()
             return what if what else "Sure, say something and I'll repeat it. Start with: repeat after me."
-        if _REPEAT_LAST.search(text):
+        core = heard.core
+        if not core or len(heard.plain) > MAX_REQUEST_CHARS:
+            return None
+        if _REPEAT_LAST.fullmatch(core):
             return self._last_answer or "I haven't said anything yet."
-        if _CANCEL_TIMERS.search(text):
+        if _CANCEL_TIMERS.fullmatch(core):
             return self._cancel_all()
-        if _LIST_TIMERS.search(text):
+        if _LIST_TIMERS.fullmatch(core):
             return self._list_timers()
-        remind = _REMIND.search(text)
-        if remind:
-            duration_text = remind.group("dur")
-            what = remind.group("what1") or remind.group("what2")
-            return self._start_timer(duration_text, label=_clean_label(what))
-        timer = _TIMER.search(text)
-        if timer:
-            duration_text = next((g for g in timer.groups() if g), "")
-            return self._start_timer(duration_text, label=None)
-        if _TIME_Q.search(text):
+        for pattern in _REMINDS:
+            if remind := pattern.fullmatch(core):
+                label = _clean_label(_group(remind, "what1", "what2"))
+                return self._start_timer(remind.group("dur"), label=label)
+        for pattern in _TIMERS:
+            if timer := pattern.fullmatch(core):
+                return self._start_timer(_group(timer, "dur", "dur2") or "", label=None)
+        if _TIME_Q.fullmatch(core):
             return f"It's {say_time(self.now(), twenty_four_hour=self.config.twenty_four_hour)}."
-        if _DATE_Q.search(text):
+        if _DATE_Q.fullmatch(core):
             return f"Today is {say_date(self.now())}."
-        if _YEAR_Q.search(text):
+        if _TOMORROW_Q.fullmatch(core):
+            return f"Tomorrow is {say_date(self.now() + timedelta(days=1))}."
+        if _YEAR_Q.fullmatch(core):
             return f"It's {self.now().year}."
-        if _MONTH_Q.search(text):
+        if _MONTH_Q.fullmatch(core):
             return f"It's {self.now():%B}."
-        if _CAPABILITIES.search(text):
+        if _CAPABILITIES.fullmatch(core):
             return CAPABILITIES
-        if _WHO.search(text):
+        if _WHO.fullmatch(core):
             return "I'm VoxDesk, your desktop voice assistant."
-        if _HOW_ARE_YOU.search(text):
-            return "I'm doing well, thanks for asking. How can I help?"
-        if _GREETING.search(text):
-            return "Hello! How can I help?"
-        if _THANKS.search(text):
-            return "You're welcome."
-        if _BYE.search(text):
-            return "Goodbye!"
-        return answer_arithmetic(text)
+        return answer_arithmetic(heard.plain)
 
     # -- timers -------------------------------------------------------------
     def timers(self) -> list[Timer]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -108,11 +109,125 @@ def test_unrecognised_is_passed_on(question: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "question",
+    [
+        # A skill's words inside a question meant for the language model.
+        "What is the time complexity of quicksort?",
+        "what time is sunset",
+        "current time in London",
+        "what time is it in Tokyo",
+        "what time does the store close",
+        "What's the date of the French revolution?",
+        "what is the date today in Sydney",
+        "what day of the week was July 4 1776",
+        "what year is it in the Chinese calendar",
+        "time flies like an arrow",
+        "What can you do about climate change?",
+        "Who are you voting for?",
+        "what are you doing",
+        "help me write an email",
+        "Which timer apps are best?",
+        "what timers should I buy",
+        "how do I cancel a timer on my iphone",
+        "cancel my subscription",
+        "how much time is left in the game",
+        "set the table for dinner",
+        "set a timer for the pasta",
+        "count down the days",
+        "remind me what the capital of France is",
+        "what is the meaning of life",
+        "what is 5 times 3 in binary",
+        "tomorrow",
+        "hey voxdesk, tell me about yourself",
+        "please",
+        "um",
+        "what is 2 plus 2 " + "and some more words " * 30,
+    ],
+)
+async def test_questions_for_the_language_model_are_passed_on(question: str) -> None:
+    provider = SkillsLLM(now=lambda: TUESDAY_AFTERNOON, sleep=ManualSleep())
+    assert provider.try_answer(question) is None
+    assert provider.timers() == []
+    await provider.aclose()
+
+
+@pytest.mark.parametrize(
+    ("question", "spoken"),
+    [
+        ("what's the time", "It's 4:05 PM."),
+        ("What time is it now?", "It's 4:05 PM."),
+        ("whats the time", "It's 4:05 PM."),
+        ("Hey VoxDesk, what time is it?", "It's 4:05 PM."),
+        ("What time is it, VoxDesk?", "It's 4:05 PM."),
+        ("could you tell me what time it is please", "It's 4:05 PM."),
+        ("do you know what time it is", "It's 4:05 PM."),
+        ("Good morning, what’s the time?", "It's 4:05 PM."),
+        ("current time", "It's 4:05 PM."),
+        ("tell me the date", "Today is Tuesday, March 5, 2024."),
+        ("what's today's date", "Today is Tuesday, March 5, 2024."),
+        ("what is today", "Today is Tuesday, March 5, 2024."),
+        ("what day of the week is it", "Today is Tuesday, March 5, 2024."),
+        ("What day is it tomorrow?", "Tomorrow is Wednesday, March 6, 2024."),
+        ("what's the date tomorrow", "Tomorrow is Wednesday, March 6, 2024."),
+        ("what's 12 plus 30", "12 plus 30 is 42."),
+        ("twenty-one plus four", "21 plus 4 is 25."),
+        ("What is seventeen times twenty-three?", "17 times 23 is 391."),
+        ("can you calculate 5 times 3 please", "5 times 3 is 15."),
+        ("what is 10-5", "10 minus 5 is 5."),
+        ("what can you do", None),
+        ("hey voxdesk, what else can you do?", None),
+        ("help", None),
+        ("What’s your name?", "I'm VoxDesk, your desktop voice assistant."),
+        ("ok thanks", "You're welcome."),
+        ("hey voxdesk, repeat after me: I am a robot.", "I am a robot."),
+    ],
+)
+def test_natural_phrasings_are_still_answered(question: str, spoken: str | None) -> None:
+    answer = skills().try_answer(question)
+    assert answer is not None
+    if spoken is not None:
+        assert answer == spoken
+
+
+@pytest.mark.parametrize(
+    ("request_text", "answer"),
+    [
+        ("set a timer for 5 minutes", "OK, timer set for 5 minutes."),
+        ("Set a 5-minute timer, please.", "OK, timer set for 5 minutes."),
+        ("can you set a timer for twenty-five minutes", "OK, timer set for 25 minutes."),
+        ("hey voxdesk, 10 minute timer", "OK, timer set for 10 minutes."),
+        ("remind me in 10 minutes to call mom", "OK, I'll remind you in 10 minutes to call mom."),
+        ("in 5 minutes remind me to check the oven", "OK, I'll remind you in 5 minutes to check the oven."),
+        ("remind me to put the pizza in the oven in 5 minutes",
+         "OK, I'll remind you in 5 minutes to put the pizza in the oven."),
+    ],
+)
+async def test_natural_timer_requests(request_text: str, answer: str) -> None:
+    provider = SkillsLLM(sleep=ManualSleep())
+    assert provider.try_answer(request_text) == answer
+    assert len(provider.timers()) == 1
+    for question in ("do I have any timers", "how much time is left", "what timers are running"):
+        assert (provider.try_answer(question) or "").startswith("You have a ")
+    assert provider.try_answer("stop the timer") == "Timer cancelled."
+    await provider.aclose()
+
+
+def test_long_or_odd_input_is_answered_fast() -> None:
+    provider = skills()
+    for text in ("one and " * 2000 + "timer", "!" * 5000, "remind me " + "in " * 2000, "a " * 3000 + "timer",
+                 "what is " + "1 plus " * 1000 + "1"):
+        started = time.perf_counter()
+        provider.try_answer(text)
+        assert time.perf_counter() - started < 0.05, text[:30]
+
+
+@pytest.mark.parametrize(
     ("text", "seconds"),
     [
         ("2 minutes", 120), ("ten seconds", 10), ("a minute", 60), ("half an hour", 1800),
         ("one and a half hours", 5400), ("an hour and a half", 5400), ("1 hour 30 minutes", 5400),
-        ("twenty five minutes", 1500), ("90 s", 90), ("2 days", 172800), ("nothing", None),
+        ("twenty five minutes", 1500), ("twenty-five minutes", 1500), ("90 s", 90), ("2 days", 172800),
+        ("nothing", None),
     ],
 )
 def test_parse_duration(text: str, seconds: float | None) -> None:
