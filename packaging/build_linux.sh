@@ -103,9 +103,31 @@ if [[ $deb -eq 1 ]]; then
         relation=$'Conflicts: voxdesk-full\nReplaces: voxdesk-full'
         summary="desktop voice assistant that works offline"
     fi
+    # The oldest glibc that can run the bundle: the highest GLIBC_x.y version any of its ELF
+    # files (executable, libraries, extension modules) references — set by the build machine.
+    glibc="$("$python" "$here/elf_fixups.py" --glibc-requirement "$bundle")" || {
+        echo "build_linux.sh: could not read the bundle's glibc requirement (objdump/readelf from binutils)" >&2
+        exit 1
+    }
+    if [[ ! $glibc =~ ^[0-9]+(\.[0-9]+)+$ ]]; then
+        echo "build_linux.sh: no GLIBC_x.y version found in $bundle — refusing to build a .deb without libc6 (>= …)" >&2
+        exit 1
+    fi
+    echo "==> the bundle needs glibc >= $glibc"
+    # Qt's wayland platform plugin links the Wayland client libraries; they are not bundled
+    # (the session's own must be used), so depend on them unless a bundle carries them.
+    wayland=""
+    for pair in libwayland-client.so.0:libwayland-client0 libwayland-cursor.so.0:libwayland-cursor0 \
+                libwayland-egl.so.1:libwayland-egl1; do
+        if [[ -z "$(find "$bundle" -name "${pair%%:*}" -print -quit)" ]]; then
+            wayland+=", ${pair#*:}"
+        fi
+    done
     installed_kb="$(du -sk "$stage" | cut -f1)"
     # Qt >= 6.5's xcb platform plugin needs libxcb-cursor0; PortAudio needs ALSA (the
     # bundle uses the system libasound so ALSA's PulseAudio/PipeWire plugins match).
+    # keyring stores API keys through the Secret Service (gnome-keyring, KeePassXC) or
+    # KWallet's daemon (kwallet6 on newer, libkf5wallet-bin on older releases).
     cat > "$stage/DEBIAN/control" <<EOF
 Package: $name
 Version: $version
@@ -114,8 +136,8 @@ Maintainer: VoxDesk developers <voxdesk@users.noreply.github.com>
 Installed-Size: $installed_kb
 Section: sound
 Priority: optional
-Depends: libportaudio2, libasound2 | libasound2t64, libxcb-cursor0, libxkbcommon-x11-0, libxcb-icccm4, libxcb-image0, libxcb-keysyms1, libxcb-randr0, libxcb-render-util0, libxcb-shape0, libxcb-xfixes0, libxcb-xkb1, libx11-xcb1, libegl1, libgl1, libfontconfig1, libdbus-1-3, libglib2.0-0 | libglib2.0-0t64
-Recommends: pulseaudio | pipewire-pulse, gnome-keyring | kwalletmanager
+Depends: libc6 (>= $glibc), libportaudio2, libasound2 | libasound2t64, libxcb-cursor0, libxkbcommon-x11-0, libxcb-icccm4, libxcb-image0, libxcb-keysyms1, libxcb-randr0, libxcb-render-util0, libxcb-shape0, libxcb-xfixes0, libxcb-xkb1, libx11-xcb1, libegl1, libgl1, libfontconfig1, libdbus-1-3, libglib2.0-0 | libglib2.0-0t64$wayland
+Recommends: pulseaudio | pipewire-pulse, gnome-keyring | kwallet6 | libkf5wallet-bin | keepassxc
 $relation
 Homepage: https://github.com/voxdesk/voxdesk
 Description: $summary
@@ -126,6 +148,10 @@ Description: $summary
 EOF
     install -m 0755 "$here/linux/postinst" "$stage/DEBIAN/postinst"
     install -m 0755 "$here/linux/postinst" "$stage/DEBIAN/postrm"
+    # md5sums of every installed file (dpkg --verify, debsums), paths relative to /.
+    (cd "$stage" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z \
+        | xargs -0 -r md5sum) > "$stage/DEBIAN/md5sums"
+    chmod 0644 "$stage/DEBIAN/md5sums"
 
     debfile="$dist/${name}_${version}_${debarch}.deb"
     echo "==> $debfile"

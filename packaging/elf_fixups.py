@@ -12,14 +12,20 @@ PyInstaller spec and the tests can use it on any build machine.
 CTranslate2's extension alone ships 63 MB of DWARF, libpython 17 MB. Only debug
 sections go; symbol tables and everything the dynamic loader reads stay, so this is
 safe for wheels that auditwheel rewrote (unlike a full `strip`).
+
+3. Report the newest glibc symbol version any ELF file in the bundle needs
+(`GLIBC_x.y` in its version references, as `objdump -p` / `readelf -V` list them):
+the .deb's `Depends: libc6 (>= x.y)`, so apt refuses a system too old to run it
+instead of the app failing at start with "version `GLIBC_x.y' not found".
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import struct
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 PT_GNU_STACK = 0x6474E551
@@ -129,9 +135,51 @@ def clear_execstack_in_tree(root: Path) -> list[Path]:
     return [p for p in shared_libraries(root) if clear_execstack(p)]
 
 
+def elf_files(root: Path) -> Iterator[Path]:
+    """Every ELF file under `root` (libraries, extension modules, executables); no symlinks."""
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            try:
+                with path.open("rb") as fh:
+                    if fh.read(4) == ELF_MAGIC:
+                        yield path
+            except OSError:
+                continue
+
+
+_GLIBC_VERSION = re.compile(rb"\bGLIBC_(\d+(?:\.\d+)+)\b")
+
+
+def glibc_requirement(paths: Iterable[Path]) -> str | None:
+    """Highest `GLIBC_x.y` version the files reference, e.g. "2.35"; None if none does.
+
+    Raises RuntimeError when neither objdump nor readelf (binutils) is installed: a
+    missing answer must not turn into a package without a glibc requirement.
+    """
+    if shutil.which("objdump"):
+        base = ["objdump", "-p"]
+    elif shutil.which("readelf"):
+        base = ["readelf", "-V", "--wide"]
+    else:
+        raise RuntimeError("neither objdump nor readelf found: install binutils")
+    files = [str(p) for p in paths]
+    found: set[tuple[int, ...]] = set()
+    for start in range(0, len(files), 200):
+        proc = subprocess.run(base + files[start:start + 200], capture_output=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{base[0]} failed: {proc.stderr.decode(errors='replace')[-2000:]}")
+        found.update(tuple(int(n) for n in m.split(b".")) for m in _GLIBC_VERSION.findall(proc.stdout))
+    return ".".join(map(str, max(found))) if found else None
+
+
 if __name__ == "__main__":
     import sys
 
+    if sys.argv[1:2] == ["--glibc-requirement"]:
+        # build_linux.sh: print the highest GLIBC_x.y the bundle needs (nothing if none).
+        needed = glibc_requirement(p for arg in sys.argv[2:] for p in elf_files(Path(arg)))
+        print(needed or "")
+        sys.exit(0)
     for arg in sys.argv[1:]:
         for changed in clear_execstack_in_tree(Path(arg)):
             print(f"cleared executable stack: {changed}")

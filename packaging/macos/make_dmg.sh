@@ -33,7 +33,10 @@ if [[ $reuse -eq 0 || ! -d "$app" ]]; then
 fi
 
 identity="${VOXDESK_CODESIGN_IDENTITY:--}"
-codesign --force --deep --options runtime --timestamp=none \
+# A Developer ID signature needs Apple's secure timestamp (notarisation rejects one
+# without); an ad-hoc signature ("-") cannot have one.
+if [[ $identity == - ]]; then timestamp=--timestamp=none; else timestamp=--timestamp; fi
+codesign --force --deep --options runtime "$timestamp" \
     --entitlements "$here/entitlements.plist" --sign "$identity" "$app"
 codesign --verify --deep --strict "$app"
 /usr/libexec/PlistBuddy -c "Print :NSMicrophoneUsageDescription" "$app/Contents/Info.plist" >/dev/null

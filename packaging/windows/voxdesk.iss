@@ -5,7 +5,8 @@
 ;
 ; The bundle holds voxdesk.exe (windowed: Start menu) and voxdesk-cli.exe (console:
 ; `voxdesk-cli converse …`, `voxdesk-cli --self-test`).
-; Output: packaging\dist\VoxDesk-<version>-setup.exe — per-user install (no admin prompt),
+; Output: packaging\dist\VoxDesk-<version>-setup.exe (lite) or VoxDesk-full-<version>-setup.exe
+; (BundleName=voxdesk-full) — per-user install (no admin prompt),
 ; Start-menu entry, optional desktop icon, uninstaller; user settings and downloaded
 ; models (in %APPDATA% / %LOCALAPPDATA%) are kept on uninstall.
 
@@ -14,6 +15,11 @@
 #endif
 #ifndef BundleName
   #define BundleName "voxdesk"
+#endif
+#if BundleName == "voxdesk-full"
+  #define VariantSuffix "-full"
+#else
+  #define VariantSuffix ""
 #endif
 #define MyAppName "VoxDesk"
 #define MyAppExe "voxdesk.exe"
@@ -30,7 +36,10 @@ PrivilegesRequiredOverridesAllowed=dialog
 ArchitecturesAllowed=x64compatible
 ArchitecturesInstallIn64BitMode=x64compatible
 OutputDir=..\dist
-OutputBaseFilename={#MyAppName}-{#MyAppVersion}-setup
+; The two variants must not overwrite each other's installer: the name says which it is.
+OutputBaseFilename={#MyAppName}{#VariantSuffix}-{#MyAppVersion}-setup
+; Made from resources/icons/voxdesk.svg by packaging/make_icons.py (the .exe has it too).
+SetupIconFile=voxdesk.ico
 Compression=lzma2/fast
 SolidCompression=no
 WizardStyle=modern

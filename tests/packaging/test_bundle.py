@@ -32,7 +32,7 @@ SELF_TEST_TIMEOUT_S = 420
 LINE = re.compile(r"^(ok|FAIL|missing) ([^:]+): (.*)$")
 
 sys.path.insert(0, str(ROOT / "packaging"))
-from elf_fixups import clear_execstack, has_execstack  # noqa: E402
+from elf_fixups import clear_execstack, elf_files, glibc_requirement, has_execstack  # noqa: E402
 
 
 def _du_bytes(path: Path) -> int:
@@ -45,8 +45,12 @@ def _deb_path() -> Path | None:
 
 
 def _newest_source_mtime() -> float:
-    """Latest change to anything that goes into the bundle (a stale bundle is rebuilt)."""
-    newest = 0.0
+    """Latest change to anything that goes into the bundle (a stale bundle is rebuilt).
+
+    pyproject.toml counts too: its entry points (providers, the CLI) and version are
+    copied into the bundle's metadata.
+    """
+    newest = (ROOT / "pyproject.toml").stat().st_mtime
     skip = {"dist", "build", "__pycache__"}
     for top in ("app", "ui", "providers", "resources", "packaging"):
         for p in (ROOT / top).rglob("*"):
@@ -63,7 +67,10 @@ def bundle() -> Path:
         exe.is_file() and exe.stat().st_mtime < _newest_source_mtime()
     )
     have_bundle = exe.is_file()
-    if rebuild or not have_bundle or _deb_path() is None:
+    deb = _deb_path()
+    # A .deb packed before the bundle was (re)built holds an older bundle: repack it.
+    stale_deb = deb is None or (have_bundle and deb.stat().st_mtime < exe.stat().st_mtime)
+    if rebuild or not have_bundle or stale_deb:
         cmd = ["bash", str(ROOT / "packaging" / "build_linux.sh"), "--variant", "lite", "--no-tarball"]
         if have_bundle and not rebuild:
             cmd.append("--reuse")
@@ -73,6 +80,8 @@ def bundle() -> Path:
         assert proc.returncode == 0, f"build_linux.sh failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
         print(f"\nbuild_linux.sh {' '.join(cmd[2:])}: {time.perf_counter() - started:.0f} s")
     assert (BUNDLE / "voxdesk").is_file()
+    deb = _deb_path()
+    assert deb is not None and deb.stat().st_mtime >= exe.stat().st_mtime, "the .deb is older than the bundle"
     return BUNDLE
 
 
@@ -198,8 +207,21 @@ def test_deb_installs_launcher_desktop_entry_and_icon(deb_root: tuple[Path, Path
     control = subprocess.run(["dpkg-deb", "-f", str(deb)], capture_output=True, text=True, check=True).stdout
     depends = re.search(r"^Depends: (.*)$", control, re.M)
     assert depends, control
-    for lib in ("libportaudio2", "libxcb-cursor0", "libasound2"):
-        assert lib in depends.group(1)
+    for lib in ("libportaudio2", "libxcb-cursor0", "libasound2", "libwayland-client0",
+                "libwayland-cursor0", "libwayland-egl1"):
+        assert lib in depends.group(1), f"{lib} missing from Depends: {depends.group(1)}"
+    # The glibc floor is what the bundled ELF files actually need, not a guess.
+    libc = re.search(r"(?:^|, )libc6 \(>= ([0-9.]+)\)", depends.group(1))
+    assert libc, f"no libc6 (>= …) in Depends: {depends.group(1)}"
+    assert libc.group(1) == glibc_requirement(elf_files(root / "opt" / "voxdesk")), control
+    assert "kwalletmanager" not in control  # a GUI, not a Secret Service provider
+
+    md5sums = subprocess.run(["dpkg-deb", "-I", str(deb), "md5sums"], capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+    listed = {line.split(None, 1)[1] for line in md5sums}
+    assert "usr/bin/voxdesk" in listed and "opt/voxdesk/voxdesk" in listed, md5sums[:5]
+    installed = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+    assert listed == installed, sorted(listed ^ installed)[:10]
 
     launcher = root / "usr" / "bin" / "voxdesk"
     assert launcher.stat().st_mode & 0o111, "launcher is not executable"
@@ -210,13 +232,21 @@ def test_deb_installs_launcher_desktop_entry_and_icon(deb_root: tuple[Path, Path
     lines = desktop.read_text().splitlines()
     entry = dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
     assert entry["Type"] == "Application"
-    assert entry["Exec"].split()[0] == "voxdesk"  # found on PATH as /usr/bin/voxdesk
+    # Found on PATH as /usr/bin/voxdesk. No field codes (%U, %f, …): the CLI reads a
+    # positional argument as a sub-command, so a file or URL handed over by the desktop
+    # would make it exit 2 with nothing on screen.
+    assert entry["Exec"] == "voxdesk", entry["Exec"]
+    assert "%" not in entry["Exec"]
     icons = root / "usr" / "share" / "icons" / "hicolor" / "scalable" / "apps"
     assert (icons / f"{entry['Icon']}.svg").is_file()
+    # A failure, not a skip, when missing (like xvfb-run above): `make test` / `.ci/run` and
+    # the workflow install it (packaging/linux/system-deps.sh test), so its absence means a
+    # broken setup and the entry would go unchecked.
     validate = shutil.which("desktop-file-validate")
-    if validate:  # apt package desktop-file-utils
-        proc = subprocess.run([validate, str(desktop)], capture_output=True, text=True)
-        assert proc.returncode == 0 and "error" not in proc.stdout.lower(), proc.stdout + proc.stderr
+    assert validate, "desktop-file-validate is missing — apt install desktop-file-utils " \
+                     "(packaging/linux/system-deps.sh test)"
+    proc = subprocess.run([validate, str(desktop)], capture_output=True, text=True)
+    assert proc.returncode == 0 and "error" not in proc.stdout.lower(), proc.stdout + proc.stderr
 
 
 def test_unpacked_deb_launcher_starts_the_bundle(deb_root: tuple[Path, Path]) -> None:
