@@ -135,42 +135,66 @@ async def test_barge_in_cancels_reply_and_marks_it_interrupted() -> None:
         await session.aclose()
 
 
-async def test_half_duplex_never_interrupts_itself_through_a_speaker_loop() -> None:
+def speaker_loop(session: Session, sink: WavFileSink, question: np.ndarray, run_s: float) -> ScriptedSource:
+    """A microphone that hears the question, then whatever the speaker plays
+    (a speaker→mic path at -6 dB), until the session is back to rest or `run_s` ends."""
+    import soxr
+
+    played_from = 0
+
+    async def loopback() -> AsyncIterator[tuple[float, np.ndarray]]:
+        nonlocal played_from
+        for due, frame in [(t, f) async for t, f in ScriptedSource([Piece(question)], tail_s=0.2).frames()]:
+            yield due, frame
+        t_end = time.monotonic() + run_s
+        while time.monotonic() < t_end:
+            await asyncio.sleep(0.032)
+            pcm = sink.samples
+            rate = sink.rate or 16000
+            new = pcm[played_from:]
+            played_from = len(pcm)
+            mic = soxr.resample(new, rate, 16000).astype(np.float32) * 0.5 if len(new) else np.zeros(0, np.float32)
+            mic = np.concatenate([mic, np.zeros(max(0, 512 - len(mic)), np.float32)])
+            for i in range(0, len(mic) - 511, 512):
+                yield time.monotonic(), mic[i:i + 512]
+
+    class Loop(ScriptedSource):
+        def frames(self):  # type: ignore[no-untyped-def]
+            return loopback()
+
+    return Loop([])
+
+
+async def test_echo_gate_never_interrupts_itself_through_a_speaker_loop() -> None:
     """Feed the assistant's own reply back into the microphone: it must not barge in."""
-    q1 = speak("what can you do")
     sink = WavFileSink(None, realtime=True)
     session, rec = await started(settings(half_duplex=False, barge_in=True), sink=sink)
     try:
-        played_from = 0
-
-        async def loopback() -> AsyncIterator[tuple[float, np.ndarray]]:
-            # A speaker→mic path at -6 dB with 20 ms delay: what the mic hears is the reply.
-            import soxr
-
-            nonlocal played_from
-            for due, frame in [(t, f) async for t, f in ScriptedSource([Piece(q1)], tail_s=0.2).frames()]:
-                yield due, frame
-            t_end = time.monotonic() + 25
-            while time.monotonic() < t_end and (session.state != State.LISTENING or played_from == 0):
-                await asyncio.sleep(0.032)
-                pcm = sink.samples
-                rate = sink.rate or 16000
-                new = pcm[played_from:]
-                played_from = len(pcm)
-                mic = soxr.resample(new, rate, 16000).astype(np.float32) * 0.5 if len(new) else np.zeros(0, np.float32)
-                mic = np.concatenate([mic, np.zeros(max(0, 512 - len(mic)), np.float32)])
-                for i in range(0, len(mic) - 511, 512):
-                    yield time.monotonic(), mic[i:i + 512]
-
-        class Loop(ScriptedSource):
-            def frames(self):  # type: ignore[no-untyped-def]
-                return loopback()
-
-        await session.set_audio(Loop([]), sink)
-        await asyncio.wait_for(session.wait_capture_done(), 60)
+        await session.set_audio(speaker_loop(session, sink, speak("what can you do"), 20), sink)
+        t_end = time.monotonic() + 40
+        while time.monotonic() < t_end and not rec.of(TurnFinished):
+            await asyncio.sleep(0.1)
         await asyncio.wait_for(session.wait_idle(), 30)
         turns = rec.of(TurnFinished)
         assert turns and not turns[0].interrupted, [(t.user_text, t.interrupted) for t in turns]
+    finally:
+        await session.aclose()
+
+
+async def test_a_spoken_apology_is_not_heard_as_a_new_question() -> None:
+    """The model fails; the apology plays through speakers into the mic: one turn, not a loop."""
+    s = settings(first_output_deadline_s=1.0, skills_first=False)
+    s.llm.provider = "faulty"
+    s.llm.options = {"mode": "raise"}
+    sink = WavFileSink(None, realtime=True)
+    session, rec = await started(s, registry=registry_with_faults(), sink=sink)
+    try:
+        await session.set_audio(speaker_loop(session, sink, speak("tell me a story"), 8), sink)
+        await asyncio.wait_for(session.wait_capture_done(), 60)
+        await asyncio.wait_for(session.wait_idle(), 30)
+        turns = rec.of(TurnFinished)
+        assert len(turns) == 1, [t.user_text for t in turns]
+        assert len(sink.samples) > 0  # the apology was played
     finally:
         await session.aclose()
 
