@@ -133,6 +133,9 @@ def _cpu_name() -> str:
 
 
 def bench_command(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:
+    from app.converse import validate_stages
+
+    validate_stages(settings)
     report = asyncio.run(run_bench(settings, paths, max(1, args.turns), not args.no_telemetry_compare))
     if args.json:
         json.dump(report, sys.stdout, indent=2)

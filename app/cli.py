@@ -127,10 +127,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args, paths, settings, store, notices)
     except VoiceError as exc:
         print(f"voxdesk: {exc}", file=sys.stderr)
-        missing = exc.code in (ErrorCode.MODEL_MISSING, ErrorCode.AUDIO_DEVICE, ErrorCode.NOT_FOUND)
-        return EXIT_MISSING if missing else EXIT_FAIL
+        return exit_code_for(exc)
     except KeyboardInterrupt:
         return 130
+
+
+def exit_code_for(exc: VoiceError) -> int:
+    """Bad usage or settings → 2; a missing model, device or library → 3; the rest → 1."""
+    if exc.code in (ErrorCode.INVALID_CONFIG, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT):
+        return EXIT_USAGE
+    if exc.code in (ErrorCode.MODEL_MISSING, ErrorCode.AUDIO_DEVICE):
+        return EXIT_MISSING
+    return EXIT_FAIL
 
 
 def _dispatch(

@@ -106,6 +106,9 @@ async def run_devices(
         await session.start()
         await session.ready.wait()
         await session.set_audio(source, sink)
+        if not session.microphone_live:
+            raise VoiceError("converse", ErrorCode.AUDIO_DEVICE,
+                             "the microphone could not be opened — see the message above and `voxdesk doctor`")
         print("voxdesk: listening — speak now", file=sys.stderr)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
@@ -116,11 +119,23 @@ async def run_devices(
     return collector.turns
 
 
+def validate_stages(settings: Settings) -> None:
+    """Every configured provider exists and its options are valid (INVALID_CONFIG/NOT_FOUND)."""
+    from app.provider_api import KINDS
+    from app.registry import get_registry
+
+    reg = get_registry()
+    for kind in KINDS:
+        cfg = settings.stage(kind)
+        reg.validate(kind, cfg.provider, cfg.options)
+
+
 def converse_command(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:
     inputs = [Path(p) for p in args.input]
     for p in inputs:
         if not p.is_file():
             raise VoiceError("converse", ErrorCode.NOT_FOUND, f"input file {p} does not exist")
+    validate_stages(settings)  # a typo in a provider name fails now, before models load
     device_mode = bool(args.mic or args.speaker) and not inputs and not args.text
     if not inputs and not args.text and not device_mode:
         raise VoiceError("converse", ErrorCode.INVALID_CONFIG,

@@ -66,6 +66,7 @@ from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
 from app.errors import ErrorCode, VoiceError
+from app.secrets import redact
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def classify_status(
             op, ErrorCode.INVALID_CONFIG,
             f"{what} (HTTP {status}){suffix} — check the base URL and model in Settings",
         )
-    if status in (408, 504):
+    if status == 408:
         return VoiceError(op, ErrorCode.TIMEOUT, f"the server timed out (HTTP {status}){suffix} — try again")
     if status >= 500:
         return VoiceError(
@@ -203,7 +204,7 @@ def classify_exception(op: str, exc: BaseException) -> VoiceError:
             op, ErrorCode.UNAVAILABLE,
             f"could not reach the service ({type(exc).__name__}) — check it is running and reachable",
         )
-    return VoiceError(op, ErrorCode.PROVIDER_ERROR, f"{type(exc).__name__}: {exc}")
+    return VoiceError(op, ErrorCode.PROVIDER_ERROR, redact(f"{type(exc).__name__}: {exc}"))
 
 
 # --------------------------------------------------------------------------

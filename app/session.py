@@ -215,6 +215,11 @@ class Session:
     def _mic_live(self) -> bool:
         return self._capture_task is not None and not self._capture_task.done()
 
+    @property
+    def microphone_live(self) -> bool:
+        """The microphone stream is open and feeding the engine."""
+        return self._mic_live()
+
     def _rest_state(self) -> State:
         # LISTENING only while the microphone really runs (it may be missing or broken).
         return State.LISTENING if (self._mic_live() and self.hands_free and not self.muted) else State.IDLE

@@ -25,7 +25,8 @@ from app.safe_files import atomic_write_text, keep_copy, move_aside
 
 SCHEMA_VERSION = 1
 SETTINGS_FILE = "settings.json"
-SECRET_KEYS = frozenset({"api_key", "apikey", "token", "password", "secret"})
+SECRET_KEYS = frozenset({"api_key", "api-key", "apikey", "token", "access_token", "password", "secret",
+                         "authorization", "client_secret"})
 
 
 class _Section(BaseModel):

@@ -16,6 +16,7 @@ audio path, and `snapshot()` first waits for the queue to drain.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -192,6 +193,9 @@ class _StatusTrackingMetricExporter(MetricExporter):
         self._inner.shutdown()
 
 
+_QUEUE_MAX = 20_000
+
+
 class Telemetry:
     def __init__(self, settings: TelemetrySettings | None = None) -> None:
         self.settings = settings or TelemetrySettings()
@@ -221,7 +225,10 @@ class Telemetry:
         self._health = meter.create_gauge("voxdesk.provider.health")
         self._health_values: dict[tuple[str, str], int] = {}
         self._error_counts: dict[tuple[str, str, str], int] = {}
-        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        # Bounded: if the telemetry thread ever stalls, the pipeline drops records rather
+        # than growing without limit (dropped ones are counted in `dropped`).
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=_QUEUE_MAX)
+        self.dropped = 0
         self._worker: threading.Thread | None = None
         if self.enabled:
             self._worker = threading.Thread(target=self._drain, name="voxdesk-telemetry", daemon=True)
@@ -236,14 +243,20 @@ class Telemetry:
 
     def _defer(self, job: Callable[[], None]) -> None:
         if self._worker is not None:
-            self._queue.put(job)
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                self.dropped += 1
 
     def flush(self, timeout_s: float = 1.0) -> bool:
         """Wait until everything recorded so far is in the snapshot (and the SDK)."""
         if self._worker is None or not self._worker.is_alive():
             return True
         done = threading.Event()
-        self._queue.put(done.set)
+        try:
+            self._queue.put(done.set, timeout=timeout_s)
+        except queue.Full:
+            return False
         return done.wait(timeout_s)
 
     def _setup_otlp(self, endpoint: str) -> list[MetricReader]:
@@ -254,6 +267,9 @@ class Telemetry:
             self._exporter_state = "unavailable: install voxdesk[otlp]"
             self.notices.append("OTLP export needs the `otlp` extra — pip install 'voxdesk[otlp]'")
             return []
+        # A collector that is down is shown in the health panel (exporter status); the
+        # exporter's own retry warnings every few seconds would only flood the console.
+        logging.getLogger("opentelemetry.exporter.otlp").setLevel(logging.CRITICAL)
         span_exporter = _StatusTrackingSpanExporter(
             OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=2), self
         )
@@ -285,8 +301,7 @@ class Telemetry:
         Streaming stages overlap, so spans are recorded after the fact with their real
         start and end rather than as nested context managers.
         """
-        if self._worker is not None:
-            self._queue.put(lambda: self._record_stage(turn, stage, provider, start, end, attributes))
+        self._defer(lambda: self._record_stage(turn, stage, provider, start, end, attributes))
 
     def _record_stage(
         self, turn: Span | None, stage: str, provider: str, start: float, end: float,
@@ -394,7 +409,8 @@ class Telemetry:
         """Flush what can be flushed within the budget; never hang quit."""
         def _close() -> None:
             if self._worker is not None:
-                self._queue.put(None)
+                with contextlib.suppress(queue.Full):
+                    self._queue.put(None, timeout=timeout_s)
                 self._worker.join(timeout_s)
             if self._tracer_provider is not None:
                 self._tracer_provider.shutdown()

@@ -86,9 +86,10 @@ def test_typed_and_spoken_turns_share_history(tmp_path: Path, voxdesk_home: Path
 
 def test_bad_input_gives_one_clear_message(tmp_path: Path, voxdesk_home: Path) -> None:
     out = voxdesk("converse", "--input", str(tmp_path / "missing.wav"), home=voxdesk_home)
-    assert out.returncode == 3
+    assert out.returncode == 2
     assert "does not exist" in out.stderr and "Traceback" not in out.stderr
     out = voxdesk("converse", home=voxdesk_home)
-    assert out.returncode == 1 and "nothing to say" in out.stderr
+    assert out.returncode == 2 and "nothing to say" in out.stderr
     out = voxdesk("converse", "--text", "hi", "--set", "llm.provider=nope", home=voxdesk_home)
-    assert out.returncode != 0 and "nope" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "nope" in out.stderr and "Traceback" not in out.stderr
+    assert out.stderr.count("\n") <= 3  # one clear message, not a log

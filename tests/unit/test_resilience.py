@@ -111,7 +111,7 @@ async def collect(r: StageRunner[Scripted], **kw: float) -> list[str]:
     [(401, ErrorCode.AUTH), (403, ErrorCode.AUTH), (400, ErrorCode.INVALID_CONFIG),
      (404, ErrorCode.INVALID_CONFIG), (422, ErrorCode.INVALID_CONFIG), (429, ErrorCode.RATE_LIMIT),
      (500, ErrorCode.UNAVAILABLE), (502, ErrorCode.UNAVAILABLE), (503, ErrorCode.UNAVAILABLE),
-     (504, ErrorCode.TIMEOUT)],
+     (504, ErrorCode.UNAVAILABLE), (408, ErrorCode.TIMEOUT)],
 )
 def test_http_status_classification(status: int, code: ErrorCode) -> None:
     err = classify_status("llm.remote", status)
@@ -450,3 +450,14 @@ async def test_a_completed_stream_closes_a_half_open_breaker() -> None:
     primary.fail_before.clear()
     assert await collect(r) == ["Hello.", " Bye."]
     assert r.snapshot()["cloud"].state is BreakerState.CLOSED
+
+
+def test_an_unexpected_error_quoting_a_key_is_redacted() -> None:
+    from app.errors import as_voice_error
+    from app.resilience import classify_exception
+
+    secrets.remember_secret("sk-canary-0123456789abcdef")
+    exc = RuntimeError("request failed: headers={'Authorization': 'Bearer sk-canary-0123456789abcdef'}")
+    for err in (as_voice_error("llm.x", exc), classify_exception("llm.x", exc)):
+        assert "sk-canary-0123456789abcdef" not in str(err)
+        assert "request failed" in str(err)
