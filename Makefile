@@ -1,7 +1,8 @@
 # VoxDesk — the two commands in the README:
 #   make run    set up everything (system packages, venv, models) and start the app
 #   make test   set up everything and run the whole test suite (what CI runs)
-PYTHON ?= python3.11
+# Python 3.11 or newer: python3.11 where installed, else the system python3 (checked below).
+PYTHON ?= $(shell command -v python3.11 || command -v python3 || echo python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-10)
@@ -18,7 +19,7 @@ run: setup
 setup: $(STAMP)
 $(STAMP): pyproject.toml
 	packaging/linux/system-deps.sh run
-	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11+ is needed: sudo apt-get install python3 python3-venv" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "Python 3.11 or newer is needed: sudo apt-get install python3.11 python3.11-venv (or run: make run PYTHON=/path/to/python3.11)" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip wheel setuptools
 	$(BIN)/pip install -q -e '.[all,dev,package]'
