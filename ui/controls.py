@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QLinearGradient, QPainter, QPaintEvent
+from PySide6.QtCore import QEvent, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QLinearGradient, QPainter, QPaintEvent, QPalette
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -177,7 +177,6 @@ class Controls(QWidget):
 
         self.mute = QToolButton()
         self.mute.setCheckable(True)
-        self.mute.setIcon(theme.icon("mic-off"))
         self.mute.setText("Mute")
         self.mute.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.mute.setAccessibleName("Mute microphone")
@@ -186,7 +185,6 @@ class Controls(QWidget):
         row.addWidget(self.mute)
 
         self.stop = QToolButton()
-        self.stop.setIcon(theme.icon("stop"))
         self.stop.setText("Stop")
         self.stop.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.stop.setAccessibleName("Stop speaking")
@@ -204,11 +202,27 @@ class Controls(QWidget):
         self.text.returnPressed.connect(self._submit)
         typed.addWidget(self.text, 1)
         self.send = QPushButton("Send")
-        self.send.setIcon(theme.icon("send"))
         self.send.setAccessibleName("Send message")
         self.send.clicked.connect(self._submit)
         typed.addWidget(self.send)
         outer.addLayout(typed)
+        self.icon_colour = ""
+        self._tint_icons()
+
+    def _tint_icons(self) -> None:
+        """Icons are SVGs tinted to the button text colour, so they follow light/dark."""
+        colour = self.palette().color(QPalette.ColorRole.ButtonText).name()
+        if colour == self.icon_colour:
+            return
+        self.icon_colour = colour
+        for button, name in ((self.mute, "mic-off"), (self.stop, "stop"), (self.send, "send")):
+            button.setIcon(theme.icon(name, colour))
+
+    def changeEvent(self, event: QEvent) -> None:
+        # The OS (or ThemeFollower) switched scheme: the old tint would vanish on the new background.
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.StyleChange):
+            self._tint_icons()
+        super().changeEvent(event)
 
     def _submit(self) -> None:
         text = self.text.text().strip()

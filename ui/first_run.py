@@ -157,6 +157,22 @@ class FirstRunDialog(QDialog):
         self._cancel.set()
         super().reject()
 
+    def abort(self) -> asyncio.Future[Path] | None:
+        """Quitting: stop the download and close; returns the download to wait for, if any.
+
+        The worker thread must end before the loop closes (closing waits for it), and the
+        dialog may be gone by the time it does, so it no longer reports back here.
+        """
+        self._cancel.set()
+        task = self._task
+        if task is not None and not task.done():
+            task.remove_done_callback(self._finished)
+        else:
+            task = None
+        if self.isVisible():
+            super().reject()
+        return task
+
 
 def model_fetcher(model_id: str, paths: Any) -> FetchFn:
     """A `FetchFn` for a catalogue model (`voxdesk models fetch` does the same)."""

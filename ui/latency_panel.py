@@ -15,17 +15,12 @@ from PySide6.QtCore import QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPaintEvent
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from app.telemetry import TelemetrySnapshot
+from app.telemetry import StageStats, TelemetrySnapshot
 from ui import theme
+from ui.latency_timeline import SEGMENTS, segments
 
-#: Segments of the voice-to-voice path, in the order they happen.
-TIMELINE: tuple[tuple[str, str, str], ...] = (
-    ("vad_endpoint", "VAD endpoint", "#8b5cf6"),
-    ("stt", "Speech-to-text", "#0ea5e9"),
-    ("llm_first_token", "LLM first token", "#f59e0b"),
-    ("tts_first_audio", "TTS first audio", "#10b981"),
-    ("playback_start", "Playback start", "#ef4444"),
-)
+#: Segments of the voice-to-voice path, in the order they happen (gaps between points).
+TIMELINE = SEGMENTS
 ROLLING_WINDOW = 20  # turns per rolling percentile
 MAX_TURNS = 200
 
@@ -51,11 +46,9 @@ class StackedBar(QWidget):
         return QSize(300, 34)
 
     def set_turn(self, stages: Mapping[str, float], total: float | None) -> None:
-        self._segments = [
-            (label, float(stages[key]), colour)
-            for key, label, colour in TIMELINE
-            if stages.get(key) is not None and stages[key] >= 0
-        ]
+        """`stages` are the engine's raw turn timings; drawn as consecutive segments."""
+        parts_s = segments(stages, total)
+        self._segments = [(label, parts_s[key], colour) for key, label, colour in TIMELINE if key in parts_s]
         self._total = total
         parts = ", ".join(f"{label} {_ms(v)}" for label, v, _ in self._segments)
         self.setAccessibleDescription(f"{parts}; voice-to-voice {_ms(total)}")
@@ -75,7 +68,7 @@ class StackedBar(QWidget):
             return
         x = rect.left()
         fm = QFontMetrics(self.font())
-        for label, v, colour in self._segments:
+        for _label, v, colour in self._segments:
             w = rect.width() * v / span
             seg = QRectF(x, rect.top(), w, rect.height())
             p.setPen(Qt.PenStyle.NoPen)
@@ -86,8 +79,11 @@ class StackedBar(QWidget):
                 p.setPen(QColor("#ffffff"))
                 p.drawText(seg, Qt.AlignmentFlag.AlignCenter, text)
             x += w
-            _ = label
         p.end()
+
+    def segment_values(self) -> list[tuple[str, float]]:
+        """(label, seconds) as drawn, for tests and screen readers."""
+        return [(label, v) for label, v, _ in self._segments]
 
 
 def rolling_percentiles(
@@ -214,10 +210,18 @@ class LatencyPanel(QWidget):
         last_v2v = getattr(last, "voice_to_voice_s", None) if last else None
         self.bar.set_turn(last_stages, last_v2v)
         self.total_label.setText(f"Voice-to-voice: <b>{_ms(last_v2v)}</b>")
+        # Rows are segments (gaps between the engine's points), so every column is
+        # computed from the turns here, not from the snapshot's per-stage durations.
+        per_turn = [segments(t.stages, t.voice_to_voice_s) for t in turns]
+        last_parts = per_turn[-1] if per_turn else {}
         for key_, cells in self._cells.items():
-            stats = snap.voice_to_voice if key_ == "voice_to_voice" else snap.stages.get(key_)
-            last_v = last_v2v if key_ == "voice_to_voice" else last_stages.get(key_)
-            has = stats is not None and getattr(stats, "count", 0) > 0
+            if key_ == "voice_to_voice":
+                stats: StageStats | None = snap.voice_to_voice
+                last_v = last_v2v
+            else:
+                stats = StageStats.of([p[key_] for p in per_turn if key_ in p])
+                last_v = last_parts.get(key_)
+            has = stats is not None and stats.count > 0
             cells[0].setText(_ms(last_v))
             cells[1].setText(_ms(stats.p50) if has and stats is not None else "—")
             cells[2].setText(_ms(stats.p95) if has and stats is not None else "—")
@@ -235,8 +239,9 @@ class LatencyPanel(QWidget):
         self._v2v_points.setData(xs[finite], np.asarray(v2v, dtype=float)[finite])
         self._p50.setData(xs, p50, connect="finite")
         self._p95.setData(xs, p95, connect="finite")
+        per_turn = [segments(t.stages, t.voice_to_voice_s) for t in turns]
         for key_, curve in self._stage_curves.items():
-            ys = np.array([t.stages.get(key_, np.nan) * 1000 for t in turns], dtype=float)
+            ys = np.array([p.get(key_, np.nan) * 1000 for p in per_turn], dtype=float)
             curve.setData(xs, ys, connect="finite")
 
     def cell_text(self, stage: str, column: str) -> str:

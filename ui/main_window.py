@@ -19,9 +19,12 @@ from typing import Any
 from PySide6.QtCore import QByteArray, QEvent, QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QAbstractButton,
+    QAbstractItemView,
     QAbstractSpinBox,
     QApplication,
     QComboBox,
+    QDialog,
     QLineEdit,
     QMainWindow,
     QMessageBox,
@@ -46,12 +49,17 @@ from ui.tray import Tray
 log = logging.getLogger(__name__)
 
 POLL_MS = 100  # panel refresh: ≥ 10 updates/s, and only when something changed
+HEALTH_DEBOUNCE_S = 0.2  # a burst of switch/error events gives one health check
 QUIT_BUDGET_S = 2.0
+DOWNLOAD_STOP_S = 0.5  # a cancelled download stops within one read; don't wait longer
 TEXT_INPUTS = (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox, QComboBox)
+#: Widgets where Space already means something (type, press, select): keyboard users
+#: who Tab to them must get that, not push-to-talk. The talk button is the exception.
+SPACE_OWNERS = (*TEXT_INPUTS, QAbstractButton, QAbstractItemView)
 
 
 class _SpaceToTalk(QObject):
-    """Space held anywhere in the window (except in a text field) is push-to-talk."""
+    """Space held anywhere in the window is push-to-talk, except on widgets that use Space."""
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
@@ -65,7 +73,9 @@ class _SpaceToTalk(QObject):
             return False
         if not isinstance(obj, QWidget) or obj.window() is not self.window:
             return False
-        if isinstance(obj, TEXT_INPUTS) or isinstance(QApplication.focusWidget(), TEXT_INPUTS):
+        talk = self.window.controls.talk_button
+        focus = QApplication.focusWidget()
+        if any(isinstance(w, SPACE_OWNERS) and w is not talk for w in (obj, focus)):
             return False
         if QApplication.activeModalWidget() is not None:
             return False
@@ -89,6 +99,8 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._closed = False
         self._shutdown_task: asyncio.Future[None] | None = None
+        self._health_task: asyncio.Task[Any] | None = None
+        self._health_stale = False
         self._offered_download: set[tuple[str, str]] = set()
         self.qsettings = QSettings(str(paths.config_dir / "window.ini"), QSettings.Format.IniFormat)
 
@@ -261,6 +273,22 @@ class MainWindow(QMainWindow):
         self.health.set_rows(rows)
         self._dirty = True
 
+    def _refresh_health_soon(self) -> None:
+        """A provider switched or failed: the health rows are stale, check again shortly."""
+        self._health_stale = True
+        if self._health_task is None or self._health_task.done():
+            self._health_task = self.spawn(self._refresh_health())
+
+    async def _refresh_health(self) -> None:
+        # Loops so an event that arrives while a check runs still gets a check after it.
+        ready = getattr(self.session, "ready", None)
+        if ready is not None:
+            await ready.wait()  # start-up errors: models still load; start_session checks after
+        while self._health_stale and not self._closing:
+            await asyncio.sleep(HEALTH_DEBOUNCE_S)
+            self._health_stale = False
+            await self.check_health()
+
     async def new_conversation(self) -> None:
         self.view.clear()
         if self.session is not None:
@@ -393,6 +421,7 @@ class MainWindow(QMainWindow):
         elif isinstance(e, ev.ErrorRaised):
             self.view.error(f"{e.stage} · {e.provider}: {e.message}", e.turn_id)
             self._dirty = True
+            self._refresh_health_soon()
             if e.code == ErrorCode.MODEL_MISSING.value:
                 self._offer_download(e.stage, e.provider, e.message)
         elif isinstance(e, ev.Notice):
@@ -405,6 +434,7 @@ class MainWindow(QMainWindow):
             text = f"{e.stage} → {e.provider}" if e.ok else f"{e.stage}: kept the old provider — {e.message}"
             self.statusBar().showMessage(text, 8000)
             self._dirty = True
+            self._refresh_health_soon()
 
     def _refresh_panels(self) -> None:
         if not self._dirty or self.session is None:
@@ -468,9 +498,12 @@ class MainWindow(QMainWindow):
     async def shutdown(self) -> None:
         """Stop audio, cancel work, flush telemetry — all within QUIT_BUDGET_S."""
         self._closing = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + QUIT_BUDGET_S - 0.1
         self._poll.stop()
         self.save_layout()
         QApplication.instance().removeEventFilter(self._space)  # type: ignore[union-attr]
+        await self._close_dialogs()
         for t in list(self._tasks):
             t.cancel()
         if self._tasks:
@@ -479,13 +512,32 @@ class MainWindow(QMainWindow):
             if self._unsubscribe is not None:
                 self._unsubscribe()
             try:
-                await asyncio.wait_for(self.session.aclose(), QUIT_BUDGET_S - 0.5)
+                # What the steps above used comes out of the engine's share of the budget.
+                await asyncio.wait_for(self.session.aclose(), max(0.2, deadline - loop.time()))
             except (TimeoutError, Exception) as exc:  # quitting must not hang or crash
                 log.warning("session did not close cleanly: %s", exc)
         self.tray.hide()
         self._closed = True
         self.close()
         self.closed.emit()
+
+    async def _close_dialogs(self) -> None:
+        """Close open dialogs; a model download is cancelled, since the loop can only
+        close once its worker thread has ended."""
+        from ui.first_run import FirstRunDialog
+
+        downloads: list[asyncio.Future[Any]] = []
+        for dialog in self.findChildren(QDialog):
+            if isinstance(dialog, FirstRunDialog):
+                if (fut := dialog.abort()) is not None:
+                    downloads.append(fut)
+            elif dialog.isVisible():
+                dialog.reject()
+        if downloads:
+            done, _ = await asyncio.wait(downloads, timeout=DOWNLOAD_STOP_S)
+            for fut in done:  # retrieved, so asyncio does not warn; a cancelled fetch raises
+                if not fut.cancelled():
+                    fut.exception()
 
 
 def _model_id_in(message: str) -> str | None:

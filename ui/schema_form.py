@@ -278,12 +278,14 @@ class FieldEditor(QWidget):
             return w.currentData()
         text = self.text().strip() if s.kind not in ("text", "secret") else self.text()
         if text == "":
-            if s.nullable and not s.has_default:
-                return None
+            # Only the schema's `required` list makes a field required: pydantic fields with a
+            # `default_factory` have no schema default, yet the model fills them in.
             if s.has_default:
                 return None if s.nullable else _MISSING
-            if s.kind == "secret":
+            if not s.required or s.kind == "secret":
                 return _MISSING
+            if s.nullable:
+                return None  # `x: T | None` with no default: None is a valid answer
             return _Invalid("required — enter a value")
         try:
             if s.kind == "int":

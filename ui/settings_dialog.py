@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -39,10 +39,24 @@ from app.events import ProviderSwitched
 from app.provider_api import KINDS
 from app.registry import Registry
 from app.settings import ConversationSettings, Settings, StageSettings, TelemetrySettings
+from ui import theme
 from ui.schema_form import SchemaForm
 
 STAGE_TITLES = {"vad": "Voice detection", "stt": "Speech-to-text", "llm": "Assistant", "tts": "Voice"}
 ApplyFn = Callable[[Settings], Awaitable[Sequence[ProviderSwitched]]]
+#: Read once when the engine builds its telemetry; `Session.apply_settings` leaves them alone.
+RESTART_FIELDS = ("enabled", "otlp_endpoint")
+AFTER_RESTART = "takes effect after restart"
+
+
+def _mark_after_restart(schema: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """A copy of `schema` whose `names` say in their title that they wait for a restart."""
+    props = {k: dict(v) for k, v in (schema.get("properties") or {}).items()}
+    for name in names:
+        if name in props:
+            title = props[name].get("title") or name.replace("_", " ").capitalize()
+            props[name]["title"] = f"{title} ({AFTER_RESTART})"
+    return {**schema, "properties": props}
 
 
 def _secret_field(spec: Any) -> bool:
@@ -63,6 +77,7 @@ class StagePage(QWidget):
         self._original: StageSettings | None = current
         self.form: SchemaForm | None = None
         self.provider_error = ""
+        self._info: Any = None
 
         lay = QHBoxLayout(self)
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -154,6 +169,7 @@ class StagePage(QWidget):
             spec = self.registry.spec(self.kind, name)
         except VoiceError as exc:
             self.title.setText(name)
+            self._info = None
             self.badges.setText("")
             self.description.setText(exc.message)
             self.key_row.hide()
@@ -161,27 +177,9 @@ class StagePage(QWidget):
             return
         self.provider_error = ""
         info = spec.info
+        self._info = info
         self.title.setText(info.display_name)
-        caps = info.capabilities
-        badges = [
-            '<span style="background:#dcfce7;color:#166534">&nbsp;offline&nbsp;</span>'
-            if info.local
-            else '<span style="background:#e0e7ff;color:#3730a3">&nbsp;online&nbsp;</span>'
-        ]
-        if info.streaming:
-            badges.append("streaming")
-        if info.needs_api_key:
-            badges.append("needs API key")
-        langs = caps.get("languages") or []
-        if langs and langs != ["*"]:
-            badges.append("languages: " + ", ".join(langs[:6]))
-        missing = info.missing_requirements()
-        badges.append(
-            f'<span style="color:#b42318">not installed here: {", ".join(missing)}</span>'
-            if missing
-            else "available here"
-        )
-        self.badges.setText(" · ".join(badges))
+        self.badges.setText(self._badges_html(info))
         self.description.setText(info.description)
         schema = spec.config_schema()
         self.form = SchemaForm(
@@ -193,6 +191,35 @@ class StagePage(QWidget):
         self.api_key.clear()
         if info.needs_api_key:
             self.key_status.setText(self._key_status(name))
+
+    def _badges_html(self, info: Any) -> str:
+        """Badges in the theme's colours (rich text cannot use the stylesheet's)."""
+        c = theme.colours_for(self.palette())
+        badges = [
+            f'<span style="background:{c["ok_bg"]};color:{c["ok_fg"]}">&nbsp;offline&nbsp;</span>'
+            if info.local
+            else f'<span style="background:{c["remote_bg"]};color:{c["remote_fg"]}">&nbsp;online&nbsp;</span>'
+        ]
+        if info.streaming:
+            badges.append("streaming")
+        if info.needs_api_key:
+            badges.append("needs API key")
+        langs = info.capabilities.get("languages") or []
+        if langs and langs != ["*"]:
+            badges.append("languages: " + ", ".join(langs[:6]))
+        missing = info.missing_requirements()
+        badges.append(
+            f'<span style="color:{c["error_fg"]}">not installed here: {", ".join(missing)}</span>'
+            if missing
+            else "available here"
+        )
+        return " · ".join(badges)
+
+    def changeEvent(self, event: QEvent) -> None:
+        # Light/dark switched while the dialog is open: redraw the badges in the new colours.
+        if event.type() == QEvent.Type.PaletteChange and self._info is not None:
+            self.badges.setText(self._badges_html(self._info))
+        super().changeEvent(event)
 
     def _key_status(self, name: str) -> str:
         try:
@@ -361,10 +388,19 @@ class SettingsDialog(QDialog):
         self.conversation_form.setAccessibleName("Conversation options")
         self.tabs.addTab(self._scrolled(self.conversation_form), "Conversation")
         self.telemetry_form = SchemaForm(
-            TelemetrySettings.model_json_schema(), settings.telemetry.model_dump(), model=TelemetrySettings
+            _mark_after_restart(TelemetrySettings.model_json_schema(), RESTART_FIELDS),
+            settings.telemetry.model_dump(),
+            model=TelemetrySettings,
         )
         self.telemetry_form.setAccessibleName("Telemetry options")
-        self.tabs.addTab(self._scrolled(self.telemetry_form), "Telemetry")
+        self.telemetry_note = QLabel("Turning export on or off and the OTLP endpoint take effect after restart.")
+        self.telemetry_note.setObjectName("bubble_meta")
+        self.telemetry_note.setWordWrap(True)
+        telemetry_tab = QWidget()
+        tl = QVBoxLayout(telemetry_tab)
+        tl.addWidget(self.telemetry_note)
+        tl.addWidget(self._scrolled(self.telemetry_form), 1)
+        self.tabs.addTab(telemetry_tab, "Telemetry")
         lay.addWidget(self.tabs, 1)
 
         self.status = QLabel()
@@ -456,8 +492,16 @@ class SettingsDialog(QDialog):
                 page.error.setText(r.message)
         if not problems:
             switched = [f"{STAGE_TITLES.get(r.stage, r.stage)} → {r.provider}" for r in results if r.ok]
+            restart = any(
+                getattr(new.telemetry, f) != getattr(self.settings.telemetry, f) for f in RESTART_FIELDS
+            )
             self.settings = new
-            self._set_status("Applied." + (f" Switched: {', '.join(switched)}." if switched else ""), ok=True)
+            self._set_status(
+                "Applied."
+                + (f" Switched: {', '.join(switched)}." if switched else "")
+                + (f" Telemetry export {AFTER_RESTART}." if restart else ""),
+                ok=True,
+            )
         else:
             self._set_status("Not everything could be applied: " + " | ".join(problems), ok=False)
         self.applied.emit(list(results))

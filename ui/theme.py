@@ -68,13 +68,18 @@ def colours() -> dict[str, str]:
     return DARK if is_dark() else LIGHT
 
 
+def colours_for(palette: QPalette) -> dict[str, str]:
+    """Our colours for what a widget actually shows (its palette may differ from the OS)."""
+    return DARK if palette.color(QPalette.ColorRole.Window).lightness() < 128 else LIGHT
+
+
 def stylesheet(dark: bool | None = None) -> str:
     dark = is_dark() if dark is None else dark
     text = resources.files("resources").joinpath("style.qss").read_text(encoding="utf-8")
     return Template(text).safe_substitute(DARK if dark else LIGHT)
 
 
-def _dark_palette() -> QPalette:
+def dark_palette() -> QPalette:
     pal = QPalette()
     c = DARK
     pal.setColor(QPalette.ColorRole.Window, QColor(c["window_bg"]))
@@ -96,7 +101,7 @@ def apply_theme(app: QApplication, dark: bool | None = None) -> None:
     """Fusion style so both schemes look the same everywhere; palette + our stylesheet."""
     dark = is_dark() if dark is None else dark
     app.setStyle("Fusion")
-    app.setPalette(_dark_palette() if dark else app.style().standardPalette())
+    app.setPalette(dark_palette() if dark else app.style().standardPalette())
     app.setStyleSheet(stylesheet(dark))
 
 

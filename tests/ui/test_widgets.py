@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import BaseModel, Field, SecretStr
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLineEdit, QPushButton
 
@@ -17,7 +18,7 @@ from app.settings import Settings
 from app.telemetry import StageStats, TelemetrySnapshot, TurnTiming
 from ui.conversation_view import ConversationView
 from ui.health_panel import HealthPanel
-from ui.latency_panel import LatencyPanel
+from ui.latency_panel import TIMELINE, LatencyPanel, StackedBar
 from ui.schema_form import SchemaForm
 from ui.settings_dialog import SettingsDialog
 
@@ -130,19 +131,28 @@ def test_settings_dialog_apply_refuses_invalid_values_without_calling_the_engine
     assert calls and calls[0].stt.options["cpu_threads"] == 1
 
 
+#: Timings of a real push-to-talk turn, as `Session._turn` records them: `vad_endpoint`
+#: and `stt` are durations; the other three are points since the reply started.
+REAL_TURN = {
+    "vad_endpoint": 0.004,
+    "stt": 0.270,
+    "llm_first_token": 0.448,
+    "llm": 0.452,
+    "tts_first_audio": 0.507,
+    "tts": 0.600,
+    "playback_start": 0.520,
+}
+REAL_V2V = 0.800
+
+
 def _snapshot() -> TelemetrySnapshot:
+    # Older turns were slower in STT; the last one is the real turn.
     turns = [
         TurnTiming(
             f"t{i}",
             time.time(),
-            {
-                "vad_endpoint": 0.25,
-                "stt": 0.1 + i / 100,
-                "llm_first_token": 0.05,
-                "tts_first_audio": 0.2,
-                "playback_start": 0.03,
-            },
-            0.63 + i / 100,
+            {**REAL_TURN, "stt": REAL_TURN["stt"] + (11 - i) / 100},
+            REAL_V2V + (11 - i) / 100,
         )
         for i in range(12)
     ]
@@ -156,12 +166,44 @@ def test_latency_panel_fills_from_a_snapshot_and_skips_unchanged_redraws(qtbot: 
     qtbot.addWidget(panel)
     snap = _snapshot()
     assert panel.update_snapshot(snap) is True
-    assert "740 ms" in panel.total_label.text()  # last turn: 0.63 + 0.11
-    assert panel.cell_text("stt", "last") == "210 ms"
+    assert "800 ms" in panel.total_label.text()
+    assert panel.cell_text("stt", "last") == "270 ms"
+    stt_p95 = StageStats.of([REAL_TURN["stt"] + j / 100 for j in range(12)]).p95
+    assert panel.cell_text("stt", "p95") == f"{stt_p95 * 1000:.0f} ms"
     assert panel.cell_text("voice_to_voice", "p50") == f"{snap.voice_to_voice.p50 * 1000:.0f} ms"
-    assert "Speech-to-text 210 ms" in panel.bar.accessibleDescription()
+    assert "Endpoint → transcript 270 ms" in panel.bar.accessibleDescription()
     assert panel.update_snapshot(snap) is False
     assert panel.redraws == 1
+
+
+def test_latency_bar_segments_are_gaps_between_points_and_add_up_to_voice_to_voice(qtbot: Any) -> None:
+    panel = LatencyPanel()
+    qtbot.addWidget(panel)
+    panel.update_snapshot(_snapshot())
+    drawn = dict(panel.bar.segment_values())
+    # first token 448 ms after the reply started; first audio 59 ms later; playback 13 ms later
+    assert drawn["Reply start → first token"] == pytest.approx(0.448)
+    assert drawn["First token → first audio"] == pytest.approx(0.059)
+    assert drawn["First audio → playback"] == pytest.approx(0.013)
+    assert sum(drawn.values()) <= REAL_V2V + 0.001
+    assert sum(drawn.values()) == pytest.approx(REAL_V2V, abs=0.001)  # nothing left out either
+    # the Last column says what its label says
+    assert panel.cell_text("llm_first_token", "last") == "448 ms"
+    assert panel.cell_text("tts_first_audio", "last") == "59 ms"
+    assert panel.cell_text("playback_start", "last") == "13 ms"
+    shown = sum(int(panel.cell_text(k, "last").split()[0]) for k, _, _ in TIMELINE)
+    assert abs(shown - 800) <= len(TIMELINE)  # each cell rounds by at most 0.5 ms
+
+
+def test_latency_bar_for_a_typed_turn_has_only_reply_segments(qtbot: Any) -> None:
+    bar = StackedBar()
+    qtbot.addWidget(bar)
+    bar.set_turn({"llm_first_token": 0.05, "tts_first_audio": 0.12, "playback_start": 0.15}, None)
+    assert [(label, round(v, 3)) for label, v in bar.segment_values()] == [
+        ("Reply start → first token", 0.05),
+        ("First token → first audio", 0.07),
+        ("First audio → playback", 0.03),
+    ]
 
 
 def test_health_panel_shows_a_down_provider_with_its_error(qtbot: Any) -> None:

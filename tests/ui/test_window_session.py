@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QLineEdit
 from app import events as ev
 from app.paths import resolve_paths
 from app.session import Session
-from app.settings import Settings, SettingsStore
+from app.settings import Settings, SettingsStore, StageSettings
 from tests.ui.conftest import wait_until
 from ui.main_window import MainWindow
 
@@ -129,6 +129,21 @@ def test_settings_dialog_hot_switches_a_provider(qtbot: Any, run: Any) -> None:
     # saved for the next start
     assert SettingsStore(resolve_paths().config_dir).load().settings.vad.provider == "silero"
     dialog.close()
+    _close(window, run)
+
+
+def test_health_panel_follows_a_hot_switch_without_check_now(qtbot: Any, run: Any) -> None:
+    window, session = _open(qtbot, run, _settings())
+
+    def vad_row() -> list[str]:
+        return next(r for r in window.health.row_texts() if r[0] == "vad")
+
+    assert vad_row()[1] == "energy"
+    new = session.settings.model_copy(update={"vad": StageSettings(provider="silero")})
+    results = run(session.apply_settings(new), timeout=60)  # the engine, not the dialog
+    assert [(r.stage, r.ok) for r in results] == [("vad", True)]
+    run(wait_until(lambda: vad_row()[1] == "silero", 10, "the health row to show silero"))
+    assert vad_row()[3] == "● ok"
     _close(window, run)
 
 
