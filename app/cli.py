@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-telemetry-compare", action="store_true", help="skip the telemetry-off run")
 
+    p = sub.add_parser("history", parents=[common], help="list past conversations or export one")
+    p.add_argument("action", choices=["list", "export"])
+    p.add_argument("ids", nargs="*", metavar="CONVERSATION")
+    p.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    p.add_argument("--output", metavar="FILE", help="write the export here instead of printing it")
+
     p = sub.add_parser("models", parents=[common], help="list, fetch or verify model files")
     p.add_argument("action", choices=["list", "fetch", "verify"])
     p.add_argument("ids", nargs="*", metavar="MODEL")
@@ -173,6 +179,10 @@ def _dispatch(
         from app.models import models_command
 
         return models_command(args.action, args.ids, paths, sys.stdout)
+    if cmd == "history":
+        from app.history_command import history_command
+
+        return history_command(args.action, args.ids, args.format, args.output, paths, sys.stdout)
     if cmd == "converse":
         from app.converse import converse_command
 

@@ -176,6 +176,7 @@ class Session:
         self._interrupt_at: float | None = None
         self._turn_span: Any = None
         self._ref_cursor = 0.0
+        self._last_playing_at = float("-inf")
         self._observer = _TelemetryObserver(self)
         self._endpointer = self._make_endpointer()
         self.ready = asyncio.Event()
@@ -225,9 +226,15 @@ class Session:
         return State.LISTENING if (self._mic_live() and self.hands_free and not self.muted) else State.IDLE
 
     def _playing_now(self, at: float) -> bool:
-        """Is our own voice (a reply, an apology, a timer) coming out of the speaker at `at`?"""
+        """Is our own voice (a reply, an apology, a timer) coming out of the speaker at `at`?
+
+        Asks the sink (a file written faster than real time is never "playing"), and
+        keeps a short tail after it stops for the room and the output buffer."""
         out = self._out
-        return out is not None and (out.is_playing or at < self._ref_cursor + ECHO_TAIL_S)
+        if out is not None and out.is_playing:
+            self._last_playing_at = max(self._last_playing_at, at, self.clock())
+            return True
+        return out is not None and at < self._last_playing_at + ECHO_TAIL_S
 
     def _spawn(self, coro: Awaitable[T], name: str) -> asyncio.Task[T]:
         task: asyncio.Task[T] = asyncio.ensure_future(coro)

@@ -302,7 +302,7 @@ class MainWindow(QMainWindow):
 
         history = self.session.history
         conversations = await asyncio.to_thread(history.list_conversations)
-        dialog = HistoryDialog(conversations, self)
+        dialog = HistoryDialog(conversations, self, export=history.export)
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
         def finished(result: int) -> None:

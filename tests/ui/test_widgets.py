@@ -254,3 +254,27 @@ def test_conversation_view_turns_a_partial_into_the_final_and_streams_the_reply(
     assert view.messages()[-1].role == "error"
     view.clear()
     assert view.messages() == []
+
+
+def test_history_dialog_exports_the_selected_conversation(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from app.history import History
+    from ui.history_dialog import HistoryDialog
+
+    h = History(tmp_path / "history.db")
+    try:
+        t = h.begin_turn("set a timer for five minutes")
+        h.finish_turn(t, "OK, timer set for 5 minutes.")
+        dialog = HistoryDialog(h.list_conversations(), export=h.export)
+        qtbot.addWidget(dialog)
+        cid = h.list_conversations()[0].id
+        assert dialog.export_to(cid, tmp_path / "talk.md")
+        assert "OK, timer set for 5 minutes." in (tmp_path / "talk.md").read_text()
+        assert dialog.export_to(cid, tmp_path / "talk", "JSON (*.json)")
+        assert json.loads((tmp_path / "talk.json").read_text())["turns"][0]["user_text"].startswith("set a timer")
+        (tmp_path / "a-file").write_text("")
+        assert not dialog.export_to(cid, tmp_path / "a-file" / "talk.md")  # cannot write there
+        assert "Could not save" in dialog.status.text()
+    finally:
+        h.close()

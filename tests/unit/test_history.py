@@ -431,3 +431,26 @@ async def test_usable_from_the_event_loop_via_threads(hist: History) -> None:
     await asyncio.to_thread(hist.finish_turn, tid, "hi there")
     msgs = await asyncio.to_thread(hist.recent_messages, 8)
     assert msgs == [ChatMessage("user", "hello"), ChatMessage("assistant", "hi there")]
+
+
+def test_history_command_lists_and_exports(tmp_path: Path) -> None:
+    import io
+
+    from app.history_command import history_command
+    from app.paths import resolve_paths
+
+    paths = resolve_paths(str(tmp_path / "home")).ensure()
+    h = History(paths.history_db)
+    t = h.begin_turn("what is 2 plus 2")
+    h.finish_turn(t, "2 plus 2 is 4.")
+    h.close()
+    out = io.StringIO()
+    assert history_command("list", [], "markdown", None, paths, out) == 0
+    assert "what is 2 plus 2" in out.getvalue() and "1 turns" in out.getvalue()
+    target = tmp_path / "conv.json"
+    assert history_command("export", ["1"], "json", str(target), paths, io.StringIO()) == 0
+    doc = json.loads(target.read_text())
+    assert doc["turns"][0]["reply_text"] == "2 plus 2 is 4."
+    with pytest.raises(VoiceError) as err:
+        history_command("export", [], "json", None, paths, io.StringIO())
+    assert "history list" in str(err.value)
