@@ -47,3 +47,15 @@ async def wait_until(cond: Callable[[], bool], timeout: float = 10.0, what: str 
         if loop.time() > end:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+def close_window(window: Any, run: Callable[..., Any]) -> float:
+    """Close the main window and wait for its `closed` signal; returns how long quit took."""
+    import time
+
+    t0 = time.monotonic()
+    closed = asyncio.Event()
+    window.closed.connect(closed.set)
+    window.close()
+    run(closed.wait(), timeout=10)
+    return time.monotonic() - t0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from PySide6.QtCore import Qt
 from app import models
 from app.paths import resolve_paths
 from app.settings import Settings, SettingsStore
-from tests.ui.conftest import wait_until
+from tests.ui.conftest import close_window, wait_until
 from ui.first_run import FirstRunDialog, ProgressFn
 from ui.main_window import MainWindow
 
@@ -61,13 +60,7 @@ def _window(qtbot: Any) -> MainWindow:
     return window
 
 
-def _close(window: MainWindow, run: Any) -> float:
-    t0 = time.monotonic()
-    closed = asyncio.Event()
-    window.closed.connect(closed.set)
-    window.close()
-    run(closed.wait(), timeout=10)
-    return time.monotonic() - t0
+_close = close_window
 
 
 def test_space_on_a_focused_button_presses_it_instead_of_talking(qtbot: Any, run: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from typing import Any
@@ -15,7 +14,7 @@ from app import events as ev
 from app.paths import resolve_paths
 from app.session import Session
 from app.settings import Settings, SettingsStore, StageSettings
-from tests.ui.conftest import wait_until
+from tests.ui.conftest import close_window, wait_until
 from ui.main_window import MainWindow
 
 pytestmark = pytest.mark.slow  # loads faster-whisper and Piper
@@ -44,13 +43,7 @@ def _open(qtbot: Any, run: Any, settings: Settings) -> tuple[MainWindow, Session
     return window, session
 
 
-def _close(window: MainWindow, run: Any) -> float:
-    t0 = time.monotonic()
-    closed = asyncio.Event()
-    window.closed.connect(closed.set)
-    window.close()
-    run(closed.wait(), timeout=10)
-    return time.monotonic() - t0
+_close = close_window
 
 
 def test_typed_question_streams_a_reply_and_the_window_closes_cleanly(qtbot: Any, run: Any) -> None:
