@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -25,6 +26,11 @@ def qloop(qapp: Any) -> Iterator[qasync.QEventLoop]:
         loop.run_until_complete(asyncio.wait(pending, timeout=2))
     loop.close()
     asyncio.set_event_loop(None)
+    # Collect this test's loop and Qt wrappers now. Left to chance, the collector can free
+    # an old qasync loop's timer objects while the next test's loop is dispatching timer
+    # events, and Qt then delivers one to freed memory (a segfault seen with the whole
+    # ui suite in one process; the app itself runs one loop for its lifetime).
+    gc.collect()
     if pending:
         pytest.fail(f"leaked asyncio tasks: {pending}")
 
