@@ -131,6 +131,7 @@ async def test_streams_reply_in_several_deltas_without_stalling_the_loop(llm: Ll
 
 @pytest.mark.slow
 async def test_cancel_returns_within_100ms_and_the_worker_stops(llm: LlamaCppLLM) -> None:
+    before = {st.request_id for st in llm.recent_stats}
     got_tokens = asyncio.Event()
     deltas: list[str] = []
 
@@ -152,7 +153,7 @@ async def test_cancel_returns_within_100ms_and_the_worker_stops(llm: LlamaCppLLM
     # The worker honoured the stop flag: requests are served in order, so once the
     # next one is answered the cancelled reply has been reported, cut short.
     await llm.count_tokens([ChatMessage("user", "Hello")])
-    cancelled = [s for s in llm.recent_stats if s.cancelled]
+    cancelled = [s for s in llm.recent_stats if s.cancelled and s.request_id not in before]
     assert cancelled, "the worker never saw the cancel"
     assert cancelled[-1].completion_tokens < MAX_TOKENS
 
@@ -160,14 +161,17 @@ async def test_cancel_returns_within_100ms_and_the_worker_stops(llm: LlamaCppLLM
 @pytest.mark.slow
 async def test_cancel_before_the_first_token_leaves_the_worker_ready(llm: LlamaCppLLM) -> None:
     long_question = "Unique prompt for the early-cancel test. " + "Describe the harbour at dawn. " * 150
+    before = {st.request_id for st in llm.recent_stats}
     task = asyncio.create_task(_reply(llm, [ChatMessage("user", long_question)]))
     await asyncio.sleep(0)  # let it start and send its request
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    assert await llm.count_tokens([ChatMessage("user", "Hi")]) > 0
-    stopped = [s for s in llm.recent_stats if s.cancelled]
-    assert stopped and stopped[-1].completion_tokens == 0
+    assert await llm.count_tokens([ChatMessage("user", "Hi")]) > 0  # the worker is free
+    # On a busy machine the cancel can land before the request was even sent (then the
+    # worker never sees it); if it was sent, the worker stopped it before any token.
+    ours = [st for st in llm.recent_stats if st.request_id not in before]
+    assert all(st.cancelled and st.completion_tokens == 0 for st in ours), ours
 
 
 @pytest.mark.slow
