@@ -70,6 +70,8 @@ from app.secrets import redact
 
 log = logging.getLogger(__name__)
 
+MAX_RATE_LIMIT_PAUSE_S = 600.0  # a Retry-After beyond this is capped (the user can retry via Settings)
+
 T = TypeVar("T")
 R = TypeVar("R")
 P = TypeVar("P")
@@ -356,6 +358,17 @@ class CircuitBreaker:
             self._opened_at = self._clock()
             self._set(BreakerState.OPEN)
 
+    def pause(self, seconds: float, error: VoiceError) -> None:
+        """The service asked us to wait (429 with a long Retry-After): stay open that
+        long — later turns use the fallback instead of asking again — then probe once."""
+        self.last_error = error
+        self.last_error_at = time.time()
+        self.failures += 1
+        self._probe_in_flight = False
+        self._opened_at = self._clock()
+        self._reset_timeout = max(self._reset_timeout, seconds)
+        self._set(BreakerState.OPEN)
+
     def record_cancelled(self) -> None:
         """Barge-in: not a failure and not a success; frees the half-open probe slot."""
         self._probe_in_flight = False
@@ -589,6 +602,10 @@ class StageRunner(Generic[P]):
         self._error(member.name, error.code)
         if error.code is ErrorCode.AUTH:
             member.breaker.disable(error)
+        elif (error.code is ErrorCode.RATE_LIMIT and error.retry_after is not None
+              and error.retry_after > self.retry.max_retry_after_s):
+            # Too long to wait inside a turn: honour it across turns (capped), not just this one.
+            member.breaker.pause(min(error.retry_after, MAX_RATE_LIMIT_PAUSE_S), error)
         else:
             member.breaker.record_failure(error)
 

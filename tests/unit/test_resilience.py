@@ -461,3 +461,19 @@ def test_an_unexpected_error_quoting_a_key_is_redacted() -> None:
     for err in (as_voice_error("llm.x", exc), classify_exception("llm.x", exc)):
         assert "sk-canary-0123456789abcdef" not in str(err)
         assert "request failed" in str(err)
+
+
+async def test_a_long_retry_after_is_honoured_on_later_turns_too() -> None:
+    clock = FakeClock()
+    limited = VoiceError("cloud", ErrorCode.RATE_LIMIT, "HTTP 429", retry_after=120.0)
+    primary = Scripted("cloud", fail_before=[limited])
+    local = Scripted("local")
+    r = runner(primary, local, clock=clock, threshold=3)
+    assert await collect(r) == ["Hello.", " Bye."] and local.calls == 1  # fell back at once
+    clock.advance(60)
+    await collect(r)
+    assert primary.calls == 1 and local.calls == 2  # still within Retry-After: not asked again
+    clock.advance(61)
+    await collect(r)
+    assert primary.calls == 2  # the wait is over: one probe, which succeeds
+    assert r.snapshot()["cloud"].state is BreakerState.CLOSED
