@@ -70,6 +70,7 @@ from app.stages import (
     close_slot,
     missing_stage_error,
     promote,
+    remember_replaced_options,
     warm,
 )
 from app.telemetry import Telemetry
@@ -1009,6 +1010,7 @@ class Session:
         results: list[ProviderSwitched] = []
         staged = dict(self.stages.slots)
         replaced: list[StageSlot] = []
+        new = remember_replaced_options(self.settings, new)
         for kind in changed_kinds(self.settings, new):
             cfg = new.stage(kind)
             try:

@@ -37,6 +37,8 @@ class StageSettings(_Section):
     provider: str
     options: dict[str, Any] = Field(default_factory=dict)
     fallbacks: list[str] = Field(default_factory=list)
+    # Options for providers used as fallbacks, by name (kept when a provider stops being the chosen one).
+    fallback_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class AudioSettings(_Section):

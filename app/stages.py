@@ -60,13 +60,30 @@ def build_slot(registry: Registry, kind: str, cfg: StageSettings,
     """Create the chosen provider and its fallbacks. The chosen one must build;
     a fallback that cannot be built is skipped with a log line."""
     chain = [(cfg.provider, registry.create(kind, cfg.provider, cfg.options))]
+    chain += _fallbacks(registry, kind, cfg)
+    return StageSlot(kind, chain, cfg, StageRunner(kind, chain, observer=observer or NullObserver()))
+
+
+def _fallbacks(registry: Registry, kind: str, cfg: StageSettings) -> list[tuple[str, Provider]]:
+    """The fallbacks that build, each with its own remembered options (a llama.cpp model
+    chosen earlier stays chosen when llama.cpp becomes the fallback)."""
+    chain: list[tuple[str, Provider]] = []
     for name in cfg.fallbacks:
         if name == cfg.provider:
             continue
         try:
-            chain.append((name, registry.create(kind, name, {})))
+            chain.append((name, registry.create(kind, name, cfg.fallback_options.get(name, {}))))
         except VoiceError as exc:
             log.warning("fallback %s %s skipped: %s", kind, name, exc)
+    return chain
+
+
+def build_from_fallbacks(registry: Registry, kind: str, cfg: StageSettings,
+                         observer: ResilienceObserver | None = None) -> StageSlot | None:
+    """The stage without its chosen provider (which cannot be built here), if a fallback can."""
+    chain = _fallbacks(registry, kind, cfg)
+    if not chain:
+        return None
     return StageSlot(kind, chain, cfg, StageRunner(kind, chain, observer=observer or NullObserver()))
 
 
@@ -101,11 +118,28 @@ def build_all(registry: Registry, settings: Settings,
         cfg = settings.stage(kind)
         try:
             stages.slots[kind] = build_slot(registry, kind, cfg, observer)
+            continue
         except VoiceError as exc:
             failures[kind] = exc
         except Exception as exc:
             failures[kind] = as_voice_error(f"{kind}.{cfg.provider}", exc)
+        rescue = build_from_fallbacks(registry, kind, cfg, observer)
+        if rescue is not None:  # reported above; the stage still works on its fallback
+            stages.slots[kind] = rescue
     return stages, failures
+
+
+def remember_replaced_options(old: Settings, new: Settings) -> Settings:
+    """When a stage's chosen provider changes, keep the old one's options for when it
+    serves as a fallback (or is chosen again)."""
+    updates: dict[str, StageSettings] = {}
+    for kind in KINDS:
+        before, after = old.stage(kind), new.stage(kind)
+        if after.provider != before.provider and before.options \
+                and before.provider not in after.fallback_options:
+            kept = {**after.fallback_options, before.provider: dict(before.options)}
+            updates[kind] = after.model_copy(update={"fallback_options": kept})
+    return new.model_copy(update=updates) if updates else new
 
 
 def changed_kinds(old: Settings, new: Settings) -> list[str]:

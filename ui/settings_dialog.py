@@ -242,7 +242,9 @@ class StagePage(QWidget):
                 ):
                     options = dict(original.options)
         fallbacks = [f.strip() for f in self.fallbacks.text().split(",") if f.strip()]
-        return StageSettings(provider=self.provider, options=options, fallbacks=fallbacks)
+        kept = dict(original.fallback_options) if original is not None else {}
+        return StageSettings(provider=self.provider, options=options, fallbacks=fallbacks,
+                             fallback_options=kept)
 
     def validate(self) -> bool:
         """Inline checks, then the registry's own validation of the chosen provider."""
