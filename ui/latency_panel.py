@@ -7,6 +7,7 @@ only happens when the snapshot actually changed, which keeps idle CPU near zero.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -161,7 +162,8 @@ class LatencyPanel(QWidget):
         self.plot.setLabel("bottom", "turn")
         self.plot.showGrid(x=False, y=True, alpha=0.2)
         self.plot.setMinimumHeight(140)
-        self.plot.addLegend(offset=(5, 5), labelTextSize="8pt")
+        # One row along the top; the y range leaves headroom for it (see _draw_chart).
+        self.plot.addLegend(offset=(5, 1), labelTextSize="8pt", colCount=3)
         self._v2v_points = self.plot.plot(
             [],
             [],
@@ -240,9 +242,19 @@ class LatencyPanel(QWidget):
         self._p50.setData(xs, p50, connect="finite")
         self._p95.setData(xs, p95, connect="finite")
         per_turn = [segments(t.stages, t.voice_to_voice_s) for t in turns]
+        top = float(np.nanmax(v2v)) if np.isfinite(v2v).any() else 0.0
         for key_, curve in self._stage_curves.items():
             ys = np.array([p.get(key_, np.nan) * 1000 for p in per_turn], dtype=float)
             curve.setData(xs, ys, connect="finite")
+            if np.isfinite(ys).any():
+                top = max(top, float(np.nanmax(ys)))
+        # Whole turns on the x axis (at most ~8 labels), headroom above the data for the legend.
+        n = max(len(turns), 1)
+        step = max(1, math.ceil(n / 8))
+        assert self.plot is not None
+        self.plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(1, n + 1, step)], []])
+        self.plot.setXRange(0.5, max(n, 2) + 0.5, padding=0)
+        self.plot.setYRange(0, max(top, 100.0) * 1.3, padding=0)
 
     def cell_text(self, stage: str, column: str) -> str:
         """For tests and screen readers: the text shown for a stage's last/p50/p95."""

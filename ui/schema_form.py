@@ -76,6 +76,30 @@ class FieldSpec:
         return ""
 
 
+_UNITS = {"s": "s", "ms": "ms", "dbfs": "dBFS", "hz": "Hz", "mb": "MB"}
+_WORDS = {"id": "ID", "url": "URL", "api": "API", "llm": "LLM", "vad": "VAD", "tts": "TTS", "stt": "STT"}
+_NAMES = {"n_ctx": "Context window (tokens)", "n_threads": "Threads", "n_batch": "Batch size",
+          "noise_scale": "Voice variation", "noise_w_scale": "Rhythm variation", "top_p": "Top-p",
+          "top_k": "Top-k"}
+
+
+def field_label(name: str, title: object = None) -> str:
+    """A form label for a config field: the model's own title if it set one, otherwise
+    one made from the name — `sentence_pause_s` → "Sentence pause (s)", `speaker_id` →
+    "Speaker ID" — instead of pydantic's "Sentence Pause S"."""
+    if isinstance(title, str) and title and title != name.replace("_", " ").title():
+        return title
+    if name in _NAMES:
+        return _NAMES[name]
+    words = [w for w in name.split("_") if w]
+    unit = _UNITS.get(words[-1].lower()) if len(words) > 1 else None
+    if unit:
+        words = words[:-1]
+    text = " ".join(_WORDS.get(w.lower(), w) for w in words)
+    text = text[:1].upper() + text[1:]
+    return f"{text} ({unit})" if unit else text
+
+
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
@@ -138,7 +162,7 @@ def parse_schema(schema: Mapping[str, Any]) -> list[FieldSpec]:
         fields.append(
             FieldSpec(
                 name=name,
-                title=str(prop.get("title") or name.replace("_", " ").capitalize()),
+                title=field_label(name, prop.get("title")),
                 kind=kind,
                 description=str(prop.get("description", "")),
                 default=prop.get("default", _MISSING),

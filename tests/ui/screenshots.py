@@ -2,8 +2,9 @@
 
 Run: `xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python -m tests.ui.screenshots`
 
-Drives the real window and engine (typed turns, skills + Piper), then grabs the main
-window mid-conversation and the settings dialog into docs/screenshots/.
+Drives the real window and engine (a typed turn, then spoken ones through Silero,
+faster-whisper, skills and Piper), grabs the main window while the user is still speaking
+(a real partial transcript) and the settings dialog into docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -45,21 +46,24 @@ def main() -> int:
 
         await window.start_session(session)
         await session.ready.wait()
-        # Two spoken questions first, so the latency panel shows real voice-to-voice turns.
+        from app import events as ev
+
+        await session.send_text("what is 1250 divided by 5")
+        # Spoken questions next, so the latency panel shows real voice-to-voice turns.
         sink = WavFileSink(None)
         for i, q in enumerate(("what time is it", "what is seventeen times twenty three")):
             wav = speak_to_wav(q, paths.data_dir / f"q{i}.wav")
             await session.set_audio(WavFileSource(wav), sink)
             await session.wait_capture_done()
             await session.wait_idle()
-        await session.set_audio(None, None)
-        session.set_hands_free(False)
-        for q in ("what is 1250 divided by 5",):
-            await session.send_text(q)
-        window.view.user_partial(None, "set a timer for five")
-        window.controls.set_state("listening")
-        window.controls.meter.set_level(-18, -9)
-        await asyncio.sleep(0.3)  # let the 10 Hz panel refresh run once
+        # Then one more, caught while the user is still speaking: a real partial transcript,
+        # the listening state and the live meter — nothing staged.
+        partial = asyncio.Event()
+        session.add_listener(lambda e: partial.set() if isinstance(e, ev.PartialTranscript) else None)
+        wav = speak_to_wav("set a timer for five minutes please", paths.data_dir / "q2.wav")
+        await session.set_audio(WavFileSource(wav, realtime=True), sink)
+        await asyncio.wait_for(partial.wait(), 30)
+        await asyncio.sleep(0.15)  # let the 10 Hz panels catch up
         OUT.mkdir(parents=True, exist_ok=True)
         window.grab().save(str(OUT / f"main-window{suffix}.png"))
         dialog = window.open_settings()
@@ -71,6 +75,8 @@ def main() -> int:
         await asyncio.sleep(0.2)
         dialog.grab().save(str(OUT / f"settings-dialog{suffix}.png"))
         dialog.close()
+        await session.wait_capture_done()
+        await session.wait_idle()
         await window.shutdown()
 
     with loop:

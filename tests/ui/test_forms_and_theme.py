@@ -111,3 +111,13 @@ def test_settings_badges_use_the_dark_theme_colours(qtbot: Any) -> None:
     assert theme.DARK["ok_bg"] in llm.badges.text() and theme.LIGHT["ok_bg"] not in llm.badges.text()
     llm.select("openai-compatible")
     assert theme.DARK["remote_bg"] in llm.badges.text()
+
+
+def test_field_labels_read_like_words() -> None:
+    from ui.schema_form import field_label
+
+    assert field_label("sentence_pause_s", "Sentence Pause S") == "Sentence pause (s)"
+    assert field_label("speaker_id", "Speaker Id") == "Speaker ID"
+    assert field_label("n_ctx", "N Ctx") == "Context window (tokens)"
+    assert field_label("base_url", "Base Url") == "Base URL"
+    assert field_label("threshold", "Speech threshold") == "Speech threshold"  # the model's own title wins
