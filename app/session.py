@@ -85,6 +85,7 @@ SPEAKER_IDLE_CLOSE_S = 15.0
 # for a moment; the microphone treats that tail as our own voice too.
 ECHO_TAIL_S = 0.3
 ANNOUNCE_TIMEOUT_S = 10.0
+DROPPED_NOTICE_EVERY_S = 30.0
 
 
 @dataclass
@@ -504,10 +505,20 @@ class Session:
         loop = asyncio.get_running_loop()
         level_every = 2  # ~15 level updates per second is plenty for a meter
         n = 0
+        dropped_seen, told_at = getattr(source, "dropped_frames", 0), float("-inf")
         async for captured_at, frame in source.frames():
             n += 1
             if n % level_every == 0:
                 self._emit_level(frame)
+            if n % 32 == 0:  # about once a second: did the machine fall behind the microphone?
+                dropped = getattr(source, "dropped_frames", 0)
+                if dropped > dropped_seen and captured_at - told_at > DROPPED_NOTICE_EVERY_S:
+                    told_at = captured_at
+                    self._emit(Notice(message=f"The computer is too busy: {dropped - dropped_seen} moments "
+                                              "of microphone audio were lost — close other programs or "
+                                              "choose lighter models in Settings."))
+                    log.warning("capture dropped %d frames", dropped - dropped_seen)
+                dropped_seen = dropped
             if self.muted:
                 continue
             if self._ptt_active:

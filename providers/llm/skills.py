@@ -42,8 +42,8 @@ Sleep = Callable[[float], Awaitable[object]]
 MAX_TIMER_S = 7 * 24 * 3600
 NEEDS_MODEL = (
     "I can tell the time and date, do simple sums, set timers and reminders, and repeat what you say. "
-    "For anything else I need a language model: open Settings, then Assistant, and choose one, "
-    "or start VoxDesk with --set llm.provider=llama-cpp."
+    "For anything else I need a language model: open Settings, then Assistant, and choose llama.cpp "
+    "with an instruct model, such as Qwen 2.5 half a billion, or a server you use."
 )
 CAPABILITIES = (
     "I can tell you the time and the date, work out sums like 17 times 23 or 15 percent of 80, "

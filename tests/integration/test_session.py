@@ -384,3 +384,29 @@ async def test_without_a_microphone_the_session_is_idle_not_listening(monkeypatc
         assert session.state is State.IDLE
     finally:
         await session.aclose()
+
+
+async def test_lost_microphone_audio_is_reported_once_not_every_second() -> None:
+    """An overloaded machine drops capture frames (a fault a test cannot cause on demand)."""
+
+    class Overloaded(ScriptedSource):
+        dropped_frames = 0
+
+        async def frames(self):  # type: ignore[no-untyped-def,override]
+            n = 0
+            async for item in super().frames():
+                n += 1
+                if n in (40, 80, 120):
+                    self.dropped_frames += 7
+                yield item
+
+    session, rec = await started(Settings())
+    try:
+        silence = np.zeros(16000 * 5, np.float32)
+        await session.set_audio(Overloaded([Piece(silence)], tail_s=0.0), None)
+        await asyncio.wait_for(session.wait_capture_done(), 30)
+        told = [n.message for n in rec.of(Notice) if "too busy" in n.message]
+        assert told == ["The computer is too busy: 7 moments of microphone audio were lost — close other "
+                        "programs or choose lighter models in Settings."]
+    finally:
+        await session.aclose()

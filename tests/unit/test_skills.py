@@ -401,7 +401,7 @@ async def test_chat_alone_explains_how_to_get_a_language_model() -> None:
     reply = await collect(skills().chat([ChatMessage("user", "write me a poem about autumn")]))
     assert reply == NEEDS_MODEL
     assert "Settings" in reply and "Assistant" in reply
-    assert "--set llm.provider=llama-cpp" in reply
+    assert "llama.cpp" in reply and "--" not in reply  # spoken aloud: words, not command-line flags
 
 
 async def test_registry_builds_it_and_it_is_healthy() -> None:
