@@ -116,6 +116,8 @@ async def test_barge_in_cancels_reply_and_marks_it_interrupted() -> None:
             # The user listens a moment, then talks over the reply.
             Piece(q2, wait_for=lambda: session.state == State.SPEAKING, then_wait_s=1.6),
         ])
+        finished_at: list[float] = []
+        session.add_listener(lambda e: finished_at.append(time.monotonic()) if isinstance(e, TurnFinished) else None)
         await session.set_audio(src, sink)
         await asyncio.wait_for(session.wait_capture_done(), 120)
         await asyncio.wait_for(session.wait_idle(), 60)
@@ -123,7 +125,14 @@ async def test_barge_in_cancels_reply_and_marks_it_interrupted() -> None:
         assert len(turns) == 2, [(t.user_text, t.error) for t in turns]
         first, second = turns
         assert first.interrupted and first.error is None
-        assert first.timings["barge_in_stop"] <= 0.150
+        assert first.timings["barge_in_stop"] <= 0.150  # confirmed speech → reply stopped
+        # From the user's first sound (not the VAD's confirmation) to the reply stopping:
+        onset = src.piece_started_at[1] + float(np.argmax(np.abs(q2) > 0.02)) / 16000
+        print(f"barge-in: speech onset → reply stopped {(finished_at[0] - onset) * 1000:.0f} ms")
+        # 200 ms of the user's voice (min_speech) confirm a barge-in, and the pause after a
+        # short first word ("what … time") delays that: about 390 ms here. A shorter run let
+        # our own echo through the echo gate on the speaker-loop test (tried 96-160 ms).
+        assert finished_at[0] - onset <= 0.500
         assert "time" in second.user_text.lower() and not second.interrupted
         rows = session.history.turns(session.history.current_conversation)  # type: ignore[arg-type]
         assert [r.interrupted for r in rows] == [True, False]
