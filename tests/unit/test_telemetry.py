@@ -109,3 +109,22 @@ def test_unreachable_otlp_endpoint_adds_no_latency() -> None:
     start = time.perf_counter()
     down.shutdown(timeout_s=1.0)
     assert time.perf_counter() - start < 1.5
+
+
+def test_content_goes_on_the_turn_span_only_when_the_user_turned_it_on() -> None:
+    for capture in (False, True):
+        t = Telemetry(TelemetrySettings(capture_content=capture))
+        exporter = InMemorySpanExporter()
+        assert t._tracer_provider is not None
+        t._tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        span = t.start_turn("turn-1")
+        t.end_turn(span, {}, 0.5, user_text="what is 2 plus 2", reply_text="2 plus 2 is 4.")
+        assert t.flush()
+        (turn,) = [s for s in exporter.get_finished_spans() if s.name == "voice.turn"]
+        attrs = dict(turn.attributes or {})
+        if capture:
+            assert attrs["voxdesk.user_text"] == "what is 2 plus 2"
+            assert attrs["voxdesk.reply_text"] == "2 plus 2 is 4."
+        else:
+            assert not any("text" in k for k in attrs)
+        t.shutdown(0.5)
