@@ -12,6 +12,7 @@ registry (for plug-ins that register several providers).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from app.errors import ErrorCode, VoiceError
 from app.provider_api import KINDS, Provider
 
+log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "voxdesk.providers"
 
 Factory = Callable[[Any], Provider]
@@ -103,8 +105,13 @@ class Registry:
     def _scan_entry_points(self) -> None:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             kind, _, name = ep.name.partition(".")
-            if kind in KINDS and name:
-                self._pending.setdefault((kind, name), ep)
+            if kind not in KINDS or not name:
+                continue
+            first = self._pending.setdefault((kind, name), ep)
+            if first.value != ep.value:
+                # Two installed plug-ins claim one name: keep the first, say so (CONFLICT).
+                log.warning("%s: CONFLICT: %s is provided by both %s and %s; using the first",
+                            ENTRY_POINT_GROUP, ep.name, first.value, ep.value)
 
     def _load(self, key: tuple[str, str]) -> ProviderSpec | None:
         """Import a pending entry point once; caller holds the lock."""
@@ -120,11 +127,14 @@ class Registry:
                 self._register_spec(obj, replace=False)
             else:
                 obj(self)
-        except VoiceError:
-            raise
+        except VoiceError as exc:  # e.g. it registers a name that is already taken
+            self._broken[key] = str(exc)
         except Exception as exc:  # a broken plug-in must not take the app down
             self._broken[key] = f"{type(exc).__name__}: {exc}"
-        return self._specs.get(key)
+        spec = self._specs.get(key)
+        if spec is None and key not in self._broken:
+            self._broken[key] = f"entry point {ep.value} registered no {key[0]} provider named {key[1]!r}"
+        return spec
 
     # -- contract ----------------------------------------------------------
     def register(

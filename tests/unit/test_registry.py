@@ -242,3 +242,15 @@ def test_spec_schema_exposed() -> None:
 
 def test_every_kind_known() -> None:
     assert KINDS == ("vad", "stt", "llm", "tts")
+
+
+def test_a_plugin_that_registers_under_another_name_is_reported() -> None:
+    reg = Registry(discover=False)
+    from importlib.metadata import EntryPoint
+
+    # providers.vad.energy:SPEC is a real spec named "energy", listed here as "vad.quiet".
+    reg._pending[("vad", "quiet")] = EntryPoint("vad.quiet", "providers.vad.energy:SPEC", "voxdesk.providers")
+    with pytest.raises(VoiceError) as err:
+        reg.create("vad", "quiet", {})
+    assert err.value.code is ErrorCode.UNAVAILABLE
+    assert "registered no vad provider named 'quiet'" in str(err.value)
