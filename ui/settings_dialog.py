@@ -78,6 +78,7 @@ class StagePage(QWidget):
         self.form: SchemaForm | None = None
         self.provider_error = ""
         self._info: Any = None
+        self._key_tasks: set[asyncio.Task[None]] = set()
 
         lay = QHBoxLayout(self)
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -190,7 +191,7 @@ class StagePage(QWidget):
         self.key_row.setVisible(info.needs_api_key)
         self.api_key.clear()
         if info.needs_api_key:
-            self.key_status.setText(self._key_status(name))
+            self._show_key_status(name)
 
     def _badges_html(self, info: Any) -> str:
         """Badges in the theme's colours (rich text cannot use the stylesheet's)."""
@@ -220,6 +221,30 @@ class StagePage(QWidget):
         if event.type() == QEvent.Type.PaletteChange and self._info is not None:
             self.badges.setText(self._badges_html(self._info))
         super().changeEvent(event)
+
+    def _show_key_status(self, name: str) -> None:
+        """Ask the keychain off the GUI thread: a Secret Service call can block for long
+        (or wait for the user to unlock it)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a bare widget): ask directly
+            self.key_status.setText(self._key_status(name))
+            return
+        self.key_status.setText("checking the keychain…")
+
+        async def fill() -> None:
+            text = await asyncio.to_thread(self._key_status, name)
+            with contextlib.suppress(RuntimeError):  # the dialog may have closed meanwhile
+                if self.provider == name:  # still the provider on show
+                    self.key_status.setText(text)
+
+        task = loop.create_task(fill())
+        self._key_tasks.add(task)
+        task.add_done_callback(self._key_tasks.discard)
+
+    def cancel_background(self) -> None:
+        for task in list(self._key_tasks):
+            task.cancel()
 
     def _key_status(self, name: str) -> str:
         try:
@@ -273,19 +298,19 @@ class StagePage(QWidget):
             return False
         return True
 
-    def save_key(self) -> str | None:
-        """Store a typed key in the keychain; returns a problem to show, or None."""
+    async def save_key(self) -> str | None:
+        """Store a typed key in the keychain (off the GUI thread); a problem to show, or None."""
         key = self.api_key.text()
         if not key:
             return None
-        try:
-            from app import secrets
+        from app import secrets
 
-            secrets.set_api_key(self.kind, self.provider, key)
+        try:
+            await asyncio.to_thread(secrets.set_api_key, self.kind, self.provider, key)
         except Exception as exc:
             return str(exc)
         self.api_key.clear()
-        self.key_status.setText(self._key_status(self.provider))
+        self._show_key_status(self.provider)
         return None
 
 
@@ -475,7 +500,7 @@ class SettingsDialog(QDialog):
         if not self.validate():
             return False
         new = self.new_settings()
-        problems = [p for p in (page.save_key() for page in self.stage_pages.values()) if p]
+        problems = [p for p in [await page.save_key() for page in self.stage_pages.values()] if p]
         self.buttons.setEnabled(False)
         self._set_status("Applying…", ok=True)
         results: Sequence[ProviderSwitched] = []
@@ -514,5 +539,7 @@ class SettingsDialog(QDialog):
     def done(self, r: int) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        for page in self.stage_pages.values():
+            page.cancel_background()
         with contextlib.suppress(RuntimeError):
             super().done(r)

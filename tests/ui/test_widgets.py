@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -278,3 +279,68 @@ def test_history_dialog_exports_the_selected_conversation(qtbot, tmp_path) -> No
         assert "Could not save" in dialog.status.text()
     finally:
         h.close()
+
+
+def test_a_slow_keychain_never_freezes_the_settings_dialog(qtbot, run, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Secret Service can take long (or wait for an unlock): keys are read and stored off the GUI thread."""
+    import time
+
+    import keyring
+    from keyring.backend import KeyringBackend
+    from PySide6.QtCore import QTimer
+
+    class SlowKeyring(KeyringBackend):
+        priority = 1  # type: ignore[assignment]
+        store: dict[tuple[str, str], str] = {}
+
+        def get_password(self, service: str, username: str) -> str | None:
+            time.sleep(0.3)
+            return self.store.get((service, username))
+
+        def set_password(self, service: str, username: str, password: str) -> None:
+            time.sleep(0.3)
+            self.store[(service, username)] = password
+
+        def delete_password(self, service: str, username: str) -> None:
+            self.store.pop((service, username), None)
+
+    kr = SlowKeyring()
+    monkeypatch.setattr(keyring, "get_keyring", lambda: kr)
+    gaps: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+
+    async def apply(new: Settings) -> list[ProviderSwitched]:
+        return []
+
+    async def scenario() -> bool:
+        last[0] = time.perf_counter()
+        timer.start()
+        dialog = SettingsDialog(Settings(), get_registry(), apply)
+        qtbot.addWidget(dialog)
+        page = dialog.stage_pages["llm"]
+        page.select("openai-compatible")
+        assert page.form is not None
+        page.form.editor("base_url").setText("http://127.0.0.1:8080/v1")  # type: ignore[union-attr]
+        page.form.editor("model").setText("local")  # type: ignore[union-attr]
+        page.api_key.setText("sk-test-0123456789")
+        ok = await dialog.apply()
+        await wait_until(lambda: "a key is stored" in page.key_status.text(), 5, "the key status")
+        timer.stop()
+        dialog.reject()  # closing cancels any keychain look-up still under way
+        await asyncio.sleep(0)
+        return ok
+
+    from tests.ui.conftest import wait_until
+
+    assert run(scenario(), timeout=30) is True
+    assert kr.store[("voxdesk", "llm.openai-compatible")] == "sk-test-0123456789"
+    assert max(gaps) < 0.2, f"GUI thread blocked {max(gaps) * 1000:.0f} ms"
