@@ -329,6 +329,7 @@ class AudioPage(QWidget):
         self.output.setAccessibleName("Speaker")
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self._task: asyncio.Task[None] | None = None
         self._fill(current)
         tone = QPushButton("Play test tone")
         tone.setAccessibleName("Play a test tone on the chosen speaker")
@@ -347,27 +348,53 @@ class AudioPage(QWidget):
         lay.addRow(self.status)
 
     def _fill(self, current: Settings) -> None:
-        inputs: list[str] = []
-        outputs: list[str] = []
+        """List devices off the GUI thread when a loop runs (PortAudio can take a few
+        hundred ms); until then the saved choice is shown, so Apply keeps it."""
+        self._populate(current, [], [], "Looking for audio devices…", final=False)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._populate(current, *self._query())
+            return
+
+        async def fill() -> None:
+            found = await asyncio.to_thread(self._query)
+            with contextlib.suppress(RuntimeError):  # the dialog may have closed meanwhile
+                self._populate(current, *found)
+
+        self._task = loop.create_task(fill())
+
+    @staticmethod
+    def _query() -> tuple[list[str], list[str], str]:
         try:
             from app import audio_devices
 
             inputs = [d.label for d in audio_devices.list_devices("input")]
             outputs = [d.label for d in audio_devices.list_devices("output")]
             status = audio_devices.audio_status()
-            self.status.setText(status.message or "Microphone and speaker are available.")
+            return inputs, outputs, status.message or "Microphone and speaker are available."
         except Exception as exc:
-            self.status.setText(f"Audio devices could not be listed: {exc}")
-        for combo, names, chosen in (
+            return [], [], f"Audio devices could not be listed: {exc}"
+
+    def _populate(self, current: Settings, inputs: list[str], outputs: list[str], status: str,
+                  *, final: bool = True) -> None:
+        self.status.setText(status)
+        for combo, names, saved in (
             (self.input, inputs, current.audio.input_device),
             (self.output, outputs, current.audio.output_device),
         ):
+            chosen = combo.currentData() if combo.count() else saved  # keep what the user picked
+            combo.clear()
             combo.addItem("System default", None)
             for n in names:
                 combo.addItem(n, n)
             if chosen and combo.findData(chosen) < 0:
-                combo.addItem(f"{chosen} (not connected)", chosen)
+                combo.addItem(f"{chosen} (not connected)" if final else chosen, chosen)
             combo.setCurrentIndex(max(0, combo.findData(chosen)))
+
+    def cancel_background(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
 
     def values(self) -> dict[str, Any]:
         return {"input_device": self.input.currentData(), "output_device": self.output.currentData()}
@@ -541,5 +568,6 @@ class SettingsDialog(QDialog):
             self._task.cancel()
         for page in self.stage_pages.values():
             page.cancel_background()
+        self.audio_page.cancel_background()
         with contextlib.suppress(RuntimeError):
             super().done(r)

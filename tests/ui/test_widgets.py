@@ -344,3 +344,27 @@ def test_a_slow_keychain_never_freezes_the_settings_dialog(qtbot, run, monkeypat
     assert run(scenario(), timeout=30) is True
     assert kr.store[("voxdesk", "llm.openai-compatible")] == "sk-test-0123456789"
     assert max(gaps) < 0.2, f"GUI thread blocked {max(gaps) * 1000:.0f} ms"
+
+
+def test_audio_devices_are_listed_off_the_gui_thread_and_the_saved_one_kept(qtbot, run) -> None:  # type: ignore[no-untyped-def]
+    async def apply(new: Settings) -> list[ProviderSwitched]:
+        return []
+
+    settings = Settings()
+    settings.audio.input_device = "My USB Mic"
+
+    async def scenario() -> tuple[str, str, str, str]:
+        dialog = SettingsDialog(settings, get_registry(), apply)
+        qtbot.addWidget(dialog)
+        page = dialog.audio_page
+        first = (page.status.text(), page.input.currentData())
+        from tests.ui.conftest import wait_until
+
+        await wait_until(lambda: "Looking" not in page.status.text(), 10, "the device list")
+        final = (page.input.currentText(), page.input.currentData())
+        dialog.reject()
+        return (*first, *final)
+
+    status, data, text, final_data = run(scenario(), timeout=30)
+    assert status == "Looking for audio devices…" and data == "My USB Mic"  # Apply keeps it meanwhile
+    assert text == "My USB Mic (not connected)" and final_data == "My USB Mic"
