@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -57,11 +58,38 @@ async def wait_until(cond: Callable[[], bool], timeout: float = 10.0, what: str 
 
 def close_window(window: Any, run: Callable[..., Any]) -> float:
     """Close the main window and wait for its `closed` signal; returns how long quit took."""
-    import time
-
     t0 = time.monotonic()
     closed = asyncio.Event()
     window.closed.connect(closed.set)
     window.close()
     run(closed.wait(), timeout=10)
     return time.monotonic() - t0
+
+
+class GuiGapMeter:
+    """How long the GUI thread went without running a 10 ms Qt timer: its longest stall."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.gaps: list[float] = []
+        self.last = time.perf_counter()  # the last tick (a watchdog thread may read it)
+        self._timer = QTimer()
+        self._timer.setInterval(10)
+        self._timer.timeout.connect(self._tick)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self.last)
+        self.last = now
+
+    def start(self) -> None:
+        self.last = time.perf_counter()
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    @property
+    def worst(self) -> float:
+        return max(self.gaps, default=0.0)

@@ -287,7 +287,6 @@ def test_a_slow_keychain_never_freezes_the_settings_dialog(qtbot, run, monkeypat
 
     import keyring
     from keyring.backend import KeyringBackend
-    from PySide6.QtCore import QTimer
 
     class SlowKeyring(KeyringBackend):
         priority = 1  # type: ignore[assignment]
@@ -306,24 +305,15 @@ def test_a_slow_keychain_never_freezes_the_settings_dialog(qtbot, run, monkeypat
 
     kr = SlowKeyring()
     monkeypatch.setattr(keyring, "get_keyring", lambda: kr)
-    gaps: list[float] = []
-    last = [time.perf_counter()]
+    from tests.ui.conftest import GuiGapMeter, wait_until
 
-    def tick() -> None:
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(tick)
+    meter = GuiGapMeter()
 
     async def apply(new: Settings) -> list[ProviderSwitched]:
         return []
 
     async def scenario() -> bool:
-        last[0] = time.perf_counter()
-        timer.start()
+        meter.start()
         dialog = SettingsDialog(Settings(), get_registry(), apply)
         qtbot.addWidget(dialog)
         page = dialog.stage_pages["llm"]
@@ -334,16 +324,14 @@ def test_a_slow_keychain_never_freezes_the_settings_dialog(qtbot, run, monkeypat
         page.api_key.setText("sk-test-0123456789")
         ok = await dialog.apply()
         await wait_until(lambda: "a key is stored" in page.key_status.text(), 5, "the key status")
-        timer.stop()
+        meter.stop()
         dialog.reject()  # closing cancels any keychain look-up still under way
         await asyncio.sleep(0)
         return ok
 
-    from tests.ui.conftest import wait_until
-
     assert run(scenario(), timeout=30) is True
     assert kr.store[("voxdesk", "llm.openai-compatible")] == "sk-test-0123456789"
-    assert max(gaps) < 0.2, f"GUI thread blocked {max(gaps) * 1000:.0f} ms"
+    assert meter.worst < 0.2, f"GUI thread blocked {meter.worst * 1000:.0f} ms"
 
 
 def test_audio_devices_are_listed_off_the_gui_thread_and_the_saved_one_kept(qtbot, run) -> None:  # type: ignore[no-untyped-def]

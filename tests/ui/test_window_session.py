@@ -7,14 +7,14 @@ import time
 from typing import Any
 
 import pytest
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLineEdit
 
 from app import events as ev
 from app.paths import resolve_paths
 from app.session import Session
 from app.settings import Settings, SettingsStore, StageSettings
-from tests.ui.conftest import close_window, wait_until
+from tests.ui.conftest import GuiGapMeter, close_window, wait_until
 from ui.main_window import MainWindow
 
 pytestmark = pytest.mark.slow  # loads faster-whisper and Piper
@@ -85,28 +85,16 @@ def test_typed_question_streams_a_reply_and_the_window_closes_cleanly(qtbot: Any
 
 def test_gui_thread_never_stalls_over_50ms_during_a_turn(qtbot: Any, run: Any) -> None:
     window, session = _open(qtbot, run, _settings())
-    gaps: list[float] = []
-    last = [time.perf_counter()]
-
-    def tick() -> None:
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(tick)
+    meter = GuiGapMeter()
 
     async def turn() -> None:
-        last[0] = time.perf_counter()
-        timer.start()
+        meter.start()
         await session.send_text("what is 17 times 23")
-        timer.stop()
+        meter.stop()
 
     run(turn(), timeout=60)
-    assert len(gaps) > 5
-    worst = max(gaps)
-    assert worst < 0.050, f"GUI thread blocked for {worst * 1000:.0f} ms"
+    assert len(meter.gaps) > 5
+    assert meter.worst < 0.050, f"GUI thread blocked for {meter.worst * 1000:.0f} ms"
     _close(window, run)
 
 
@@ -177,27 +165,18 @@ def test_gui_thread_never_stalls_over_50ms_during_a_spoken_turn(qtbot: Any, run:
 
     settings = _settings(vad={"provider": "silero"}, conversation={"hands_free": True})
     window, session = _open(qtbot, run, settings)
-    last = [time.perf_counter()]
-    gaps: list[float] = []
+    meter = GuiGapMeter()
     worst_stack: list[tuple[float, str]] = [(0.0, "")]
     stop = threading.Event()
-
-    def tick() -> None:
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
 
     def watchdog() -> None:  # where the GUI thread was when it stalled, for the failure message
         main = threading.main_thread().ident
         while not stop.wait(0.005):
-            lag = time.perf_counter() - last[0]
+            lag = time.perf_counter() - meter.last
             frame = sys._current_frames().get(main) if lag > worst_stack[0][0] and lag > 0.03 else None
             if frame is not None:
                 worst_stack[0] = (lag, "".join(traceback.format_stack(frame)[-8:]))
 
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(tick)
     finished: list[ev.TurnFinished] = []
     session.add_listener(lambda e: finished.append(e) if isinstance(e, ev.TurnFinished) else None)
     partials: list[ev.PartialTranscript] = []
@@ -206,13 +185,12 @@ def test_gui_thread_never_stalls_over_50ms_during_a_spoken_turn(qtbot: Any, run:
     async def turn() -> None:
         source = ScriptedSource([Piece(speak("what is seventeen times twenty three"))])
         await session.set_audio(source, WavFileSink(None, realtime=True))
-        last[0] = time.perf_counter()
-        timer.start()
+        meter.start()
         threading.Thread(target=watchdog, daemon=True).start()
         try:
             await wait_until(lambda: bool(finished), 60, "the spoken turn to finish")
         finally:
-            timer.stop()
+            meter.stop()
             stop.set()
 
     run(turn(), timeout=90)
@@ -223,6 +201,5 @@ def test_gui_thread_never_stalls_over_50ms_during_a_spoken_turn(qtbot: Any, run:
     assert v2v is not None
     run(wait_until(lambda: f"{v2v * 1000:.0f}" in window.latency.total_label.text(), 5,
                    "the latency panel to show this turn's voice-to-voice"))
-    worst = max(gaps)
-    assert worst < 0.050, f"GUI thread blocked for {worst * 1000:.0f} ms at:\n{worst_stack[0][1]}"
+    assert meter.worst < 0.050, f"GUI thread blocked for {meter.worst * 1000:.0f} ms at:\n{worst_stack[0][1]}"
     _close(window, run)
