@@ -73,13 +73,16 @@ class GuiGapMeter:
         from PySide6.QtCore import QTimer
 
         self.gaps: list[float] = []
-        self.last = time.perf_counter()  # the last tick (a watchdog thread may read it)
+        self.worst_at = 0.0  # when the longest gap ended (perf_counter)
+        self.last = time.perf_counter()
         self._timer = QTimer()
         self._timer.setInterval(10)
         self._timer.timeout.connect(self._tick)
 
     def _tick(self) -> None:
         now = time.perf_counter()
+        if now - self.last > self.worst:
+            self.worst_at = now
         self.gaps.append(now - self.last)
         self.last = now
 
