@@ -527,7 +527,10 @@ class Session:
                 continue
             if not self.hands_free:
                 continue
-            speaking = self._playing_now(captured_at)
+            # A reply is "ours" for its whole turn (the speaker may run dry between two
+            # sentences); apologies and timers count while they play, plus a short tail.
+            speaking = (self._turn_task is not None and self.state == State.SPEAKING) \
+                or self._playing_now(captured_at)
             if speaking and self.settings.conversation.half_duplex:
                 continue  # speakers: never hear ourselves (replies, apologies, timers alike)
             vad = self.stages.slots.get("vad")
