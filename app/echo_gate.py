@@ -18,6 +18,7 @@ from collections import deque
 import numpy as np
 
 FRAME_S = 512 / 16_000
+LATE_S = 1.0  # how late the speaker's actual output may run behind our plan
 
 
 def _rms(x: np.ndarray) -> float:
@@ -50,11 +51,12 @@ class EchoGate:
             self._ref.popleft()
 
     def _ref_level(self, now: float) -> float:
-        lo = now - self._window
+        # Our timeline and the device's disagree by its latency and jitter, in either
+        # direction; a device (or a busy machine) running late delays the echo most, so
+        # the window reaches further back than forward.
+        lo = now - max(self._window, LATE_S)
         while self._ref and self._ref[0][0] < now - 5.0:
             self._ref.popleft()
-        # Symmetric: our timeline and the device's disagree by its latency and jitter,
-        # in either direction, so the echo of a block may arrive before or after it.
         return max((r for t, r in self._ref if lo <= t <= now + self._window), default=0.0)
 
     @property

@@ -543,8 +543,9 @@ class Session:
             except Exception as exc:
                 self._report("vad", vad.name, as_voice_error("vad", exc))
                 continue
-            playing = bool(self._out is not None and self._out.is_playing)
-            if speaking and not self._echo.is_user_speech(frame, captured_at, still_playing=playing):
+            # While we speak, a gap in our own timeline (the device or a busy machine running
+            # late) is not silence: the gate then compares against what played recently.
+            if speaking and not self._echo.is_user_speech(frame, captured_at, still_playing=True):
                 prob = 0.0  # our own voice through the speakers
             started = False
             for ev in self._endpointer.process(frame, prob):
