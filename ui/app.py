@@ -106,6 +106,10 @@ def run(
     app.setQuitOnLastWindowClosed(False)  # we quit after the engine has closed
     theme.apply_theme(app)
     follower = theme.ThemeFollower(app)
+    from ui.qt_binding_guard import guard_qt_binding
+
+    if binding_notice := guard_qt_binding():  # before qasync starts emitting per audio block
+        notices.append(binding_notice)
 
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
