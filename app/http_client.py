@@ -22,6 +22,8 @@ import contextlib
 import ipaddress
 import json
 import ssl
+import string
+import unicodedata
 from collections.abc import AsyncGenerator, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -44,18 +46,96 @@ MAX_REDIRECTS = 3
 USER_AGENT = "VoxDesk/0.1"
 
 _LAN_SUFFIXES = (".local", ".lan", ".home.arpa", ".internal", ".localhost", ".localdomain")
+#: What IDNA maps to "." in a host name (httpx does, so the resolver sees dots).
+_IDNA_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _numeric_part(part: str) -> int | None:
+    """One part of an inet_aton address: decimal, 0x hex or 0-led octal; None if not numeric."""
+    if part[:2] in ("0x", "0X"):
+        digits, base, valid = part[2:], 16, string.hexdigits
+    elif len(part) > 1 and part[0] == "0":
+        digits, base, valid = part[1:], 8, "01234567"
+    else:
+        digits, base, valid = part, 10, "0123456789"
+    if not digits or any(c not in valid for c in digits):
+        return None
+    return int(digits, base)
+
+
+def _inet_aton(host: str) -> ipaddress.IPv4Address | None:
+    """`host` read as the C library's inet_aton reads it (what getaddrinfo connects to):
+    1 to 4 parts, each decimal, hex or octal, the last filling the remaining bytes."""
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    values = [_numeric_part(p) for p in parts]
+    if any(v is None for v in values):
+        return None
+    nums = [v for v in values if v is not None]
+    *head, last = nums
+    if any(v > 255 for v in head) or last >= 1 << (8 * (5 - len(nums))):
+        return None
+    value = last
+    for i, v in enumerate(head):
+        value |= v << (24 - 8 * i)
+    return ipaddress.IPv4Address(value)
+
+
+def parse_host(host: str) -> _IPAddress | str:
+    """The address a URL's host means to the resolver, or the normalised name.
+
+    Numeric hosts are read the way the system resolver reads them, not only in
+    canonical form: ``134744072``, ``0x08080808``, ``8.8.2056`` and ``010.010.010.010``
+    are all 8.8.8.8. IPv6 may be bracketed and carry a zone id. Raises ValueError for
+    what is neither an address nor a plausible name (``08``, ``1.2.3.4.5``, ``[::ffff:1]x``).
+    """
+    h = unicodedata.normalize("NFKC", host).translate(_IDNA_DOTS).strip().lower()
+    if h.startswith("[") and h.endswith("]"):
+        h = h[1:-1]
+    if h.endswith(".") and not h.endswith(".."):
+        h = h[:-1]  # the root of the DNS: "8.8.8.8." is 8.8.8.8
+    if not h:
+        raise ValueError("empty host")
+    if ":" in h:
+        return ipaddress.IPv6Address(h.split("%", 1)[0])  # a zone id (%eth0, %25eth0) is local detail
+    v4 = _inet_aton(h)
+    if v4 is not None:
+        return v4
+    last = h.rsplit(".", 1)[-1]
+    if last.isdigit() or (last.startswith("0x") and all(c in string.hexdigits for c in last[2:])):
+        # A numeric last label makes a URL host an address (WHATWG) that this one is not;
+        # the resolver might still look it up as a name. Neither is a LAN name.
+        raise ValueError(f"{host!r} is neither an address nor a name")
+    if not set(h) <= _NAME_CHARS or ".." in h or h.startswith("."):
+        raise ValueError(f"{host!r} is not a host name")
+    return h
+
+
+def _local_address(ip: _IPAddress) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return _local_address(ip.ipv4_mapped)
+        # Only what cannot leave the site: loopback, link-local, unique-local (fc00::/7).
+        # Tunnels and translators (6to4, Teredo, NAT64) carry IPv4 to the internet.
+        return ip.is_loopback or ip.is_link_local or ip in _IPV6_ULA or ip == ipaddress.IPv6Address("::")
+    return ip.is_loopback or ip.is_private or ip.is_link_local
+
+
+_IPV6_ULA = ipaddress.IPv6Network("fc00::/7")
 
 
 def is_private_host(host: str) -> bool:
     """True for hosts a plain-http connection is acceptable to (never reaches the internet)."""
-    host = host.strip("[]").lower().rstrip(".")
-    if not host:
-        return False
     try:
-        ip = ipaddress.ip_address(host)
+        parsed = parse_host(host)
     except ValueError:
-        return host == "localhost" or host.endswith(_LAN_SUFFIXES) or "." not in host
-    return ip.is_loopback or ip.is_private or ip.is_link_local
+        return False
+    if not isinstance(parsed, str):
+        return _local_address(parsed)
+    return parsed == "localhost" or parsed.endswith(_LAN_SUFFIXES) or "." not in parsed
 
 
 def check_base_url(url: str, *, op: str = "http") -> str:
@@ -65,17 +145,26 @@ def check_base_url(url: str, *, op: str = "http") -> str:
     credentials, or is plain http to a public host.
     """
     url = (url or "").strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise VoiceError(op, ErrorCode.INVALID_CONFIG, f"base URL {redact(url)!r} must look like https://host/v1")
+    shape = f"base URL {redact(url)!r} must look like https://host/v1"
+    try:
+        parts = urlsplit(url)
+        hostname, _port = parts.hostname, parts.port  # both raise ValueError when malformed
+    except ValueError:
+        raise VoiceError(op, ErrorCode.INVALID_CONFIG, shape) from None
+    if parts.scheme not in ("http", "https") or not hostname:
+        raise VoiceError(op, ErrorCode.INVALID_CONFIG, shape)
     if parts.username or parts.password:
         raise VoiceError(
             op, ErrorCode.INVALID_CONFIG, "put the API key in the keychain, not in the base URL",
         )
-    if parts.scheme == "http" and not is_private_host(parts.hostname):
+    try:
+        parse_host(hostname)
+    except ValueError:
+        raise VoiceError(op, ErrorCode.INVALID_CONFIG, f"{shape} ({redact(hostname)!r} is not a host)") from None
+    if parts.scheme == "http" and not is_private_host(hostname):
         raise VoiceError(
             op, ErrorCode.INVALID_CONFIG,
-            f"plain http to {parts.hostname} would send your key unencrypted — use https:// "
+            f"plain http to {hostname} would send your key unencrypted — use https:// "
             "(plain http is allowed only for this computer and your local network)",
         )
     path = parts.path.rstrip("/")

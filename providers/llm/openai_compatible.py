@@ -66,6 +66,13 @@ class OpenAICompatibleLLMConfig(BaseModel):
 
 def parse_sse_data(payload: str, op: str) -> str | None:
     """Text delta from one SSE ``data:`` payload; None for ``[DONE]``. Malformed → PROVIDER_ERROR."""
+    if payload.strip() == "[DONE]":
+        return None
+    return _parse_event(payload, op)[0]
+
+
+def _parse_event(payload: str, op: str) -> tuple[str, bool]:
+    """(text delta, whether the event ends the reply with a finish_reason)."""
     try:
         event = json.loads(payload)
     except ValueError:
@@ -83,13 +90,21 @@ def parse_sse_data(payload: str, op: str) -> str | None:
         raise VoiceError(op, ErrorCode.PROVIDER_ERROR, f"the server reported: {redact(str(msg))[:200]}")
     choices = event.get("choices") or []
     if not choices:
-        return ""  # usage / keep-alive events
+        return "", False  # usage / keep-alive events
     first = choices[0] if isinstance(choices[0], dict) else {}
     delta = first.get("delta") or first.get("message") or {}
     content = delta.get("content") if isinstance(delta, dict) else None
     if content is None and isinstance(first.get("text"), str):
         content = first["text"]  # legacy completions shape some servers use
-    return content if isinstance(content, str) else ""
+    return (content if isinstance(content, str) else ""), bool(first.get("finish_reason"))
+
+
+def cut_off_error(op: str) -> VoiceError:
+    """A stream that ended before its end marker: the server or the network dropped it."""
+    return VoiceError(
+        op, ErrorCode.UNAVAILABLE,
+        "the reply was cut off — the server closed the stream before its end; try again",
+    )
 
 
 class OpenAICompatibleLLM(LLMProvider):
@@ -165,24 +180,32 @@ class OpenAICompatibleLLM(LLMProvider):
 
 
 async def _sse_deltas(lines: AsyncIterator[str], op: str) -> AsyncGenerator[str, None]:
-    """SSE framing: ``data:`` lines joined until a blank line; comments and other fields ignored."""
+    """SSE framing: ``data:`` lines joined until a blank line; comments and other fields ignored.
+
+    A reply is complete only when the server says so: ``data: [DONE]``, or a choice with a
+    ``finish_reason`` (servers that skip the marker). A body that just stops — a proxy or
+    server closing the connection early, cleanly or not — raises UNAVAILABLE after the
+    text that did arrive, so it counts as a drop mid-reply, never as a whole answer.
+    """
     data: list[str] = []
-    done = False
+    finished = False
 
     def flush() -> str | None:
+        nonlocal finished
         payload = "\n".join(data)
         data.clear()
         if payload.strip() == "[DONE]":
             return None
-        return parse_sse_data(payload, op)
+        text, ends = _parse_event(payload, op)
+        finished = finished or ends
+        return text
 
     async for line in lines:
         if line == "":
             if data:
                 text = flush()
                 if text is None:
-                    done = True
-                    break
+                    return
                 if text:
                     yield text
             continue
@@ -193,10 +216,14 @@ async def _sse_deltas(lines: AsyncIterator[str], op: str) -> AsyncGenerator[str,
             data.append(value[1:] if value.startswith(" ") else value)
         elif field not in ("event", "id", "retry"):
             raise VoiceError(op, ErrorCode.PROVIDER_ERROR, "the server sent a malformed event stream")
-    if data and not done:
+    if data:
         text = flush()
+        if text is None:
+            return
         if text:
             yield text
+    if not finished:
+        raise cut_off_error(op)
 
 
 SPEC = ProviderSpec(
