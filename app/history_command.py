@@ -1,7 +1,14 @@
-"""`voxdesk history list|export`: past conversations from the command line."""
+"""`voxdesk history list|export`: past conversations from the command line.
+
+Transcripts come from outside (a microphone, a model), so what is printed to the
+terminal has its control characters escaped; an export written to a file with
+`--output` is kept exactly as stored.
+"""
 
 from __future__ import annotations
 
+import re
+import sys
 import time
 from pathlib import Path
 from typing import TextIO
@@ -10,28 +17,53 @@ from app.errors import ErrorCode, VoiceError
 from app.history import History
 from app.paths import AppPaths
 from app.safe_files import atomic_write_text
+from app.terminal_text import escape_control
+
+# What json.dumps leaves raw but a terminal acts on: DEL, C1 controls, bidi overrides.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def json_for_terminal(text: str) -> str:
+    """JSON text with the control characters json.dumps keeps raw as \\u escapes (still lossless)."""
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def history_command(action: str, ids: list[str], fmt: str, output: str | None, paths: AppPaths,
-                    out: TextIO) -> int:
+                    out: TextIO, err: TextIO | None = None) -> int:
+    err = err if err is not None else sys.stderr
     history = History(paths.history_db)
     try:
+        if not history.readable:
+            if not paths.history_db.exists() and action == "list":
+                out.write("No conversations yet.\n")
+                return 0
+            raise VoiceError("history", ErrorCode.UNAVAILABLE,
+                             f"cannot read the conversation history ({history.outage or 'it is closed'})")
+        for note in history.startup_notes:  # a damaged file kept aside, a newer schema, unsaved turns added
+            err.write(f"voxdesk: {note}\n")
         if action == "list":
             convs = history.list_conversations()
             if not convs:
                 out.write("No conversations yet.\n")
             for c in convs:
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.updated_at))
-                out.write(f"{c.id:>5}  {when}  {c.turn_count:>3} turns  {c.title or 'Untitled'}\n")
+                title = escape_control(c.title or "Untitled", keep_newlines=False)
+                out.write(f"{c.id:>5}  {when}  {c.turn_count:>3} turns  {title}\n")
             return 0
         if len(ids) != 1 or not ids[0].isdigit():
             raise VoiceError("history.export", ErrorCode.INVALID_CONFIG,
                              "give one conversation number, as listed by `voxdesk history list`")
         text = history.export(int(ids[0]), "json" if fmt == "json" else "markdown")
         if output:
-            atomic_write_text(Path(output), text + "\n")
+            try:
+                atomic_write_text(Path(output), text + "\n")
+            except OSError as exc:
+                raise VoiceError("history.export", ErrorCode.UNAVAILABLE,
+                                 f"cannot write {output} ({exc.strerror or exc}) — pick another file") from exc
+        elif fmt == "json":
+            out.write(json_for_terminal(text) + "\n")
         else:
-            out.write(text + "\n")
+            out.write(escape_control(text) + "\n")
         return 0
     finally:
         history.close()
