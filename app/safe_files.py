@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -60,3 +61,32 @@ def move_aside(path: Path, companions: tuple[str, ...] = ()) -> Path:
         if companion.exists():
             os.replace(companion, dest.with_name(dest.name + suffix))
     return dest
+
+
+def filesystem_state(folder: Path) -> tuple[bool, bool]:
+    """(read-only, full) for the filesystem that holds `folder` or its nearest existing parent."""
+    p = folder
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return False, False
+    return bool(st.f_flag & getattr(os, "ST_RDONLY", 1)), st.f_bavail == 0
+
+
+def storage_problem(exc: BaseException | None, folder: Path) -> tuple[str, str]:
+    """(what is wrong, what the user can do) for a failed write in `folder`, in plain words:
+    "disk full at /x" / "free some space", "/x is read-only" / "make it writable"."""
+    code = getattr(exc, "errno", None)
+    read_only, full = filesystem_state(folder)
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return f"disk full at {folder}", "free some space"
+    if code == errno.EROFS or read_only:
+        return f"{folder} is read-only", "make it writable"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"no permission to write in {folder}", "make it writable"
+    if full:
+        return f"disk full at {folder}", "free some space"
+    why = (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__) if exc is not None else "unknown error"
+    return f"{why}: {folder}", f"check that {folder} is a folder VoxDesk can write to"

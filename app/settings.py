@@ -2,9 +2,15 @@
 
 Rules users rely on:
 - a bad file never stops start-up: it is moved aside to `<name>.corrupt.<time>`,
-  defaults are used, and a notice says where the old file went;
-- one invalid value falls back to its default alone, with a notice naming it;
-- keys written by a newer version are kept on save, not dropped;
+  defaults are used, and a notice says where the old file went (on a read-only disk
+  it is left where it is, the notice says so, and a later save keeps it aside first);
+- one invalid value falls back to its default alone, with a notice naming it; so does
+  a value nested absurdly deep (a file nested too deep to parse counts as damaged);
+- keys written by a newer version are kept on save, not dropped; unknown keys in a
+  file of this version (typos) are kept too, and one notice names them with a
+  "did you mean";
+- `--set` with a key that does not exist is bad usage (with a "did you mean");
+- a save that fails (full or read-only disk) raises a VoiceError saying what to do;
 - before a file that lost values on load is rewritten, the original is copied aside;
 - `--set` overrides last for the run: saving keeps the stored values under them;
 - API keys never live here (see `app.secrets`).
@@ -12,7 +18,9 @@ Rules users rely on:
 
 from __future__ import annotations
 
+import difflib
 import json
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +29,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.errors import ErrorCode, VoiceError
-from app.safe_files import atomic_write_text, keep_copy, move_aside
+from app.safe_files import atomic_write_text, keep_copy, move_aside, storage_problem
 
 SCHEMA_VERSION = 1
 SETTINGS_FILE = "settings.json"
 SECRET_KEYS = frozenset({"api_key", "api-key", "apikey", "token", "access_token", "password", "secret",
                          "authorization", "client_secret"})
+#: Deeper nesting than this is no setting anyone wrote by hand; it would only exhaust the stack.
+MAX_DEPTH = 32
 
 
 class _Section(BaseModel):
@@ -95,6 +105,109 @@ class LoadResult:
     notices: list[str] = field(default_factory=list)
 
 
+# ---------------------------------------------------------------------- the shape of the settings
+
+_FREE = "free-form"  # a dict whose keys are not settings (provider options)
+_Tree = dict[str, Any]  # field → sub-tree (a section), _FREE, or None (a value)
+
+
+def _schema_tree(model: type[BaseModel]) -> _Tree:
+    tree: _Tree = {}
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            tree[name] = _schema_tree(ann)
+        elif typing.get_origin(ann) is dict:
+            tree[name] = _FREE
+        else:
+            tree[name] = None
+    return tree
+
+
+SCHEMA_TREE = _schema_tree(Settings)
+
+
+def _known_paths(tree: _Tree, prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for name, sub in tree.items():
+        path = prefix + name
+        out.append(path)
+        if isinstance(sub, dict):
+            out += _known_paths(sub, path + ".")
+    return out
+
+
+KNOWN_KEYS = tuple(_known_paths(SCHEMA_TREE))
+
+
+def suggest_key(key: str) -> str | None:
+    """The known setting a mistyped `key` most likely meant."""
+    close = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def unknown_key(path: list[str]) -> str | None:
+    """The dotted prefix of `path` that names no setting, or None if the path is known
+    (or runs into provider options, which are the provider's to check)."""
+    node: Any = SCHEMA_TREE
+    for i, part in enumerate(path):
+        if not isinstance(node, dict):
+            return None  # a value or free-form options: not ours to judge below here
+        if part not in node:
+            return ".".join(path[: i + 1])
+        node = node[part]
+    return None
+
+
+def _unknown_in(raw: dict[str, Any], tree: _Tree, prefix: str = "") -> list[str]:
+    found: list[str] = []
+    for key, value in raw.items():
+        if not isinstance(key, str) or key not in tree:
+            found.append(f"{prefix}{key}")
+        elif isinstance(tree[key], dict) and isinstance(value, dict):
+            found += _unknown_in(value, tree[key], f"{prefix}{key}.")
+    return found
+
+
+def _with_suggestion(key: str) -> str:
+    hint = suggest_key(key)
+    return f"{key} (did you mean {hint}?)" if hint else key
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether `value` nests lists/dicts more than `limit` levels (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            children: Iterable[Any] = v.values()
+        elif isinstance(v, list):
+            children = v
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children)
+    return False
+
+
+def _prune_deep(node: dict[str, Any], tree: _Tree, budget: int, prefix: str = "") -> list[str]:
+    """Drop the settings under `node` that nest deeper than `budget`; returns their dotted keys."""
+    dropped: list[str] = []
+    for key in list(node):
+        value = node[key]
+        if not too_deep(value, budget):
+            continue
+        sub = tree.get(key) if isinstance(key, str) else None
+        if isinstance(value, dict) and (isinstance(sub, dict) or sub == _FREE):
+            # A section or provider options: drop only the offending entries inside.
+            dropped += _prune_deep(value, sub if isinstance(sub, dict) else {}, budget - 1, f"{prefix}{key}.")
+        else:
+            del node[key]
+            dropped.append(f"{prefix}{key}")
+    return dropped
+
+
 def _strip_secrets(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _strip_secrets(v) for k, v in obj.items() if k.lower() not in SECRET_KEYS}
@@ -157,6 +270,7 @@ class SettingsStore:
         self.path = Path(config_dir) / SETTINGS_FILE
         self._unknown: dict[str, Any] = {}
         self._lossy = False  # the file on disk holds values this version dropped
+        self._damaged_in_place = False  # a damaged file could not be moved aside when loading
         self._overrides: tuple[dict[str, Any], dict[str, Any]] | None = None
 
     def remember_overrides(self, stored: Settings, overridden: Settings) -> None:
@@ -165,7 +279,14 @@ class SettingsStore:
         self._overrides = (stored.model_dump(mode="json"), overridden.model_dump(mode="json"))
 
     def _move_aside(self, why: str) -> str:
-        dest = move_aside(self.path)
+        try:
+            dest = move_aside(self.path)
+        except OSError as exc:
+            # A read-only folder: the file stays where it is, untouched, until a save can keep it aside.
+            problem, _fix = storage_problem(exc, self.path.parent)
+            self._damaged_in_place = True
+            return (f"settings file {self.path} is {why}; it could not be kept aside ({problem}), "
+                    "so it is left as it is and defaults are used")
         return f"settings file was {why}; it was kept as {dest} and defaults are used"
 
     def load(self) -> LoadResult:
@@ -174,26 +295,37 @@ class SettingsStore:
         try:
             text = self.path.read_bytes().decode("utf-8")
             raw = json.loads(text) if text.strip() else None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            why = "not valid text" if isinstance(exc, UnicodeDecodeError) else "damaged (not valid JSON)"
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            why = {UnicodeDecodeError: "not valid text", RecursionError: "nested too deeply to read"}.get(
+                type(exc), "damaged (not valid JSON)")
             return LoadResult(Settings(), [self._move_aside(why)])
         except OSError as exc:
-            return LoadResult(Settings(), [f"settings file could not be read ({exc}) — using defaults"])
+            problem, _fix = storage_problem(exc, self.path.parent)
+            return LoadResult(Settings(), [
+                f"settings file {self.path} could not be read ({exc.strerror or problem}) — using defaults"])
         if raw is None:
             return LoadResult(Settings(), [self._move_aside("empty")])
         if not isinstance(raw, dict):
             return LoadResult(Settings(), [self._move_aside("not a settings object")])
-        notices: list[str] = []
+        notices = [f"setting {key}: nested too deeply — using the default"
+                   for key in _prune_deep(raw, SCHEMA_TREE, MAX_DEPTH)]
         version = raw.get("schema_version", SCHEMA_VERSION)
-        if isinstance(version, int) and version > SCHEMA_VERSION:
+        newer = isinstance(version, int) and version > SCHEMA_VERSION
+        if newer:
             notices.append(
                 f"settings were written by a newer VoxDesk (schema {version}); "
                 "unknown options are kept but not used"
             )
             raw = {**raw, "schema_version": SCHEMA_VERSION}
             self._unknown = {"schema_version": version}
+        unknown = [] if newer else _unknown_in(raw, SCHEMA_TREE)
         result = validate_leniently(raw)
         self._lossy = bool(notices or result.notices)
+        if unknown:  # kept in the model (extra="allow"), so saving keeps them: not lossy
+            shown = ", ".join(_with_suggestion(k) for k in unknown[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            notices.append(f"settings file {self.path} has settings VoxDesk does not know: {shown}{more} — "
+                           "they are kept in the file but not used")
         result.notices[:0] = notices
         return result
 
@@ -203,13 +335,21 @@ class SettingsStore:
             stored, overridden = self._overrides
             data = _unoverride(stored, overridden, data)
         data = _strip_secrets(data)
-        if self._lossy and self.path.exists():
-            keep_copy(self.path)  # what this version could not read stays with the user
-            self._lossy = False
         data.update({k: v for k, v in self._unknown.items() if k != "schema_version"})
         if "schema_version" in self._unknown:
             data["schema_version"] = self._unknown["schema_version"]
-        atomic_write_text(self.path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+        try:
+            if self._damaged_in_place and self.path.exists():
+                move_aside(self.path)  # what could not be read stays with the user
+                self._damaged_in_place = False
+            if self._lossy and self.path.exists():
+                keep_copy(self.path)  # what this version could not read stays with the user
+                self._lossy = False
+            atomic_write_text(self.path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+        except OSError as exc:
+            problem, fix = storage_problem(exc, self.path.parent)
+            raise VoiceError("settings.save", ErrorCode.UNAVAILABLE,
+                             f"settings not saved to {self.path} ({problem}) — {fix} and apply again") from exc
 
 
 _MISSING: Any = object()
@@ -235,18 +375,31 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
         raise VoiceError("settings.set", ErrorCode.INVALID_CONFIG, f"{item!r} is not KEY=VALUE")
+    path = [p for p in key.strip().split(".") if p]
+    deep = False
     try:
         parsed: Any = json.loads(value)
     except json.JSONDecodeError:
         parsed = value
-    return [p for p in key.strip().split(".") if p], parsed
+    except RecursionError:
+        parsed, deep = value, True
+    if deep or too_deep(parsed):
+        raise VoiceError("settings.set", ErrorCode.INVALID_CONFIG,
+                         f"{'.'.join(path)}: the value is nested too deeply — give a simple value")
+    return path, parsed
 
 
 def apply_overrides(settings: Settings, items: Iterable[str]) -> Settings:
     """Return a copy with `--set` overrides applied; every bad field named at once."""
     data = settings.model_dump(mode="json")
-    for item in items:
-        path, value = parse_override(item)
+    parsed = [parse_override(item) for item in items]
+    unknown = [(".".join(path), bad) for path, _ in parsed if (bad := unknown_key(path)) is not None]
+    if unknown:
+        raise VoiceError("settings.set", ErrorCode.INVALID_CONFIG, "; ".join(
+            f"unknown setting {key}"
+            + (f" — did you mean {hint}?" if (hint := suggest_key(key) or suggest_key(bad)) else "")
+            for key, bad in unknown))
+    for path, value in parsed:
         if path[-1].lower() in SECRET_KEYS:
             raise VoiceError(
                 "settings.set", ErrorCode.INVALID_CONFIG,
