@@ -34,7 +34,6 @@ Thread-safe: one connection guarded by a lock, so the engine can call it through
 from __future__ import annotations
 
 import contextlib
-import errno
 import glob
 import json
 import logging
@@ -51,7 +50,7 @@ from typing import Any, Literal
 
 from app.errors import ErrorCode, VoiceError
 from app.provider_api import ChatMessage
-from app.safe_files import atomic_write_text, move_aside
+from app.safe_files import atomic_write_text, filesystem_state, move_aside, storage_problem
 
 log = logging.getLogger(__name__)
 
@@ -325,15 +324,16 @@ class History:
             what, fix = self._explain(exc.cause)
             return f"{self.path.name} is damaged and could not be kept aside: {what}", fix
         name = str(getattr(exc, "sqlite_errorname", "") or "")
-        code = getattr(exc, "errno", None)
-        read_only, full = _filesystem_state(folder)
-        if name.startswith("SQLITE_FULL") or code == errno.ENOSPC:
+        if isinstance(exc, OSError):
+            return storage_problem(exc, folder)
+        read_only, full = filesystem_state(folder)
+        if name.startswith("SQLITE_FULL"):
             return f"disk full at {folder}", "free some space"
-        if code == errno.EROFS or (read_only and not name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))):
+        if read_only and not name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
             return f"{folder} is read-only", "make it writable"
         if name.startswith("SQLITE_READONLY"):
             return f"{self.path} is read-only", "make it writable"
-        if code in (errno.EACCES, errno.EPERM) or name.startswith("SQLITE_PERM"):
+        if name.startswith("SQLITE_PERM"):
             return f"no permission to write in {folder}", "make it writable"
         if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
             return f"{self.path} is in use by another program", "close the other VoxDesk"
@@ -1146,18 +1146,6 @@ def _title(user_text: str) -> str:
     if len(title) > _TITLE_CHARS:
         title = title[: _TITLE_CHARS - 1].rstrip() + "…"
     return title
-
-
-def _filesystem_state(folder: Path) -> tuple[bool, bool]:
-    """(read-only, full) for the filesystem that holds `folder` or its nearest existing parent."""
-    p = folder
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    try:
-        st = os.statvfs(p)
-    except (OSError, AttributeError):  # no statvfs on Windows
-        return False, False
-    return bool(st.f_flag & getattr(os, "ST_RDONLY", 1)), st.f_bavail == 0
 
 
 def _iso(ts: float) -> str:
