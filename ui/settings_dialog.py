@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -41,6 +42,8 @@ from app.registry import Registry
 from app.settings import ConversationSettings, Settings, StageSettings, TelemetrySettings
 from ui import theme
 from ui.schema_form import SchemaForm
+
+log = logging.getLogger(__name__)
 
 STAGE_TITLES = {"vad": "Voice detection", "stt": "Speech-to-text", "llm": "Assistant", "tts": "Voice"}
 ApplyFn = Callable[[Settings], Awaitable[Sequence[ProviderSwitched]]]
@@ -534,8 +537,11 @@ class SettingsDialog(QDialog):
         try:
             if self.apply_fn is not None:
                 results = await self.apply_fn(new)
-        except VoiceError as exc:
-            problems.append(str(exc))
+        except VoiceError as exc:  # e.g. the settings could not be saved (full or read-only disk)
+            problems.append(exc.message)
+        except Exception as exc:  # a bug must not leave the dialog saying "Applying…" forever
+            log.exception("applying settings failed")
+            problems.append(f"{type(exc).__name__}: {exc}")
         finally:
             self.buttons.setEnabled(True)
         failed = [r for r in results if not r.ok]
