@@ -137,14 +137,24 @@ def run(
         window.spawn(window.start_session(session))
 
     QTimer.singleShot(0, start_engine)
+    from ui.gui_watch import start_from_env
+    from ui.process_signals import QuitOnSignals
+
+    # Ctrl+C / SIGTERM close the window like its Quit: the engine and its threads are
+    # closed before the process exits (a thread still synthesising at exit aborts it).
+    signals = QuitOnSignals(lambda _sig: window.close())
+    watch = start_from_env(lambda: str(getattr(window.session, "state", "starting")))
     try:
         with loop:
             loop.run_until_complete(done)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl+C while closing
         return 130
     finally:
+        signals.close()
+        if watch is not None:
+            watch.close()
         follower.deleteLater()
-    return 0
+    return signals.exit_code()
 
 
 def main() -> int:
