@@ -232,10 +232,11 @@ class _WorkerProcess:
     def alive(self) -> bool:
         return not self.gone.is_set() and self.proc.is_alive()
 
-    def stop(self, timeout: float) -> None:
-        """Ask politely, then terminate, then kill; always reap the process."""
+    def stop(self, timeout: float, *, polite: bool = True) -> None:
+        """Ask politely (unless it is busy loading and cannot listen), then terminate,
+        then kill; always reap the process."""
         self.cancel(1 << 62)
-        if self.proc.is_alive():
+        if polite and self.proc.is_alive():
             with contextlib.suppress(Exception):
                 self.sender.submit(self.send, (worker.SHUTDOWN, 0, None)).result(timeout=min(1.0, timeout))
             self.proc.join(timeout)
@@ -267,6 +268,9 @@ class LlamaCppLLM(LLMProvider):
         self._model_info: dict[str, Any] = {}
         self._load_error: VoiceError | None = None
         self._crashed = False
+        #: Set while closing: a model load in progress gives up at once (its worker is
+        #: stopped) instead of holding the close, and the exit, until it finishes.
+        self._closing = threading.Event()
         #: Stats of recent replies, newest last, cancelled ones included.
         self.recent_stats: deque[GenerationStats] = deque(maxlen=32)
 
@@ -275,7 +279,12 @@ class LlamaCppLLM(LLMProvider):
         await self._ensure_started()
 
     async def aclose(self, timeout: float = 3.0) -> None:
-        await run_blocking(self._stop_worker, timeout)
+        """Stop the worker process (a load in progress is abandoned), reaped within `timeout`."""
+        self._closing.set()
+        try:
+            await run_blocking(self._stop_worker, timeout)
+        finally:
+            self._closing.clear()
 
     def _stop_worker(self, timeout: float = 3.0) -> None:
         with self._start_lock:
@@ -319,7 +328,10 @@ class LlamaCppLLM(LLMProvider):
             try:
                 info = self._request_sync(w, worker.LOAD, self._load_spec(path), self.config.load_timeout_s)
             except VoiceError as exc:
-                w.stop(1.0)
+                # A worker still loading reads no message until it is done: just end it.
+                w.stop(1.0, polite=exc.code is not ErrorCode.CANCELLED)
+                if exc.code is ErrorCode.CANCELLED:
+                    raise
                 if exc.code is ErrorCode.UNAVAILABLE and not w.booted.is_set():
                     raise VoiceError(
                         OP, ErrorCode.UNAVAILABLE,
@@ -400,14 +412,22 @@ class LlamaCppLLM(LLMProvider):
         w.register(request_id, answers.put)
         try:
             w.sender.submit(w.send, (op, request_id, payload)).result(timeout)
-            try:
-                msg = answers.get(timeout=timeout)
-            except queue.Empty:
-                raise VoiceError(
-                    OP, ErrorCode.TIMEOUT,
-                    f"the model did not load within {timeout:.0f} s — "
-                    "raise load_timeout_s or pick a smaller model",
-                ) from None
+            deadline = time.monotonic() + timeout
+            while True:
+                if self._closing.is_set():
+                    raise VoiceError(OP, ErrorCode.CANCELLED, "closed while the model was loading")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise VoiceError(
+                        OP, ErrorCode.TIMEOUT,
+                        f"the model did not load within {timeout:.0f} s — "
+                        "raise load_timeout_s or pick a smaller model",
+                    )
+                try:
+                    msg = answers.get(timeout=min(left, 0.05))
+                    break
+                except queue.Empty:
+                    continue
         finally:
             w.unregister(request_id)
         return _answer(msg)

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,12 +40,16 @@ from app.provider_api import (
     HealthStatus,
     STTProvider,
     Transcript,
-    run_blocking,
     validate_audio,
 )
 from app.registry import ProviderInfo, ProviderSpec
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 OP = "stt.faster-whisper"
+#: How long closing waits for a decode to reach the end of the 30 s window it is in.
+CLOSE_JOIN_S = 2.0
 MIN_SAMPLES = SAMPLE_RATE // 10  # 100 ms: less than a syllable, nothing to transcribe
 REQUIRED_FILES = ("model.bin", "config.json")
 
@@ -99,6 +105,26 @@ class FasterWhisperSTT(STTProvider):
         self._model: Any = None
         self._model_path: Path | None = None
         self._load_lock = threading.Lock()
+        # Loading and decoding run on this provider's own thread (the model decodes one
+        # thing at a time anyway), so closing can stop and join it: a decode left running
+        # in a shared pool would hold up, or abort, the process's exit.
+        self._pool: ThreadPoolExecutor | None = None
+        self._cancels: set[threading.Event] = set()
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args, cancel)` on the decode thread; a cancelled caller stops it at the
+        next segment (one Whisper window) instead of letting it run to the end."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="faster-whisper")
+        cancel = threading.Event()
+        self._cancels.add(cancel)
+        try:
+            return await asyncio.wrap_future(self._pool.submit(fn, *args, cancel))
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+        finally:
+            self._cancels.discard(cancel)
 
     # -- model -----------------------------------------------------------------
     def model_dir(self) -> Path:
@@ -155,7 +181,7 @@ class FasterWhisperSTT(STTProvider):
             return self._model
 
     async def warmup(self) -> None:
-        await run_blocking(self._ensure_model)
+        await self._run(lambda _cancel: self._ensure_model())
 
     # -- decoding --------------------------------------------------------------
     def _prepare(self, audio: np.ndarray | AudioChunk, sample_rate: int | None) -> np.ndarray:
@@ -185,9 +211,11 @@ class FasterWhisperSTT(STTProvider):
             )
         return samples
 
-    def _decode(self, samples: np.ndarray, language: str | None) -> str:
+    def _decode(self, samples: np.ndarray, language: str | None, cancel: threading.Event | None = None) -> str:
         model = self._ensure_model()
         cfg = self.config
+        if cancel is not None and cancel.is_set():
+            return ""
         try:
             segments, _info = model.transcribe(
                 samples,
@@ -200,7 +228,12 @@ class FasterWhisperSTT(STTProvider):
                 vad_filter=cfg.vad_filter,
                 chunk_length=cfg.window_s,
             )
-            return " ".join(s.text.strip() for s in segments).strip()
+            texts: list[str] = []
+            for seg in segments:  # each segment is one decoding step: stop between them
+                texts.append(seg.text.strip())
+                if cancel is not None and cancel.is_set():
+                    break
+            return " ".join(texts).strip()
         except VoiceError:
             raise
         except Exception as exc:
@@ -217,7 +250,7 @@ class FasterWhisperSTT(STTProvider):
         than 16 kHz is resampled; a bare array is taken to be 16 kHz, since samples
         alone cannot say their rate."""
         samples = self._prepare(audio, sample_rate)
-        return await run_blocking(self._decode, samples, language)
+        return await self._run(self._decode, samples, language)
 
     async def stream(
         self, audio: AsyncIterable[np.ndarray], *, language: str | None = None
@@ -255,7 +288,7 @@ class FasterWhisperSTT(STTProvider):
                 ):
                     parts = [np.concatenate(parts)]
                     pending_len, last_start = total, now
-                    pending = asyncio.ensure_future(run_blocking(self._decode, parts[0], lang))
+                    pending = asyncio.ensure_future(self._run(self._decode, parts[0], lang))
             full = np.concatenate(parts) if parts else np.zeros(0, np.float32)
             if pending is not None:
                 # The model decodes one thing at a time, so wait for it; and if
@@ -289,8 +322,18 @@ class FasterWhisperSTT(STTProvider):
         return Health(HealthStatus.OK, f"model found at {path}; loads on first use")
 
     async def aclose(self) -> None:
-        with self._load_lock:
-            self._model = None
+        """Stop decodes in flight (at the end of their current window), join the decode
+        thread within CLOSE_JOIN_S, and drop the model."""
+        for cancel in list(self._cancels):
+            cancel.set()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+            try:
+                await asyncio.wait_for(asyncio.to_thread(pool.shutdown, True), CLOSE_JOIN_S)
+            except TimeoutError:
+                log.warning("a faster-whisper decode did not stop within %.1f s", CLOSE_JOIN_S)
+        self._model = None
 
 
 SPEC = ProviderSpec(

@@ -11,6 +11,7 @@ sentences when the consumer goes away (barge-in, cancelled turn).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import logging
@@ -42,7 +43,45 @@ LOOKAHEAD_CHUNKS = 2
 MAX_PIECE_CHARS = 300
 #: The first piece ends at the first clause past this, so the voice starts sooner.
 FIRST_PIECE_CHARS = 60
+#: How long closing waits for a synthesis thread to finish the sentence it is in.
+JOIN_TIMEOUT_S = 2.0
 _DONE = object()
+
+
+class _Worker:
+    """One synthesis thread and its stop flag."""
+
+    def __init__(self, thread: threading.Thread, stop: threading.Event) -> None:
+        self.thread, self.stop = thread, stop
+
+
+#: Every synthesis thread still running, whichever voice started it. At exit they are
+#: stopped and joined before the interpreter tears down: a thread left inside ONNX
+#: Runtime while its globals are destroyed aborts the process
+#: ("terminate called without an active exception").
+_LIVE: set[_Worker] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def _join_workers(workers: list[_Worker], timeout: float) -> bool:
+    """Stop and join `workers` within `timeout`; True when all have ended."""
+    for w in workers:
+        w.stop.set()
+    deadline = time.monotonic() + timeout
+    for w in workers:
+        w.thread.join(max(0.0, deadline - time.monotonic()))
+    alive = [w for w in workers if w.thread.is_alive()]
+    if alive:
+        log.warning("%d Piper synthesis thread(s) did not stop within %.1f s", len(alive), timeout)
+    return not alive
+
+
+@atexit.register
+def _join_all_at_exit() -> None:
+    with _LIVE_LOCK:
+        workers = list(_LIVE)
+    if workers:
+        _join_workers(workers, JOIN_TIMEOUT_S)
 
 
 class PiperSettings(BaseModel):
@@ -162,7 +201,7 @@ class PiperTTS(TTSProvider):
         self._model_path: Path | None = None
         self._sample_rate: int | None = None
         self._load_lock = threading.Lock()  # not asyncio's: warmup may run on another loop
-        self._workers: set[threading.Event] = set()
+        self._workers: set[_Worker] = set()
         #: Why the voice could not be loaded, so health() can say so without retrying.
         self._load_error: VoiceError | None = None
 
@@ -223,9 +262,14 @@ class PiperTTS(TTSProvider):
                       time.perf_counter() - started)
 
     async def aclose(self) -> None:
-        """Stop running syntheses and drop the ONNX session (its memory goes with it)."""
-        for stop in list(self._workers):
-            stop.set()
+        """Stop running syntheses, wait (bounded) for their threads to finish the sentence
+        they are in, and drop the ONNX session (its memory goes with it)."""
+        with _LIVE_LOCK:
+            workers = list(self._workers)
+        for w in workers:
+            w.stop.set()
+        if workers:
+            await asyncio.to_thread(_join_workers, workers, JOIN_TIMEOUT_S)
         self._voice = None
 
     # -- synthesis ----------------------------------------------------------
@@ -271,17 +315,24 @@ class PiperTTS(TTSProvider):
             with contextlib.suppress(RuntimeError):  # loop closed: nobody is listening
                 loop.call_soon_threadsafe(queue.put_nowait, item)
 
+        def stopped() -> bool:
+            if loop.is_closed():  # nobody can take the audio any more
+                stop.set()
+            return stop.is_set()
+
         def work() -> None:
             try:
                 for piece in pieces:
                     while not room.acquire(timeout=0.1):
-                        if stop.is_set():
+                        if stopped():
                             return
-                    if stop.is_set():
+                    if stopped():
                         return
-                    parts = [c.audio_float_array for c in voice.synthesize(piece, syn_config)]
-                    if stop.is_set():
-                        return
+                    parts = []
+                    for c in voice.synthesize(piece, syn_config):  # one ONNX run per sentence
+                        parts.append(c.audio_float_array)
+                        if stopped():
+                            return
                     if parts:
                         samples = np.concatenate([*parts, pause]).astype(np.float32, copy=False)
                         deliver(AudioChunk(samples, voice.config.sample_rate))
@@ -291,10 +342,17 @@ class PiperTTS(TTSProvider):
                 deliver(exc)
             finally:
                 deliver(_DONE)
+                with _LIVE_LOCK:
+                    _LIVE.discard(worker)
+                    self._workers.discard(worker)
 
-        self._workers.add(stop)
-        worker = threading.Thread(target=work, name="piper-synthesis", daemon=True)
-        worker.start()
+        # Daemon, but never abandoned: `aclose` and the exit hook join it.
+        thread = threading.Thread(target=work, name="piper-synthesis", daemon=True)
+        worker = _Worker(thread, stop)
+        with _LIVE_LOCK:
+            _LIVE.add(worker)
+            self._workers.add(worker)
+        thread.start()
         try:
             while True:
                 item = await queue.get()
@@ -306,9 +364,8 @@ class PiperTTS(TTSProvider):
                 assert isinstance(item, AudioChunk)
                 yield item
         finally:
-            stop.set()
+            stop.set()  # the thread ends after the sentence it is in, and unregisters itself
             room.release()
-            self._workers.discard(stop)
 
 
 def _as_synthesis_error(exc: BaseException) -> VoiceError:
