@@ -1,8 +1,9 @@
 """`voxdesk` command line. JSON to stdout, logs to stderr, exit 0 only on success.
 
 Every command accepts `--home DIR` (or VOXDESK_HOME) and repeated `--set KEY=VALUE`.
-Exit codes: 0 ok, 1 the command ran and failed, 2 bad usage or bad settings,
-3 a needed part (model, device, library) is missing.
+Exit codes: 0 ok, 1 the command ran and failed (for `converse`, also: its --timeout
+ran out), 2 bad usage or bad settings, 3 a needed part (model, device, library) is
+missing, 130 interrupted (Ctrl+C).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from app import __version__
 from app.errors import ErrorCode, VoiceError
 from app.paths import AppPaths, resolve_paths
 from app.settings import Settings, SettingsStore, apply_overrides
+from app.terminal_text import escape_control
 
 log = logging.getLogger("voxdesk")
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_MISSING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _global_options(p: argparse.ArgumentParser, *, sub: bool) -> None:
@@ -65,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mic", metavar="DEVICE", help="capture from this input device (see `voxdesk doctor`)")
     p.add_argument("--speaker", metavar="DEVICE", help="play to this output device")
     p.add_argument("--turns", type=int, default=1, help="turns to run on real devices")
-    p.add_argument("--timeout", type=float, default=120.0, help="give up after S seconds")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="end the whole run after S seconds (exit code 1; the turns so far are kept)")
     p.add_argument("--fast", action="store_true", help="feed files as fast as possible, not at real-time pace")
     p.add_argument("--json", action="store_true")
 
@@ -113,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.overrides = [*args.overrides, *getattr(args, "sub_overrides", [])]
+    # Only the program itself (not an in-process caller passing argv) may bound its own exit.
+    args.exit_guard = argv is None
     _setup_logging(args.verbose)
     try:
         paths = resolve_paths(args.home).ensure()
@@ -128,14 +133,15 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     for n in notices:
-        print(f"voxdesk: {n}", file=sys.stderr)
+        print(f"voxdesk: {escape_control(n, keep_newlines=False)}", file=sys.stderr)
     try:
         return _dispatch(args, paths, settings, store, notices)
     except VoiceError as exc:
-        print(f"voxdesk: {exc}", file=sys.stderr)
+        print(f"voxdesk: {escape_control(str(exc), keep_newlines=False)}", file=sys.stderr)
         return exit_code_for(exc)
     except KeyboardInterrupt:
-        return 130
+        print("voxdesk: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def exit_code_for(exc: VoiceError) -> int:

@@ -88,6 +88,9 @@ class Notice(Event):
     """Something the user should know that is not an error (device fallback, model loading)."""
 
     message: str
+    #: Progress ("Loading speech models…", "Ready."): a window may show it in passing,
+    #: a headless run prints it only with --verbose. Everything else is always told.
+    transient: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -86,6 +86,11 @@ SPEAKER_IDLE_CLOSE_S = 15.0
 ECHO_TAIL_S = 0.3
 ANNOUNCE_TIMEOUT_S = 10.0
 DROPPED_NOTICE_EVERY_S = 30.0
+#: How long closing waits for cancelled work to unwind, and for devices and providers to stop.
+CLOSE_TASKS_S = 1.0
+CLOSE_DEVICE_S = 1.0
+CLOSE_PROVIDERS_S = 2.0
+_HISTORY_NOTICE_HOOK = "on_notice"
 
 
 @dataclass
@@ -154,6 +159,14 @@ class Session:
         self.sink = sink
         self.clock = clock
         self.history = History(self.paths.history_db)
+        # History tells us (from whichever thread wrote) when a write starts or stops
+        # failing; the user hears it once per outage. Set by name: older History
+        # versions simply never call it.
+        setattr(self.history, _HISTORY_NOTICE_HOOK, self._notice_from_any_thread)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
+        self._failed_tasks: set[str] = set()  # background jobs whose failure was told
         self.state = State.IDLE
         self.stages = StageSet()
         self.hands_free = settings.conversation.hands_free
@@ -243,7 +256,40 @@ class Session:
         task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """A background job that failed is logged and told once per kind — never left
+        for asyncio to print as "Task exception was never retrieved"."""
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved here, whoever else awaits it
+        if exc is None:
+            return
+        name = task.get_name()
+        if name in ("stt-final", "stt-speculative"):
+            log.debug("transcription %s failed: %s", name, exc)  # its turn reports it
+            return
+        log.error("background task %s failed: %s", name, exc, exc_info=exc)
+        if name not in self._failed_tasks:
+            self._failed_tasks.add(name)
+            what = " ".join(str(exc).split()) or type(exc).__name__
+            self._emit(Notice(message=f"Something went wrong in the background ({name}: {what}); "
+                                      "the conversation goes on — see the log for details."))
+
+    def _notice_from_any_thread(self, message: str) -> None:
+        """Emit a Notice from the loop's thread or any other (history writes run in workers)."""
+        loop = self._loop
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            self._emit(Notice(message=message))
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is listening
+            loop.call_soon_threadsafe(self._emit, Notice(message=message))
 
     def _count_error(self, stage: str, provider: str, code: str, text: str | None = None) -> None:
         self.telemetry.record_error(stage, provider, code)
@@ -264,6 +310,7 @@ class Session:
     # -- life cycle --------------------------------------------------------
     async def start(self) -> None:
         """Build providers now (cheap); load models in the background."""
+        self._loop = asyncio.get_running_loop()
         self.stages, failures = build_all(self.registry, self.settings, self._observer)
         for kind, err in failures.items():
             self._report(kind, self.settings.stage(kind).provider, err)
@@ -300,7 +347,7 @@ class Session:
     async def _warm_all(self) -> None:
         pending = [s for s in self.stages.slots.values()]
         if pending:
-            self._emit(Notice(message="Loading speech models…"))
+            self._emit(Notice(message="Loading speech models…", transient=True))
         results = await asyncio.gather(*(warm(s) for s in pending), return_exceptions=True)
         for slot, res in zip(pending, results, strict=True):
             if isinstance(res, BaseException):
@@ -308,7 +355,7 @@ class Session:
                 await self._use_fallback(slot)
             self.telemetry.set_health(slot.kind, slot.name, 0 if isinstance(res, BaseException) else 2)
         if pending:
-            self._emit(Notice(message="Ready."))
+            self._emit(Notice(message="Ready.", transient=True))
         self.ready.set()
 
     async def _use_fallback(self, slot: StageSlot) -> None:
@@ -428,24 +475,34 @@ class Session:
         self._set_state(self._rest_state())
 
     async def aclose(self) -> None:
-        """Stop audio, cancel work, close providers, flush telemetry — bounded in time."""
+        """Stop audio, cancel work, close providers, flush telemetry — bounded in time.
+
+        Providers stop and join their own threads and processes (synthesis, decoding,
+        model loading) in their `aclose`, each within a bound, so nothing of ours is
+        still running native code when the process exits."""
         if self._closed:
             return
         self._closed = True
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=1.0)
+            _, pending = await asyncio.wait(list(self._tasks), timeout=CLOSE_TASKS_S)
+            if pending:
+                log.warning("still running after close: %s", sorted(t.get_name() for t in pending))
         for dev in (self.source, self.sink):
             if dev is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(dev.stop(), 1.0)
-        await asyncio.gather(*(close_slot(s) for s in self.stages.slots.values()), return_exceptions=True)
+                    await asyncio.wait_for(dev.stop(), CLOSE_DEVICE_S)
+        closing: list[Awaitable[Any]] = [close_slot(s) for s in self.stages.slots.values()]
         if self._skills is not None:
-            with contextlib.suppress(Exception):
-                await self._skills.aclose()
+            closing.append(self._skills.aclose())
+        await asyncio.gather(*closing, return_exceptions=True)
         self._vad_pool.shutdown(wait=False, cancel_futures=True)
-        await asyncio.to_thread(self.history.close)
+        # A VAD frame in flight finishes within milliseconds; wait for it (bounded).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.to_thread(self._vad_pool.shutdown, True), CLOSE_DEVICE_S)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.history.close)
         self.telemetry.shutdown(0.5)
         self._set_state(State.IDLE)
 
@@ -693,25 +750,31 @@ class Session:
         if self._utterance is not None and not self._ptt_active:
             self._drop_utterance()  # typing supersedes a half-heard spoken question
         if self._turn_task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._turn_task
+            await _wait_for_task(self._turn_task)
         task = self._spawn(self._turn(transcript=None, text=text, speech_end=None, endpoint_at=None,
                                       speech_start=None), "turn")
         self._turn_task = task
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await task
+        except asyncio.CancelledError:
+            # The turn was cut (stop button, barge-in, a newer turn): this call is done.
+            # But when *our caller* is being cancelled (Ctrl+C, a timeout), the turn was
+            # cancelled with it and has stored what was said; the caller must stop too.
+            if _caller_cancelled():
+                raise
 
     async def wait_capture_done(self) -> None:
-        """Until the current source is exhausted (file sources end; devices do not)."""
+        """Until the current source is exhausted (file sources end; devices do not).
+
+        Cancelling the caller stops the waiting, not the capture."""
         if self._capture_task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.shield(self._capture_task)
+            await _wait_for_task(self._capture_task)
 
     async def wait_idle(self) -> None:
-        """Until no turn is running (headless drivers)."""
+        """Until no turn is running (headless drivers). Cancelling the caller stops the
+        waiting, not the turn."""
         while self._turn_task is not None and not self._turn_task.done():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._turn_task
+            await _wait_for_task(self._turn_task)
 
     def _interrupt(self, barge_in_at: float | None = None) -> None:
         task = self._turn_task
@@ -1104,6 +1167,23 @@ class Session:
         jobs = [one(slot.kind, n, p) for slot in self.stages.slots.values() for n, p in slot.chain]
         rows = list(await asyncio.gather(*jobs))
         return rows
+
+
+def _caller_cancelled() -> bool:
+    """Is the task running this code being cancelled (as opposed to what it awaited)?"""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _wait_for_task(task: asyncio.Task[Any]) -> None:
+    """Until `task` is done, whatever its outcome; the caller's own cancellation propagates
+    (and leaves `task` running)."""
+    if task.done():
+        return
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.shield(task)
+    if _caller_cancelled():
+        raise asyncio.CancelledError
 
 
 async def _aclose(agen: Any) -> None:

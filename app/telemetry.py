@@ -211,12 +211,16 @@ class Telemetry:
             meter = NoOpMeterProvider().get_meter("voxdesk")
         else:
             resource = Resource.create({"service.name": "voxdesk", "service.version": __version__})
-            self._tracer_provider = TracerProvider(resource=resource, sampler=ALWAYS_ON)
+            # Our own shutdown() closes the providers once, within its time budget; the
+            # SDK's exit hooks would close them a second time ("shutdown can only be
+            # called once") and wait on a collector that is down.
+            self._tracer_provider = TracerProvider(resource=resource, sampler=ALWAYS_ON, shutdown_on_exit=False)
             self._tracer_provider.add_span_processor(self._spans)
             readers: list[MetricReader] = [self._reader]
             if self.settings.otlp_endpoint:
                 readers += self._setup_otlp(self.settings.otlp_endpoint.rstrip("/"))
-            self._meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+            self._meter_provider = MeterProvider(resource=resource, metric_readers=readers,
+                                                 shutdown_on_exit=False)
             self.tracer = self._tracer_provider.get_tracer("voxdesk", __version__)
             meter = self._meter_provider.get_meter("voxdesk", __version__)
         self._stage_hist = meter.create_histogram("voxdesk.stage.duration", unit="s")
@@ -229,6 +233,8 @@ class Telemetry:
         # than growing without limit (dropped ones are counted in `dropped`).
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=_QUEUE_MAX)
         self.dropped = 0
+        self._shutdown_lock = threading.Lock()
+        self._shut_down = False
         self._worker: threading.Thread | None = None
         if self.enabled:
             self._worker = threading.Thread(target=self._drain, name="voxdesk-telemetry", daemon=True)
@@ -406,7 +412,13 @@ class Telemetry:
         return self._exporter_state
 
     def shutdown(self, timeout_s: float = 1.5) -> None:
-        """Flush what can be flushed within the budget; never hang quit."""
+        """Flush what can be flushed within the budget; never hang quit. Only the first
+        call does anything (the session, the window and a test may all call it)."""
+        with self._shutdown_lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+
         def _close() -> None:
             if self._worker is not None:
                 with contextlib.suppress(queue.Full):
