@@ -469,12 +469,9 @@ class History:
         not_found: set[int] = set()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if not self._recovered:
-                conn.execute(
-                    "UPDATE turns SET status = 'interrupted', interrupted = 1, "
-                    "error = COALESCE(error, ?) WHERE status = 'in_progress'",
-                    (CRASH_NOTE,),
-                )
+            # Turns an earlier run left in progress are marked interrupted — after the
+            # checkpoints that run could not write are applied to them, below.
+            before = None if self._recovered else conn.execute("SELECT MAX(id) FROM turns").fetchone()[0]
             for pid, c in self._convs.items():
                 cur = conn.execute(
                     "INSERT INTO conversations (title, started_at, updated_at) VALUES (?, ?, ?)",
@@ -522,6 +519,12 @@ class History:
                     "UPDATE conversations SET updated_at = MAX(updated_at, ?) "
                     "WHERE id = (SELECT conversation_id FROM turns WHERE id = ?)",
                     (f["finished_at"], tid),
+                )
+            if before is not None:
+                conn.execute(
+                    "UPDATE turns SET status = 'interrupted', interrupted = 1, "
+                    "error = COALESCE(error, ?) WHERE status = 'in_progress' AND id <= ?",
+                    (CRASH_NOTE, before),
                 )
             conn.execute("COMMIT")
         except BaseException:
@@ -631,7 +634,12 @@ class History:
                 convs = {int(k): dict(v) for k, v in doc["conversations"]}
                 turns = {int(k): dict(v) for k, v in doc["turns"]}
                 updates = {int(k): dict(v) for k, v in doc["updates"]}
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                if not (all(_fits(v, _CONV_FIELDS) for v in convs.values())
+                        and all(_fits(v, _TURN_FIELDS) for v in turns.values())
+                        and all(_fits(v.get("finish", {}), _FINISH_FIELDS) if "finish" in v
+                                else isinstance(v.get("reply_text"), str) for v in updates.values())):
+                    raise ValueError("rows of an unknown shape")
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
                 log.warning("ignoring unreadable unsaved-history file %s: %s", f, exc)
                 continue
             for old, row in convs.items():
@@ -639,6 +647,8 @@ class History:
                 self._convs[renumber[old]] = row
             for row in turns.values():
                 row["conversation_id"] = renumber.get(row["conversation_id"], row["conversation_id"])
+                if row["status"] == "in_progress":  # that run ended before the turn did
+                    row.update(status="interrupted", interrupted=1, error=row["error"] or CRASH_NOTE)
                 self._turns[self._provisional()] = row
             for tid, row in updates.items():
                 self._updates[tid] = row
@@ -1119,6 +1129,25 @@ def _json_dict(text: str | None) -> dict[str, Any]:
     except json.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+_NUMBER = (int, float)
+_CONV_FIELDS: dict[str, tuple[type, ...]] = {"title": (str,), "started_at": _NUMBER, "updated_at": _NUMBER}
+_FINISH_FIELDS: dict[str, tuple[type, ...]] = {
+    "finished_at": _NUMBER, "status": (str,), "reply_text": (str,), "interrupted": (int,),
+    "error": (str, type(None)), "timings": (str,), "providers": (str,),
+    "voice_to_voice_ms": (*_NUMBER, type(None)), "user_text": (str, type(None)),
+}
+_TURN_FIELDS: dict[str, tuple[type, ...]] = {
+    **_FINISH_FIELDS, "conversation_id": (int,), "started_at": _NUMBER, "finished_at": (*_NUMBER, type(None)),
+    "user_text": (str,),
+}
+
+
+def _fits(row: Any, fields: dict[str, tuple[type, ...]]) -> bool:
+    """Whether a row read back from an unsaved-turns file has every field, of the right type."""
+    return isinstance(row, dict) and all(isinstance(row.get(k, ...), types) for k, types in fields.items()) \
+        and (row.get("status") in (None, "in_progress", "complete", "interrupted", "error"))
 
 
 def _pick(newest_first: Iterable[tuple[str, str]], max_turns: int | None,

@@ -217,6 +217,29 @@ def test_turns_still_unsaved_at_exit_are_kept_and_added_next_time(
     assert not kept.exists()  # added once, not again on every start
 
 
+def test_turns_cut_off_by_the_end_of_a_full_disk_run_keep_what_was_spoken(
+        small_disk: Callable[..., SmallDisk], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    disk = small_disk()
+    db = disk.root / "history.sqlite3"
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    h = History(db)
+    h.retry_interval_s = 0
+    stored = h.begin_turn("begun while there was space")  # in the file, in progress
+    disk.fill()
+    h.checkpoint_reply(stored, "first half of the answer " + "a" * BIG)
+    unsaved = h.begin_turn("begun on the full disk")
+    h.checkpoint_reply(unsaved, "what was said of it")
+    h.close()  # the app stops mid-reply; neither turn ever finished
+    disk.free()
+    with History(db) as h2:
+        [conv] = h2.list_conversations()
+        turns = h2.turns(conv.id)
+    assert [(t.user_text, t.reply_text, t.status) for t in turns] == [
+        ("begun while there was space", "first half of the answer " + "a" * BIG, "interrupted"),
+        ("begun on the full disk", "what was said of it", "interrupted"),
+    ]
+
+
 def stat_mode(p: Path) -> int:
     return p.stat().st_mode & 0o777
 
