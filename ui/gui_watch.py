@@ -1,7 +1,7 @@
 """Diagnostics for long runs: how long the GUI thread stalled, and the process's memory.
 
 Off unless `VOXDESK_GUI_WATCH=FILE` is set (a 10 ms timer costs idle CPU nobody else
-wants). Then every `interval_s` it appends one JSON line to FILE:
+wants). Then every `interval_s`, and when the engine's state changes, it appends to FILE
 `{"t": s since start, "worst_gap_ms": …, "ticks": …, "rss_mb": …, "state": …}` — the
 soak test reads it from outside the process, and a user chasing a stutter can too.
 Lines are flushed as written, so a crash still leaves everything up to it.
@@ -38,6 +38,7 @@ class GuiWatch:
         self._t0 = self._last = self._since = time.perf_counter()
         self._worst = 0.0
         self._ticks = 0
+        self._last_state = ""
         self._interval = interval_s
         self._timer = QTimer()
         self._timer.setInterval(10)
@@ -49,11 +50,13 @@ class GuiWatch:
         self._worst = max(self._worst, now - self._last)
         self._last = now
         self._ticks += 1
-        if now - self._since >= self._interval:
+        state = self._state()
+        # A row per interval, and one at once when the engine's state changes.
+        if now - self._since >= self._interval or state != self._last_state:
             row = {"t": round(now - self._t0, 2), "worst_gap_ms": round(self._worst * 1000, 1),
-                   "ticks": self._ticks, "rss_mb": rss_mb(), "state": self._state()}
+                   "ticks": self._ticks, "rss_mb": rss_mb(), "state": state}
             self._out.write(json.dumps(row) + "\n")
-            self._since, self._worst, self._ticks = now, 0.0, 0
+            self._since, self._worst, self._ticks, self._last_state = now, 0.0, 0, state
 
     def close(self) -> None:
         self._timer.stop()
