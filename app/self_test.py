@@ -435,7 +435,8 @@ async def _async_checks(report: Reporter, paths: AppPaths, settings: Settings) -
 def run_self_test(
     paths: AppPaths, settings: Settings, out: TextIO, *, require_models: bool | None = None
 ) -> int:
-    """Run every check, print one line each, return the process exit code (0 = all good).
+    """Run every check, print one line each, return the process exit code (0 = all good,
+    3 = only models missing or damaged, 1 = something else broken).
 
     A model that is not installed is reported as `missing` with what to run; it fails
     the self-test only with `require_models` (the "full" bundle ships every model);
@@ -459,7 +460,8 @@ def run_self_test(
         names = ", ".join(r.name for r in failures)
         print(f"self-test FAILED: {len(failures)} of {len(report.results)} checks ({names}) "
               f"in {elapsed:.1f} s", file=out, flush=True)
-        return 1
+        # README: 3 when what is wrong is a missing (or damaged) model, 1 for anything else.
+        return 3 if all(r.status == "missing" for r in failures) else 1
     print(f"self-test passed: {len(report.results)} checks in {elapsed:.1f} s", file=out, flush=True)
     return 0
 
