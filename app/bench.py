@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from app.audio_files import write_wav
-from app.converse import run_files
+from app.converse import TimedOut, run_files
+from app.errors import ErrorCode, VoiceError
 from app.events import TurnFinished
 from app.paths import AppPaths
 from app.provider_api import SAMPLE_RATE
@@ -104,8 +105,14 @@ async def run_bench(settings: Settings, paths: AppPaths, turns: int, compare: bo
             s.telemetry.enabled = enabled
             s.telemetry.otlp_endpoint = None
             cpu0, t0 = _cpu_seconds(), time.monotonic()
-            done = await run_files(s, bench_paths, inputs=wavs, texts=[], output=None, realtime=True,
-                                   timeout=60 + 30 * turns)
+            try:
+                # No --output: the reply audio is timed, not kept (memory stays flat over turns).
+                done = await run_files(s, bench_paths, inputs=wavs, texts=[], output=None, realtime=True,
+                                       timeout=60 + 30 * turns)
+            except TimedOut as exc:
+                raise VoiceError("bench", ErrorCode.TIMEOUT,
+                                 f"the {label.replace('_', ' ')} run {exc} — close other programs, "
+                                 "or measure fewer --turns") from None
             results[label] = summarise(done, time.monotonic() - t0, _cpu_seconds() - cpu0)
     on = results["telemetry_on"]["voice_to_voice"]["p50_ms"]
     off = results.get("telemetry_off", {}).get("voice_to_voice", {}).get("p50_ms")

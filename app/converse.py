@@ -36,6 +36,7 @@ from app.terminal_text import escape_control
 
 log = logging.getLogger(__name__)
 
+EXIT_FAIL = 1
 EXIT_INTERRUPTED = 130  # Ctrl+C, as shells report a SIGINT
 EXIT_TIMED_OUT = 1  # --timeout ran out: the command ran and did not finish
 #: Once a run is over, the process must be gone within this long; a worker thread stuck
@@ -337,11 +338,15 @@ def converse_command(args: argparse.Namespace, paths: AppPaths, settings: Settin
             _say("interrupted — what was said so far is kept in the history")
             guard.arm(EXIT_INTERRUPTED)
             raise
-        except BaseException as exc:
+        except VoiceError as exc:  # said here, so that it is out before the exit is bounded
             from app.cli import exit_code_for
 
-            guard.arm(exit_code_for(exc) if isinstance(exc, VoiceError) else EXIT_FAIL)
-            raise
+            if turns:
+                _print_turns(turns, args.json)
+            _say(str(exc))
+            code = exit_code_for(exc)
+            guard.arm(code)
+            return code
         code = _print_turns(turns, args.json)
         if device_mode and len(turns) < args.turns:
             _say(f"only {len(turns)} of {args.turns} turns heard before the timeout")
@@ -353,9 +358,6 @@ def converse_command(args: argparse.Namespace, paths: AppPaths, settings: Settin
         return asyncio.run(run())
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-
-
-EXIT_FAIL = 1
 
 
 def _print_turns(turns: list[TurnFinished], as_json: bool) -> int:
