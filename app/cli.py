@@ -184,7 +184,7 @@ def _dispatch(
     if cmd == "models":
         from app.models import models_command
 
-        return models_command(args.action, args.ids, paths, sys.stdout)
+        return models_command(args.action, args.ids, paths, sys.stdout, settings=settings)
     if cmd == "history":
         from app.history_command import history_command
 

@@ -37,6 +37,7 @@ from app.terminal_text import escape_control
 log = logging.getLogger(__name__)
 
 EXIT_FAIL = 1
+EXIT_MISSING = 3  # a missing or damaged model, or no such device
 EXIT_INTERRUPTED = 130  # Ctrl+C, as shells report a SIGINT
 EXIT_TIMED_OUT = 1  # --timeout ran out: the command ran and did not finish
 #: Once a run is over, the process must be gone within this long; a worker thread stuck
@@ -305,10 +306,11 @@ def converse_command(args: argparse.Namespace, paths: AppPaths, settings: Settin
 
     `args.exit_guard` (set by the `voxdesk` program itself, never for in-process
     callers) bounds the process's exit once the run is over, see ExitGuard."""
+    from app.audio_files import probe_wav
+
     inputs = [Path(p) for p in args.input]
     for p in inputs:
-        if not p.is_file():
-            raise VoiceError("converse", ErrorCode.NOT_FOUND, f"input file {p} does not exist")
+        probe_wav(p)  # a missing, empty or absurd file is refused now, before models load
     output = Path(args.output) if args.output else None
     if output is not None:
         check_output_path(output)
@@ -374,4 +376,12 @@ def _print_turns(turns: list[TurnFinished], as_json: bool) -> int:
                     + (f"\n  voice-to-voice {r['voice_to_voice_ms']} ms" if r["voice_to_voice_ms"] else ""))
             print(escape_control(text))
     sys.stdout.flush()
+    if any(_error_code(r["error"]) in (ErrorCode.MODEL_MISSING, ErrorCode.AUDIO_DEVICE) for r in rows):
+        return EXIT_MISSING
     return 0 if rows and all(r["error"] is None for r in rows) else EXIT_FAIL
+
+
+def _error_code(error: str | None) -> ErrorCode | None:
+    """The code in a turn's "op: CODE: cause" error text."""
+    parts = (error or "").split(": ")
+    return ErrorCode.__members__.get(parts[1]) if len(parts) > 2 else None

@@ -1094,7 +1094,14 @@ def models_command(
         return 2
     except VoiceError as exc:
         err.write(f"error: {exc}\n")
-        return EXIT_MISSING if exc.code is ErrorCode.MODEL_MISSING else 1
+        return _exit_code(exc)
+
+
+def _exit_code(exc: VoiceError) -> int:
+    """As the README says: 2 an unknown model id (bad usage), 3 a missing or damaged model."""
+    if exc.code is ErrorCode.NOT_FOUND:
+        return 2
+    return EXIT_MISSING if exc.code is ErrorCode.MODEL_MISSING else 1
 
 
 #: README: exit code 3 when a model (or device, library) is missing — or damaged.
@@ -1146,7 +1153,7 @@ def _fetch_one(model_id: str, paths: AppPaths, out: TextIO, err: TextIO, *, forc
         return 130
     except VoiceError as exc:
         err.write(f"\nerror: {exc}\n")
-        return EXIT_MISSING if exc.code is ErrorCode.MODEL_MISSING else 1
+        return _exit_code(exc)
     if result.repaired:
         how = "rebuilt from its model package" if result.source == "package" else "downloaded again"
         out.write(f"{result.model_id}: repaired {', '.join(result.repaired)} ({how}) at {result.path}\n")

@@ -872,9 +872,10 @@ class Session:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await self._apologise(stages, reply_text, error)
         if db_turn is not None:
+            cut = interrupted or (error is not None and bool(reply_text))  # cut mid-stream: what was said
             with contextlib.suppress(Exception):
                 await asyncio.shield(asyncio.to_thread(
-                    self.history.finish_turn, db_turn, reply_text, interrupted, timings, providers,
+                    self.history.finish_turn, db_turn, reply_text, cut, timings, providers,
                     str(error) if error else None, v2v * 1000 if v2v is not None else None,
                 ))
         self.telemetry.end_turn(span, timings, v2v, interrupted=interrupted,

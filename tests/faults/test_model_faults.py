@@ -234,8 +234,6 @@ def test_verify_of_an_id_checks_the_file_settings_use_for_it(
     assert str(mine) in proc.stdout and "FAILED" in proc.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="app/cli.py must pass the run's settings (with --set) to "
-                   "models_command (reported to the lead); remove this marker with that change")
 def test_verify_sees_a_model_path_given_with_set(tmp_path: Path, voxdesk_home: Path) -> None:
     mine = tmp_path / "other.gguf"
     mine.write_bytes(b"not a model")
@@ -285,8 +283,6 @@ def test_self_test_exits_3_when_only_a_model_is_broken(tmp_path: Path, voxdesk_h
     assert any(ln.startswith("missing model llm/llama-cpp") for ln in proc.stdout.splitlines()), proc.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="app/converse.py must exit 3 when a turn failed for a missing "
-                   "or damaged model (reported to the lead); remove this marker with that change")
 def test_converse_exits_3_for_a_damaged_model(paths: AppPaths, tmp_path: Path, voxdesk_home: Path) -> None:
     mine = tmp_path / "model.gguf"
     mine.write_bytes(b"not a model at all")

@@ -371,8 +371,6 @@ def test_a_cut_stream_is_not_stored_as_a_complete_turn(
 
 
 
-@pytest.mark.xfail(strict=True, reason="app/session.py must store a reply cut after output began as "
-                   "'interrupted' (reported to the lead); remove this marker with that change")
 def test_a_cut_stream_is_stored_as_interrupted(tmp_path: Path, voxdesk_home: Path, chat_server: str) -> None:
     subprocess.run(
         [VOXDESK, "converse", "--text", "tell me about the history of Rome",

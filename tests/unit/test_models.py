@@ -260,7 +260,7 @@ def test_models_command_fetch_prints_hash_and_progress(local_model, paths) -> No
 def test_models_command_fetch_without_network_fails_with_a_message(paths) -> None:
     err = io.StringIO()
     code = models.models_command("fetch", ["nonexistent-model"], paths, io.StringIO(), err=err)
-    assert code == 1
+    assert code == 2  # bad usage, as the README says
     assert "unknown model" in err.getvalue()
 
 
