@@ -45,7 +45,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import NoOpTracerProvider, Span
 
 from app import __version__
-from app.settings import TelemetrySettings
+from app.store.settings import TelemetrySettings
 
 log = logging.getLogger(__name__)
 

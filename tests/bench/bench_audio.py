@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from app import audio_devices
-from app.audio_capture import DeviceAudioSource
-from app.audio_playback import DeviceAudioSink
-from app.provider_api import SAMPLE_RATE, AudioChunk, VADProvider
-from app.registry import get_registry
+from app.audio import devices as audio_devices
+from app.audio.capture import DeviceAudioSource
+from app.audio.playback import DeviceAudioSink
+from app.plugin.provider_api import SAMPLE_RATE, AudioChunk, VADProvider
+from app.plugin.registry import get_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 

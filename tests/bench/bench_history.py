@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from app.history import History
+from app.store.history import History
 
 
 def _pct(values: list[float], q: float) -> float:

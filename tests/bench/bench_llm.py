@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.provider_api import ChatMessage
-from app.registry import get_registry
+from app.plugin.provider_api import ChatMessage
+from app.plugin.registry import get_registry
 from providers.llm.llama_cpp import LlamaCppLLM
 
 WARM_FIRST_TOKEN_BAR_S = 0.300
@@ -174,8 +174,8 @@ async def run(model: str, turns: int, trials: int) -> dict[str, Any]:
 
 def _default_model(home: Path) -> str:
     """The packaged GGUF, reassembled into a throw-away home (the user's cache is left alone)."""
-    from app.models import resolve_model
-    from app.paths import resolve_paths
+    from app.store.models import resolve_model
+    from app.store.paths import resolve_paths
 
     return str(resolve_model("gemma3-270m-q4_k_m", paths=resolve_paths(home)))
 

@@ -16,10 +16,10 @@ import statistics
 import time
 from collections.abc import AsyncIterator
 
-from app.errors import ErrorCode, VoiceError
-from app.provider_api import ChatMessage, LLMProvider
-from app.registry import get_registry
-from app.resilience import BreakerConfig, BreakerState, Deadline, RetryPolicy, StageRunner
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import ChatMessage, LLMProvider
+from app.plugin.registry import get_registry
+from app.plugin.resilience import BreakerConfig, BreakerState, Deadline, RetryPolicy, StageRunner
 from tests.support.fault_server import MODEL_ID, FaultServer
 
 SENTENCE = ["Sure", ",", " here", " is", " the", " answer", "."]

@@ -17,7 +17,7 @@ import statistics
 import time
 from typing import Any
 
-from app.provider_api import ChatMessage
+from app.plugin.provider_api import ChatMessage
 from providers.llm.skills import SkillsLLM
 from providers.tts.piper import PiperSettings, PiperTTS
 

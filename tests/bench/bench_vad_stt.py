@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from app.provider_api import FRAME_SAMPLES, SAMPLE_RATE, STTProvider, VADProvider
-from app.registry import get_registry
+from app.plugin.provider_api import FRAME_SAMPLES, SAMPLE_RATE, STTProvider, VADProvider
+from app.plugin.registry import get_registry
 from tests.support.speech import speak
 
 

@@ -28,7 +28,7 @@ def voxdesk(*args: str, home: Path, timeout: float = 240) -> subprocess.Complete
 def transcribe(path: Path) -> str:
     from faster_whisper import WhisperModel
 
-    from app.models import resolve_model
+    from app.store.models import resolve_model
 
     samples, rate = read_wav(path)
     import soxr
@@ -72,7 +72,7 @@ def test_typed_and_spoken_turns_share_history(tmp_path: Path, voxdesk_home: Path
     turns = json.loads(out.stdout)["turns"]
     assert [t["error"] for t in turns] == [None, None]
     assert "391" in turns[1]["reply"]
-    from app.history import History
+    from app.store.history import History
 
     h = History(voxdesk_home / "data" / "history.sqlite3")
     try:

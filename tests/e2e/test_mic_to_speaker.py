@@ -83,7 +83,7 @@ def test_spoken_question_on_the_mic_is_answered_on_the_speaker(
     write_wav(tmp_path / "heard.wav", pcm, 16_000)
     from faster_whisper import WhisperModel
 
-    from app.models import resolve_model
+    from app.store.models import resolve_model
 
     model = WhisperModel(str(resolve_model("whisper-tiny.en")), device="cpu", compute_type="int8")
     heard = " ".join(s.text for s in model.transcribe(pcm, beam_size=1, language="en")[0])

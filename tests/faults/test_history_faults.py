@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from app.history import History
-from app.provider_api import ChatMessage
+from app.plugin.provider_api import ChatMessage
+from app.store.history import History
 
 REPO = Path(__file__).resolve().parents[2]
 VOXDESK = REPO / ".venv" / "bin" / "voxdesk"
@@ -269,11 +269,11 @@ async def test_a_turn_gets_its_reply_when_history_cannot_be_written(
     """The real session on a full disk: the reply still comes, no task dies unobserved."""
     import asyncio
 
-    from app.audio_files import WavFileSink
-    from app.events import Event, TurnFinished
-    from app.paths import AppPaths
-    from app.session import Session
-    from app.settings import Settings
+    from app.audio.files import WavFileSink
+    from app.engine.events import Event, TurnFinished
+    from app.engine.session import Session
+    from app.store.paths import AppPaths
+    from app.store.settings import Settings
 
     disk = small_disk()
     paths = AppPaths(disk.root / "config", disk.root / "data", disk.root / "cache").ensure()

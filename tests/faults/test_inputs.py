@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.audio_files import WavFileSource, load_wav, probe_wav, read_wav
-from app.errors import ErrorCode, VoiceError
-from app.provider_api import FRAME_SAMPLES, SAMPLE_RATE
+from app.audio.files import WavFileSource, load_wav, probe_wav, read_wav
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import FRAME_SAMPLES, SAMPLE_RATE
 
 VOXDESK = str(Path(sys.executable).with_name("voxdesk"))
 #: A refusal must not wait for models or decode anything: start-up plus a header read.

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 from pydantic import BaseModel
 
-from app.events import Notice, ReplyDelta
-from app.paths import resolve_paths
-from app.provider_api import AudioChunk, ChatMessage, Health, HealthStatus, LLMProvider, TTSProvider
-from app.registry import ProviderInfo, Registry
-from app.session import Session
-from app.settings import Settings
+from app.engine.events import Notice, ReplyDelta
+from app.engine.session import Session
+from app.plugin.provider_api import AudioChunk, ChatMessage, Health, HealthStatus, LLMProvider, TTSProvider
+from app.plugin.registry import ProviderInfo, Registry
+from app.store.paths import resolve_paths
+from app.store.settings import Settings
 
 VOXDESK = str(Path(sys.executable).with_name("voxdesk"))
 #: A reply that takes Piper far longer than the runs below last: it is always cut mid-way.
@@ -93,7 +93,7 @@ class _QuietTTS(TTSProvider):
 
 
 def _fake_session() -> Session:
-    from app.audio_files import WavFileSink
+    from app.audio.files import WavFileSink
 
     reg = Registry()
     reg.register("llm", "slow", _SlowLLM, config_model=_Cfg, info=ProviderInfo("Slow", "test double"))
@@ -273,7 +273,7 @@ async def test_whisper_close_stops_a_decode_in_flight() -> None:
 async def test_llama_close_during_model_load_stops_the_worker_at_once() -> None:
     import multiprocessing as mp
 
-    from app.errors import ErrorCode, VoiceError
+    from app.plugin.errors import ErrorCode, VoiceError
     from providers.llm.llama_cpp import LlamaCppConfig, LlamaCppLLM
 
     llm = LlamaCppLLM(LlamaCppConfig())

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from app.converse import run_files
-from app.events import TurnFinished
-from app.paths import resolve_paths
-from app.provider_api import AudioChunk, Health, HealthStatus, TTSProvider
-from app.registry import ProviderInfo, get_registry
-from app.settings import Settings
+from app.commands.converse import run_files
+from app.engine.events import TurnFinished
+from app.plugin.provider_api import AudioChunk, Health, HealthStatus, TTSProvider
+from app.plugin.registry import ProviderInfo, get_registry
+from app.store.paths import resolve_paths
+from app.store.settings import Settings
 
 TURNS = 60
 WARM_UP = 10
@@ -83,7 +83,7 @@ def test_reply_audio_is_not_kept_without_output() -> None:
 
 
 def test_reply_audio_is_written_when_asked_for(tmp_path: Path) -> None:
-    from app.audio_files import read_wav
+    from app.audio.files import read_wav
 
     out = tmp_path / "reply.wav"
     turns = _run(["what is 2 plus 2", "what is 3 plus 3"], out)

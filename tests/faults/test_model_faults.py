@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
-from app import models
-from app.errors import ErrorCode, VoiceError
-from app.models import GEMMA_FILE, GEMMA_SHA256, ModelFile, ModelSpec, fetch_model, resolve_model
-from app.paths import AppPaths, resolve_paths
-from app.settings import Settings, SettingsStore, StageSettings
+from app.plugin.errors import ErrorCode, VoiceError
+from app.store import models
+from app.store.models import GEMMA_FILE, GEMMA_SHA256, ModelFile, ModelSpec, fetch_model, resolve_model
+from app.store.paths import AppPaths, resolve_paths
+from app.store.settings import Settings, SettingsStore, StageSettings
 
 VOXDESK = str(Path(sys.executable).with_name("voxdesk"))
 ROOT = Path(__file__).resolve().parents[2]

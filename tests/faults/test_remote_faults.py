@@ -27,10 +27,10 @@ from typing import Any
 
 import pytest
 
-from app.errors import ErrorCode, VoiceError
-from app.http_client import check_base_url, is_private_host, make_client
-from app.provider_api import ChatMessage, LLMProvider
-from app.registry import get_registry
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.http_client import check_base_url, is_private_host, make_client
+from app.plugin.provider_api import ChatMessage, LLMProvider
+from app.plugin.registry import get_registry
 
 VOXDESK = str(Path(sys.executable).with_name("voxdesk"))
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import ErrorCode, VoiceError
-from app.settings import Settings, SettingsStore
+from app.plugin.errors import ErrorCode, VoiceError
+from app.store.settings import Settings, SettingsStore
 from tests.faults.test_history_faults import SmallDisk, small_disk, voxdesk
 
 __all__ = ["small_disk"]  # the fixture, shared with the history faults

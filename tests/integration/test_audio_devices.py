@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 import soxr
 
-from app import audio_devices
-from app.audio_capture import DeviceAudioSource
-from app.audio_devices import audio_status, choose_device, doctor_audio_report, list_devices
-from app.audio_playback import DeviceAudioSink
-from app.errors import ErrorCode, VoiceError
-from app.provider_api import SAMPLE_RATE, AudioChunk
+from app.audio import devices as audio_devices
+from app.audio.capture import DeviceAudioSource
+from app.audio.devices import audio_status, choose_device, doctor_audio_report, list_devices
+from app.audio.playback import DeviceAudioSink
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import SAMPLE_RATE, AudioChunk
 from tests.support.speech import have_espeak, speak, write_wav
 
 ROOT = Path(__file__).resolve().parents[2]

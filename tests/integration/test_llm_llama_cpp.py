@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import ErrorCode, VoiceError
-from app.provider_api import ChatMessage, HealthStatus
-from app.registry import get_registry
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import ChatMessage, HealthStatus
+from app.plugin.registry import get_registry
 from providers.llm.llama_cpp import GenerationStats, LlamaCppConfig, LlamaCppLLM
 
 pytestmark = pytest.mark.skipif(

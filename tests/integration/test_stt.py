@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.errors import ErrorCode, VoiceError
-from app.models import resolve_model
-from app.provider_api import FRAME_SAMPLES, SAMPLE_RATE, AudioChunk, HealthStatus, STTProvider
-from app.registry import get_registry
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import FRAME_SAMPLES, SAMPLE_RATE, AudioChunk, HealthStatus, STTProvider
+from app.plugin.registry import get_registry
+from app.store.models import resolve_model
 from tests.support.speech import have_espeak, speak, word_error_rate
 
 pytestmark = [

@@ -13,9 +13,9 @@ from typing import cast
 import numpy as np
 import pytest
 
-from app.errors import ErrorCode, VoiceError
-from app.provider_api import SAMPLE_RATE, AudioChunk, HealthStatus, STTProvider
-from app.registry import get_registry
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import SAMPLE_RATE, AudioChunk, HealthStatus, STTProvider
+from app.plugin.registry import get_registry
 from providers.tts.piper import PiperSettings, PiperTTS
 from tests.support.speech import word_error_rate
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.errors import ErrorCode, VoiceError
-from app.provider_api import FRAME_SAMPLES, SAMPLE_RATE, HealthStatus, VADProvider
-from app.registry import get_registry
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import FRAME_SAMPLES, SAMPLE_RATE, HealthStatus, VADProvider
+from app.plugin.registry import get_registry
 from tests.support.speech import have_espeak, read_wav, speak, write_wav
 
 pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng is needed to generate speech")

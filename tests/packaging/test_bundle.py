@@ -89,8 +89,8 @@ def bundle() -> Path:
 def home_with_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A VoxDesk home whose model cache holds the default models, as `voxdesk models fetch`
     leaves it — taken from the model packages installed in this venv (no network)."""
-    from app.models import CATALOGUE, cache_dir, package_location
-    from app.paths import resolve_paths
+    from app.store.models import CATALOGUE, cache_dir, package_location
+    from app.store.paths import resolve_paths
 
     home = tmp_path_factory.mktemp("bundle-home")
     paths = resolve_paths(home)

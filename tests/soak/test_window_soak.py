@@ -78,8 +78,8 @@ def test_hands_free_window_survives_a_long_session_and_quits_cleanly_mid_reply(
     assert quit_s < 5.0, f"quitting took {quit_s:.1f} s"
 
     # Every question was answered (the history is what the user sees afterwards).
-    from app.history import History
-    from app.paths import resolve_paths
+    from app.store.history import History
+    from app.store.paths import resolve_paths
 
     with History(resolve_paths(voxdesk_home).history_db) as history:
         turns = [t for c in history.list_conversations() for t in history.turns(c.id)]

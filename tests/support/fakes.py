@@ -1,4 +1,4 @@
-"""Fakes that let the real engine (`app.session.Session`) run a conversation in milliseconds.
+"""Fakes that let the real engine (`app.engine.session.Session`) run a conversation in milliseconds.
 
 No models, no espeak, no audio devices: every stage is a scripted provider registered
 through the real `Registry` (a pydantic config model and a `ProviderInfo` each), and the
@@ -35,9 +35,8 @@ from typing import Any, Literal, TypeVar, cast
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.audio_io import AudioSink, AudioSource
-from app.errors import ErrorCode, VoiceError
-from app.events import (
+from app.audio.streams import AudioSink, AudioSource
+from app.engine.events import (
     AudioLevel,
     ErrorRaised,
     Event,
@@ -52,9 +51,9 @@ from app.events import (
     StateChanged,
     TurnFinished,
 )
-from app.history import History, Turn
-from app.paths import resolve_paths
-from app.provider_api import (
+from app.engine.session import Session
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import (
     FRAME_SAMPLES,
     SAMPLE_RATE,
     AudioChunk,
@@ -68,9 +67,10 @@ from app.provider_api import (
     TTSProvider,
     VADProvider,
 )
-from app.registry import ProviderInfo, Registry
-from app.session import Session
-from app.settings import Settings, StageSettings
+from app.plugin.registry import ProviderInfo, Registry
+from app.store.history import History, Turn
+from app.store.paths import resolve_paths
+from app.store.settings import Settings, StageSettings
 
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE  # 32 ms
 #: Virtual seconds per wall-clock second in `fake_session` unless a test asks otherwise

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.audio_files import to_frames
-from app.audio_io import AudioSource
-from app.provider_api import FRAME_SAMPLES, SAMPLE_RATE
+from app.audio.files import to_frames
+from app.audio.streams import AudioSource
+from app.plugin.provider_api import FRAME_SAMPLES, SAMPLE_RATE
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.audio_files import read_wav, write_wav
+from app.audio.files import read_wav, write_wav
 
 SAMPLE_RATE = 16_000
 

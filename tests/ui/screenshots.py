@@ -21,9 +21,9 @@ def main() -> int:
     import qasync
     from PySide6.QtWidgets import QApplication
 
-    from app.paths import resolve_paths
-    from app.session import Session
-    from app.settings import Settings, SettingsStore
+    from app.engine.session import Session
+    from app.store.paths import resolve_paths
+    from app.store.settings import Settings, SettingsStore
     from ui import theme
     from ui.main_window import MainWindow
 
@@ -41,13 +41,12 @@ def main() -> int:
     suffix = "-dark" if "--dark" in sys.argv else ""
 
     async def scenario() -> None:
-        from app.audio_files import WavFileSink, WavFileSource
+        from app.audio.files import WavFileSink, WavFileSource
         from tests.support.speech import speak_to_wav
 
         await window.start_session(session)
         await session.ready.wait()
-        from app import events as ev
-
+        from app.engine import events as ev
         await session.send_text("what is 1250 divided by 5")
         # Spoken questions next, so the latency panel shows real voice-to-voice turns.
         sink = WavFileSink(None)

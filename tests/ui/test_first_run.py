@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from PySide6.QtCore import Qt
 
-from app import models
+from app.store import models
 from ui.first_run import FirstRunDialog, ProgressFn
 
 

@@ -8,10 +8,10 @@ from pydantic import BaseModel, Field
 from PySide6.QtGui import QIcon, QPalette
 from PySide6.QtWidgets import QCheckBox, QLineEdit
 
-from app.errors import VoiceError
-from app.provider_api import KINDS
-from app.registry import get_registry
-from app.settings import Settings
+from app.plugin.errors import VoiceError
+from app.plugin.provider_api import KINDS
+from app.plugin.registry import get_registry
+from app.store.settings import Settings
 from ui import theme
 from ui.controls import Controls
 from ui.schema_form import SchemaForm

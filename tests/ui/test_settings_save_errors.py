@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.events import ProviderSwitched
-from app.registry import get_registry
-from app.settings import Settings, SettingsStore
+from app.engine.events import ProviderSwitched
+from app.plugin.registry import get_registry
+from app.store.settings import Settings, SettingsStore
 from tests.faults.test_history_faults import SmallDisk, small_disk
 from ui.settings_dialog import SettingsDialog
 

@@ -11,11 +11,11 @@ import pytest
 from pydantic import BaseModel, Field, SecretStr
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLineEdit, QPushButton
 
-from app.events import ProviderSwitched
-from app.provider_api import KINDS, Health, HealthStatus
-from app.registry import get_registry
-from app.session import ProviderHealth
-from app.settings import Settings
+from app.engine.events import ProviderSwitched
+from app.engine.session import ProviderHealth
+from app.plugin.provider_api import KINDS, Health, HealthStatus
+from app.plugin.registry import get_registry
+from app.store.settings import Settings
 from app.telemetry import StageStats, TelemetrySnapshot, TurnTiming
 from ui.conversation_view import ConversationView
 from ui.health_panel import HealthPanel
@@ -260,7 +260,7 @@ def test_conversation_view_turns_a_partial_into_the_final_and_streams_the_reply(
 def test_history_dialog_exports_the_selected_conversation(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import json
 
-    from app.history import History
+    from app.store.history import History
     from ui.history_dialog import HistoryDialog
 
     h = History(tmp_path / "history.db")

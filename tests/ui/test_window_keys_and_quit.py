@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from PySide6.QtCore import Qt
 
-from app import models
-from app.paths import resolve_paths
-from app.settings import Settings, SettingsStore
+from app.store import models
+from app.store.paths import resolve_paths
+from app.store.settings import Settings, SettingsStore
 from tests.ui.conftest import close_window, wait_until
 from ui.first_run import FirstRunDialog, ProgressFn
 from ui.main_window import MainWindow

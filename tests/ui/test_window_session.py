@@ -10,10 +10,10 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLineEdit
 
-from app import events as ev
-from app.paths import resolve_paths
-from app.session import Session
-from app.settings import Settings, SettingsStore, StageSettings
+from app.engine import events as ev
+from app.engine.session import Session
+from app.store.paths import resolve_paths
+from app.store.settings import Settings, SettingsStore, StageSettings
 from tests.ui.conftest import GuiGapMeter, close_window, wait_until
 from ui.main_window import MainWindow
 
@@ -156,7 +156,7 @@ def test_space_is_push_to_talk_outside_text_fields(qtbot: Any, run: Any) -> None
 
 def test_gui_thread_never_stalls_over_50ms_during_a_spoken_turn(qtbot: Any, run: Any) -> None:
     """Hands-free with Silero, a spoken question, partials, STT, TTS and playback."""
-    from app.audio_files import WavFileSink
+    from app.audio.files import WavFileSink
     from tests.support.sources import Piece, ScriptedSource
     from tests.support.speech import speak
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.audio_files import WavFileSink, WavFileSource, read_wav, write_wav
-from app.errors import ErrorCode, VoiceError
-from app.provider_api import FRAME_SAMPLES, SAMPLE_RATE, AudioChunk
+from app.audio.files import WavFileSink, WavFileSource, read_wav, write_wav
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import FRAME_SAMPLES, SAMPLE_RATE, AudioChunk
 
 
 def tone(freq: float, seconds: float, rate: int, amp: float = 0.5) -> np.ndarray:

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from app.chunking import ChunkerConfig, SentenceChunker, is_code_block
+from app.engine.chunking import ChunkerConfig, SentenceChunker, is_code_block
 
 
 def chunk_whole(text: str, config: ChunkerConfig | None = None) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.endpointing import FRAME_MS, Endpointer, SpeechStart
+from app.engine.endpointing import FRAME_MS, Endpointer, SpeechStart
 
 FRAME = np.zeros(512, np.float32)
 

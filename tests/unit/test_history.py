@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from app import history as history_mod
-from app.errors import ErrorCode, VoiceError
-from app.history import CRASH_NOTE, History
-from app.paths import resolve_paths
-from app.provider_api import ChatMessage
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import ChatMessage
+from app.store import history as history_mod
+from app.store.history import CRASH_NOTE, History
+from app.store.paths import resolve_paths
 
 
 @pytest.fixture
@@ -220,7 +220,7 @@ def test_reopening_keeps_everything(db_path: Path) -> None:
 
 CHILD = r"""
 import sys
-from app.history import History
+from app.store.history import History
 
 h = History(sys.argv[1])
 for i in range(3):
@@ -439,8 +439,8 @@ async def test_usable_from_the_event_loop_via_threads(hist: History) -> None:
 def test_history_command_lists_and_exports(tmp_path: Path) -> None:
     import io
 
-    from app.history_command import history_command
-    from app.paths import resolve_paths
+    from app.commands.history import history_command
+    from app.store.paths import resolve_paths
 
     paths = resolve_paths(str(tmp_path / "home")).ensure()
     h = History(paths.history_db)

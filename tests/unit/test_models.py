@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from app import models
-from app.errors import ErrorCode, VoiceError
-from app.models import ModelFile, ModelSpec, download, fetch_model, resolve_model, verify_model
-from app.paths import AppPaths, resolve_paths
+from app.plugin.errors import ErrorCode, VoiceError
+from app.store import models
+from app.store.models import ModelFile, ModelSpec, download, fetch_model, resolve_model, verify_model
+from app.store.paths import AppPaths, resolve_paths
 
 PAYLOAD = random.Random(7).randbytes(700_000)
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()

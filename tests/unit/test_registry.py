@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, Field
 
-from app.errors import ErrorCode, VoiceError
-from app.provider_api import KINDS, Health, HealthStatus, TTSProvider
-from app.registry import ProviderInfo, ProviderSpec, Registry, get_registry
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import KINDS, Health, HealthStatus, TTSProvider
+from app.plugin.registry import ProviderInfo, ProviderSpec, Registry, get_registry
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,7 +110,7 @@ def test_listing_imports_no_heavy_library() -> None:
     """Listing and describing providers must not import model libraries."""
     code = textwrap.dedent("""
         import sys
-        from app.registry import get_registry
+        from app.plugin.registry import get_registry
         reg = get_registry()
         for kind in ("vad", "stt", "llm", "tts"):
             for name in reg.list_providers(kind):
@@ -130,8 +130,8 @@ def test_entry_point_plugin_is_discovered(tmp_path: Path) -> None:
     pkg.mkdir()
     (pkg / "__init__.py").write_text(textwrap.dedent("""
         from pydantic import BaseModel
-        from app.registry import ProviderInfo, ProviderSpec
-        from app.provider_api import VADProvider, Health, HealthStatus
+        from app.plugin.registry import ProviderInfo, ProviderSpec
+        from app.plugin.provider_api import VADProvider, Health, HealthStatus
 
         class Cfg(BaseModel):
             level: float = 0.5
@@ -151,7 +151,7 @@ def test_entry_point_plugin_is_discovered(tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(tmp_path)!r})
-        from app.registry import get_registry
+        from app.plugin.registry import get_registry
         reg = get_registry()
         assert "always" in reg.list_providers("vad"), reg.list_providers("vad")
         p = reg.create("vad", "always", {{"level": 0.25}})
@@ -203,8 +203,7 @@ def test_concurrent_register_and_create_from_16_threads() -> None:
 
 
 def test_global_registry_built_once_under_contention() -> None:
-    from app import registry as mod
-
+    from app.plugin import registry as mod
     mod.reset_registry()
     seen: list[Registry] = []
     barrier = threading.Barrier(16)

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from app import secrets
-from app.errors import ErrorCode, VoiceError
-from app.provider_api import Health, HealthStatus
-from app.resilience import (
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import Health, HealthStatus
+from app.plugin.resilience import (
     BreakerConfig,
     BreakerState,
     CircuitBreaker,
@@ -27,6 +26,7 @@ from app.resilience import (
     guard_stream,
     parse_retry_after,
 )
+from app.store import secrets
 
 
 class FakeClock:
@@ -453,8 +453,8 @@ async def test_a_completed_stream_closes_a_half_open_breaker() -> None:
 
 
 def test_an_unexpected_error_quoting_a_key_is_redacted() -> None:
-    from app.errors import as_voice_error
-    from app.resilience import classify_exception
+    from app.plugin.errors import as_voice_error
+    from app.plugin.resilience import classify_exception
 
     secrets.remember_secret("sk-canary-0123456789abcdef")
     exc = RuntimeError("request failed: headers={'Authorization': 'Bearer sk-canary-0123456789abcdef'}")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.events import FinalTranscript, State, TurnFinished
+from app.engine.events import FinalTranscript, State, TurnFinished
 from tests.support.fakes import WaitFor, fake_session, silence, speech
 
 pytestmark = pytest.mark.timeout(20)

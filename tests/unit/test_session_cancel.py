@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from app.events import FinalTranscript, SpeechEnded, SpeechStarted, State, TurnFinished
+from app.engine.events import FinalTranscript, SpeechEnded, SpeechStarted, State, TurnFinished
 from tests.support.fakes import WaitFor, fake_session, reopen_history, speech, state_is, until
 
 pytestmark = pytest.mark.timeout(20)

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from app.events import ErrorRaised, Event, FinalTranscript, Notice, ProviderSwitched, TurnFinished
-from app.session import APOLOGY
-from app.settings import StageSettings
+from app.engine.events import ErrorRaised, Event, FinalTranscript, Notice, ProviderSwitched, TurnFinished
+from app.engine.session import APOLOGY
+from app.store.settings import StageSettings
 from tests.support.fakes import fake_session, silence, speech
 
 pytestmark = pytest.mark.timeout(20)

@@ -1,7 +1,7 @@
 """The real engine on fakes: one turn, typed or spoken — event order, partials, the
 speculative transcript, the endpoint, the reply, timings and the history row.
 
-The order rules are the ones `app/events.py` documents; where the engine is more
+The order rules are the ones `app/engine/events.py` documents; where the engine is more
 precise than that docstring (a spoken turn is "thinking" while it transcribes, so
 `StateChanged(thinking)` comes before `FinalTranscript`; speaking starts as soon as the
 first sentence is synthesized, so later `ReplyDelta`s follow `StateChanged(speaking)`),
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from app.events import (
+from app.engine.events import (
     AudioLevel,
     Event,
     FinalTranscript,
@@ -28,7 +28,7 @@ from app.events import (
     StateChanged,
     TurnFinished,
 )
-from app.provider_api import ChatMessage
+from app.plugin.provider_api import ChatMessage
 from tests.support.fakes import FRAME_S, fake_session, reopen_history, silence, speech, until
 
 pytestmark = pytest.mark.timeout(20)
@@ -224,7 +224,7 @@ async def test_push_to_talk_turns_what_was_said_while_pressed_into_a_turn() -> N
 
 
 @pytest.mark.xfail(strict=True, reason="push_to_talk emits SpeechStarted before StateChanged(listening); "
-                                       "app/events.py documents listening first (Session._begin_utterance)")
+                                       "app/engine/events.py documents listening first (Session._begin_utterance)")
 async def test_push_to_talk_enters_listening_before_speech_starts() -> None:
     async with fake_session(hands_free=False) as h:
         await h.listen([speech(2000)], hold=True, wait=False)

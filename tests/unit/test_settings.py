@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import ErrorCode, VoiceError
-from app.settings import SCHEMA_VERSION, Settings, SettingsStore, apply_overrides
+from app.plugin.errors import ErrorCode, VoiceError
+from app.store.settings import SCHEMA_VERSION, Settings, SettingsStore, apply_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -105,8 +105,8 @@ def test_atomic_write_survives_crash_between_write_and_replace(tmp_path: Path) -
     code = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        import app.safe_files as sf
-        import app.settings as st
+        import app.store.safe_files as sf
+        import app.store.settings as st
         def die(src, dst):
             os.kill(os.getpid(), signal.SIGKILL)
         sf.os.replace = die

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.errors import ErrorCode, VoiceError
-from app.provider_api import ChatMessage, HealthStatus
-from app.registry import get_registry
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import ChatMessage, HealthStatus
+from app.plugin.registry import get_registry
 from providers.llm.skills import NEEDS_MODEL, SkillsConfig, SkillsLLM, parse_duration
 
 TUESDAY_AFTERNOON = datetime(2024, 3, 5, 16, 5, 9)

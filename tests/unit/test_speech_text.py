@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.speech_text import SpeechTextCleaner, clean_for_speech, split_for_speech
+from app.engine.speech_text import SpeechTextCleaner, clean_for_speech, split_for_speech
 
 CASES: list[tuple[str, str, str]] = [
     # (case id, assistant text, what the voice is given)

@@ -7,10 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from app.errors import ErrorCode, VoiceError
-from app.registry import ProviderInfo, Registry
-from app.settings import Settings, StageSettings
-from app.stages import build_all, build_slot, remember_replaced_options
+from app.engine.stages import build_all, build_slot, remember_replaced_options
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.registry import ProviderInfo, Registry
+from app.store.settings import Settings, StageSettings
 
 
 class VoiceConfig(BaseModel):

@@ -6,7 +6,7 @@ import time
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from app.settings import TelemetrySettings
+from app.store.settings import TelemetrySettings
 from app.telemetry import Telemetry
 
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from app.errors import ErrorCode, VoiceError
-from app.provider_api import KINDS, Provider
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import KINDS, Provider
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "voxdesk.providers"

@@ -23,14 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from app.audio_files import write_wav
-from app.converse import TimedOut, run_files
-from app.errors import ErrorCode, VoiceError
-from app.events import TurnFinished
-from app.paths import AppPaths
-from app.provider_api import SAMPLE_RATE
-from app.registry import get_registry
-from app.settings import Settings
+from app.audio.files import write_wav
+from app.commands.converse import TimedOut, run_files
+from app.engine.events import TurnFinished
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import SAMPLE_RATE
+from app.plugin.registry import get_registry
+from app.store.paths import AppPaths
+from app.store.settings import Settings
 
 QUESTIONS = (
     "What time is it?",
@@ -140,7 +140,7 @@ def _cpu_name() -> str:
 
 
 def bench_command(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:
-    from app.converse import validate_stages
+    from app.commands.converse import validate_stages
 
     validate_stages(settings)
     report = asyncio.run(run_bench(settings, paths, max(1, args.turns), not args.no_telemetry_compare))

@@ -25,12 +25,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from app.audio_io import AudioSink, AudioSource
-from app.chunking import SentenceChunker
-from app.echo_gate import EchoGate
-from app.endpointing import Endpointer, SilenceStart, SpeechEnd, SpeechResumed, SpeechStart
-from app.errors import ErrorCode, VoiceError, as_voice_error
-from app.events import (
+from app.audio.streams import AudioSink, AudioSource
+from app.engine.chunking import SentenceChunker
+from app.engine.echo_gate import EchoGate
+from app.engine.endpointing import Endpointer, SilenceStart, SpeechEnd, SpeechResumed, SpeechStart
+from app.engine.events import (
     AudioLevel,
     ErrorRaised,
     Event,
@@ -45,23 +44,7 @@ from app.events import (
     StateChanged,
     TurnFinished,
 )
-from app.history import History
-from app.paths import AppPaths
-from app.provider_api import (
-    SAMPLE_RATE,
-    AudioChunk,
-    ChatMessage,
-    Health,
-    HealthStatus,
-    LLMProvider,
-    STTProvider,
-    TTSProvider,
-    VADProvider,
-)
-from app.registry import Registry, get_registry
-from app.resilience import Deadline
-from app.settings import Settings, SettingsStore
-from app.stages import (
+from app.engine.stages import (
     StageSet,
     StageSlot,
     build_all,
@@ -73,6 +56,23 @@ from app.stages import (
     remember_replaced_options,
     warm,
 )
+from app.plugin.errors import ErrorCode, VoiceError, as_voice_error
+from app.plugin.provider_api import (
+    SAMPLE_RATE,
+    AudioChunk,
+    ChatMessage,
+    Health,
+    HealthStatus,
+    LLMProvider,
+    STTProvider,
+    TTSProvider,
+    VADProvider,
+)
+from app.plugin.registry import Registry, get_registry
+from app.plugin.resilience import Deadline
+from app.store.history import History
+from app.store.paths import AppPaths
+from app.store.settings import Settings, SettingsStore
 from app.telemetry import Telemetry
 
 log = logging.getLogger(__name__)

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO
 
-from app.errors import ErrorCode, VoiceError
-from app.paths import AppPaths, resolve_paths
+from app.plugin.errors import ErrorCode, VoiceError
+from app.store.paths import AppPaths, resolve_paths
 
 if TYPE_CHECKING:
-    from app.settings import Settings
+    from app.store.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -1110,7 +1110,7 @@ EXIT_MISSING = 3
 
 def _saved_settings(paths: AppPaths) -> Settings | None:
     try:
-        from app.settings import SettingsStore
+        from app.store.settings import SettingsStore
 
         return SettingsStore(paths.config_dir).load().settings
     except Exception as exc:  # a broken settings file is reported by the commands that need it

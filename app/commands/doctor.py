@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 from typing import Any, TextIO
 
-from app.errors import VoiceError
-from app.paths import AppPaths
-from app.provider_api import KINDS
-from app.registry import get_registry
-from app.settings import Settings
+from app.plugin.errors import VoiceError
+from app.plugin.provider_api import KINDS
+from app.plugin.registry import get_registry
+from app.store.paths import AppPaths
+from app.store.settings import Settings
 
 
 def providers_report() -> list[dict[str, Any]]:
@@ -46,7 +46,7 @@ def _line(out: TextIO, ok: bool | None, label: str, detail: str = "") -> None:
 
 def _configured_devices(settings: Settings, out: TextIO) -> int:
     """The microphone and speaker this configuration would open; returns problems found."""
-    from app.audio_devices import choose_device
+    from app.audio.devices import choose_device
 
     problems = 0
     a = settings.audio
@@ -68,7 +68,7 @@ EXIT_MISSING = 3
 def _model_files(paths: AppPaths, settings: Settings, out: TextIO) -> int:
     """Every model the configured pipeline loads, fully checked (hashes, or the format of a
     file Settings point at); then the rest of the catalogue. Returns the models that fail."""
-    from app.models import configured_models, list_models, verify_model
+    from app.store.models import configured_models, list_models, verify_model
 
     failed = 0
     checked: set[str] = set()
@@ -104,7 +104,7 @@ def doctor(paths: AppPaths, settings: Settings, out: TextIO) -> int:
     out.write(f"VoxDesk home: config {paths.config_dir}, data {paths.data_dir}, cache {paths.cache_dir}\n\n")
     out.write("Audio devices\n")
     try:
-        from app.audio_devices import doctor_audio_report
+        from app.audio.devices import doctor_audio_report
 
         for line in doctor_audio_report():
             out.write(f"  {line}\n")
@@ -148,7 +148,7 @@ def doctor(paths: AppPaths, settings: Settings, out: TextIO) -> int:
 
     out.write("\nKeychain\n")
     try:
-        from app.secrets import has_keychain, keychain_status
+        from app.store.secrets import has_keychain, keychain_status
 
         # No keychain is not fatal (keys come from the environment), but not "ok" either.
         _line(out, True if has_keychain() else None, "keychain", keychain_status())

@@ -65,8 +65,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
-from app.errors import ErrorCode, VoiceError
-from app.secrets import redact
+from app.plugin.errors import ErrorCode, VoiceError
+from app.store.secrets import redact
 
 log = logging.getLogger(__name__)
 

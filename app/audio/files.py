@@ -27,10 +27,10 @@ from typing import BinaryIO, Literal
 import numpy as np
 import soxr
 
-from app.audio_io import AudioSink, AudioSource
-from app.errors import ErrorCode, VoiceError
-from app.provider_api import FRAME_SAMPLES, SAMPLE_RATE, AudioChunk, validate_audio
-from app.terminal_text import escape_control
+from app.audio.streams import AudioSink, AudioSource
+from app.commands.terminal_text import escape_control
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import FRAME_SAMPLES, SAMPLE_RATE, AudioChunk, validate_audio
 
 OP = "audio.file"
 #: Below this no speech survives; above it no recorder goes (768 kHz is the highest DACs do).

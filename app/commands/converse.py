@@ -25,14 +25,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.audio_io import AudioSink, AudioSource
-from app.errors import ErrorCode, VoiceError
-from app.events import ErrorRaised, Event, FinalTranscript, Notice, TurnFinished
-from app.paths import AppPaths
-from app.provider_api import SAMPLE_RATE, AudioChunk
-from app.session import Session
-from app.settings import Settings
-from app.terminal_text import escape_control
+from app.audio.streams import AudioSink, AudioSource
+from app.commands.terminal_text import escape_control
+from app.engine.events import ErrorRaised, Event, FinalTranscript, Notice, TurnFinished
+from app.engine.session import Session
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import SAMPLE_RATE, AudioChunk
+from app.store.paths import AppPaths
+from app.store.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def check_output_path(path: Path) -> None:
 
 
 async def _write_output(sink: Any, output: Path) -> None:
-    from app.audio_files import write_wav
+    from app.audio.files import write_wav
 
     try:
         await asyncio.to_thread(write_wav, output, sink.samples, sink.rate or SAMPLE_RATE)
@@ -185,7 +185,7 @@ async def run_files(
     Raises TimedOut when `timeout` runs out (the turns so far are in `into`); a
     cancelled caller (Ctrl+C) stops the run too. Either way the session is closed and
     the reply audio so far is written to `output`."""
-    from app.audio_files import WavFileSink, WavFileSource
+    from app.audio.files import WavFileSink, WavFileSource
 
     # Without --output nothing keeps the audio: a long run must not grow with every reply.
     sink: AudioSink = WavFileSink(None) if output is not None else DiscardSink()
@@ -236,8 +236,8 @@ async def run_devices(
     settings: Settings, paths: AppPaths, *, mic: str | None, speaker: str | None, turns: int, timeout: float,
     into: list[TurnFinished] | None = None,
 ) -> list[TurnFinished]:
-    from app.audio_capture import open_device_source
-    from app.audio_playback import open_device_sink
+    from app.audio.capture import open_device_source
+    from app.audio.playback import open_device_sink
 
     source: AudioSource = open_device_source(mic or settings.audio.input_device, settings.audio.input_host_api)
     sink: AudioSink = open_device_sink(speaker or settings.audio.output_device, settings.audio.output_host_api)
@@ -290,8 +290,8 @@ class ExitGuard:
 
 def validate_stages(settings: Settings) -> None:
     """Every configured provider exists and its options are valid (INVALID_CONFIG/NOT_FOUND)."""
-    from app.provider_api import KINDS
-    from app.registry import get_registry
+    from app.plugin.provider_api import KINDS
+    from app.plugin.registry import get_registry
 
     reg = get_registry()
     for kind in KINDS:
@@ -306,7 +306,7 @@ def converse_command(args: argparse.Namespace, paths: AppPaths, settings: Settin
 
     `args.exit_guard` (set by the `voxdesk` program itself, never for in-process
     callers) bounds the process's exit once the run is over, see ExitGuard."""
-    from app.audio_files import probe_wav
+    from app.audio.files import probe_wav
 
     inputs = [Path(p) for p in args.input]
     for p in inputs:
@@ -341,7 +341,7 @@ def converse_command(args: argparse.Namespace, paths: AppPaths, settings: Settin
             guard.arm(EXIT_INTERRUPTED)
             raise
         except VoiceError as exc:  # said here, so that it is out before the exit is bounded
-            from app.cli import exit_code_for
+            from app.commands.cli import exit_code_for
 
             if turns:
                 _print_turns(turns, args.json)

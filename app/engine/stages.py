@@ -13,11 +13,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.errors import ErrorCode, VoiceError, as_voice_error
-from app.provider_api import KINDS, Provider
-from app.registry import Registry
-from app.resilience import NullObserver, ResilienceObserver, StageRunner
-from app.settings import Settings, StageSettings
+from app.plugin.errors import ErrorCode, VoiceError, as_voice_error
+from app.plugin.provider_api import KINDS, Provider
+from app.plugin.registry import Registry
+from app.plugin.resilience import NullObserver, ResilienceObserver, StageRunner
+from app.store.settings import Settings, StageSettings
 
 log = logging.getLogger(__name__)
 

@@ -70,7 +70,7 @@ def as_voice_error(op: str, exc: BaseException) -> VoiceError:
         return exc
     if isinstance(exc, TimeoutError):
         return VoiceError(op, ErrorCode.TIMEOUT, "no answer in time — try again or pick a faster provider")
-    from app.secrets import redact  # lazy: secrets imports this module
+    from app.store.secrets import redact  # lazy: secrets imports this module
 
     # A library's message may quote a request (and its key): scrub before it is shown or stored.
     return VoiceError(op, ErrorCode.PROVIDER_ERROR, redact(f"{type(exc).__name__}: {exc}"))

@@ -159,7 +159,7 @@ class TTSProvider(Provider):
 
 def validate_audio(op: str, audio: np.ndarray, *, min_samples: int = 0) -> np.ndarray:
     """Shared input guard: mono float32, finite, clipped. Raises VoiceError if unusable."""
-    from app.errors import ErrorCode, VoiceError
+    from app.plugin.errors import ErrorCode, VoiceError
 
     arr = np.asarray(audio)
     if arr.ndim == 2:

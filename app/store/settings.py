@@ -13,7 +13,7 @@ Rules users rely on:
 - a save that fails (full or read-only disk) raises a VoiceError saying what to do;
 - before a file that lost values on load is rewritten, the original is copied aside;
 - `--set` overrides last for the run: saving keeps the stored values under them;
-- API keys never live here (see `app.secrets`).
+- API keys never live here (see `app.store.secrets`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.errors import ErrorCode, VoiceError
-from app.safe_files import atomic_write_text, keep_copy, move_aside, storage_problem
+from app.plugin.errors import ErrorCode, VoiceError
+from app.store.safe_files import atomic_write_text, keep_copy, move_aside, storage_problem
 
 SCHEMA_VERSION = 1
 SETTINGS_FILE = "settings.json"
@@ -418,6 +418,6 @@ def apply_overrides(settings: Settings, items: Iterable[str]) -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        from app.registry import format_validation_error
+        from app.plugin.registry import format_validation_error
 
         raise VoiceError("settings.set", ErrorCode.INVALID_CONFIG, format_validation_error(exc)) from None

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from app.provider_api import AudioChunk
+from app.plugin.provider_api import AudioChunk
 
 
 class AudioSource(ABC):
@@ -70,14 +70,14 @@ class AudioSink(ABC):
 
 def open_device_source(name: str | None = None, host_api: str | None = None, **kwargs: object) -> AudioSource:
     """Microphone by name as `voxdesk doctor` lists it (None = system default); see
-    `app.audio_capture.DeviceAudioSource` for on_error/on_notice/on_level."""
-    from app.audio_capture import DeviceAudioSource
+    `app.audio.capture.DeviceAudioSource` for on_error/on_notice/on_level."""
+    from app.audio.capture import DeviceAudioSource
 
     return DeviceAudioSource(name, host_api, **kwargs)  # type: ignore[arg-type]
 
 
 def open_device_sink(name: str | None = None, host_api: str | None = None, **kwargs: object) -> AudioSink:
     """Speaker by name as `voxdesk doctor` lists it (None = system default)."""
-    from app.audio_playback import DeviceAudioSink
+    from app.audio.playback import DeviceAudioSink
 
     return DeviceAudioSink(name, host_api, **kwargs)  # type: ignore[arg-type]

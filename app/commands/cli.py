@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from app import __version__
-from app.errors import ErrorCode, VoiceError
-from app.paths import AppPaths, resolve_paths
-from app.settings import Settings, SettingsStore, apply_overrides
-from app.terminal_text import escape_control
+from app.commands.terminal_text import escape_control
+from app.plugin.errors import ErrorCode, VoiceError
+from app.store.paths import AppPaths, resolve_paths
+from app.store.settings import Settings, SettingsStore, apply_overrides
 
 log = logging.getLogger("voxdesk")
 
@@ -105,7 +105,7 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        from app.secrets import SecretRedactor
+        from app.store.secrets import SecretRedactor
     except ImportError:
         return
     for handler in logging.getLogger().handlers:
@@ -157,7 +157,7 @@ def _dispatch(
     args: argparse.Namespace, paths: AppPaths, settings: Settings, store: SettingsStore, notices: list[str]
 ) -> int:
     if args.self_test:
-        from app.self_test import run_self_test
+        from app.commands.self_test import run_self_test
 
         return run_self_test(paths, settings, sys.stdout)
     cmd = args.command
@@ -174,27 +174,27 @@ def _dispatch(
         # Notices (a settings file moved aside...) were printed above; the window shows them too.
         return int(ui_app.run(sys.argv[:1], paths, settings, store, notices=notices))
     if cmd == "providers":
-        from app.doctor import providers_report
+        from app.commands.doctor import providers_report
 
         return _print(providers_report(), args.json, _providers_text)
     if cmd == "doctor":
-        from app.doctor import doctor
+        from app.commands.doctor import doctor
 
         return doctor(paths, settings, sys.stdout)
     if cmd == "models":
-        from app.models import models_command
+        from app.store.models import models_command
 
         return models_command(args.action, args.ids, paths, sys.stdout, settings=settings)
     if cmd == "history":
-        from app.history_command import history_command
+        from app.commands.history import history_command
 
         return history_command(args.action, args.ids, args.format, args.output, paths, sys.stdout)
     if cmd == "converse":
-        from app.converse import converse_command
+        from app.commands.converse import converse_command
 
         return converse_command(args, paths, settings)
     if cmd == "bench":
-        from app.bench import bench_command
+        from app.commands.bench import bench_command
 
         return bench_command(args, paths, settings)
     raise AssertionError(cmd)

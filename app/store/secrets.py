@@ -21,7 +21,7 @@ import re
 import threading
 from typing import Any
 
-from app.errors import ErrorCode, VoiceError
+from app.plugin.errors import ErrorCode, VoiceError
 
 SERVICE = "voxdesk"
 REDACTED = "[REDACTED]"

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import soxr
 
-from app.audio_devices import AudioDevice, SupervisedStream, require_sounddevice
-from app.audio_io import AudioSink
-from app.provider_api import AudioChunk, validate_audio
+from app.audio.devices import AudioDevice, SupervisedStream, require_sounddevice
+from app.audio.streams import AudioSink
+from app.plugin.provider_api import AudioChunk, validate_audio
 
 
 class DeviceAudioSink(SupervisedStream, AudioSink):

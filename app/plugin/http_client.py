@@ -10,7 +10,7 @@
 - Connect/read timeouts, at most 3 redirects, and response size caps
   (``read_capped`` / ``iter_capped``) so a broken server cannot eat the memory.
 - ``translate_error`` / ``error_for_response`` turn httpx exceptions and error
-  statuses into VoiceErrors via ``app.resilience.classify_status``, with any key
+  statuses into VoiceErrors via ``app.plugin.resilience.classify_status``, with any key
   scrubbed from the text.
 
 httpx is imported lazily so listing providers stays cheap.
@@ -29,9 +29,9 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from app.errors import ErrorCode, VoiceError
-from app.resilience import classify_status
-from app.secrets import redact
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.resilience import classify_status
+from app.store.secrets import redact
 
 if TYPE_CHECKING:
     import httpx
@@ -361,7 +361,7 @@ def check_extra_headers(headers: Mapping[str, str]) -> dict[str, str]:
 class OpenAIEndpoint:
     """Shared plumbing of the OpenAI-compatible providers: one client, key, health, model list.
 
-    The API key is looked up from ``app.secrets`` on every request (so a key
+    The API key is looked up from ``app.store.secrets`` on every request (so a key
     changed in Settings applies at once) and exists only in request headers.
     """
 
@@ -393,7 +393,7 @@ class OpenAIEndpoint:
         return self._client
 
     def headers(self) -> dict[str, str]:
-        from app.secrets import get_api_key
+        from app.store.secrets import get_api_key
 
         return auth_headers(get_api_key(self.kind, self.provider), self.extra_headers)
 
@@ -421,7 +421,7 @@ class OpenAIEndpoint:
         """Cheap ``GET /models``: ok when it answers 200, down when unreachable or the key is refused."""
         import time
 
-        from app.provider_api import Health, HealthStatus
+        from app.plugin.provider_api import Health, HealthStatus
 
         start = time.perf_counter()
         try:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
 
-from app.errors import ErrorCode, VoiceError
+from app.plugin.errors import ErrorCode, VoiceError
 
 Direction = Literal["input", "output"]
 

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from app.errors import ErrorCode, VoiceError
-from app.history import History
-from app.paths import AppPaths
-from app.safe_files import atomic_write_text
-from app.terminal_text import escape_control
+from app.commands.terminal_text import escape_control
+from app.plugin.errors import ErrorCode, VoiceError
+from app.store.history import History
+from app.store.paths import AppPaths
+from app.store.safe_files import atomic_write_text
 
 # What json.dumps leaves raw but a terminal acts on: DEL, C1 controls, bidi overrides.
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")

@@ -31,10 +31,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
-from app.errors import ErrorCode, VoiceError
-from app.paths import AppPaths, resolve_paths
-from app.provider_api import KINDS
-from app.settings import Settings
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import KINDS
+from app.store.paths import AppPaths, resolve_paths
+from app.store.settings import Settings
 
 Status = Literal["ok", "FAIL", "missing"]
 
@@ -268,7 +268,7 @@ def check_opentelemetry() -> str:
 
 
 def check_provider_entry_points() -> str:
-    from app.registry import ENTRY_POINT_GROUP, get_registry
+    from app.plugin.registry import ENTRY_POINT_GROUP, get_registry
 
     eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     if not eps:
@@ -327,7 +327,7 @@ def model_checks(settings: Settings) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 async def load_model(kind: str, name: str, options: dict[str, Any]) -> str:
-    from app.registry import get_registry
+    from app.plugin.registry import get_registry
 
     started = time.perf_counter()
     provider = get_registry().create(kind, name, options)
@@ -345,9 +345,9 @@ async def load_model(kind: str, name: str, options: dict[str, Any]) -> str:
 async def typed_turn(paths: AppPaths, settings: Settings) -> str:
     """One typed question answered by the local skills, as a user would type it."""
     try:
-        session_module: Any = importlib.import_module("app.session")
+        session_module: Any = importlib.import_module("app.engine.session")
     except ModuleNotFoundError as exc:
-        if exc.name != "app.session":
+        if exc.name != "app.engine.session":
             raise
         session_module = None
     if session_module is not None and hasattr(session_module, "Session"):
@@ -355,7 +355,7 @@ async def typed_turn(paths: AppPaths, settings: Settings) -> str:
         via = "session"
     else:
         reply = await _turn_through_skills()
-        via = "skills provider (app.session not present)"
+        via = "skills provider (app.engine.session not present)"
     if "4" not in reply and "four" not in reply.lower():
         raise RuntimeError(f"expected 4 in the reply to {TURN_QUESTION!r}, got {reply!r}")
     return f"{TURN_QUESTION!r} → {reply.strip()!r} via {via}"
@@ -363,7 +363,7 @@ async def typed_turn(paths: AppPaths, settings: Settings) -> str:
 
 async def _turn_through_session(session_module: Any, paths: AppPaths, settings: Settings) -> str:
     """Typed turn on the real engine (no audio devices), with skills as the assistant."""
-    from app.events import Event, TurnFinished
+    from app.engine.events import Event, TurnFinished
 
     turn_settings = settings.model_copy(deep=True)
     turn_settings.llm.provider = "skills"
@@ -390,8 +390,8 @@ async def _turn_through_session(session_module: Any, paths: AppPaths, settings: 
 
 
 async def _turn_through_skills() -> str:
-    from app.provider_api import ChatMessage, LLMProvider
-    from app.registry import get_registry
+    from app.plugin.provider_api import ChatMessage, LLMProvider
+    from app.plugin.registry import get_registry
 
     provider = get_registry().create("llm", "skills", {})
     assert isinstance(provider, LLMProvider)
@@ -467,14 +467,14 @@ def run_self_test(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone form (`python -m app.self_test`), also used by bundles built without app.cli."""
+    """Stand-alone form (`python -m app.commands.self_test`), also used by bundles built without app.commands.cli."""
     parser = argparse.ArgumentParser(prog="voxdesk --self-test", description=__doc__.splitlines()[0])
     parser.add_argument("--self-test", action="store_true", help="(accepted for the bundle entry point)")
     parser.add_argument("--home", help="use this directory for settings, data and models")
     parser.add_argument("--require-models", action="store_true",
                         help="fail when a default model is not installed (full bundles)")
     args, _unknown = parser.parse_known_args(argv)
-    from app.settings import SettingsStore
+    from app.store.settings import SettingsStore
 
     paths = resolve_paths(args.home)
     settings = SettingsStore(paths.config_dir).load().settings

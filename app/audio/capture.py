@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import soxr
 
-from app.audio_devices import AudioDevice, SupervisedStream, require_sounddevice
-from app.audio_io import AudioSource
-from app.provider_api import FRAME_SAMPLES, SAMPLE_RATE
+from app.audio.devices import AudioDevice, SupervisedStream, require_sounddevice
+from app.audio.streams import AudioSource
+from app.plugin.provider_api import FRAME_SAMPLES, SAMPLE_RATE
 
 LevelCallback = Callable[[float, float], None]
 SILENCE_DBFS = -120.0

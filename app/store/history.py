@@ -48,9 +48,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from app.errors import ErrorCode, VoiceError
-from app.provider_api import ChatMessage
-from app.safe_files import atomic_write_text, filesystem_state, move_aside, storage_problem
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import ChatMessage
+from app.store.safe_files import atomic_write_text, filesystem_state, move_aside, storage_problem
 
 log = logging.getLogger(__name__)
 

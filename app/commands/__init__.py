@@ -1,0 +1,1 @@
+"""The `voxdesk` command line and its headless sub-commands."""

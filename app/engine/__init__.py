@@ -1,0 +1,1 @@
+"""The voice engine: the session façade, listening, speaking, turns, and their events."""

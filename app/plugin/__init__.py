@@ -1,0 +1,1 @@
+"""What a provider plugs into: the provider API, the registry, errors and resilience."""

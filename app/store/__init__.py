@@ -1,0 +1,1 @@
+"""What VoxDesk keeps on disk: settings, history, paths, secrets and model files."""
