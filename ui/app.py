@@ -1,6 +1,6 @@
 """Start the desktop app: Qt + qasync loop, window first, engine in the background.
 
-`voxdesk` (app/cli.py) imports this module only when it opens the window, so the
+`voxdesk` (app/commands/cli.py) imports this module only when it opens the window, so the
 engine and the headless commands never need Qt. The window is shown before any
 engine module or model is loaded; the session starts on the loop right after.
 """
@@ -14,8 +14,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from app.paths import AppPaths
-from app.settings import Settings, SettingsStore, apply_overrides
+from app.store.paths import AppPaths
+from app.store.settings import Settings, SettingsStore, apply_overrides
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,12 @@ def build_session(
     paths: AppPaths, settings: Settings, store: SettingsStore | None, *, audio: bool = True
 ) -> Any:
     """The engine with the configured microphone and speaker."""
-    from app.session import Session
+    from app.engine.session import Session
 
     source = sink = None
     if audio:
-        from app.audio_capture import open_device_source
-        from app.audio_playback import open_device_sink
+        from app.audio.capture import open_device_source
+        from app.audio.playback import open_device_sink
 
         a = settings.audio
         source = open_device_source(a.input_device, a.input_host_api)
@@ -159,7 +159,7 @@ def run(
 
 def main() -> int:
     """`python -m ui.app` — the window with default paths (development convenience)."""
-    from app.paths import resolve_paths
+    from app.store.paths import resolve_paths
 
     paths = resolve_paths()
     store = SettingsStore(paths.config_dir)

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.errors import ErrorCode, VoiceError
+from app.plugin.errors import ErrorCode, VoiceError
 
 ProgressFn = Callable[[int, int | None], None]
 #: Blocking: fetch with progress(done, total) until done or `cancel` is set; returns where it went.
@@ -178,8 +178,7 @@ def model_fetcher(model_id: str, paths: Any) -> FetchFn:
     """A `FetchFn` for a catalogue model (`voxdesk models fetch` does the same)."""
 
     def fetch(progress: ProgressFn, cancel: threading.Event) -> Path:
-        from app import models
-
+        from app.store import models
         return models.fetch_model(model_id, paths=paths, progress=progress, cancel=cancel).path
 
     return fetch

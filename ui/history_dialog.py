@@ -1,4 +1,4 @@
-"""Browse past conversations (from `app.history`) and open one in the view."""
+"""Browse past conversations (from `app.store.history`) and open one in the view."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ class HistoryDialog(QDialog):
 
     def export_to(self, conversation_id: int, path: Path, chosen_filter: str = "") -> bool:
         """Write one conversation; the format follows the file name (or the chosen filter)."""
-        from app.safe_files import atomic_write_text
+        from app.store.safe_files import atomic_write_text
 
         assert self._export is not None
         as_json = path.suffix.lower() == ".json" or (not path.suffix and "json" in chosen_filter.lower())

@@ -35,10 +35,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import events as ev
-from app.errors import ErrorCode
-from app.paths import AppPaths
-from app.settings import Settings, SettingsStore
+from app.engine import events as ev
+from app.plugin.errors import ErrorCode
+from app.store.paths import AppPaths
+from app.store.settings import Settings, SettingsStore
 from ui import theme
 from ui.controls import Controls
 from ui.conversation_view import ConversationView
@@ -318,7 +318,7 @@ class MainWindow(QMainWindow):
         dialog.deleteLater()
 
     def open_settings(self) -> Any:
-        from app.registry import get_registry
+        from app.plugin.registry import get_registry
         from ui.settings_dialog import SettingsDialog
 
         registry = self.session.registry if self.session is not None else get_registry()
@@ -346,8 +346,8 @@ class MainWindow(QMainWindow):
         return results
 
     async def _switch_audio(self, new: Settings) -> None:
-        from app.audio_capture import open_device_source
-        from app.audio_playback import open_device_sink
+        from app.audio.capture import open_device_source
+        from app.audio.playback import open_device_sink
 
         a = new.audio
         await self.session.set_audio(
@@ -358,8 +358,8 @@ class MainWindow(QMainWindow):
     async def _test_tone(self, dialog: Any, name: str) -> None:
         import numpy as np
 
-        from app.audio_playback import open_device_sink
-        from app.provider_api import AudioChunk
+        from app.audio.playback import open_device_sink
+        from app.plugin.provider_api import AudioChunk
 
         sink = open_device_sink(name or None)
         try:
@@ -379,7 +379,7 @@ class MainWindow(QMainWindow):
     async def _mic_test(self, dialog: Any, name: str) -> None:
         import numpy as np
 
-        from app.audio_capture import open_device_source
+        from app.audio.capture import open_device_source
 
         source = open_device_source(name or None)
         peak = 0.0
@@ -548,7 +548,7 @@ def _model_id_in(message: str) -> str | None:
         if i + 1 < len(words):
             candidate = words[i + 1].strip("“”\"'.,")
             with contextlib.suppress(Exception):
-                from app.models import get_spec
+                from app.store.models import get_spec
 
                 return get_spec(candidate).id
     return None

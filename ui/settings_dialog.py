@@ -35,11 +35,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.errors import VoiceError
-from app.events import ProviderSwitched
-from app.provider_api import KINDS
-from app.registry import Registry
-from app.settings import ConversationSettings, Settings, StageSettings, TelemetrySettings
+from app.engine.events import ProviderSwitched
+from app.plugin.errors import VoiceError
+from app.plugin.provider_api import KINDS
+from app.plugin.registry import Registry
+from app.store.settings import ConversationSettings, Settings, StageSettings, TelemetrySettings
 from ui import theme
 from ui.schema_form import SchemaForm
 
@@ -251,8 +251,7 @@ class StagePage(QWidget):
 
     def _key_status(self, name: str) -> str:
         try:
-            from app import secrets
-
+            from app.store import secrets
             have = secrets.get_api_key(self.kind, name)
             where = secrets.keychain_status()
         except Exception as exc:  # the keychain may be missing on a headless box
@@ -306,8 +305,7 @@ class StagePage(QWidget):
         key = self.api_key.text()
         if not key:
             return None
-        from app import secrets
-
+        from app.store import secrets
         try:
             await asyncio.to_thread(secrets.set_api_key, self.kind, self.provider, key)
         except Exception as exc:
@@ -370,8 +368,7 @@ class AudioPage(QWidget):
     @staticmethod
     def _query() -> tuple[list[str], list[str], str]:
         try:
-            from app import audio_devices
-
+            from app.audio import devices as audio_devices
             inputs = [d.label for d in audio_devices.list_devices("input")]
             outputs = [d.label for d in audio_devices.list_devices("output")]
             status = audio_devices.audio_status()

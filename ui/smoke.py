@@ -1,6 +1,6 @@
 """Qt half of `voxdesk --self-test`: Qt versions, and opening + closing the main window.
 
-Why a separate module: app/ must never import Qt, so `app.self_test` reaches Qt only
+Why a separate module: app/ must never import Qt, so `app.commands.self_test` reaches Qt only
 through here (imported lazily). Opening the real main window in a bundle proves the
 Qt platform plugin (xcb/wayland/offscreen/cocoa/windows), image-format and icon
 plugins, stylesheets and our resources were all packaged.
@@ -16,8 +16,8 @@ from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import qVersion
 from PySide6.QtWidgets import QApplication, QWidget
 
-from app.paths import AppPaths
-from app.settings import Settings
+from app.store.paths import AppPaths
+from app.store.settings import Settings
 
 EXPOSE_TIMEOUT_S = 10.0
 CLOSE_TIMEOUT_S = 10.0

@@ -34,9 +34,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.errors import ErrorCode, VoiceError, as_voice_error
-from app.provider_api import ChatMessage, Health, HealthStatus, LLMProvider, run_blocking
-from app.registry import ProviderInfo, ProviderSpec
+from app.plugin.errors import ErrorCode, VoiceError, as_voice_error
+from app.plugin.provider_api import ChatMessage, Health, HealthStatus, LLMProvider, run_blocking
+from app.plugin.registry import ProviderInfo, ProviderSpec
 from providers.llm import llama_cpp_worker as worker
 
 OP = "llm.llama-cpp"
@@ -388,7 +388,7 @@ class LlamaCppLLM(LLMProvider):
                 )
             return path
         try:
-            from app.models import resolve_model
+            from app.store.models import resolve_model
 
             return Path(resolve_model(cfg.model, cfg.model_path))
         except VoiceError:

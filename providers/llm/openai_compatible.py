@@ -5,7 +5,7 @@ spoken while the rest is generated. Cancelling the consumer (barge-in) leaves th
 ``async with`` of the streamed response, which closes the connection at once;
 servers notice the disconnect and stop generating.
 
-The API key comes from the keychain / environment (``app.secrets``), never from
+The API key comes from the keychain / environment (``app.store.secrets``), never from
 this config. Local servers usually need no key.
 """
 
@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.errors import ErrorCode, VoiceError
-from app.http_client import (
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.http_client import (
     MAX_AUDIO_BYTES,
     OpenAIEndpoint,
     check_base_url,
@@ -29,8 +29,8 @@ from app.http_client import (
     read_json,
     translate_error,
 )
-from app.provider_api import ChatMessage, Health, LLMProvider, StageKind
-from app.registry import ProviderInfo, ProviderSpec
+from app.plugin.provider_api import ChatMessage, Health, LLMProvider, StageKind
+from app.plugin.registry import ProviderInfo, ProviderSpec
 
 NAME = "openai-compatible"
 
@@ -85,7 +85,7 @@ def _parse_event(payload: str, op: str) -> tuple[str, bool]:
     if "error" in event:
         err = event["error"]
         msg = err.get("message", "") if isinstance(err, dict) else str(err)
-        from app.secrets import redact
+        from app.store.secrets import redact
 
         raise VoiceError(op, ErrorCode.PROVIDER_ERROR, f"the server reported: {redact(str(msg))[:200]}")
     choices = event.get("choices") or []

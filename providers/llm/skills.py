@@ -29,9 +29,9 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.errors import ErrorCode, VoiceError
-from app.provider_api import ChatMessage, Health, HealthStatus, LLMProvider, StageKind
-from app.registry import ProviderInfo, ProviderSpec
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import ChatMessage, Health, HealthStatus, LLMProvider, StageKind
+from app.plugin.registry import ProviderInfo, ProviderSpec
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,8 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.errors import ErrorCode, VoiceError
-from app.models import resolve_model
-from app.provider_api import (
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import (
     SAMPLE_RATE,
     AudioChunk,
     Health,
@@ -42,7 +41,8 @@ from app.provider_api import (
     Transcript,
     validate_audio,
 )
-from app.registry import ProviderInfo, ProviderSpec
+from app.plugin.registry import ProviderInfo, ProviderSpec
+from app.store.models import resolve_model
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -14,8 +14,8 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.errors import ErrorCode, VoiceError
-from app.http_client import (
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.http_client import (
     OpenAIEndpoint,
     check_base_url,
     check_extra_headers,
@@ -23,8 +23,8 @@ from app.http_client import (
     read_capped,
     translate_error,
 )
-from app.provider_api import SAMPLE_RATE, Health, StageKind, STTProvider, validate_audio
-from app.registry import ProviderInfo, ProviderSpec
+from app.plugin.provider_api import SAMPLE_RATE, Health, StageKind, STTProvider, validate_audio
+from app.plugin.registry import ProviderInfo, ProviderSpec
 
 NAME = "openai-compatible"
 OP = "stt.openai-compatible"

@@ -6,7 +6,7 @@ so playback starts before the whole reply audio was generated. ``pcm`` is raw
 its own rate in the header, which is parsed incrementally (streamed WAVs often
 have a bogus data length, so it is ignored).
 
-Text goes through ``app.speech_text.clean_for_speech`` when that module exists,
+Text goes through ``app.engine.speech_text.clean_for_speech`` when that module exists,
 so markdown symbols are not read aloud.
 """
 
@@ -20,8 +20,8 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.errors import ErrorCode, VoiceError
-from app.http_client import (
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.http_client import (
     MAX_AUDIO_BYTES,
     OpenAIEndpoint,
     check_base_url,
@@ -30,8 +30,8 @@ from app.http_client import (
     iter_capped,
     translate_error,
 )
-from app.provider_api import AudioChunk, Health, StageKind, TTSProvider
-from app.registry import ProviderInfo, ProviderSpec
+from app.plugin.provider_api import AudioChunk, Health, StageKind, TTSProvider
+from app.plugin.registry import ProviderInfo, ProviderSpec
 
 NAME = "openai-compatible"
 OP = "tts.openai-compatible"
@@ -66,7 +66,7 @@ class OpenAICompatibleTTSConfig(BaseModel):
 
 def _cleaner() -> Callable[[str], str]:
     try:
-        from app.speech_text import clean_for_speech
+        from app.engine.speech_text import clean_for_speech
     except ImportError:
         return lambda text: text
     return clean_for_speech

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.errors import ErrorCode, VoiceError
-from app.provider_api import AudioChunk, Health, HealthStatus, StageKind, TTSProvider, run_blocking
-from app.registry import ProviderInfo, ProviderSpec
-from app.speech_text import SpeechTextCleaner, clean_for_speech, split_for_speech
+from app.engine.speech_text import SpeechTextCleaner, clean_for_speech, split_for_speech
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import AudioChunk, Health, HealthStatus, StageKind, TTSProvider, run_blocking
+from app.plugin.registry import ProviderInfo, ProviderSpec
 
 if TYPE_CHECKING:
     from piper import PiperVoice
@@ -112,7 +112,7 @@ def _looks_like_path(voice: str) -> bool:
 
 def resolve_voice_file(voice: str) -> Path:
     """The `.onnx` file for a voice id or path, via the shared model resolver."""
-    from app.models import resolve_model
+    from app.store.models import resolve_model
 
     if _looks_like_path(voice):
         path = resolve_model(DEFAULT_VOICE, voice)

@@ -17,8 +17,8 @@ import threading
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.provider_api import FRAME_SAMPLES, SAMPLE_RATE, Health, HealthStatus, VADProvider, validate_audio
-from app.registry import ProviderInfo, ProviderSpec
+from app.plugin.provider_api import FRAME_SAMPLES, SAMPLE_RATE, Health, HealthStatus, VADProvider, validate_audio
+from app.plugin.registry import ProviderInfo, ProviderSpec
 
 OP = "vad.energy"
 _SILENCE_DB = -100.0

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.errors import ErrorCode, VoiceError
-from app.provider_api import FRAME_SAMPLES, SAMPLE_RATE, Health, HealthStatus, VADProvider, validate_audio
-from app.registry import ProviderInfo, ProviderSpec
+from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import FRAME_SAMPLES, SAMPLE_RATE, Health, HealthStatus, VADProvider, validate_audio
+from app.plugin.registry import ProviderInfo, ProviderSpec
 
 OP = "vad.silero"
 
