@@ -1,5 +1,9 @@
 """Audio source/sink interfaces the engine uses; devices and WAV files implement them.
 
+The contracts only: devices (``app.audio.capture``, ``app.audio.playback``, which
+open them by name) and WAV files (``app.audio.files``) import this module, never
+the other way round.
+
 Sources deliver 16 kHz mono float32 frames of 512 samples. Sinks take TTS chunks at
 any rate. Both are driven from the asyncio loop and never block it.
 """
@@ -66,18 +70,3 @@ class AudioSink(ABC):
 
     @abstractmethod
     async def stop(self) -> None: ...
-
-
-def open_device_source(name: str | None = None, host_api: str | None = None, **kwargs: object) -> AudioSource:
-    """Microphone by name as `voxdesk doctor` lists it (None = system default); see
-    `app.audio.capture.DeviceAudioSource` for on_error/on_notice/on_level."""
-    from app.audio.capture import DeviceAudioSource
-
-    return DeviceAudioSource(name, host_api, **kwargs)  # type: ignore[arg-type]
-
-
-def open_device_sink(name: str | None = None, host_api: str | None = None, **kwargs: object) -> AudioSink:
-    """Speaker by name as `voxdesk doctor` lists it (None = system default)."""
-    from app.audio.playback import DeviceAudioSink
-
-    return DeviceAudioSink(name, host_api, **kwargs)  # type: ignore[arg-type]

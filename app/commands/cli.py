@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from app import __version__
+from app.commands.exit_codes import EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, EXIT_USAGE, exit_code_for
 from app.commands.terminal_text import escape_control
-from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.errors import VoiceError
 from app.store.paths import AppPaths, resolve_paths
 from app.store.settings import Settings, SettingsStore, apply_overrides
 
 log = logging.getLogger("voxdesk")
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_MISSING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _global_options(p: argparse.ArgumentParser, *, sub: bool) -> None:
@@ -104,10 +103,8 @@ def _setup_logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        from app.store.secrets import SecretRedactor
-    except ImportError:
-        return
+    from app.plugin.redaction import SecretRedactor
+
     for handler in logging.getLogger().handlers:
         handler.addFilter(SecretRedactor())
 
@@ -142,15 +139,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("voxdesk: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-
-def exit_code_for(exc: VoiceError) -> int:
-    """Bad usage or settings → 2; a missing model, device or library → 3; the rest → 1."""
-    if exc.code in (ErrorCode.INVALID_CONFIG, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT):
-        return EXIT_USAGE
-    if exc.code in (ErrorCode.MODEL_MISSING, ErrorCode.AUDIO_DEVICE):
-        return EXIT_MISSING
-    return EXIT_FAIL
 
 
 def _dispatch(

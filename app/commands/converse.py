@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from app.audio.streams import AudioSink, AudioSource
+from app.commands.exit_codes import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_MISSING, EXIT_TIMED_OUT, exit_code_for
 from app.commands.terminal_text import escape_control
 from app.engine.events import ErrorRaised, Event, FinalTranscript, Notice, TurnFinished
 from app.engine.session import Session
@@ -36,10 +37,6 @@ from app.store.settings import Settings
 
 log = logging.getLogger(__name__)
 
-EXIT_FAIL = 1
-EXIT_MISSING = 3  # a missing or damaged model, or no such device
-EXIT_INTERRUPTED = 130  # Ctrl+C, as shells report a SIGINT
-EXIT_TIMED_OUT = 1  # --timeout ran out: the command ran and did not finish
 #: Once a run is over, the process must be gone within this long; a worker thread stuck
 #: in native code past it would only hold the exit up (or abort it), so we leave anyway.
 EXIT_GRACE_S = 0.75
@@ -341,8 +338,6 @@ def converse_command(args: argparse.Namespace, paths: AppPaths, settings: Settin
             guard.arm(EXIT_INTERRUPTED)
             raise
         except VoiceError as exc:  # said here, so that it is out before the exit is bounded
-            from app.commands.cli import exit_code_for
-
             if turns:
                 _print_turns(turns, args.json)
             _say(str(exc))

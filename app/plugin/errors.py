@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from app.plugin.redaction import redact
+
 
 class ErrorCode(StrEnum):
     NOT_FOUND = "NOT_FOUND"
@@ -70,7 +72,5 @@ def as_voice_error(op: str, exc: BaseException) -> VoiceError:
         return exc
     if isinstance(exc, TimeoutError):
         return VoiceError(op, ErrorCode.TIMEOUT, "no answer in time — try again or pick a faster provider")
-    from app.store.secrets import redact  # lazy: secrets imports this module
-
     # A library's message may quote a request (and its key): scrub before it is shown or stored.
     return VoiceError(op, ErrorCode.PROVIDER_ERROR, redact(f"{type(exc).__name__}: {exc}"))

@@ -66,7 +66,7 @@ from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
 from app.plugin.errors import ErrorCode, VoiceError
-from app.store.secrets import redact
+from app.plugin.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -309,6 +309,10 @@ class CircuitBreaker:
     def disabled(self) -> bool:
         return self.disabled_reason is not None
 
+    @property
+    def closed(self) -> bool:
+        return self.state is BreakerState.CLOSED
+
     def retry_in(self) -> float | None:
         if self._state is not BreakerState.OPEN or self.disabled:
             return None
@@ -445,11 +449,11 @@ class RecordingObserver:
 # --------------------------------------------------------------------------
 
 
-async def _next_within(it: AsyncIterator[T], timeout: float | None) -> T:
-    """``anext`` with a timeout, in the caller's task (no extra task per item)."""
-    if timeout is None:
+async def _next_within(it: AsyncIterator[T], limit: float | None) -> T:
+    """``anext`` within ``limit`` seconds, in the caller's task (no extra task per item)."""
+    if limit is None:
         return await it.__anext__()
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(limit):
         return await it.__anext__()
 
 
@@ -513,10 +517,27 @@ class Member(Generic[P]):
     breaker: CircuitBreaker
 
 
+@dataclass(frozen=True)
+class _Opened(Generic[T]):
+    """A stream that produced its first item in time."""
+
+    it: AsyncIterator[T]
+    first: T
+
+
+@dataclass(frozen=True)
+class _GaveUp:
+    """Every attempt on one provider failed with ``error``: try the next one."""
+
+    error: VoiceError
+
+
 class StageRunner(Generic[P]):
     """Ordered providers for one stage with retries, breakers and fallback. See module doc."""
 
-    def __init__(
+    # Public contract (engine, tests, benches): two positional arguments, the rest are
+    # keyword-only options with defaults (policy, telemetry, and the test seams clock/sleep/rng).
+    def __init__(  # noqa: PLR0913
         self,
         stage: str,
         members: Iterable[tuple[str, P] | tuple[str, P, CircuitBreaker] | Member[P]],
@@ -599,6 +620,7 @@ class StageRunner(Generic[P]):
 
     # -- outcome bookkeeping -----------------------------------------------
     def _fail(self, member: Member[P], error: VoiceError) -> None:
+        """Count a failed attempt and book it on the provider's breaker."""
         self._error(member.name, error.code)
         if error.code is ErrorCode.AUTH:
             member.breaker.disable(error)
@@ -611,7 +633,7 @@ class StageRunner(Generic[P]):
 
     def _skipped_error(self, m: Member[P]) -> VoiceError:
         last = m.breaker.last_error
-        op = f"{self.stage}.{m.name}"
+        op = self._op(m)
         if m.breaker.disabled and last is not None:
             return VoiceError(op, last.code, last.message)
         why = f" ({last.message})" if last is not None else ""
@@ -623,13 +645,16 @@ class StageRunner(Generic[P]):
             retry_after=retry,
         )
 
+    def _op(self, member: Member[P]) -> str:
+        return f"{self.stage}.{member.name}"
+
     def _after_failure(
         self, member: Member[P], error: VoiceError, attempt: int, window: Deadline, deadline: Deadline
     ) -> float | None:
         """Book a failed attempt; the delay before retrying the same provider, or None to move on."""
         self._fail(member, error)
         if deadline.expired:
-            raise deadline_error(f"{self.stage}.{member.name}") from None
+            raise deadline_error(self._op(member)) from None
         delay = self.retry.delay(attempt, error, self._rng)
         if delay is None or member.breaker.state is not BreakerState.CLOSED or delay >= window.remaining():
             return None
@@ -637,6 +662,67 @@ class StageRunner(Generic[P]):
             "retry", provider=member.name, attempt=attempt + 1, code=error.code.value, delay_s=round(delay, 3)
         )
         return delay
+
+    def _fallback_event(self, member: Member[P], left: tuple[str, str, str] | None) -> None:
+        """Emit "fallback" when a provider after another one is about to be tried."""
+        if left is not None:
+            self._emit("fallback", **{"from": left[0], "to": member.name, "code": left[1], "reason": left[2]})
+
+    # -- the attempt loop (shared by stream and call) ----------------------
+    async def _first_success(
+        self, attempt: Callable[[P, Deadline], Awaitable[R]], window_s: float | None, deadline: Deadline
+    ) -> tuple[Member[P], R]:
+        """The provider that got through and what its ``attempt`` returned: the attempt policy.
+
+        Providers are tried in order; one whose breaker is open is skipped. Each one tried
+        gets its own window of ``window_s`` (never past ``deadline``) for all its attempts.
+        Success is not recorded here: the caller knows when the provider's work is done.
+        Raises the last error when no provider got through (or the first skip's, when none
+        was tried), or TIMEOUT as soon as ``deadline`` has passed.
+        """
+        last_error: VoiceError | None = None
+        first_skip: VoiceError | None = None
+        left: tuple[str, str, str] | None = None  # (provider, code, reason) we moved on from
+        for member in self.members:
+            if not member.breaker.allow():
+                skip = self._skipped_error(member)
+                first_skip = first_skip or skip
+                left = (member.name, skip.code.value, "circuit_open")
+                continue
+            self._fallback_event(member, left)
+            outcome = await self._attempts(member, attempt, deadline.child(window_s), deadline)
+            if not isinstance(outcome, _GaveUp):
+                return member, outcome
+            last_error = outcome.error
+            left = (member.name, last_error.code.value, "failed")
+        raise last_error or first_skip or VoiceError(
+            self.stage, ErrorCode.UNAVAILABLE, f"no {self.stage} provider available"
+        )
+
+    async def _attempts(
+        self, member: Member[P], attempt: Callable[[P, Deadline], Awaitable[R]], window: Deadline, deadline: Deadline
+    ) -> R | _GaveUp:
+        """Attempts on one provider: retried with backoff while the policy, its breaker and
+        the window allow. Every failure is translated to a VoiceError, counted and booked;
+        a cancel (barge-in) is no one's failure and only frees a half-open probe slot."""
+        op = self._op(member)
+        n = 0
+        while True:
+            n += 1
+            try:
+                return await attempt(member.provider, window)
+            except Exception as exc:
+                error = (
+                    _timeout_error(op, True, deadline) if isinstance(exc, TimeoutError)
+                    else classify_exception(op, exc)
+                )
+                delay = self._after_failure(member, error, n, window, deadline)
+                if delay is None:
+                    return _GaveUp(error)
+            except BaseException:
+                member.breaker.record_cancelled()
+                raise
+            await self._sleep(delay)
 
     # -- stream ------------------------------------------------------------
     async def stream(
@@ -649,85 +735,48 @@ class StageRunner(Generic[P]):
     ) -> AsyncIterator[T]:
         """Items from the first provider that produces output; see the module doc for the rules."""
         deadline = deadline or Deadline(None, clock=self._clock)
-        last_error: VoiceError | None = None
-        first_skip: VoiceError | None = None
-        left: tuple[str, str, str] | None = None  # (provider, code, reason) we moved on from
-        for member in self.members:
-            if not member.breaker.allow():
-                skip = self._skipped_error(member)
-                first_skip = first_skip or skip
-                left = (member.name, skip.code.value, "circuit_open")
-                continue
-            self._fallback_event(member, left)
-            window = deadline.child(first_output_timeout)
-            op = f"{self.stage}.{member.name}"
-            attempt = 0
-            while True:
-                attempt += 1
-                it = call(member.provider)
-                try:
-                    first = await _next_within(it, window.timeout())
-                except StopAsyncIteration:
-                    # An empty reply is a valid (if odd) answer: nothing to say, no fallback.
-                    member.breaker.record_success()
-                    await _aclose(it)
-                    return
-                except Exception as exc:
-                    await _aclose(it)
-                    error = (
-                        _timeout_error(op, True, deadline) if isinstance(exc, TimeoutError)
-                        else classify_exception(op, exc)
-                    )
-                    last_error = error
-                    delay = self._after_failure(member, error, attempt, window, deadline)
-                    if delay is None:
-                        left = (member.name, error.code.value, "failed")
-                        break  # fall back
-                    await self._sleep(delay)
-                    continue
-                except BaseException:  # CancelledError (barge-in): not the provider's fault
-                    member.breaker.record_cancelled()
-                    await _aclose(it)
-                    raise
-                # First item arrived: this provider owns the turn from here on. Success is
-                # recorded only when the stream completes, so a provider that always drops
-                # mid-reply still opens its breaker.
-                rest = self._rest(it, first, op, member, idle_timeout, deadline)
-                completed = False
-                try:
-                    async for item in rest:
-                        yield item
-                    completed = True
-                finally:
-                    # A consumer that stops early (barge-in via aclose/break) must close
-                    # the provider's stream now, not whenever the generator is collected.
-                    await rest.aclose()
-                    if completed:
-                        member.breaker.record_success()
-                    else:  # a failure was recorded by _rest; a cancel only frees the probe
-                        member.breaker.record_cancelled()
-                return
-        raise last_error or first_skip or VoiceError(
-            self.stage, ErrorCode.UNAVAILABLE, f"no {self.stage} provider available"
-        )
 
-    def _fallback_event(self, member: Member[P], left: tuple[str, str, str] | None) -> None:
-        """Emit "fallback" when a provider after another one is about to be tried."""
-        if left is not None:
-            self._emit("fallback", **{"from": left[0], "to": member.name, "code": left[1], "reason": left[2]})
+        async def opening(provider: P, window: Deadline) -> _Opened[T] | None:
+            it = call(provider)
+            try:
+                return _Opened(it, await _next_within(it, window.timeout()))
+            except StopAsyncIteration:
+                await _aclose(it)
+                return None
+            except BaseException:
+                await _aclose(it)
+                raise
+
+        member, opened = await self._first_success(opening, first_output_timeout, deadline)
+        if opened is None:
+            # An empty reply is a valid (if odd) answer: nothing to say, no fallback.
+            member.breaker.record_success()
+            return
+        # First item arrived: this provider owns the turn from here on. Success is recorded
+        # only when the stream completes, so a provider that always drops mid-reply still
+        # opens its breaker.
+        rest = self._rest(opened, member, idle_timeout, deadline)
+        completed = False
+        try:
+            async for item in rest:
+                yield item
+            completed = True
+        finally:
+            # A consumer that stops early (barge-in via aclose/break) must close the
+            # provider's stream now, not whenever the generator is collected.
+            await rest.aclose()
+            if completed:
+                member.breaker.record_success()
+            else:  # a failure was recorded by _rest; a cancel only frees the probe
+                member.breaker.record_cancelled()
 
     async def _rest(
-        self,
-        it: AsyncIterator[T],
-        first: T,
-        op: str,
-        member: Member[P],
-        idle_timeout: float | None,
-        deadline: Deadline,
+        self, opened: _Opened[T], member: Member[P], idle_timeout: float | None, deadline: Deadline
     ) -> AsyncGenerator[T, None]:
         """Yield the first item and the rest; failures now are raised, never retried."""
+        it, op = opened.it, self._op(member)
         try:
-            yield first
+            yield opened.first
             while True:
                 try:
                     item = await _next_within(it, deadline.timeout(idle_timeout))
@@ -750,53 +799,24 @@ class StageRunner(Generic[P]):
         self,
         fn: Callable[[P], Awaitable[R]],
         *,
-        timeout: float | None = None,
+        # Public contract (the engine passes it): each provider's window, not a limit on
+        # the whole call, so asyncio.timeout around it would mean something else.
+        timeout: float | None = None,  # noqa: ASYNC109
         deadline: Deadline | None = None,
     ) -> R:
         """One result (e.g. a transcript) from the first provider that gives it, within ``timeout``."""
         deadline = deadline or Deadline(None, clock=self._clock)
-        last_error: VoiceError | None = None
-        first_skip: VoiceError | None = None
-        left: tuple[str, str, str] | None = None  # (provider, code, reason) we moved on from
-        for member in self.members:
-            if not member.breaker.allow():
-                skip = self._skipped_error(member)
-                first_skip = first_skip or skip
-                left = (member.name, skip.code.value, "circuit_open")
-                continue
-            self._fallback_event(member, left)
-            window = deadline.child(timeout)
-            op = f"{self.stage}.{member.name}"
-            attempt = 0
-            while True:
-                attempt += 1
-                try:
-                    limit = window.timeout()
-                    if limit is None:
-                        result = await fn(member.provider)
-                    else:
-                        async with asyncio.timeout(limit):
-                            result = await fn(member.provider)
-                except Exception as exc:
-                    error = (
-                        _timeout_error(op, True, deadline) if isinstance(exc, TimeoutError)
-                        else classify_exception(op, exc)
-                    )
-                    last_error = error
-                    delay = self._after_failure(member, error, attempt, window, deadline)
-                    if delay is None:
-                        left = (member.name, error.code.value, "failed")
-                        break
-                    await self._sleep(delay)
-                    continue
-                except BaseException:
-                    member.breaker.record_cancelled()
-                    raise
-                member.breaker.record_success()
-                return result
-        raise last_error or first_skip or VoiceError(
-            self.stage, ErrorCode.UNAVAILABLE, f"no {self.stage} provider available"
-        )
+
+        async def once(provider: P, window: Deadline) -> R:
+            limit = window.timeout()
+            if limit is None:
+                return await fn(provider)
+            async with asyncio.timeout(limit):
+                return await fn(provider)
+
+        member, result = await self._first_success(once, timeout, deadline)
+        member.breaker.record_success()
+        return result
 
     # -- background probes -------------------------------------------------
     def _start_probe(self, member: Member[P]) -> None:
@@ -836,7 +856,7 @@ class StageRunner(Generic[P]):
         if not breaker.allow():
             # A real call holds the probe slot; let it decide, look again soon.
             await self._sleep(min(1.0, self.probe_timeout_s))
-            return breaker.state is BreakerState.CLOSED
+            return breaker.closed
         health_fn = getattr(member.provider, "health", None)
         op = f"{self.stage}.{name}.health"
         try:

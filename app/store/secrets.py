@@ -7,34 +7,38 @@ Linux, CI) keys come from ``VOXDESK_<KIND>_<PROVIDER>_API_KEY`` (non-alphanumeri
 → ``_``, e.g. ``VOXDESK_LLM_OPENAI_COMPATIBLE_API_KEY``) and, for the
 ``openai-compatible`` providers, ``OPENAI_API_KEY``.
 
-Every key this module hands out is remembered (in memory only) so that
-``redact()`` and the ``SecretRedactor`` log filter can scrub it from any text:
-attach ``SecretRedactor`` to every log handler (``install_redactor()`` does it for
-the root logger's handlers). No function here puts a key in an exception message.
+Every key this module hands out is remembered (in memory only) by
+``app.plugin.redaction``, so ``redact()`` and the ``SecretRedactor`` log filter can
+scrub it from any text (both are re-exported here). No function here puts a key in
+an exception message.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import threading
 from typing import Any
 
 from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.redaction import REDACTED, SecretRedactor, redact, remember_secret
+
+__all__ = [
+    "REDACTED",
+    "SERVICE",
+    "SecretRedactor",
+    "delete_api_key",
+    "env_var_name",
+    "env_var_names",
+    "get_api_key",
+    "has_keychain",
+    "keychain_status",
+    "redact",
+    "remember_secret",
+    "set_api_key",
+    "username",
+]
 
 SERVICE = "voxdesk"
-REDACTED = "[REDACTED]"
-
-_known: set[str] = set()
-_known_lock = threading.Lock()
-# Shapes of keys we never saw but should still not print (Bearer headers, sk-… keys).
-_PATTERNS = (
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(r"\bsk-[A-Za-z0-9_-]{16,}\b"),
-    re.compile(r"(?i)((?:api[_-]?key|access_token|token)=)[^&\s\"']{8,}"),
-)
-_MIN_SECRET_LEN = 4  # redacting "a" would wreck every log line
 
 
 def username(kind: str, provider: str) -> str:
@@ -52,27 +56,6 @@ def env_var_names(kind: str, provider: str) -> list[str]:
     if provider.startswith("openai"):
         names.append("OPENAI_API_KEY")
     return names
-
-
-def remember_secret(value: str | None) -> None:
-    """Register a value for redaction (keys read from elsewhere, e.g. a test's canary)."""
-    if value and len(value) >= _MIN_SECRET_LEN:
-        with _known_lock:
-            _known.add(value)
-
-
-def redact(text: str) -> str:
-    """``text`` with every known key and anything shaped like a key replaced."""
-    if not text:
-        return text
-    with _known_lock:
-        known = sorted(_known, key=len, reverse=True)
-    for secret in known:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    for pat in _PATTERNS:
-        text = pat.sub(lambda m: (m.group(1) if m.groups() else "") + REDACTED, text)
-    return text
 
 
 # -- keychain --------------------------------------------------------------
@@ -164,37 +147,3 @@ def delete_api_key(kind: str, provider: str) -> None:
         kr.delete_password(SERVICE, username(kind, provider))
     except Exception:
         pass  # PasswordDeleteError (absent) or a locked keychain: nothing more we can do
-
-
-# -- logging ---------------------------------------------------------------
-
-
-class SecretRedactor(logging.Filter):
-    """Scrubs known keys from a record's message, args and exception text. Never drops a record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:
-            return True
-        clean = redact(message)
-        if clean != message:
-            record.msg = clean
-            record.args = None
-        if record.exc_info and record.exc_info[1] is not None:
-            exc_text = logging.Formatter().formatException(record.exc_info)
-            record.exc_text = redact(exc_text)
-            record.exc_info = None
-        elif record.exc_text:
-            record.exc_text = redact(record.exc_text)
-        return True
-
-
-def install_redactor(logger: logging.Logger | None = None) -> SecretRedactor:
-    """Attach one redactor to every handler of ``logger`` (root by default)."""
-    target = logger or logging.getLogger()
-    redactor = SecretRedactor()
-    for handler in target.handlers:
-        if not any(isinstance(f, SecretRedactor) for f in handler.filters):
-            handler.addFilter(redactor)
-    return redactor
