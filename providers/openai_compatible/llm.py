@@ -16,52 +16,30 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.plugin.errors import ErrorCode, VoiceError
-from app.plugin.http_client import (
-    MAX_AUDIO_BYTES,
-    OpenAIEndpoint,
-    check_base_url,
-    check_extra_headers,
-    error_for_response,
-    iter_lines,
-    read_json,
-    translate_error,
-)
+from app.plugin.http_client import MAX_AUDIO_BYTES, error_for_response, iter_lines, read_json, translate_error
 from app.plugin.provider_api import ChatMessage, Health, LLMProvider, StageKind
+from app.plugin.redaction import redact
 from app.plugin.registry import ProviderInfo, ProviderSpec
-
-NAME = "openai-compatible"
+from providers.openai_compatible.endpoint import NAME, BaseURL, ConnectTimeout, Endpoint, ExtraHeaders, ReadTimeout
 
 
 class OpenAICompatibleLLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = Field(
+    base_url: BaseURL = Field(
         "http://127.0.0.1:11434/v1",
         description="API root, e.g. https://api.openai.com/v1, http://127.0.0.1:11434/v1 (Ollama), "
         "http://127.0.0.1:1234/v1 (LM Studio), http://127.0.0.1:8080/v1 (llama.cpp server)",
     )
     model: str = Field("", description="Model id; empty = the first one the server lists")
-    timeout_s: float = Field(30.0, gt=0, le=600, description="Longest wait for any answer from the server")
-    connect_timeout_s: float = Field(5.0, gt=0, le=60)
+    timeout_s: ReadTimeout = 30.0
+    connect_timeout_s: ConnectTimeout = 5.0
     max_tokens: int = Field(256, ge=1, le=32768)
     temperature: float = Field(0.7, ge=0.0, le=2.0)
-    extra_headers: dict[str, str] = Field(default_factory=dict, description="e.g. OpenAI-Organization")
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        try:
-            return check_base_url(v, op="llm.openai-compatible")
-        except VoiceError as err:
-            raise ValueError(err.message) from None
-
-    @field_validator("extra_headers")
-    @classmethod
-    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
-        return check_extra_headers(v)
+    extra_headers: ExtraHeaders = Field(default_factory=dict, description="e.g. OpenAI-Organization")
 
 
 def parse_sse_data(payload: str, op: str) -> str | None:
@@ -85,8 +63,6 @@ def _parse_event(payload: str, op: str) -> tuple[str, bool]:
     if "error" in event:
         err = event["error"]
         msg = err.get("message", "") if isinstance(err, dict) else str(err)
-        from app.store.secrets import redact
-
         raise VoiceError(op, ErrorCode.PROVIDER_ERROR, f"the server reported: {redact(str(msg))[:200]}")
     choices = event.get("choices") or []
     if not choices:
@@ -113,18 +89,14 @@ class OpenAICompatibleLLM(LLMProvider):
 
     def __init__(self, config: OpenAICompatibleLLMConfig) -> None:
         self.config = config
-        self.endpoint = OpenAIEndpoint(
-            kind="llm", provider=NAME, base_url=config.base_url, timeout_s=config.timeout_s,
-            connect_timeout_s=config.connect_timeout_s, extra_headers=config.extra_headers,
-        )
+        self.endpoint = Endpoint("llm", config)
         self._model = config.model
 
     async def list_models(self) -> list[str]:
         return await self.endpoint.list_models()
 
     async def health(self) -> Health:
-        result: Health = await self.endpoint.health()
-        return result
+        return await self.endpoint.health()
 
     async def _resolve_model(self) -> str:
         if not self._model:

@@ -12,46 +12,26 @@ import wave
 from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.plugin.errors import ErrorCode, VoiceError
-from app.plugin.http_client import (
-    OpenAIEndpoint,
-    check_base_url,
-    check_extra_headers,
-    error_for_response,
-    read_capped,
-    translate_error,
-)
+from app.plugin.http_client import error_for_response, read_capped, translate_error
 from app.plugin.provider_api import SAMPLE_RATE, Health, StageKind, STTProvider, validate_audio
 from app.plugin.registry import ProviderInfo, ProviderSpec
+from providers.openai_compatible.endpoint import NAME, BaseURL, ConnectTimeout, Endpoint, ExtraHeaders, ReadTimeout
 
-NAME = "openai-compatible"
-OP = "stt.openai-compatible"
+OP = f"stt.{NAME}"
 
 
 class OpenAICompatibleSTTConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = Field("https://api.openai.com/v1", description="API root, e.g. http://127.0.0.1:8000/v1")
+    base_url: BaseURL = Field("https://api.openai.com/v1", description="API root, e.g. http://127.0.0.1:8000/v1")
     model: str = Field("whisper-1", min_length=1)
-    timeout_s: float = Field(30.0, gt=0, le=600)
-    connect_timeout_s: float = Field(5.0, gt=0, le=60)
+    timeout_s: ReadTimeout = 30.0
+    connect_timeout_s: ConnectTimeout = 5.0
     prompt: str = Field("", max_length=1000, description="Words to bias recognition towards")
-    extra_headers: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        try:
-            return check_base_url(v, op=OP)
-        except VoiceError as err:
-            raise ValueError(err.message) from None
-
-    @field_validator("extra_headers")
-    @classmethod
-    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
-        return check_extra_headers(v)
+    extra_headers: ExtraHeaders = Field(default_factory=dict)
 
 
 def encode_wav(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
@@ -72,14 +52,10 @@ class OpenAICompatibleSTT(STTProvider):
 
     def __init__(self, config: OpenAICompatibleSTTConfig) -> None:
         self.config = config
-        self.endpoint = OpenAIEndpoint(
-            kind="stt", provider=NAME, base_url=config.base_url, timeout_s=config.timeout_s,
-            connect_timeout_s=config.connect_timeout_s, extra_headers=config.extra_headers,
-        )
+        self.endpoint = Endpoint("stt", config)
 
     async def health(self) -> Health:
-        result: Health = await self.endpoint.health()
-        return result
+        return await self.endpoint.health()
 
     async def list_models(self) -> list[str]:
         return await self.endpoint.list_models()

@@ -18,50 +18,29 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.plugin.errors import ErrorCode, VoiceError
-from app.plugin.http_client import (
-    MAX_AUDIO_BYTES,
-    OpenAIEndpoint,
-    check_base_url,
-    check_extra_headers,
-    error_for_response,
-    iter_capped,
-    translate_error,
-)
+from app.plugin.http_client import MAX_AUDIO_BYTES, error_for_response, iter_capped, translate_error
 from app.plugin.provider_api import AudioChunk, Health, StageKind, TTSProvider
 from app.plugin.registry import ProviderInfo, ProviderSpec
+from providers.openai_compatible.endpoint import NAME, BaseURL, ConnectTimeout, Endpoint, ExtraHeaders, ReadTimeout
 
-NAME = "openai-compatible"
-OP = "tts.openai-compatible"
+OP = f"tts.{NAME}"
 
 
 class OpenAICompatibleTTSConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = Field("https://api.openai.com/v1", description="API root, e.g. http://127.0.0.1:8880/v1")
+    base_url: BaseURL = Field("https://api.openai.com/v1", description="API root, e.g. http://127.0.0.1:8880/v1")
     model: str = Field("tts-1", min_length=1)
     voice: str = Field("alloy", min_length=1)
     response_format: Literal["pcm", "wav"] = "pcm"
     sample_rate: int = Field(24_000, ge=8000, le=96_000, description="Rate of pcm responses")
     speed: float = Field(1.0, ge=0.25, le=4.0)
-    timeout_s: float = Field(30.0, gt=0, le=600)
-    connect_timeout_s: float = Field(5.0, gt=0, le=60)
-    extra_headers: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        try:
-            return check_base_url(v, op=OP)
-        except VoiceError as err:
-            raise ValueError(err.message) from None
-
-    @field_validator("extra_headers")
-    @classmethod
-    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
-        return check_extra_headers(v)
+    timeout_s: ReadTimeout = 30.0
+    connect_timeout_s: ConnectTimeout = 5.0
+    extra_headers: ExtraHeaders = Field(default_factory=dict)
 
 
 def _cleaner() -> Callable[[str], str]:
@@ -133,10 +112,7 @@ class OpenAICompatibleTTS(TTSProvider):
 
     def __init__(self, config: OpenAICompatibleTTSConfig) -> None:
         self.config = config
-        self.endpoint = OpenAIEndpoint(
-            kind="tts", provider=NAME, base_url=config.base_url, timeout_s=config.timeout_s,
-            connect_timeout_s=config.connect_timeout_s, extra_headers=config.extra_headers,
-        )
+        self.endpoint = Endpoint("tts", config)
         self._clean = _cleaner()
 
     @property
@@ -144,8 +120,7 @@ class OpenAICompatibleTTS(TTSProvider):
         return self.config.sample_rate
 
     async def health(self) -> Health:
-        result: Health = await self.endpoint.health()
-        return result
+        return await self.endpoint.health()
 
     async def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
         spoken = self._clean(text).strip()
