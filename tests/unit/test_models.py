@@ -7,17 +7,32 @@ import io
 import random
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from app.commands.models import models_command
 from app.plugin.errors import ErrorCode, VoiceError
-from app.store import models
-from app.store.models import ModelFile, ModelSpec, download, fetch_model, resolve_model, verify_model
+from app.plugin.model_spec import ModelFile, ModelSpec
+from app.store.models import download, fetch_model, resolve_model, verify_model
 from app.store.paths import AppPaths, resolve_paths
+
+
+def declare_models(*specs: ModelSpec) -> Callable[[], None]:
+    """Register a provider that declares `specs` (as a plug-in would); returns the undo."""
+    from pydantic import BaseModel
+
+    from app.plugin.registry import ProviderInfo, ProviderSpec, get_registry
+
+    reg = get_registry()
+    name = f"test-models-{specs[0].id}"
+    reg.add(ProviderSpec(specs[0].kind, name, lambda cfg: None, BaseModel, ProviderInfo("test"),  # type: ignore[arg-type,return-value]
+                         models=specs))
+    return lambda: reg.unregister(specs[0].kind, name)
+
 
 PAYLOAD = random.Random(7).randbytes(700_000)
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -207,15 +222,16 @@ def test_disk_full_is_reported_before_writing(server, tmp_path: Path, monkeypatc
 
 
 @pytest.fixture
-def local_model(server, monkeypatch) -> ModelSpec:
+def local_model(server) -> Iterator[ModelSpec]:
     url, _ = server
     spec = ModelSpec(
         id="test-voice", kind="tts", description="served from 127.0.0.1",
         files=(ModelFile("model.bin", f"{url}/model.bin"),),  # no hash known upstream
         licence="test", main="model.bin",
     )
-    monkeypatch.setitem(models.CATALOGUE, spec.id, spec)
-    return spec
+    undo = declare_models(spec)
+    yield spec
+    undo()
 
 
 def test_fetch_records_the_hash_then_resolve_and_verify_use_the_cache(local_model, server, paths) -> None:
@@ -243,23 +259,23 @@ def test_fetch_records_the_hash_then_resolve_and_verify_use_the_cache(local_mode
 
 def test_models_command_fetch_prints_hash_and_progress(local_model, paths) -> None:
     out, err = io.StringIO(), io.StringIO()
-    assert models.models_command("fetch", ["test-voice"], paths, out, err=err) == 0
+    assert models_command("fetch", ["test-voice"], paths, out, err=err) == 0
     assert PAYLOAD_SHA in out.getvalue()
     assert "100%" in err.getvalue()
 
     out = io.StringIO()
-    assert models.models_command("list", [], paths, out) == 0
+    assert models_command("list", [], paths, out) == 0
     line = next(ln for ln in out.getvalue().splitlines() if ln.startswith("test-voice"))
     assert "cache" in line
 
-    assert models.models_command("verify", ["test-voice"], paths, io.StringIO()) == 0
-    assert models.models_command("fetch", [], paths, io.StringIO(), err=io.StringIO()) == 2
-    assert models.models_command("frobnicate", [], paths, io.StringIO(), err=io.StringIO()) == 2
+    assert models_command("verify", ["test-voice"], paths, io.StringIO()) == 0
+    assert models_command("fetch", [], paths, io.StringIO(), err=io.StringIO()) == 2
+    assert models_command("frobnicate", [], paths, io.StringIO(), err=io.StringIO()) == 2
 
 
 def test_models_command_fetch_without_network_fails_with_a_message(paths) -> None:
     err = io.StringIO()
-    code = models.models_command("fetch", ["nonexistent-model"], paths, io.StringIO(), err=err)
+    code = models_command("fetch", ["nonexistent-model"], paths, io.StringIO(), err=err)
     assert code == 2  # bad usage, as the README says
     assert "unknown model" in err.getvalue()
 

