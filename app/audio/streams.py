@@ -11,14 +11,22 @@ any rate. Both are driven from the asyncio loop and never block it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from app.plugin.provider_api import AudioChunk
 
+if TYPE_CHECKING:
+    from app.plugin.errors import VoiceError
+
 
 class AudioSource(ABC):
+    #: Set by the engine (when still None) so device faults and fallbacks reach the user.
+    on_error: Callable[[VoiceError], None] | None = None
+    on_notice: Callable[[str], None] | None = None
+
     @abstractmethod
     async def start(self) -> None: ...
 
@@ -39,6 +47,9 @@ class AudioSink(ABC):
     #: A device that may be stopped while idle and started again before the next reply
     #: (an open output stream costs CPU even when silent). File sinks write on stop: False.
     closes_when_idle: bool = False
+    #: Set by the engine (when still None) so device faults and fallbacks reach the user.
+    on_error: Callable[[VoiceError], None] | None = None
+    on_notice: Callable[[str], None] | None = None
 
     @abstractmethod
     async def start(self) -> None: ...

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import numpy as np
 
@@ -40,9 +41,23 @@ class SpeechEnd:
 EndpointEvent = SpeechStart | SilenceStart | SpeechResumed | SpeechEnd
 
 
+class EndpointerOptions(TypedDict, total=False):
+    threshold: float  # VAD probability that counts as speech (default 0.5)
+    min_speech_ms: int  # speech this long starts an utterance (200)
+    end_silence_ms: int  # silence this long ends it (450)
+    pre_roll_ms: int  # audio kept from before the start (300)
+    speculate_after_ms: int  # silence after which a speculative transcript starts (120)
+    hangover_ms: int  # dips this short do not break a starting utterance (300)
+
+
 class Endpointer:
-    def __init__(self, *, threshold: float = 0.5, min_speech_ms: int = 200, end_silence_ms: int = 450,
-                 pre_roll_ms: int = 300, speculate_after_ms: int = 120, hangover_ms: int = 300) -> None:
+    def __init__(self, **options: Unpack[EndpointerOptions]) -> None:
+        threshold = options.get("threshold", 0.5)
+        min_speech_ms = options.get("min_speech_ms", 200)
+        end_silence_ms = options.get("end_silence_ms", 450)
+        pre_roll_ms = options.get("pre_roll_ms", 300)
+        speculate_after_ms = options.get("speculate_after_ms", 120)
+        hangover_ms = options.get("hangover_ms", 300)
         self.threshold = threshold
         # Hysteresis: once in speech, a slightly lower probability still counts as speech.
         self.release = max(0.05, threshold - 0.15)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,17 +53,38 @@ class StageSet:
         return {k: s.name for k, s in self.slots.items()}
 
 
+@dataclass(frozen=True, slots=True)
+class RunnerSetup:
+    """What every stage runner of a session shares: its observer, clock and sleep
+    (a test's fake clock reaches retry back-off, breakers and deadlines this way)."""
+
+    observer: ResilienceObserver = field(default_factory=NullObserver)
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    def runner(self, kind: str, chain: list[tuple[str, Provider]]) -> StageRunner[Provider]:
+        return StageRunner(kind, chain, observer=self.observer, clock=self.clock, sleep=self.sleep)
+
+
+Setup = RunnerSetup | ResilienceObserver | None
+
+
+def _setup(setup: Setup) -> RunnerSetup:
+    if isinstance(setup, RunnerSetup):
+        return setup
+    return RunnerSetup(observer=setup or NullObserver())
+
+
 def _same(a: StageSettings, b: StageSettings) -> bool:
     return a.model_dump() == b.model_dump()
 
 
-def build_slot(registry: Registry, kind: str, cfg: StageSettings,
-               observer: ResilienceObserver | None = None) -> StageSlot:
+def build_slot(registry: Registry, kind: str, cfg: StageSettings, setup: Setup = None) -> StageSlot:
     """Create the chosen provider and its fallbacks. The chosen one must build;
     a fallback that cannot be built is skipped with a log line."""
     chain = [(cfg.provider, registry.create(kind, cfg.provider, cfg.options))]
     chain += _fallbacks(registry, kind, cfg)
-    return StageSlot(kind, chain, cfg, StageRunner(kind, chain, observer=observer or NullObserver()))
+    return StageSlot(kind, chain, cfg, _setup(setup).runner(kind, chain))
 
 
 def _fallbacks(registry: Registry, kind: str, cfg: StageSettings) -> list[tuple[str, Provider]]:
@@ -79,18 +102,18 @@ def _fallbacks(registry: Registry, kind: str, cfg: StageSettings) -> list[tuple[
 
 
 def build_from_fallbacks(registry: Registry, kind: str, cfg: StageSettings,
-                         observer: ResilienceObserver | None = None) -> StageSlot | None:
+                         setup: Setup = None) -> StageSlot | None:
     """The stage without its chosen provider (which cannot be built here), if a fallback can."""
     chain = _fallbacks(registry, kind, cfg)
     if not chain:
         return None
-    return StageSlot(kind, chain, cfg, StageRunner(kind, chain, observer=observer or NullObserver()))
+    return StageSlot(kind, chain, cfg, _setup(setup).runner(kind, chain))
 
 
-def promote(slot: StageSlot, index: int, observer: ResilienceObserver | None = None) -> StageSlot:
+def promote(slot: StageSlot, index: int, setup: Setup = None) -> StageSlot:
     """The same stage with chain[index] first and the failed primary moved to the end."""
     chain = [slot.chain[index], *slot.chain[1:index], *slot.chain[index + 1 :], slot.chain[0]]
-    return StageSlot(slot.kind, chain, slot.config, StageRunner(slot.kind, chain, observer=observer or NullObserver()))
+    return StageSlot(slot.kind, chain, slot.config, _setup(setup).runner(slot.kind, chain))
 
 
 async def warm(slot: StageSlot) -> None:
@@ -110,20 +133,20 @@ async def close_slot(slot: StageSlot) -> None:
 
 
 def build_all(registry: Registry, settings: Settings,
-              observer: ResilienceObserver | None = None) -> tuple[StageSet, dict[str, VoiceError]]:
+              setup: Setup = None) -> tuple[StageSet, dict[str, VoiceError]]:
     """Build every stage; a stage whose provider cannot be built is reported, not fatal."""
     stages = StageSet()
     failures: dict[str, VoiceError] = {}
     for kind in KINDS:
         cfg = settings.stage(kind)
         try:
-            stages.slots[kind] = build_slot(registry, kind, cfg, observer)
+            stages.slots[kind] = build_slot(registry, kind, cfg, setup)
             continue
         except VoiceError as exc:
             failures[kind] = exc
         except Exception as exc:
             failures[kind] = as_voice_error(f"{kind}.{cfg.provider}", exc)
-        rescue = build_from_fallbacks(registry, kind, cfg, observer)
+        rescue = build_from_fallbacks(registry, kind, cfg, setup)
         if rescue is not None:  # reported above; the stage still works on its fallback
             stages.slots[kind] = rescue
     return stages, failures

@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -103,6 +103,16 @@ class Provider(ABC):
 class VADProvider(Provider):
     kind: ClassVar[StageKind] = "vad"
 
+    @property
+    def threshold(self) -> float:
+        """Probability at or above which a frame counts as speech (depends on the model's scores)."""
+        return 0.5
+
+    @property
+    def hangover_ms(self) -> int:
+        """How long a dip below the threshold is still speech."""
+        return 300
+
     @abstractmethod
     def speech_probability(self, frame: np.ndarray) -> float:
         """Probability that one 512-sample 16 kHz frame holds speech. Cheap, sync."""
@@ -132,12 +142,45 @@ class STTProvider(Provider):
         yield Transcript(await self.transcribe(buf, language=language), is_final=True)
 
 
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Token counts of the last reply (for the gen_ai.usage.* telemetry attributes)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
 class LLMProvider(Provider):
     kind: ClassVar[StageKind] = "llm"
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        """Token counts of the last reply, where the provider knows them."""
+        return None
+
+    @property
+    def model_name(self) -> str | None:
+        """The model asked for (gen_ai.request.model), where the provider has one."""
+        return None
 
     @abstractmethod
     def chat(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
         """Stream reply text deltas. Cancelling the consumer must stop generation."""
+
+
+TimerHook = Callable[[str], Awaitable[None]]
+
+
+@runtime_checkable
+class QuickAnswers(Protocol):
+    """A responder that answers some requests at once, before the LLM (the skills).
+
+    `try_answer` returns the spoken answer or None (pass it on). Timers it sets call
+    `on_timer` with their message when they fire; the session sets it and speaks it."""
+
+    on_timer: TimerHook | None
+
+    def try_answer(self, text: str) -> str | None: ...
 
 
 class TTSProvider(Provider):

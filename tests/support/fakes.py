@@ -171,10 +171,16 @@ class ScriptedVAD(VADProvider):
     def __init__(self, cfg: VADConfig, clock: FakeClock) -> None:
         self.cfg = cfg
         self.clock = clock
-        self.threshold = cfg.threshold
-        self.hangover_ms = cfg.hangover_ms
         self.calls: list[VADCall] = []  # appended from the engine's VAD worker thread
         self.closed = 0
+
+    @property
+    def threshold(self) -> float:
+        return self.cfg.threshold
+
+    @property
+    def hangover_ms(self) -> int:
+        return self.cfg.hangover_ms
 
     def speech_probability(self, frame: np.ndarray) -> float:
         i = len(self.calls)
@@ -912,7 +918,7 @@ async def fake_session(
     if isinstance(sink, MemorySink):
         sink.clock = clock
     session = Session(settings or fake_settings(**options), resolve_paths().ensure(), registry=registry,
-                      sink=out, clock=clock)
+                      sink=out, clock=clock, sleep=clock.sleep)
     if listener is not None:  # before the log's own: it must not keep events from later listeners
         session.add_listener(listener)
     log = EventLog(session, clock)

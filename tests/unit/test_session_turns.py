@@ -223,8 +223,6 @@ async def test_push_to_talk_turns_what_was_said_while_pressed_into_a_turn() -> N
             < h.log.index("turn_finished")
 
 
-@pytest.mark.xfail(strict=True, reason="push_to_talk emits SpeechStarted before StateChanged(listening); "
-                                       "app/engine/events.py documents listening first (Session._begin_utterance)")
 async def test_push_to_talk_enters_listening_before_speech_starts() -> None:
     async with fake_session(hands_free=False) as h:
         await h.listen([speech(2000)], hold=True, wait=False)

@@ -1,0 +1,376 @@
+"""The listener: microphone frames → VAD (worker thread) → endpointer → one utterance.
+
+While the user speaks, the STT provider streams partial transcripts; when silence
+begins, a speculative final transcription starts so it is usually ready when the
+endpoint fires. The listener knows nothing of turns: it tells its host (the session)
+when speech starts (`on_speech_start`, which may barge in) and hands over a finished
+utterance with its transcript task (`on_utterance`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from app.audio.streams import AudioSource
+from app.engine.context import EngineContext, wire_device
+from app.engine.echo_gate import EchoGate
+from app.engine.endpointing import Endpointer, SilenceStart, SpeechEnd, SpeechResumed, SpeechStart
+from app.engine.events import AudioLevel, Notice, PartialTranscript, SpeechStarted, State
+from app.engine.stages import StageSet, StageSlot
+from app.plugin.errors import VoiceError, as_voice_error
+from app.plugin.provider_api import SAMPLE_RATE, STTProvider, VADProvider
+from app.store.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MIN_UTTERANCE_SAMPLES = SAMPLE_RATE // 4  # push-to-talk taps shorter than this are not turns
+DROPPED_NOTICE_EVERY_S = 30.0
+LEVEL_EVERY = 2  # ~15 level updates per second is plenty for a meter
+DROPPED_CHECK_EVERY = 32  # about once a second
+
+
+@dataclass
+class Utterance:
+    """Audio of one user utterance and the STT work started on it."""
+
+    started_at: float
+    frames: list[np.ndarray] = field(default_factory=list)
+    last_speech_at: float = 0.0
+    partial_feed: asyncio.Queue[np.ndarray | None] | None = None
+    partial_task: asyncio.Task[None] | None = None
+    speculative: asyncio.Task[str] | None = None
+    speculative_len: int = 0
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.frames) if self.frames else np.zeros(0, np.float32)
+
+    @property
+    def samples(self) -> int:
+        return sum(len(f) for f in self.frames)
+
+
+class ListenerHost(Protocol):
+    """What the listener asks of the session that owns it."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def stages(self) -> StageSet: ...
+    @property
+    def muted(self) -> bool: ...
+    @property
+    def hands_free(self) -> bool: ...
+
+    @property
+    def echo(self) -> EchoGate:
+        """What the speaker played, to tell our own voice from the user's."""
+
+    def is_speaking(self, at: float) -> bool:
+        """Is our own voice in the room at `at` (a reply, an apology, a timer)?"""
+
+    def on_speech_start(self, at: float) -> bool:
+        """Speech began at `at`; False when it must be ignored (barge-in is off)."""
+
+    def on_utterance(self, utt: Utterance, transcript: asyncio.Task[str] | None, endpoint_at: float) -> None:
+        """The user finished speaking; `transcript` is the (maybe speculative) STT job."""
+
+    def set_state(self, state: State, turn_id: str | None = None) -> None: ...
+    def rest_state(self) -> State: ...
+
+
+def make_endpointer(settings: Settings, stages: StageSet) -> Endpointer:
+    c = settings.conversation
+    slot = stages.slots.get("vad")
+    # Threshold and hangover are the VAD provider's own settings (they depend on its scores).
+    vad = slot.provider if slot is not None and isinstance(slot.provider, VADProvider) else None
+    return Endpointer(
+        threshold=vad.threshold if vad else 0.5, min_speech_ms=c.min_speech_ms,
+        hangover_ms=vad.hangover_ms if vad else 300, end_silence_ms=c.endpoint_silence_ms, pre_roll_ms=300,
+    )
+
+
+def level_event(frame: np.ndarray) -> AudioLevel:
+    rms = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64)))) if len(frame) else 0.0
+    peak = float(np.max(np.abs(frame))) if len(frame) else 0.0
+    return AudioLevel(rms_dbfs=20 * np.log10(max(rms, 1e-6)), peak_dbfs=20 * np.log10(max(peak, 1e-6)))
+
+
+class Listener:
+    """One microphone (or none), the endpointer and the utterance being heard."""
+
+    def __init__(self, ctx: EngineContext, host: ListenerHost, source: AudioSource | None = None) -> None:
+        self.ctx = ctx
+        self.host = host
+        self.source = source
+        self.ptt_active = False
+        self.utterance: Utterance | None = None
+        self.endpointer = make_endpointer(host.settings, host.stages)
+        self._capture_task: asyncio.Task[None] | None = None
+        self._capture_lock = asyncio.Lock()
+        self._source_ended = False  # a file source ran out; never replay it
+        self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="voxdesk-vad")
+        self._vad_failing = False  # told once per outage, not 31 times a second
+        self._dropped_seen = 0
+        self._dropped_told_at = float("-inf")
+
+    def reset_endpointer(self) -> None:
+        self.endpointer = make_endpointer(self.host.settings, self.host.stages)
+
+    @property
+    def live(self) -> bool:
+        """The microphone stream is open and feeding the engine."""
+        return self._capture_task is not None and not self._capture_task.done()
+
+    # -- the microphone ----------------------------------------------------------
+    def _want_capture(self) -> bool:
+        h = self.host
+        return (self.source is not None and not self._source_ended and not h.muted
+                and (h.hands_free or self.ptt_active))
+
+    async def _start_capture(self, source: AudioSource) -> None:
+        wire_device(self.ctx, source, "input")
+        try:
+            await source.start()
+        except VoiceError as exc:
+            self.ctx.report("audio", "input", exc)
+            return
+        self._capture_task = self.ctx.spawn(self._capture_loop(source), "capture")
+
+    async def _stop_capture(self) -> None:
+        task, self._capture_task = self._capture_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def sync(self) -> None:
+        """Keep the microphone open only while something listens to it.
+
+        With hands-free off (and no push-to-talk) or muted, the input stream is closed:
+        an idle window then costs next to nothing, and the OS microphone indicator is off."""
+        async with self._capture_lock:
+            if self._want_capture() and not self.live and self.source is not None:
+                await self._start_capture(self.source)
+            elif not self._want_capture() and self.live and self.source is not None:
+                await self._stop_capture()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.source.stop(), 2.0)
+
+    async def replace(self, source: AudioSource | None) -> None:
+        """Swap the microphone; `sync()` opens the new one when it is wanted."""
+        async with self._capture_lock:
+            await self._stop_capture()
+        old = self.source
+        if old is not None and old is not source:
+            await old.stop()
+        self.source = source
+        self._source_ended = False
+
+    async def wait_done(self) -> None:
+        if self._capture_task is not None:
+            from app.engine.turn import wait_for_task
+
+            await wait_for_task(self._capture_task)
+
+    async def aclose(self, close_s: float) -> None:
+        if self.source is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.source.stop(), close_s)
+        self._vad_pool.shutdown(wait=False, cancel_futures=True)
+        # A VAD frame in flight finishes within milliseconds; wait for it (bounded).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.to_thread(self._vad_pool.shutdown, True), close_s)
+
+    # -- the capture loop ----------------------------------------------------------
+    async def _capture_loop(self, source: AudioSource) -> None:
+        n = 0
+        self._dropped_seen, self._dropped_told_at = source.dropped_frames, float("-inf")
+        async for captured_at, frame in source.frames():
+            n += 1
+            if n % LEVEL_EVERY == 0:
+                self.ctx.emit(level_event(frame))
+            if n % DROPPED_CHECK_EVERY == 0:
+                self._check_dropped(source, captured_at)
+            await self._on_frame(captured_at, frame)
+        self._source_ended = True
+        # A file (or a device) ended mid-utterance: that is the end of the turn.
+        if self.utterance is not None and not self.ptt_active:
+            if not self.utterance.last_speech_at:
+                self.utterance.last_speech_at = self.ctx.clock()
+            self.end_utterance(self.ctx.clock())
+        self.endpointer.reset()
+
+    def _check_dropped(self, source: AudioSource, captured_at: float) -> None:
+        """Did the machine fall behind the microphone?"""
+        dropped = source.dropped_frames
+        lost = dropped - self._dropped_seen
+        if lost > 0 and captured_at - self._dropped_told_at > DROPPED_NOTICE_EVERY_S:
+            self._dropped_told_at = captured_at
+            self.ctx.emit(Notice(message=f"The computer is too busy: {lost} moments of microphone audio "
+                                         "were lost — close other programs or choose lighter models in Settings."))
+            log.warning("capture dropped %d frames", lost)
+        self._dropped_seen = dropped
+
+    async def _on_frame(self, captured_at: float, frame: np.ndarray) -> None:
+        host = self.host
+        if host.muted:
+            return
+        if self.ptt_active:
+            if self.utterance is not None:
+                self._feed(self.utterance, frame)
+            return
+        if not host.hands_free:
+            return
+        speaking = host.is_speaking(captured_at)
+        if speaking and host.settings.conversation.half_duplex:
+            return  # speakers: never hear ourselves (replies, apologies, timers alike)
+        prob = await self._speech_probability(frame)
+        if prob is None:
+            return
+        # While we speak, a gap in our own timeline (the device or a busy machine running
+        # late) is not silence: the gate then compares against what played recently.
+        if speaking and not host.echo.is_user_speech(frame, captured_at, still_playing=True):
+            prob = 0.0  # our own voice through the speakers
+        started = False
+        for ev in self.endpointer.process(frame, prob):
+            started = started or isinstance(ev, SpeechStart)
+            self._on_endpoint(ev, captured_at)
+        if self.utterance is not None and not started:
+            self._feed(self.utterance, frame)
+
+    async def _speech_probability(self, frame: np.ndarray) -> float | None:
+        """The VAD's score, or None without a VAD or when it failed (told once per outage)."""
+        slot = self.host.stages.slots.get("vad")
+        if slot is None or not isinstance(slot.provider, VADProvider):
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            prob = await loop.run_in_executor(self._vad_pool, slot.provider.speech_probability, frame)
+        except Exception as exc:
+            if not self._vad_failing:
+                self._vad_failing = True
+                self.ctx.report("vad", slot.name, as_voice_error("vad", exc))
+            else:
+                log.debug("VAD still failing: %s", exc)
+            return None
+        self._vad_failing = False
+        return prob
+
+    def _on_endpoint(self, ev: object, now: float) -> None:
+        utt = self.utterance
+        if isinstance(ev, SpeechStart):
+            if self.host.on_speech_start(now):
+                self.begin_utterance(now - len(ev.pre_roll) / SAMPLE_RATE, [ev.pre_roll])
+        elif isinstance(ev, SilenceStart) and utt is not None:
+            utt.last_speech_at = now - ev.silent_s
+            self._start_speculative(utt)
+        elif isinstance(ev, SpeechResumed) and utt is not None:
+            self._cancel_speculative(utt)
+            self._start_partials(utt)
+        elif isinstance(ev, SpeechEnd) and utt is not None:
+            self.end_utterance(now)
+
+    # -- the utterance -------------------------------------------------------------
+    def begin_utterance(self, started_at: float, frames: list[np.ndarray]) -> None:
+        self.drop_utterance()
+        utt = Utterance(started_at=started_at, frames=[f for f in frames if len(f)])
+        self._start_partials(utt)
+        self.utterance = utt
+        self.host.set_state(State.LISTENING)  # app/engine/events.py: listening, then speech
+        self.ctx.emit(SpeechStarted())
+
+    def _start_partials(self, utt: Utterance) -> None:
+        """Stream the utterance so far, then every new frame, into the STT's partials."""
+        stt = self.host.stages.slots.get("stt")
+        if stt is None or utt.partial_task is not None:
+            return
+        utt.partial_feed = asyncio.Queue()
+        for f in utt.frames:
+            utt.partial_feed.put_nowait(f)
+        utt.partial_task = self.ctx.spawn(self._partials(stt, utt.partial_feed), "stt-partials")
+
+    def _feed(self, utt: Utterance, frame: np.ndarray) -> None:
+        utt.frames.append(frame)
+        if utt.partial_feed is not None:
+            utt.partial_feed.put_nowait(frame)
+
+    async def _partials(self, slot: StageSlot, feed: asyncio.Queue[np.ndarray | None]) -> None:
+        async def audio() -> AsyncIterator[np.ndarray]:
+            while (item := await feed.get()) is not None:
+                yield item
+
+        stt = slot.provider
+        if not isinstance(stt, STTProvider):
+            return
+        try:
+            async for tr in stt.stream(audio(), language=self.host.settings.conversation.language):
+                if not tr.is_final and tr.text.strip():
+                    self.ctx.emit(PartialTranscript(text=tr.text.strip()))
+        except VoiceError as exc:
+            log.debug("partial transcription failed: %s", exc)
+
+    @staticmethod
+    def _stop_partials(utt: Utterance) -> None:
+        if utt.partial_task is not None:
+            utt.partial_task.cancel()
+            utt.partial_task = None
+            utt.partial_feed = None
+
+    def _start_speculative(self, utt: Utterance) -> None:
+        """Silence began: transcribe now so the text is ready when the endpoint fires."""
+        self._cancel_speculative(utt)
+        self._stop_partials(utt)  # free the CPU for the final decode
+        stt = self.host.stages.slots.get("stt")
+        if stt is None:
+            return
+        utt.speculative_len = len(utt.frames)
+        utt.speculative = self.ctx.spawn(self.transcribe(stt, utt.audio()), "stt-speculative")
+
+    @staticmethod
+    def _cancel_speculative(utt: Utterance) -> None:
+        if utt.speculative is not None:
+            utt.speculative.cancel()
+            utt.speculative = None
+
+    def drop_utterance(self) -> None:
+        utt, self.utterance = self.utterance, None
+        if utt is not None:
+            self._stop_partials(utt)
+            self._cancel_speculative(utt)
+
+    def end_utterance(self, now: float) -> None:
+        utt, self.utterance = self.utterance, None
+        if utt is None:
+            return
+        self._stop_partials(utt)
+        if utt.samples < MIN_UTTERANCE_SAMPLES:
+            self._cancel_speculative(utt)
+            self.ctx.emit(Notice(message="That was too short to hear — hold the talk button while you speak."))
+            self.host.set_state(self.host.rest_state())
+            return
+        stt = self.host.stages.slots.get("stt")
+        transcript: asyncio.Task[str] | None = utt.speculative
+        if transcript is None and stt is not None:
+            transcript = self.ctx.spawn(self.transcribe(stt, utt.audio()), "stt-final")
+        self.host.on_utterance(utt, transcript, now)
+
+    async def transcribe(self, slot: StageSlot, audio: np.ndarray) -> str:
+        conv = self.host.settings.conversation
+        lang = conv.language
+
+        async def call(p: object) -> str:
+            assert isinstance(p, STTProvider)
+            return await p.transcribe(audio, language=lang)
+
+        try:
+            return await slot.runner.call(call, timeout=conv.first_output_deadline_s)
+        except VoiceError as exc:
+            exc.counted = True  # the stage runner counted it
+            raise

@@ -1,0 +1,357 @@
+"""One turn as an object: what the user said (or typed), the reply so far, what was
+heard of it, timings, the providers used and its history row.
+
+`Turn.run` hears (waits for the transcript), answers (LLM → sentence chunker → TTS →
+speaker, `produce` and `speak` running side by side) and finishes (history row,
+telemetry, `TurnFinished`). Cancelling the task that runs it is barge-in or stop:
+the reply is stored as interrupted with what the user heard of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from app.engine.chunking import SentenceChunker
+from app.engine.context import EngineContext
+from app.engine.events import FinalTranscript, ReplyDelta, State, TurnFinished
+from app.engine.reply import gen_ai_attributes, provider_name, speak_text, tts_stream
+from app.engine.speaker import Speaker
+from app.engine.stages import StageSet, StageSlot, missing_stage_error
+from app.plugin.errors import ErrorCode, VoiceError, as_voice_error
+from app.plugin.provider_api import ChatMessage, LLMProvider, Provider, QuickAnswers
+from app.plugin.resilience import Deadline
+from app.store.history import History
+from app.store.settings import Settings
+from app.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+APOLOGY = "Sorry, I couldn't do that just now."
+APOLOGY_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnInput:
+    """What starts a turn: typed `text`, or a spoken utterance's transcript job and times."""
+
+    text: str | None = None
+    transcript: asyncio.Task[str] | None = None
+    speech_start: float | None = None
+    speech_end: float | None = None
+    endpoint_at: float | None = None
+
+
+class TurnHost(Protocol):
+    """What a turn asks of the session that runs it."""
+
+    @property
+    def ctx(self) -> EngineContext: ...
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def speaker(self) -> Speaker: ...
+    @property
+    def history(self) -> History: ...
+    @property
+    def telemetry(self) -> Telemetry: ...
+    @property
+    def skills(self) -> QuickAnswers | None: ...
+
+    def set_state(self, state: State, turn_id: str | None = None) -> None: ...
+
+
+class Turn:
+    def __init__(self, host: TurnHost, stages: StageSet, given: TurnInput) -> None:
+        self.host = host
+        self.ctx = host.ctx
+        self.stages = stages  # this turn keeps these providers even if settings change
+        self.input = given
+        self.turn_id = uuid.uuid4().hex[:12]
+        self.span: Any = host.telemetry.start_turn(self.turn_id)
+        self.text: str | None = None
+        self.timings: dict[str, float] = {}
+        self.reply: list[str] = []
+        # (when it starts playing, sentence): what the user heard if they talk over the reply
+        self.heard: list[tuple[float, str]] | None = \
+            [] if (host.speaker.out is not None and "tts" in stages.slots) else None
+        self.providers = stages.providers_used()
+        self.db_turn: int | None = None
+        self.interrupted = False
+        self.interrupt_at: float | None = None  # set by whoever cancels the turn
+        self.error: VoiceError | None = None
+        self.voice_to_voice_s: float | None = None
+        self._chunks: asyncio.Queue[str | None] = asyncio.Queue()
+        self._t_start = 0.0
+
+    @property
+    def conv(self) -> Any:
+        return self.host.settings.conversation
+
+    async def run(self) -> None:
+        try:
+            await self._hear()
+            await self._answer()
+        except asyncio.CancelledError:
+            self.interrupted = True
+            transcript = self.input.transcript
+            if transcript is not None and not transcript.done():
+                transcript.cancel()
+            if self.interrupt_at is not None:
+                self.timings["barge_in_stop"] = self.ctx.clock() - self.interrupt_at
+            raise
+        except VoiceError as exc:
+            self.error = exc
+        except Exception as exc:  # a provider bug must not kill the session
+            log.exception("turn failed")
+            self.error = as_voice_error("turn", exc)
+        finally:
+            if self.interrupted and self.heard is not None:
+                # Keep what the user heard, not what was generated and queued.
+                cut = self.interrupt_at if self.interrupt_at is not None else self.ctx.clock()
+                self.reply = [" ".join(text for at, text in self.heard if at <= cut)]
+            await self._finish()
+
+    # -- hearing -------------------------------------------------------------------
+    async def _hear(self) -> None:
+        given = self.input
+        if given.speech_start is not None and given.speech_end is not None and given.endpoint_at is not None:
+            self.timings["vad_endpoint"] = given.endpoint_at - given.speech_end
+            self.host.telemetry.record_stage(self.span, "vad", self.providers.get("vad", "?"),
+                                             given.speech_start, given.endpoint_at)
+        if given.transcript is not None:
+            self.text = await self._transcript(given.transcript, given.endpoint_at)
+        elif given.speech_end is not None:
+            raise missing_stage_error("stt", self.host.settings)
+        else:
+            self.text = given.text
+        assert self.text is not None
+        self.ctx.emit(FinalTranscript(text=self.text, turn_id=self.turn_id))
+
+    async def _transcript(self, transcript: asyncio.Task[str], endpoint_at: float | None) -> str:
+        op = f"stt.{self.providers.get('stt')}"
+        self.host.set_state(State.THINKING, self.turn_id)
+        t0 = self.ctx.clock()
+        try:
+            text = (await transcript).strip()
+        except VoiceError as exc:
+            raise VoiceError(op, exc.code, exc.message) from exc
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise as_voice_error(op, exc) from exc
+        done = self.ctx.clock()
+        # Speculative decoding may have finished before the endpoint: count only the wait.
+        self.timings["stt"] = max(0.0, done - max(t0, endpoint_at or t0))
+        self.host.telemetry.record_stage(self.span, "stt", self.providers.get("stt", "?"), t0, done)
+        if not text:
+            raise VoiceError(op, ErrorCode.PROVIDER_ERROR, "I didn't catch that — please say it again")
+        return text
+
+    # -- answering -----------------------------------------------------------------
+    async def _answer(self) -> None:
+        assert self.text is not None
+        speaker = self.host.speaker
+        await speaker.ensure_open()
+        self.db_turn = await asyncio.to_thread(self.host.history.begin_turn, self.text)
+        self.host.set_state(State.THINKING, self.turn_id)
+        await self._reply(self.text)
+        fst = speaker.first_sample_time
+        if fst is not None and self.input.speech_end is not None:
+            self.voice_to_voice_s = fst - self.input.speech_end
+
+    async def _reply(self, text: str) -> None:
+        if "llm" not in self.stages.slots:
+            raise missing_stage_error("llm", self.host.settings)
+        self._t_start = self.ctx.clock()
+        # The whole-turn deadline bounds the reply's generation; speaking a long answer
+        # is not cut (each sentence has its own first-output and idle limits).
+        deadline = Deadline(self.conv.turn_deadline_s, clock=self.ctx.clock)
+        self.host.speaker.begin_reply()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.produce(text, deadline))
+                tg.create_task(self.speak())
+        except BaseExceptionGroup as group:
+            # Report the stage's own error, not the group wrapper.
+            errors = list(group.exceptions)
+            raise next((e for e in errors if isinstance(e, VoiceError)), errors[0]) from None
+
+    async def produce(self, text: str, deadline: Deadline) -> None:
+        """LLM deltas → `ReplyDelta` events and whole sentences for `speak`."""
+        chunker = SentenceChunker()
+        first = True
+        try:
+            async for delta in self._llm_stream(text, deadline):
+                if first:
+                    self.timings["llm_first_token"] = self.ctx.clock() - self._t_start
+                    first = False
+                self.reply.append(delta)
+                self.ctx.emit(ReplyDelta(text=delta, turn_id=self.turn_id))
+                for c in chunker.push(delta):
+                    self._chunks.put_nowait(c)
+            for c in chunker.flush():
+                self._chunks.put_nowait(c)
+            if not "".join(self.reply).strip():
+                raise VoiceError(f"llm.{self.providers.get('llm')}", ErrorCode.PROVIDER_ERROR,
+                                 "the assistant returned an empty reply — try again or pick another "
+                                 "model in Settings")
+        finally:
+            self._chunks.put_nowait(None)
+            end = self.ctx.clock()
+            self.timings["llm"] = end - self._t_start
+            name = self.providers.get("llm", "?")
+            self.host.telemetry.record_stage(self.span, "llm", name, self._t_start, end,
+                                             gen_ai_attributes(self.stages.slots.get("llm"), name))
+
+    async def _llm_stream(self, text: str, deadline: Deadline) -> AsyncIterator[str]:
+        skills = self.host.skills
+        if skills is not None and self.conv.skills_first:
+            answer = skills.try_answer(text)
+            if answer:
+                self.providers["llm"] = "skills"
+                yield answer
+                return
+        messages = await self._context_messages(text)
+        slot = self.stages["llm"]
+        used: list[str] = []
+
+        def chat(p: Provider) -> AsyncIterator[str]:
+            used.append(provider_name(slot, p))
+            assert isinstance(p, LLMProvider)
+            return p.chat(messages)
+
+        limit = self.conv.first_output_deadline_s
+        try:
+            async for delta in slot.runner.stream(chat, first_output_timeout=limit, idle_timeout=limit,
+                                                  deadline=deadline):
+                if used:
+                    self.providers["llm"] = used[-1]
+                yield delta
+        except VoiceError as exc:
+            exc.counted = True  # the stage runner counted it
+            raise
+
+    async def _context_messages(self, text: str) -> list[ChatMessage]:
+        conv = self.conv
+        history = await asyncio.to_thread(
+            lambda: self.host.history.recent_messages(conv.history_turns, budget_chars=6000)
+        )
+        return [ChatMessage("system", conv.system_prompt), *history, ChatMessage("user", text)]
+
+    async def speak(self) -> None:
+        """Sentences → TTS → speaker, each as soon as it is complete; then wait it out."""
+        slot = self.stages.slots.get("tts")
+        tts_start: float | None = None
+        used: list[str] = []
+        while (sentence := await self._chunks.get()) is not None:
+            if slot is None:
+                continue
+            tts_start = tts_start or self.ctx.clock()
+            await self._speak_sentence(slot, sentence, used)
+        if tts_start is not None:
+            end = self.ctx.clock()
+            self.timings["tts"] = end - tts_start
+            self.host.telemetry.record_stage(self.span, "tts", self.providers.get("tts", "?"), tts_start, end)
+        if slot is None and self.reply:
+            raise missing_stage_error("tts", self.host.settings)
+        await self._wait_played()
+
+    async def _speak_sentence(self, slot: StageSlot, sentence: str, used: list[str]) -> None:
+        started = False
+        try:
+            async for audio in tts_stream(slot, sentence, used, self.conv.first_output_deadline_s):
+                if "tts_first_audio" not in self.timings:
+                    self.timings["tts_first_audio"] = self.ctx.clock() - self._t_start
+                    self.host.set_state(State.SPEAKING, self.turn_id)
+                at = self.host.speaker.play(audio)
+                if not started and self.heard is not None:
+                    started = True
+                    self.heard.append((at, sentence.strip()))
+                    self._checkpoint(" ".join(text for _, text in self.heard))
+            if used:
+                self.providers["tts"] = used[-1]
+        except VoiceError as exc:
+            err = VoiceError(f"tts.{used[-1] if used else self.providers.get('tts')}", exc.code, exc.message)
+            err.counted = True  # the stage runner counted it
+            raise err from exc
+
+    async def _wait_played(self) -> None:
+        out = self.host.speaker.out
+        if out is None:
+            return
+        p0 = self.ctx.clock()
+        await out.drain()
+        fst = out.first_sample_time
+        if fst is not None:
+            self.timings["playback_start"] = fst - self._t_start
+        self.host.telemetry.record_stage(self.span, "playback", "sink", fst or p0, self.ctx.clock())
+
+    def _checkpoint(self, spoken: str) -> None:
+        """Save the reply queued for speaking so far: a crash or kill mid-reply keeps it."""
+        if self.db_turn is not None:
+            self.ctx.spawn(asyncio.to_thread(self.host.history.checkpoint_reply, self.db_turn, spoken),
+                           "history-checkpoint")
+
+    # -- finishing -----------------------------------------------------------------
+    async def _finish(self) -> None:
+        reply_text = "".join(self.reply).strip()
+        error = self.error
+        if error is not None:
+            stage = error.op.split(".")[0] if error.op.split(".")[0] in self.stages.slots else "turn"
+            self.ctx.report(stage, self.providers.get(stage, stage), error, self.turn_id, counted=error.counted)
+            if not self.interrupted:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await self._apologise(reply_text, error)
+        await self._store(reply_text)
+        v2v = self.voice_to_voice_s
+        self.host.telemetry.end_turn(self.span, self.timings, v2v, interrupted=self.interrupted,
+                                     error=str(error) if error else None, user_text=self.text,
+                                     reply_text=reply_text)
+        self.ctx.emit(TurnFinished(
+            turn_id=self.turn_id, user_text=self.text or "", reply_text=reply_text, interrupted=self.interrupted,
+            timings=dict(self.timings), voice_to_voice_s=v2v, providers=self.providers,
+            error=str(error) if error else None,
+        ))
+
+    async def _store(self, reply_text: str) -> None:
+        if self.db_turn is None:
+            return
+        error, v2v = self.error, self.voice_to_voice_s
+        cut = self.interrupted or (error is not None and bool(reply_text))  # cut mid-stream: what was said
+        with contextlib.suppress(Exception):
+            await asyncio.shield(asyncio.to_thread(
+                self.host.history.finish_turn, self.db_turn, reply_text, cut, self.timings, self.providers,
+                str(error) if error else None, v2v * 1000 if v2v is not None else None,
+            ))
+
+    async def _apologise(self, said: str, error: VoiceError) -> None:
+        slot = self.stages.slots.get("tts")
+        if said or slot is None or error.op.startswith("tts"):
+            return  # never restart a sentence; the error event says the rest
+        text = "Sorry, I didn't catch that." if error.op.startswith("stt") else APOLOGY
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(speak_text(self.host.speaker, slot, text, self.conv.first_output_deadline_s),
+                                   APOLOGY_TIMEOUT_S)
+
+
+def caller_cancelled() -> bool:
+    """Is the task running this code being cancelled (as opposed to what it awaited)?"""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def wait_for_task(task: asyncio.Task[Any]) -> None:
+    """Until `task` is done, whatever its outcome; the caller's own cancellation propagates
+    (and leaves `task` running)."""
+    if task.done():
+        return
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.shield(task)
+    if caller_cancelled():
+        raise asyncio.CancelledError
