@@ -47,6 +47,9 @@ class DeviceAudioSource(SupervisedStream, AudioSource):
     """
 
     direction = "input"
+    #: PortAudio block length, and how many 16 kHz frames may wait for the engine.
+    block_s = 0.016
+    max_queued_frames = 64
 
     def __init__(
         self,
@@ -56,13 +59,10 @@ class DeviceAudioSource(SupervisedStream, AudioSource):
         on_error: Callable[[Any], None] | None = None,
         on_notice: Callable[[str], None] | None = None,
         on_level: LevelCallback | None = None,
-        max_queued_frames: int = 64,
-        block_s: float = 0.016,
-        stall_s: float = 0.4,
     ) -> None:
-        super().__init__(device, host_api, on_error=on_error, on_notice=on_notice, stall_s=stall_s)
+        super().__init__(device, host_api, on_error=on_error, on_notice=on_notice)
         self.on_level = on_level
-        self.block_s = block_s
+        max_queued_frames, block_s = self.max_queued_frames, self.block_s
         self.level: tuple[float, float] = (SILENCE_DBFS, SILENCE_DBFS)
         self.backend_overflows = 0
         self._frames: asyncio.Queue[tuple[float, np.ndarray] | None] = asyncio.Queue(max_queued_frames + 1)

@@ -334,6 +334,10 @@ class SupervisedStream:
     direction: Direction = "input"
     open_timeout_s = 5.0
     close_timeout_s = 2.0
+    #: No callback for this long (after the first) means the device is gone.
+    stall_s = 0.4
+    #: How long a fresh stream may take to deliver its first callback.
+    start_grace_s = 2.5
 
     def __init__(
         self,
@@ -342,15 +346,11 @@ class SupervisedStream:
         *,
         on_error: ErrorCallback | None = None,
         on_notice: NoticeCallback | None = None,
-        stall_s: float = 0.4,
-        start_grace_s: float = 2.5,
     ) -> None:
         self.requested_device = device
         self.requested_host_api = host_api
         self.on_error = on_error
         self.on_notice = on_notice
-        self.stall_s = stall_s
-        self.start_grace_s = start_grace_s
         self.device: AudioDevice | None = None
         self.notices: list[str] = []
         self.errors: list[VoiceError] = []

@@ -34,6 +34,8 @@ class DeviceAudioSink(SupervisedStream, AudioSink):
     closes_when_idle = True
 
     direction = "output"
+    #: PortAudio block length.
+    block_s = 0.020
 
     def __init__(
         self,
@@ -42,11 +44,8 @@ class DeviceAudioSink(SupervisedStream, AudioSink):
         *,
         on_error: Callable[[Any], None] | None = None,
         on_notice: Callable[[str], None] | None = None,
-        block_s: float = 0.020,
-        stall_s: float = 0.4,
     ) -> None:
-        super().__init__(device, host_api, on_error=on_error, on_notice=on_notice, stall_s=stall_s)
-        self.block_s = block_s
+        super().__init__(device, host_api, on_error=on_error, on_notice=on_notice)
         self.rate = 0
         self.channels = 1
         self._lock = threading.Lock()
@@ -184,10 +183,6 @@ class DeviceAudioSink(SupervisedStream, AudioSink):
     @property
     def is_playing(self) -> bool:
         return self._buffered > 0 or time.monotonic() - self._last_audio_at < 2 * self.block_s
-
-    @property
-    def queued_seconds(self) -> float:
-        return self._buffered / self.rate if self.rate else 0.0
 
     async def stop(self) -> None:
         self.flush()

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -172,9 +173,11 @@ async def _write_output(sink: Any, output: Path) -> None:
                          "check the disk and choose another --output") from None
 
 
-async def run_files(
+# bench and tests/faults/test_memory.py call this by these keywords; `timeout` bounds the
+# whole run and is told apart from a timeout inside it (TimedOut), so it stays a parameter.
+async def run_files(  # noqa: PLR0913
     settings: Settings, paths: AppPaths, *, inputs: list[Path], texts: list[str], output: Path | None,
-    realtime: bool = True, timeout: float = 120.0, session_kwargs: dict[str, Any] | None = None,
+    realtime: bool = True, timeout: float = 120.0,  # noqa: ASYNC109
     into: list[TurnFinished] | None = None,
 ) -> list[TurnFinished]:
     """Every typed then spoken question in turn; the finished turns.
@@ -186,7 +189,7 @@ async def run_files(
 
     # Without --output nothing keeps the audio: a long run must not grow with every reply.
     sink: AudioSink = WavFileSink(None) if output is not None else DiscardSink()
-    session = Session(settings, paths, sink=sink, **(session_kwargs or {}))
+    session = Session(settings, paths, sink=sink)
     collector = TurnCollector(session, into=into)
     try:
         try:
@@ -229,15 +232,26 @@ async def _close(session: Session, sink: AudioSink, output: Path | None, *, fail
         _say(str(exc))  # the run's own failure (a timeout, Ctrl+C) is the one to report
 
 
+@dataclass(frozen=True)
+class DeviceRun:
+    """`converse --mic/--speaker`: which devices (None: the ones in Settings), how many turns,
+    and the longest the run may take."""
+
+    mic: str | None
+    speaker: str | None
+    turns: int
+    limit_s: float
+
+
 async def run_devices(
-    settings: Settings, paths: AppPaths, *, mic: str | None, speaker: str | None, turns: int, timeout: float,
-    into: list[TurnFinished] | None = None,
+    settings: Settings, paths: AppPaths, run: DeviceRun, *, into: list[TurnFinished] | None = None
 ) -> list[TurnFinished]:
     from app.audio.capture import open_device_source
     from app.audio.playback import open_device_sink
 
-    source: AudioSource = open_device_source(mic or settings.audio.input_device, settings.audio.input_host_api)
-    sink: AudioSink = open_device_sink(speaker or settings.audio.output_device, settings.audio.output_host_api)
+    audio = settings.audio
+    source: AudioSource = open_device_source(run.mic or audio.input_device, audio.input_host_api)
+    sink: AudioSink = open_device_sink(run.speaker or audio.output_device, audio.output_host_api)
     session = Session(settings, paths, source=None, sink=sink)
     collector = TurnCollector(session, verbose=True, into=into)
     try:
@@ -249,8 +263,8 @@ async def run_devices(
                              "the microphone could not be opened — see the message above and `voxdesk doctor`")
         print("voxdesk: listening — speak now", file=sys.stderr)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await collector.wait_for(turns)
+            async with asyncio.timeout(run.limit_s):
+                await collector.wait_for(run.turns)
                 await session.wait_idle()
     finally:
         await session.aclose()
@@ -322,8 +336,8 @@ def converse_command(args: argparse.Namespace, paths: AppPaths, settings: Settin
     async def run() -> int:
         try:
             if device_mode:
-                await run_devices(settings, paths, mic=args.mic, speaker=args.speaker,
-                                  turns=args.turns, timeout=args.timeout, into=turns)
+                await run_devices(settings, paths, DeviceRun(args.mic, args.speaker, args.turns, args.timeout),
+                                  into=turns)
             else:
                 await run_files(settings, paths, inputs=inputs, texts=list(args.text), output=output,
                                 realtime=not args.fast, timeout=args.timeout, into=turns)

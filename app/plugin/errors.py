@@ -26,12 +26,12 @@ class ErrorCode(StrEnum):
     MODEL_MISSING = "MODEL_MISSING"
 
 
-#: Codes worth another attempt with the same provider.
-RETRYABLE = frozenset({ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.RATE_LIMIT})
-
-
 class VoiceError(Exception):
     """`op: CODE: cause` — op names what was being done, cause says what to do."""
+
+    #: Already counted against its provider (by the stage runner): the engine reports it
+    #: to the user without counting it twice.
+    counted: bool = False
 
     def __init__(
         self,
@@ -46,10 +46,6 @@ class VoiceError(Exception):
         self.cause = cause
         self.retry_after = retry_after
         super().__init__(str(self))
-
-    @property
-    def retryable(self) -> bool:
-        return self.code in RETRYABLE
 
     @property
     def message(self) -> str:

@@ -445,7 +445,7 @@ class RecordingObserver:
 
 
 # --------------------------------------------------------------------------
-# Guarded streams
+# Stream helpers
 # --------------------------------------------------------------------------
 
 
@@ -455,36 +455,6 @@ async def _next_within(it: AsyncIterator[T], limit: float | None) -> T:
         return await it.__anext__()
     async with asyncio.timeout(limit):
         return await it.__anext__()
-
-
-async def guard_stream(
-    source: AsyncIterator[T],
-    *,
-    op: str,
-    first_output_timeout: float | None = None,
-    idle_timeout: float | None = None,
-    deadline: Deadline | None = None,
-) -> AsyncIterator[T]:
-    """Re-yield ``source`` with a first-item limit, an idle-gap limit and a deadline.
-
-    For stages without fallback (e.g. a local VAD). Raises TIMEOUT VoiceError;
-    the source is closed on every exit path.
-    """
-    deadline = deadline or Deadline(None)
-    first = True
-    try:
-        while True:
-            limit = first_output_timeout if first else idle_timeout
-            try:
-                item = await _next_within(source, deadline.timeout(limit))
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                raise _timeout_error(op, first, deadline) from None
-            first = False
-            yield item
-    finally:
-        await _aclose(source)
 
 
 def _timeout_error(op: str, first: bool, deadline: Deadline) -> VoiceError:

@@ -138,10 +138,11 @@ FAULTS = [
 ]
 
 
-@pytest.mark.parametrize(("mode", "code", "requests", "disabled"), FAULTS)
+@pytest.mark.parametrize("fault", FAULTS, ids=[f[0] for f in FAULTS])
 async def test_fault_before_output_falls_back_within_deadline(
-    server: FaultServer, turn_factory: list[Turn], mode: str, code: ErrorCode, requests: int, disabled: bool
+    server: FaultServer, turn_factory: list[Turn], fault: tuple[str, ErrorCode, int, bool]
 ) -> None:
+    mode, code, requests, disabled = fault
     turn = Turn(server, mode)
     turn_factory.append(turn)
     start = time.monotonic()

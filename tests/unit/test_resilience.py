@@ -23,7 +23,6 @@ from app.plugin.resilience import (
     RetryPolicy,
     StageRunner,
     classify_status,
-    guard_stream,
     parse_retry_after,
 )
 from app.store import secrets
@@ -343,19 +342,6 @@ async def test_background_probe_restores_a_recovered_provider() -> None:
         assert r.breaker("cloud").state is BreakerState.CLOSED
     finally:
         await r.aclose()
-
-
-async def test_guard_stream_limits_a_single_stage() -> None:
-    async def trickle() -> AsyncIterator[int]:
-        yield 1
-        await asyncio.Event().wait()
-        yield 2
-
-    got = []
-    with pytest.raises(VoiceError) as e:
-        async for x in guard_stream(trickle(), op="vad", first_output_timeout=1, idle_timeout=0.05):
-            got.append(x)
-    assert got == [1] and e.value.code is ErrorCode.TIMEOUT
 
 
 # -- secrets ---------------------------------------------------------------
