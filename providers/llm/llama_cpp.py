@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from app.plugin.errors import ErrorCode, VoiceError, as_voice_error
 from app.plugin.model_spec import FileCheck, ModelFile, ModelOption, ModelPackage, ModelSpec, PathCheckResult, SelfCheck
-from app.plugin.provider_api import ChatMessage, Health, HealthStatus, LLMProvider, run_blocking
+from app.plugin.provider_api import ChatMessage, Health, HealthStatus, LLMProvider, TokenUsage, run_blocking
 from app.plugin.registry import ProviderInfo, ProviderSpec
 from providers.llm import llama_cpp_worker as worker
 
@@ -306,6 +306,15 @@ class LlamaCppLLM(LLMProvider):
     @property
     def last_stats(self) -> GenerationStats | None:
         return self.recent_stats[-1] if self.recent_stats else None
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        stats = self.last_stats
+        return None if stats is None else TokenUsage(stats.prompt_tokens, stats.completion_tokens)
+
+    @property
+    def model_name(self) -> str | None:
+        return self.config.model or None
 
     async def _ensure_started(self) -> _WorkerProcess:
         w = self._worker

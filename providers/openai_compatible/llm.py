@@ -109,6 +109,10 @@ class OpenAICompatibleLLM(LLMProvider):
             self._model = models[0]
         return self._model
 
+    @property
+    def model_name(self) -> str | None:
+        return self.config.model or None
+
     def _body(self, model: str, messages: list[ChatMessage]) -> dict[str, Any]:
         return {
             "model": model,
