@@ -2,13 +2,14 @@
 
 Off unless `VOXDESK_GUI_WATCH=FILE` is set (a 10 ms timer costs idle CPU nobody else
 wants). Then every `interval_s`, and when the engine's state changes, it appends to FILE
-`{"t": s since start, "worst_gap_ms": …, "ticks": …, "rss_mb": …, "state": …}` — the
+`{"t": s since start, "worst_gap_ms": …, "ticks": …, "rss_mb": …, "state": …, "worst_gc_ms": …}` — the
 soak test reads it from outside the process, and a user chasing a stutter can too.
 Lines are flushed as written, so a crash still leaves everything up to it.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
@@ -38,6 +39,9 @@ class GuiWatch:
         self._t0 = self._last = self._since = time.perf_counter()
         self._worst = 0.0
         self._ticks = 0
+        self._gc_worst = 0.0
+        self._gc_started = 0.0
+        gc.callbacks.append(self._on_gc)
         self._last_state = ""
         self._interval = interval_s
         self._timer = QTimer()
@@ -54,12 +58,23 @@ class GuiWatch:
         # A row per interval, and one at once when the engine's state changes.
         if now - self._since >= self._interval or state != self._last_state:
             row = {"t": round(now - self._t0, 2), "worst_gap_ms": round(self._worst * 1000, 1),
-                   "ticks": self._ticks, "rss_mb": rss_mb(), "state": state}
+                   "ticks": self._ticks, "rss_mb": rss_mb(), "state": state,
+                   "worst_gc_ms": round(self._gc_worst * 1000, 1)}
             self._out.write(json.dumps(row) + "\n")
             self._since, self._worst, self._ticks, self._last_state = now, 0.0, 0, state
+            self._gc_worst = 0.0
+
+    def _on_gc(self, phase: str, _info: dict[str, int]) -> None:
+        # Collector pauses stop every thread that needs the GIL: the GUI's first suspect.
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self._gc_started:
+            self._gc_worst = max(self._gc_worst, time.perf_counter() - self._gc_started)
 
     def close(self) -> None:
         self._timer.stop()
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
         self._out.close()
 
 

@@ -302,35 +302,10 @@ class FieldEditor(QWidget):
             return w.currentData()
         text = self.text().strip() if s.kind not in ("text", "secret") else self.text()
         if text == "":
-            # Only the schema's `required` list makes a field required: pydantic fields with a
-            # `default_factory` have no schema default, yet the model fills them in.
-            if s.has_default:
-                return None if s.nullable else _MISSING
-            if not s.required or s.kind == "secret":
-                return _MISSING
-            if s.nullable:
-                return None  # `x: T | None` with no default: None is a valid answer
-            return _Invalid("required — enter a value")
+            return self._empty_value()
         try:
-            if s.kind == "int":
-                try:
-                    v: Any = int(text)
-                except ValueError:
-                    return _Invalid("enter a whole number")
-                return self._check_range(v)
-            if s.kind == "float":
-                try:
-                    v = float(text)
-                except ValueError:
-                    return _Invalid("enter a number")
-                return self._check_range(v)
-            if s.kind == "list":
-                return [p.strip() for p in text.split(",") if p.strip()]
-            if s.kind == "json":
-                try:
-                    return json.loads(text)
-                except json.JSONDecodeError:
-                    return _Invalid('enter a JSON value, e.g. {"key": 1}')
+            if s.kind in ("int", "float", "list", "json"):
+                return self._parse(text)
         except OverflowError:
             return _Invalid("number is too large")
         if s.min_length is not None and len(text) < s.min_length:
@@ -338,6 +313,34 @@ class FieldEditor(QWidget):
         if s.max_length is not None and len(text) > s.max_length:
             return _Invalid(f"at most {s.max_length} characters")
         return text
+
+    def _empty_value(self) -> Any:
+        s = self.spec
+        # Only the schema's `required` list makes a field required: pydantic fields with a
+        # `default_factory` have no schema default, yet the model fills them in.
+        if s.has_default:
+            return None if s.nullable else _MISSING
+        if not s.required or s.kind == "secret":
+            return _MISSING
+        if s.nullable:
+            return None  # `x: T | None` with no default: None is a valid answer
+        return _Invalid("required — enter a value")
+
+    def _parse(self, text: str) -> Any:
+        """An int, float, list or JSON field's text as its value (or `_Invalid`)."""
+        kind = self.spec.kind
+        if kind == "list":
+            return [p.strip() for p in text.split(",") if p.strip()]
+        if kind == "json":
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                return _Invalid('enter a JSON value, e.g. {"key": 1}')
+        try:
+            v: Any = int(text) if kind == "int" else float(text)
+        except ValueError:
+            return _Invalid("enter a whole number" if kind == "int" else "enter a number")
+        return self._check_range(v)
 
     def _check_range(self, v: float) -> Any:
         s = self.spec
