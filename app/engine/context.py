@@ -21,8 +21,8 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class Reporter(Protocol):
-    def __call__(self, stage: str, provider: str, err: VoiceError, turn_id: str | None = None,
-                 *, counted: bool = False) -> None: ...
+    def __call__(self, stage: str, provider: str, err: VoiceError, turn_id: str | None = None) -> None:
+        """Tell the user; count it against the provider unless `err.counted`."""
 
 
 class Spawner(Protocol):

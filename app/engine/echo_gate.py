@@ -14,6 +14,7 @@ headset (no echo at all) it falls to the floor after `hold_s` and barge-in is ea
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,14 +26,23 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class EchoGateOptions:
+    margin_db: float = 10.0
+    window_s: float = 0.4
+    hold_s: float = 1.5
+    prior_coupling: float = 0.5
+    floor: float = 0.02
+
+
 class EchoGate:
-    def __init__(self, *, margin_db: float = 10.0, window_s: float = 0.4, hold_s: float = 1.5,
-                 prior_coupling: float = 0.5, floor: float = 0.02) -> None:
-        self._margin = 10 ** (margin_db / 20)
-        self._window = window_s
-        self._hold = hold_s
-        self._prior = prior_coupling
-        self._floor = floor
+    def __init__(self, options: EchoGateOptions | None = None) -> None:
+        o = options or EchoGateOptions()
+        self._margin = 10 ** (o.margin_db / 20)
+        self._window = o.window_s
+        self._hold = o.hold_s
+        self._prior = o.prior_coupling
+        self._floor = o.floor
         self._ref: deque[tuple[float, float]] = deque()  # (play time, rms) per reference block
         self._ratios: deque[tuple[float, float]] = deque()  # (time, mic/ref) on echo-like frames
 

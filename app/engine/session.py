@@ -25,65 +25,31 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import Any, TypeVar, Unpack
 
 from app.audio.streams import AudioSink, AudioSource
-from app.engine.context import Clock, EngineContext, Sleep
+from app.engine.announcer import Announcer
+from app.engine.context import EngineContext
 from app.engine.echo_gate import EchoGate
 from app.engine.events import ErrorRaised, Event, Notice, ProviderSwitched, SpeechEnded, State, StateChanged
 from app.engine.health import ErrorBook, ProviderHealth, TelemetryObserver, check_health
 from app.engine.listener import Listener, Utterance
-from app.engine.reply import speak_text
-from app.engine.speaker import Speaker, SpeakerOptions
-from app.engine.stages import (
-    RunnerSetup,
-    StageSet,
-    StageSlot,
-    build_all,
-    build_slot,
-    changed_kinds,
-    close_slot,
-    promote,
-    remember_replaced_options,
-    warm,
-)
+from app.engine.options import SessionOptions, SessionParts
+from app.engine.speaker import Speaker
+from app.engine.stages import RunnerSetup, StageSet, StageSlot, build_all, changed_kinds, close_slot, promote
+from app.engine.switching import load_models, rebuild_stage, switch_stages
+from app.engine.tasks import Background
 from app.engine.turn import APOLOGY, Turn, TurnInput, caller_cancelled, wait_for_task
-from app.plugin.errors import VoiceError, as_voice_error
+from app.plugin.errors import VoiceError
 from app.plugin.provider_api import QuickAnswers
-from app.plugin.registry import Registry, get_registry
+from app.plugin.registry import get_registry
 from app.store.history import History
 from app.store.paths import AppPaths
-from app.store.settings import Settings, SettingsStore
+from app.store.settings import Settings
 from app.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionOptions:
-    """Timings a test may shorten; the defaults are what the app uses."""
-
-    speaker: SpeakerOptions = field(default_factory=SpeakerOptions)
-    announce_timeout_s: float = 10.0
-    #: How long closing waits for cancelled work to unwind, and for devices and providers.
-    close_tasks_s: float = 1.0
-    close_device_s: float = 1.0
-
-
-class SessionParts(TypedDict, total=False):
-    """What a `Session` may be given besides its settings and paths (all optional)."""
-
-    store: SettingsStore | None  # saves applied settings
-    registry: Registry | None  # the providers (default: the installed ones)
-    telemetry: Telemetry | None
-    source: AudioSource | None  # microphone (none: typed turns only)
-    sink: AudioSink | None  # speaker (none: replies as text only)
-    clock: Clock  # monotonic seconds (a test's fake clock)
-    sleep: Sleep  # waits on that clock
-    history: History | None  # default: the history file under `paths`
-    options: SessionOptions | None
 
 
 class Session:
@@ -101,19 +67,13 @@ class Session:
         self.history = history or History(self.paths.history_db)
         # History tells us (from whichever thread wrote) when a write starts or stops
         # failing; the user hears it once per outage.
-        self.history.on_notice = self._notice_from_any_thread
-        self._loop: asyncio.AbstractEventLoop | None = None
-        with contextlib.suppress(RuntimeError):
-            self._loop = asyncio.get_running_loop()
-        self._failed_tasks: set[str] = set()  # background jobs whose failure was told
+        self.background = Background(self._emit)
+        self.history.on_notice = self.background.notice_from_any_thread
         self.state = State.IDLE
         self.stages = StageSet()
         self.hands_free = settings.conversation.hands_free
         self.muted = False
-        self.skills: QuickAnswers | None = None
-        self._skills_provider: Any = None
         self._listeners: list[Callable[[Event], None]] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._turn: Turn | None = None
         self._turn_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -122,6 +82,8 @@ class Session:
         self._runners = RunnerSetup(TelemetryObserver(self.errors, self._turn_span, self._emit), clock, sleep)
         self.speaker = Speaker(self.ctx, parts.get("sink"), self.options.speaker, busy=self._busy)
         self.listener = Listener(self.ctx, self, parts.get("source"))
+        self.announcer = Announcer(self.ctx, self.speaker, self.options.announce_timeout_s)
+        self.announcer.now = lambda: (self.state, self.stages, self.settings)
         self.ready = asyncio.Event()
 
     # -- events ------------------------------------------------------------
@@ -172,6 +134,11 @@ class Session:
         """The microphone stream is open and feeding the engine."""
         return self.listener.live
 
+    @property
+    def skills(self) -> QuickAnswers | None:
+        """The responder that answers first (time, arithmetic, timers), if installed."""
+        return self.announcer.skills
+
     def _turn_running(self) -> bool:
         return self._turn_task is not None and not self._turn_task.done()
 
@@ -182,49 +149,11 @@ class Session:
         return self._turn_task is not None or self.listener.utterance is not None
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(self._task_done)
-        return task
+        return self.background.spawn(coro, name)
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        """A background job that failed is logged and told once per kind — never left
-        for asyncio to print as "Task exception was never retrieved"."""
-        if task.cancelled():
-            return
-        exc = task.exception()  # retrieved here, whoever else awaits it
-        if exc is None:
-            return
-        name = task.get_name()
-        if name in ("stt-final", "stt-speculative"):
-            log.debug("transcription %s failed: %s", name, exc)  # its turn reports it
-            return
-        log.error("background task %s failed: %s", name, exc, exc_info=exc)
-        if name not in self._failed_tasks:
-            self._failed_tasks.add(name)
-            what = " ".join(str(exc).split()) or type(exc).__name__
-            self._emit(Notice(message=f"Something went wrong in the background ({name}: {what}); "
-                                      "the conversation goes on — see the log for details."))
-
-    def _notice_from_any_thread(self, message: str) -> None:
-        """Emit a Notice from the loop's thread or any other (history writes run in workers)."""
-        loop = self._loop
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if loop is None or running is loop:
-            self._emit(Notice(message=message))
-            return
-        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is listening
-            loop.call_soon_threadsafe(self._emit, Notice(message=message))
-
-    def _report(self, stage: str, provider: str, err: VoiceError, turn_id: str | None = None,
-                *, counted: bool = False) -> None:
+    def _report(self, stage: str, provider: str, err: VoiceError, turn_id: str | None = None) -> None:
         """Tell the user (ErrorRaised) and count it, unless resilience already counted it."""
-        if counted:
+        if err.counted:
             self.errors.note(stage, provider, str(err))
         else:
             self.errors.count(stage, provider, err.code.value, str(err))
@@ -234,12 +163,13 @@ class Session:
     # -- life cycle --------------------------------------------------------
     async def start(self) -> None:
         """Build providers now (cheap); load models in the background."""
-        self._loop = asyncio.get_running_loop()
+        self.background.loop = asyncio.get_running_loop()
         self.stages, failures = build_all(self.registry, self.settings, self._runners)
         for kind, err in failures.items():
             self._report(kind, self.settings.stage(kind).provider, err)
         self.listener.reset_endpointer()
-        self._make_skills()
+        self.announcer.make_skills(self.registry, self.settings)
+        self.announcer.wire(self.stages)
         self._spawn(self._warm_all(), "warmup")
         await self.speaker.start()
         await self._sync_capture()
@@ -247,60 +177,14 @@ class Session:
             self._emit(Notice(message=self.history.notice))
         self.set_state(self.rest_state())
 
-    def _make_skills(self) -> None:
-        """The session owns the skills that answer first, so their timers survive a
-        switch of the LLM in Settings."""
-        if self.registry.is_registered("llm", "skills"):
-            llm = self.settings.llm
-            opts = llm.options if llm.provider == "skills" else {}
-            with contextlib.suppress(VoiceError):
-                self._skills_provider = self.registry.create("llm", "skills", opts)
-        self.skills = self._skills_provider if isinstance(self._skills_provider, QuickAnswers) else None
-        self._wire_skills_timers()
-
-    def _wire_skills_timers(self) -> None:
-        """Timers set by the skills responder speak when they fire."""
-        llm = self.stages.slots.get("llm")
-        for prov in (self.skills, llm.provider if llm else None):
-            if isinstance(prov, QuickAnswers):
-                prov.on_timer = self._announce
-
-    async def _announce(self, text: str) -> None:
-        self._emit(Notice(message=text))
-        slot = self.stages.slots.get("tts")
-        if self.state in (State.IDLE, State.LISTENING) and slot is not None:
-            await self.speaker.ensure_open()
-            timeout = self.settings.conversation.first_output_deadline_s
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(speak_text(self.speaker, slot, text, timeout),
-                                       self.options.announce_timeout_s)
-
     async def _warm_all(self) -> None:
-        pending = list(self.stages.slots.values())
-        if pending:
-            self._emit(Notice(message="Loading speech models…", transient=True))
-        results = await asyncio.gather(*(warm(s) for s in pending), return_exceptions=True)
-        for slot, res in zip(pending, results, strict=True):
-            if isinstance(res, BaseException):
-                self._report(slot.kind, slot.name, as_voice_error(f"{slot.kind}.{slot.name}", res))
-                await self._use_fallback(slot)
-            self.telemetry.set_health(slot.kind, slot.name, 0 if isinstance(res, BaseException) else 2)
-        if pending:
-            self._emit(Notice(message="Ready.", transient=True))
+        await load_models(self.ctx, self.stages, self._promote, self.telemetry)
         self.ready.set()
 
-    async def _use_fallback(self, slot: StageSlot) -> None:
-        """The chosen provider cannot load here: run on the first fallback that can."""
-        for i, (name, provider) in enumerate(slot.chain[1:], start=1):
-            try:
-                await provider.warmup()
-            except Exception as exc:
-                self._report(slot.kind, name, as_voice_error(f"{slot.kind}.{name}", exc))
-                continue
-            if self.stages.slots.get(slot.kind) is slot:
-                self.stages = StageSet({**self.stages.slots, slot.kind: promote(slot, i, self._runners)})
-            self._emit(Notice(message=f"{slot.kind}: {slot.name} is not available here; using {name}"))
-            return
+    def _promote(self, slot: StageSlot, index: int) -> None:
+        """Run on `slot.chain[index]` from now on (the chosen provider cannot load here)."""
+        if self.stages.slots.get(slot.kind) is slot:
+            self.stages = StageSet({**self.stages.slots, slot.kind: promote(slot, index, self._runners)})
 
     async def _sync_capture(self) -> None:
         await self.listener.sync()
@@ -323,18 +207,12 @@ class Session:
         if self._closed:
             return
         self._closed = self.speaker.closed = True
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            _, pending = await asyncio.wait(list(self._tasks), timeout=self.options.close_tasks_s)
-            if pending:
-                log.warning("still running after close: %s", sorted(t.get_name() for t in pending))
+        await self.background.cancel_all(self.options.close_tasks_s)
         if self.sink is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.sink.stop(), self.options.close_device_s)
         closing: list[Awaitable[Any]] = [close_slot(s) for s in self.stages.slots.values()]
-        if self._skills_provider is not None:
-            closing.append(self._skills_provider.aclose())
+        closing.append(self.announcer.aclose())
         await self.listener.aclose(self.options.close_device_s)
         await asyncio.gather(*closing, return_exceptions=True)
         with contextlib.suppress(Exception):
@@ -475,58 +353,34 @@ class Session:
     # -- settings & health ---------------------------------------------------
     async def apply_settings(self, new: Settings) -> list[ProviderSwitched]:
         """Switch changed stages for the next turn; a failing new provider keeps the old."""
-        results: list[ProviderSwitched] = []
-        staged = dict(self.stages.slots)
-        replaced: list[StageSlot] = []
-        new = remember_replaced_options(self.settings, new)
-        for kind in changed_kinds(self.settings, new):
-            cfg = new.stage(kind)
-            try:
-                slot = build_slot(self.registry, kind, cfg, self._runners)
-                await warm(slot)
-            except Exception as exc:
-                err = as_voice_error(f"{kind}.{cfg.provider}", exc)
-                results.append(ProviderSwitched(stage=kind, provider=cfg.provider, ok=False,
-                                                message=f"{err} — kept {self.settings.stage(kind).provider}"))
-                new = new.model_copy(update={kind: self.settings.stage(kind)})
-                continue
-            if kind in staged:
-                replaced.append(staged[kind])
-            staged[kind] = slot
-            results.append(ProviderSwitched(stage=kind, provider=cfg.provider, ok=True))
-        self.stages = StageSet(staged)
-        reset_endpointer = "vad" in changed_kinds(self.settings, new) or new.conversation != self.settings.conversation
-        self.settings = new
+        switch = await switch_stages(self.registry, (self.settings, self.stages), new, self._runners)
+        reset_endpointer = "vad" in changed_kinds(self.settings, switch.settings) \
+            or switch.settings.conversation != self.settings.conversation
+        self.stages, self.settings = switch.stages, switch.settings
         # Apply is the user saying "try again" (often after fixing a key): providers
         # disabled for AUTH or with an open breaker get a fresh chance.
         for slot in self.stages.slots.values():
             slot.runner.reset()
         if reset_endpointer:
             self.listener.reset_endpointer()
-        self._wire_skills_timers()
+        self.announcer.wire(self.stages)
         if self.store is not None:
-            await asyncio.to_thread(self.store.save, new)
-        results = [self._emit(ev) for ev in results]
-        self._spawn(self._close_when_idle(replaced), "close-replaced")
+            await asyncio.to_thread(self.store.save, self.settings)
+        results = [self._emit(ev) for ev in switch.results]
+        self._spawn(self._close_when_idle(switch.replaced), "close-replaced")
         return results
 
     async def reload_stage(self, kind: str) -> ProviderSwitched:
         """Rebuild one stage from the current settings (e.g. after its model was downloaded)."""
-        cfg = self.settings.stage(kind)
-        try:
-            slot = build_slot(self.registry, kind, cfg, self._runners)
-            await warm(slot)
-        except Exception as exc:
-            err = as_voice_error(f"{kind}.{cfg.provider}", exc)
-            result = ProviderSwitched(stage=kind, provider=cfg.provider, ok=False, message=str(err))
-        else:
-            old = self.stages.slots.get(kind)
-            self.stages = StageSet({**self.stages.slots, kind: slot})
-            self.telemetry.set_health(kind, cfg.provider, 2)
-            if old is not None:
-                self._spawn(self._close_when_idle([old]), "close-replaced")
-            result = ProviderSwitched(stage=kind, provider=cfg.provider, ok=True)
-        return self._emit(result)
+        slot = await rebuild_stage(self.registry, kind, self.settings, self._runners)
+        if isinstance(slot, ProviderSwitched):
+            return self._emit(slot)
+        old = self.stages.slots.get(kind)
+        self.stages = StageSet({**self.stages.slots, kind: slot})
+        self.telemetry.set_health(kind, slot.name, 2)
+        if old is not None:
+            self._spawn(self._close_when_idle([old]), "close-replaced")
+        return self._emit(ProviderSwitched(stage=kind, provider=slot.name, ok=True))
 
     async def _close_when_idle(self, slots: list[StageSlot]) -> None:
         await self.wait_idle()
@@ -537,4 +391,4 @@ class Session:
         return await check_health(self.stages, self.registry, self.errors)
 
 
-__all__ = ["APOLOGY", "ProviderHealth", "Session", "SessionOptions"]
+__all__ = ["APOLOGY", "ProviderHealth", "Session", "SessionOptions", "SessionParts"]

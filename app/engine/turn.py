@@ -304,7 +304,7 @@ class Turn:
         error = self.error
         if error is not None:
             stage = error.op.split(".")[0] if error.op.split(".")[0] in self.stages.slots else "turn"
-            self.ctx.report(stage, self.providers.get(stage, stage), error, self.turn_id, counted=error.counted)
+            self.ctx.report(stage, self.providers.get(stage, stage), error, self.turn_id)
             if not self.interrupted:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await self._apologise(reply_text, error)
