@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
@@ -51,7 +51,7 @@ from app.engine.events import (
     StateChanged,
     TurnFinished,
 )
-from app.engine.session import Session
+from app.engine.session import Session, SessionOptions
 from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.provider_api import (
     FRAME_SAMPLES,
@@ -445,6 +445,37 @@ class ToneTTS(TTSProvider):
 
     async def health(self) -> Health:
         return Health(HealthStatus.OK if self.cfg.healthy else HealthStatus.DOWN)
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+# ---------------------------------------------------------------------------- skills
+
+
+class FakeSkills(LLMProvider):
+    """Quick answers (the `QuickAnswers` capability) from a table; `fire(message)` is a
+    timer going off, through the hook the session set."""
+
+    name = "skills"
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = {k.lower(): v for k, v in answers.items()}
+        self.on_timer: Callable[[str], Awaitable[None]] | None = None
+        self.closed = 0
+
+    def try_answer(self, text: str) -> str | None:
+        return self.answers.get(text.strip().lower())
+
+    async def fire(self, message: str) -> None:
+        assert self.on_timer is not None, "the session did not wire the timer hook"
+        await self.on_timer(message)
+
+    async def chat(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+        yield "I only know quick answers."
+
+    async def health(self) -> Health:
+        return Health(HealthStatus.OK)
 
     async def aclose(self) -> None:
         self.closed += 1
@@ -908,17 +939,24 @@ async def fake_session(
     speed: float = DEFAULT_SPEED,
     sink: bool | MemorySink = True,
     listener: Callable[[Event], None] | None = None,
+    skills: dict[str, str] | None = None,
+    session_options: SessionOptions | None = None,
     **options: Any,
 ) -> AsyncIterator[Harness]:
     """A started `Session` on a fresh registry of fakes (`options` go to `fake_settings`),
-    an in-memory speaker (`sink=False`: none), closed on exit."""
+    an in-memory speaker (`sink=False`: none), closed on exit. `skills` registers a
+    `FakeSkills` answering that table (the session owns it: `h.session.skills`)."""
     clock = FakeClock(speed)
     registry = register_fakes(Registry(discover=False), clock)
+    if skills is not None:
+        table = dict(skills)
+        registry.register("llm", "skills", lambda _cfg: FakeSkills(table), config_model=_Config,
+                          info=ProviderInfo("Fake skills", "test double: quick answers"))
     out = sink if isinstance(sink, MemorySink) else (MemorySink(clock) if sink else None)
     if isinstance(sink, MemorySink):
         sink.clock = clock
     session = Session(settings or fake_settings(**options), resolve_paths().ensure(), registry=registry,
-                      sink=out, clock=clock, sleep=clock.sleep)
+                      sink=out, clock=clock, sleep=clock.sleep, options=session_options)
     if listener is not None:  # before the log's own: it must not keep events from later listeners
         session.add_listener(listener)
     log = EventLog(session, clock)
@@ -938,7 +976,7 @@ def reopen_history(session: Session) -> list[Turn]:
 
 
 __all__ = [
-    "DEFAULT_SPEED", "FRAME_S", "FakeClock", "FakeLLM", "FakeSTT", "Harness", "MemorySink", "MemorySource",
+    "DEFAULT_SPEED", "FRAME_S", "FakeClock", "FakeLLM", "FakeSkills", "FakeSTT", "Harness", "MemorySink", "MemorySource",
     "ScriptedVAD", "ToneTTS", "WaitFor", "fake_session", "fake_settings", "register_fakes",
     "reopen_history", "silence", "speech", "state_is", "until",
 ]
