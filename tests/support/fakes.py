@@ -933,7 +933,7 @@ class Harness:
 
 
 @contextlib.asynccontextmanager
-async def fake_session(
+async def fake_session(  # noqa: PLR0913 - keyword-only knobs of the test harness
     settings: Settings | None = None,
     *,
     speed: float = DEFAULT_SPEED,
@@ -976,7 +976,24 @@ def reopen_history(session: Session) -> list[Turn]:
 
 
 __all__ = [
-    "DEFAULT_SPEED", "FRAME_S", "FakeClock", "FakeLLM", "FakeSkills", "FakeSTT", "Harness", "MemorySink", "MemorySource",
-    "ScriptedVAD", "ToneTTS", "WaitFor", "fake_session", "fake_settings", "register_fakes",
-    "reopen_history", "silence", "speech", "state_is", "until",
+    "DEFAULT_SPEED",
+    "FRAME_S",
+    "FakeClock",
+    "FakeLLM",
+    "FakeSTT",
+    "FakeSkills",
+    "Harness",
+    "MemorySink",
+    "MemorySource",
+    "ScriptedVAD",
+    "ToneTTS",
+    "WaitFor",
+    "fake_session",
+    "fake_settings",
+    "register_fakes",
+    "reopen_history",
+    "silence",
+    "speech",
+    "state_is",
+    "until",
 ]
