@@ -1,7 +1,7 @@
 """OpenTelemetry for VoxDesk: fixed span/metric names, an in-process snapshot for the UI,
 and an optional OTLP export that can never block or slow a turn.
 
-Names (DESIGN.md §2): spans `voice.turn` with children `voice.vad|stt|llm|tts|playback`;
+Names (docs/architecture.md, "Telemetry"): spans `voice.turn` with children `voice.vad|stt|llm|tts|playback`;
 histograms `voxdesk.stage.duration` and `voxdesk.turn.voice_to_voice` (seconds), counter
 `voxdesk.errors`, gauge `voxdesk.provider.health` (0 down, 1 degraded, 2 ok).
 

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.redaction import redact
 from app.plugin.resilience import classify_status
-from app.store.secrets import redact
 
 if TYPE_CHECKING:
     import httpx
@@ -338,13 +338,6 @@ async def iter_lines(
         yield buf.rstrip(b"\r").decode("utf-8", "replace")
 
 
-def auth_headers(api_key: str | None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    headers = dict(extra or {})
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    return headers
-
-
 FORBIDDEN_HEADER_NAMES = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization", "cookie"})
 
 
@@ -356,85 +349,3 @@ def check_extra_headers(headers: Mapping[str, str]) -> dict[str, str]:
                 f"header {name!r} holds a credential — store the API key in the keychain instead"
             )
     return dict(headers)
-
-
-class OpenAIEndpoint:
-    """Shared plumbing of the OpenAI-compatible providers: one client, key, health, model list.
-
-    The API key is looked up from ``app.store.secrets`` on every request (so a key
-    changed in Settings applies at once) and exists only in request headers.
-    """
-
-    def __init__(
-        self,
-        *,
-        kind: str,
-        provider: str,
-        base_url: str,
-        timeout_s: float,
-        connect_timeout_s: float = 5.0,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> None:
-        self.kind = kind
-        self.provider = provider
-        self.base_url = check_base_url(base_url, op=f"{kind}.{provider}")
-        self.timeout_s = timeout_s
-        self.connect_timeout_s = connect_timeout_s
-        self.extra_headers = check_extra_headers(extra_headers or {})
-        self._client: httpx.AsyncClient | None = None
-
-    def url(self, path: str) -> str:
-        return f"{self.base_url}/{path.lstrip('/')}"
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None or self._client.is_closed:
-            self._client = make_client(timeout_s=self.timeout_s, connect_timeout_s=self.connect_timeout_s)
-        return self._client
-
-    def headers(self) -> dict[str, str]:
-        from app.store.secrets import get_api_key
-
-        return auth_headers(get_api_key(self.kind, self.provider), self.extra_headers)
-
-    async def list_models(self, *, timeout_s: float = 5.0) -> list[str]:
-        """Model ids from ``GET /models`` (sorted), for the settings dialog."""
-        op = f"{self.kind}.{self.provider}.models"
-        try:
-            async with self.client.stream(
-                "GET", self.url("models"), headers=self.headers(), timeout=timeout_s
-            ) as resp:
-                if resp.status_code >= 400:
-                    raise await error_for_response(op, resp)
-                data = await read_json(resp, op=op)
-        except VoiceError:
-            raise
-        except Exception as exc:
-            raise translate_error(op, exc) from None
-        items = data.get("data") if isinstance(data, dict) else data
-        if not isinstance(items, list):
-            raise VoiceError(op, ErrorCode.PROVIDER_ERROR, "the model list has an unexpected shape")
-        ids = {str(m.get("id")) for m in items if isinstance(m, dict) and m.get("id")}
-        return sorted(ids)
-
-    async def health(self, *, timeout_s: float = 3.0) -> Any:
-        """Cheap ``GET /models``: ok when it answers 200, down when unreachable or the key is refused."""
-        import time
-
-        from app.plugin.provider_api import Health, HealthStatus
-
-        start = time.perf_counter()
-        try:
-            models = await self.list_models(timeout_s=timeout_s)
-        except VoiceError as err:
-            status = HealthStatus.DOWN
-            if err.code in (ErrorCode.INVALID_CONFIG, ErrorCode.RATE_LIMIT, ErrorCode.PROVIDER_ERROR):
-                status = HealthStatus.DEGRADED
-            return Health(status, err.message, time.perf_counter() - start)
-        detail = f"{len(models)} model(s) at {self.base_url}"
-        return Health(HealthStatus.OK, detail, time.perf_counter() - start)
-
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()

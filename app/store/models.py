@@ -58,12 +58,6 @@ def catalogue(registry: Registry | None = None) -> dict[str, ModelSpec]:
     return found
 
 
-def __getattr__(name: str) -> object:
-    if name == "CATALOGUE":  # the old module-level table, now read from the registry
-        return catalogue()
-    raise AttributeError(name)
-
-
 def _what_to_do(model_id: str) -> str:
     return f"run `voxdesk models fetch {model_id}` or pick another in Settings"
 

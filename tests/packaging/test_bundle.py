@@ -89,17 +89,17 @@ def bundle() -> Path:
 def home_with_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A VoxDesk home whose model cache holds the default models, as `voxdesk models fetch`
     leaves it — taken from the model packages installed in this venv (no network)."""
-    from app.store.models import CATALOGUE, cache_dir, package_location
+    from app.store.models import cache_dir, catalogue, package_location
     from app.store.paths import resolve_paths
 
     home = tmp_path_factory.mktemp("bundle-home")
     paths = resolve_paths(home)
-    for model_id, spec in CATALOGUE.items():
+    for model_id, spec in catalogue().items():
         if spec.package is None:
             continue
         found = package_location(model_id, paths=paths)  # gemma is assembled straight into the cache
         if found is None:
-            pytest.fail(f"model package {spec.package} is not installed here (`pip install -e .[models]`)")
+            pytest.fail(f"model package {spec.package.distribution} is not installed here (`pip install -e .[models]`)")
         target = cache_dir(model_id, paths)
         source_dir = found if found.is_dir() else found.parent
         if source_dir.resolve() == target.resolve():
