@@ -298,7 +298,7 @@ class Telemetry:
         span = self.tracer.start_span("voice.turn", attributes={"voxdesk.turn_id": turn_id})
         return span
 
-    def record_stage(
+    def record_stage(  # noqa: PLR0913 - one span's fields, called from the engine's hot path
         self, turn: Span | None, stage: str, provider: str, start: float, end: float,
         attributes: Mapping[str, Any] | None = None,
     ) -> None:
@@ -309,7 +309,7 @@ class Telemetry:
         """
         self._defer(lambda: self._record_stage(turn, stage, provider, start, end, attributes))
 
-    def _record_stage(
+    def _record_stage(  # noqa: PLR0913 - the same fields, on the telemetry thread
         self, turn: Span | None, stage: str, provider: str, start: float, end: float,
         attributes: Mapping[str, Any] | None,
     ) -> None:
@@ -332,7 +332,8 @@ class Telemetry:
         finally:
             self.record_stage(turn, stage, provider, start, time.monotonic(), attrs)
 
-    def end_turn(self, span: Span, timings: Mapping[str, float], voice_to_voice_s: float | None,
+    def end_turn(  # noqa: PLR0913 - keyword-only content fields, off unless content capture is on
+        self, span: Span, timings: Mapping[str, float], voice_to_voice_s: float | None,
                  *, interrupted: bool = False, error: str | None = None,
                  user_text: str | None = None, reply_text: str | None = None) -> None:
         timings = dict(timings)

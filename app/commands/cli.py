@@ -174,9 +174,10 @@ def _dispatch(
 
         return models_command(args.action, args.ids, paths, sys.stdout, settings=settings)
     if cmd == "history":
-        from app.commands.history import history_command
+        from app.commands.history import HistoryRequest, history_command
 
-        return history_command(args.action, args.ids, args.format, args.output, paths, sys.stdout)
+        request = HistoryRequest(args.action, args.ids, args.format, args.output)
+        return history_command(request, paths, sys.stdout)
     if cmd == "converse":
         from app.commands.converse import converse_command
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -28,8 +29,18 @@ def json_for_terminal(text: str) -> str:
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def history_command(action: str, ids: list[str], fmt: str, output: str | None, paths: AppPaths,
-                    out: TextIO, err: TextIO | None = None) -> int:
+@dataclass(frozen=True)
+class HistoryRequest:
+    """`voxdesk history ACTION [IDS] [--format F] [--output FILE]`."""
+
+    action: str
+    ids: list[str] = field(default_factory=list)
+    fmt: str = "markdown"
+    output: str | None = None
+
+
+def history_command(request: HistoryRequest, paths: AppPaths, out: TextIO, err: TextIO | None = None) -> int:
+    action, ids, fmt, output = request.action, request.ids, request.fmt, request.output
     err = err if err is not None else sys.stderr
     history = History(paths.history_db)
     try:

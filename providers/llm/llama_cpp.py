@@ -279,11 +279,11 @@ class LlamaCppLLM(LLMProvider):
     async def warmup(self) -> None:
         await self._ensure_started()
 
-    async def aclose(self, timeout: float = 3.0) -> None:
-        """Stop the worker process (a load in progress is abandoned), reaped within `timeout`."""
+    async def aclose(self, within_s: float = 3.0) -> None:
+        """Stop the worker process (a load in progress is abandoned), reaped within `within_s`."""
         self._closing.set()
         try:
-            await run_blocking(self._stop_worker, timeout)
+            await run_blocking(self._stop_worker, within_s)
         finally:
             self._closing.clear()
 

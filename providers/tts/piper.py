@@ -18,7 +18,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -321,24 +322,11 @@ class PiperTTS(TTSProvider):
                 stop.set()
             return stop.is_set()
 
+        job = _Job(voice, pieces, syn_config, pause, room, deliver, stopped)
+
         def work() -> None:
             try:
-                for piece in pieces:
-                    while not room.acquire(timeout=0.1):
-                        if stopped():
-                            return
-                    if stopped():
-                        return
-                    parts = []
-                    for c in voice.synthesize(piece, syn_config):  # one ONNX run per sentence
-                        parts.append(c.audio_float_array)
-                        if stopped():
-                            return
-                    if parts:
-                        samples = np.concatenate([*parts, pause]).astype(np.float32, copy=False)
-                        deliver(AudioChunk(samples, voice.config.sample_rate))
-                    else:
-                        room.release()
+                job.run()
             except BaseException as exc:  # reported to the consumer, never lost in the thread
                 deliver(exc)
             finally:
@@ -367,6 +355,37 @@ class PiperTTS(TTSProvider):
         finally:
             stop.set()  # the thread ends after the sentence it is in, and unregisters itself
             room.release()
+
+
+@dataclass
+class _Job:
+    """One reply's sentences, synthesised on the worker thread a look-ahead ahead of playback."""
+
+    voice: Any
+    pieces: list[str]
+    syn_config: Any
+    pause: np.ndarray
+    room: threading.Semaphore  # chunks the consumer has not taken yet, bounded
+    deliver: Callable[[object], None]
+    stopped: Callable[[], bool]
+
+    def run(self) -> None:
+        for piece in self.pieces:
+            while not self.room.acquire(timeout=0.1):
+                if self.stopped():
+                    return
+            if self.stopped():
+                return
+            parts = []
+            for c in self.voice.synthesize(piece, self.syn_config):  # one ONNX run per sentence
+                parts.append(c.audio_float_array)
+                if self.stopped():
+                    return
+            if parts:
+                samples = np.concatenate([*parts, self.pause]).astype(np.float32, copy=False)
+                self.deliver(AudioChunk(samples, self.voice.config.sample_rate))
+            else:
+                self.room.release()
 
 
 def _as_synthesis_error(exc: BaseException) -> VoiceError:

@@ -439,7 +439,7 @@ async def test_usable_from_the_event_loop_via_threads(hist: History) -> None:
 def test_history_command_lists_and_exports(tmp_path: Path) -> None:
     import io
 
-    from app.commands.history import history_command
+    from app.commands.history import HistoryRequest, history_command
     from app.store.paths import resolve_paths
 
     paths = resolve_paths(str(tmp_path / "home")).ensure()
@@ -448,12 +448,12 @@ def test_history_command_lists_and_exports(tmp_path: Path) -> None:
     h.finish_turn(t, "2 plus 2 is 4.")
     h.close()
     out = io.StringIO()
-    assert history_command("list", [], "markdown", None, paths, out) == 0
+    assert history_command(HistoryRequest("list"), paths, out) == 0
     assert "what is 2 plus 2" in out.getvalue() and "1 turns" in out.getvalue()
     target = tmp_path / "conv.json"
-    assert history_command("export", ["1"], "json", str(target), paths, io.StringIO()) == 0
+    assert history_command(HistoryRequest("export", ["1"], "json", str(target)), paths, io.StringIO()) == 0
     doc = json.loads(target.read_text())
     assert doc["turns"][0]["reply_text"] == "2 plus 2 is 4."
     with pytest.raises(VoiceError) as err:
-        history_command("export", [], "json", None, paths, io.StringIO())
+        history_command(HistoryRequest("export", [], "json"), paths, io.StringIO())
     assert "history list" in str(err.value)
