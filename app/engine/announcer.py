@@ -21,6 +21,9 @@ from app.plugin.provider_api import Provider, QuickAnswers
 from app.plugin.registry import Registry
 from app.store.settings import Settings
 
+#: The registry name of the responder that answers first (settings name it the same way).
+QUICK_ANSWERS = "skills"
+
 
 class Announcer:
     def __init__(self, ctx: EngineContext, speaker: Speaker, timeout_s: float = 10.0) -> None:
@@ -33,12 +36,12 @@ class Announcer:
         self.now: Callable[[], tuple[State, StageSet, Settings]] = lambda: (State.IDLE, StageSet(), Settings())
 
     def make_skills(self, registry: Registry, settings: Settings) -> None:
-        if not registry.is_registered("llm", "skills"):
+        if not registry.is_registered("llm", QUICK_ANSWERS):
             return
-        llm = settings.llm
-        opts = llm.options if llm.provider == "skills" else {}
+        llm = settings.llm  # the chosen LLM's options are the skills' own when it is them
+        opts = llm.options if llm.provider == QUICK_ANSWERS else {}
         with contextlib.suppress(VoiceError):
-            self.provider = registry.create("llm", "skills", opts)
+            self.provider = registry.create("llm", QUICK_ANSWERS, opts)
         self.skills = self.provider if isinstance(self.provider, QuickAnswers) else None
 
     def wire(self, stages: StageSet) -> None:

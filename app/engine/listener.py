@@ -25,6 +25,7 @@ from app.engine.echo_gate import EchoGate
 from app.engine.endpointing import Endpointer, SilenceStart, SpeechEnd, SpeechResumed, SpeechStart
 from app.engine.events import AudioLevel, Notice, PartialTranscript, SpeechStarted, State
 from app.engine.stages import StageSet, StageSlot
+from app.engine.tasks import wait_for_task
 from app.plugin.errors import VoiceError, as_voice_error
 from app.plugin.provider_api import SAMPLE_RATE, STTProvider, VADProvider
 from app.store.settings import Settings
@@ -175,8 +176,6 @@ class Listener:
 
     async def wait_done(self) -> None:
         if self._capture_task is not None:
-            from app.engine.turn import wait_for_task
-
             await wait_for_task(self._capture_task)
 
     async def aclose(self, close_s: float) -> None:

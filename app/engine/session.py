@@ -38,8 +38,8 @@ from app.engine.options import SessionOptions, SessionParts
 from app.engine.speaker import Speaker
 from app.engine.stages import RunnerSetup, StageSet, StageSlot, build_all, changed_kinds, close_slot, promote
 from app.engine.switching import load_models, rebuild_stage, switch_stages
-from app.engine.tasks import Background
-from app.engine.turn import APOLOGY, Turn, TurnInput, caller_cancelled, wait_for_task
+from app.engine.tasks import Background, caller_cancelled, wait_for_task
+from app.engine.turn import APOLOGY, Turn, TurnInput
 from app.plugin.errors import VoiceError
 from app.plugin.provider_api import QuickAnswers
 from app.plugin.registry import get_registry

@@ -72,3 +72,20 @@ class Background:
             return
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is listening
             loop.call_soon_threadsafe(self._emit, Notice(message=message))
+
+
+def caller_cancelled() -> bool:
+    """Is the task running this code being cancelled (as opposed to what it awaited)?"""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def wait_for_task(task: asyncio.Task[Any]) -> None:
+    """Until `task` is done, whatever its outcome; the caller's own cancellation propagates
+    (and leaves `task` running)."""
+    if task.done():
+        return
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.shield(task)
+    if caller_cancelled():
+        raise asyncio.CancelledError

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from app.engine.announcer import QUICK_ANSWERS
 from app.engine.chunking import SentenceChunker
 from app.engine.context import EngineContext
 from app.engine.events import FinalTranscript, ReplyDelta, State, TurnFinished
@@ -214,7 +215,7 @@ class Turn:
         if skills is not None and self.conv.skills_first:
             answer = skills.try_answer(text)
             if answer:
-                self.providers["llm"] = "skills"
+                self.providers["llm"] = QUICK_ANSWERS
                 yield answer
                 return
         messages = await self._context_messages(text)
@@ -338,20 +339,3 @@ class Turn:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(speak_text(self.host.speaker, slot, text, self.conv.first_output_deadline_s),
                                    APOLOGY_TIMEOUT_S)
-
-
-def caller_cancelled() -> bool:
-    """Is the task running this code being cancelled (as opposed to what it awaited)?"""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
-async def wait_for_task(task: asyncio.Task[Any]) -> None:
-    """Until `task` is done, whatever its outcome; the caller's own cancellation propagates
-    (and leaves `task` running)."""
-    if task.done():
-        return
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await asyncio.shield(task)
-    if caller_cancelled():
-        raise asyncio.CancelledError
