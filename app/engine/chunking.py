@@ -189,12 +189,7 @@ class SentenceChunker:
             if ch == "\n":
                 return i + 1
             if ch in _WIDE_TERMINALS:
-                j = i + 1
-                while j < n and (buf[j] in _WIDE_TERMINALS or buf[j] in _CLOSERS or buf[j] in "」』"):
-                    j += 1
-                if j == n:
-                    return None
-                return j
+                return _wide_end(buf, i)
             if ch not in _TERMINALS:
                 i += 1
                 continue
@@ -344,3 +339,11 @@ def _ends_sentence(text: str) -> bool:
     """Only punctuated sentences are merged; a list item or heading keeps its own chunk."""
     stripped = text.rstrip("".join(_CLOSERS))
     return bool(stripped) and (stripped[-1] in _TERMINALS or stripped[-1] in _WIDE_TERMINALS)
+
+
+def _wide_end(buf: str, i: int) -> int | None:
+    """After a full-width terminal (。！？) and what closes it; None until more text follows."""
+    n, j = len(buf), i + 1
+    while j < n and (buf[j] in _WIDE_TERMINALS or buf[j] in _CLOSERS or buf[j] in "」』"):
+        j += 1
+    return None if j == n else j

@@ -205,13 +205,9 @@ class SpeechTextCleaner:
                 standalone(_inline(_table_row(line), self.urls))
                 continue
             line = _BLOCKQUOTE.sub("", line)
-            heading = _HEADING.match(line)
-            if heading:
-                standalone(_inline(heading.group(1), self.urls))
-                continue
-            item = _LIST_ITEM.match(line)
-            if item:
-                standalone(_inline(_TASK_BOX.sub("", item.group(1)), self.urls))
+            block = _block_sentence(line, self.urls)
+            if block is not None:
+                standalone(block)
                 continue
             # A line of a paragraph: a soft line break inside a sentence is a space.
             cleaned = _inline(line, self.urls).strip()
@@ -220,6 +216,17 @@ class SpeechTextCleaner:
         flush()
         sentences = [_end_sentence(s) if len(lines) > 1 else s.strip() for s in lines]
         return _tidy(" ".join(s for s in sentences if s))
+
+
+def _block_sentence(line: str, urls: UrlStyle) -> str | None:
+    """A heading or list item is a sentence of its own; None for other lines."""
+    heading = _HEADING.match(line)
+    if heading:
+        return _inline(heading.group(1), urls)
+    item = _LIST_ITEM.match(line)
+    if item:
+        return _inline(_TASK_BOX.sub("", item.group(1)), urls)
+    return None
 
 
 def clean_for_speech(text: str, *, code: CodeStyle = "omit", urls: UrlStyle = "domain") -> str:
