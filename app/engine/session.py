@@ -12,7 +12,7 @@ settings and health, life cycle and the event stream. The work is done by:
 
 Speech during the reply (past the echo gate) is barge-in: playback is flushed, the
 turn's LLM/TTS work cancelled, the partial reply stored as interrupted. Typed text and
-push-to-talk enter the same turn logic. docs/architecture-turn.md draws a turn.
+push-to-talk enter the same turn logic. docs/architecture.md ("How a turn flows") draws a turn.
 
 Everything here runs on the asyncio loop; inference happens in provider workers.
 """
@@ -157,8 +157,9 @@ class Session:
             self.errors.note(stage, provider, str(err))
         else:
             self.errors.count(stage, provider, err.code.value, str(err))
-        self._emit(ErrorRaised(stage=stage, provider=provider, code=err.code.value,
-                               message=err.message, turn_id=turn_id))
+        self._emit(
+            ErrorRaised(stage=stage, provider=provider, code=err.code.value, message=err.message, turn_id=turn_id)
+        )
 
     # -- life cycle --------------------------------------------------------
     async def start(self) -> None:
@@ -285,8 +286,14 @@ class Session:
         self._emit(SpeechEnded(duration_s=max(0.0, utt.last_speech_at - utt.started_at)))
         # One turn at a time: what the user just said supersedes a reply still running.
         self._interrupt(barge_in_at=endpoint_at)
-        self._start_turn(TurnInput(transcript=transcript, speech_start=utt.started_at,
-                                   speech_end=utt.last_speech_at, endpoint_at=endpoint_at))
+        self._start_turn(
+            TurnInput(
+                transcript=transcript,
+                speech_start=utt.started_at,
+                speech_end=utt.last_speech_at,
+                endpoint_at=endpoint_at,
+            )
+        )
 
     # -- turns -------------------------------------------------------------
     async def send_text(self, text: str) -> None:
@@ -354,8 +361,10 @@ class Session:
     async def apply_settings(self, new: Settings) -> list[ProviderSwitched]:
         """Switch changed stages for the next turn; a failing new provider keeps the old."""
         switch = await switch_stages(self.registry, (self.settings, self.stages), new, self._runners)
-        reset_endpointer = "vad" in changed_kinds(self.settings, switch.settings) \
+        reset_endpointer = (
+            "vad" in changed_kinds(self.settings, switch.settings)
             or switch.settings.conversation != self.settings.conversation
+        )
         self.stages, self.settings = switch.stages, switch.settings
         # Apply is the user saying "try again" (often after fixing a key): providers
         # disabled for AUTH or with an open breaker get a fresh chance.
