@@ -30,6 +30,7 @@ setup-test: setup
 
 lint: setup
 	$(BIN)/ruff check app ui providers tests
+	$(BIN)/ruff format --check app ui providers tests
 	$(BIN)/mypy
 
 test: setup-test lint

@@ -118,7 +118,9 @@ class _SnapshotSpanProcessor(SpanProcessor):
             }
             v2v = attrs.get("voxdesk.voice_to_voice_s")
             timing = TurnTiming(
-                str(attrs.get("voxdesk.turn_id", "")), span.end_time / 1e9, stages,
+                str(attrs.get("voxdesk.turn_id", "")),
+                span.end_time / 1e9,
+                stages,
                 float(v2v) if v2v is not None else None,  # type: ignore[arg-type]
             )
             with self._lock:
@@ -163,9 +165,7 @@ class _StatusTrackingSpanExporter(SpanExporter):
         except Exception as exc:  # exporter bugs must never reach a turn
             self._owner._exporter_state = f"failing: {type(exc).__name__}"
             return SpanExportResult.FAILURE
-        self._owner._exporter_state = (
-            "ok" if result == SpanExportResult.SUCCESS else "failing: collector not answering"
-        )
+        self._owner._exporter_state = "ok" if result == SpanExportResult.SUCCESS else "failing: collector not answering"
         return result
 
     def shutdown(self) -> None:
@@ -219,8 +219,7 @@ class Telemetry:
             readers: list[MetricReader] = [self._reader]
             if self.settings.otlp_endpoint:
                 readers += self._setup_otlp(self.settings.otlp_endpoint.rstrip("/"))
-            self._meter_provider = MeterProvider(resource=resource, metric_readers=readers,
-                                                 shutdown_on_exit=False)
+            self._meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
             self.tracer = self._tracer_provider.get_tracer("voxdesk", __version__)
             meter = self._meter_provider.get_meter("voxdesk", __version__)
         self._stage_hist = meter.create_histogram("voxdesk.stage.duration", unit="s")
@@ -276,22 +275,25 @@ class Telemetry:
         # A collector that is down is shown in the health panel (exporter status); the
         # exporter's own retry warnings every few seconds would only flood the console.
         logging.getLogger("opentelemetry.exporter.otlp").setLevel(logging.CRITICAL)
-        span_exporter = _StatusTrackingSpanExporter(
-            OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=2), self
-        )
+        span_exporter = _StatusTrackingSpanExporter(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=2), self)
         # Bounded queue, background thread, short timeout: a dead collector costs nothing per turn.
         assert self._tracer_provider is not None
         self._tracer_provider.add_span_processor(
-            BatchSpanProcessor(span_exporter, max_queue_size=1024, schedule_delay_millis=2000,
-                               max_export_batch_size=256, export_timeout_millis=2000)
+            BatchSpanProcessor(
+                span_exporter,
+                max_queue_size=1024,
+                schedule_delay_millis=2000,
+                max_export_batch_size=256,
+                export_timeout_millis=2000,
+            )
         )
         metric_exporter = _StatusTrackingMetricExporter(
-            OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics", timeout=2,
-                               preferred_temporality={})
+            OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics", timeout=2, preferred_temporality={})
         )
         self._exporter_state = f"pending: {endpoint}"
-        return [PeriodicExportingMetricReader(metric_exporter, export_interval_millis=15_000,
-                                              export_timeout_millis=2_000)]
+        return [
+            PeriodicExportingMetricReader(metric_exporter, export_interval_millis=15_000, export_timeout_millis=2_000)
+        ]
 
     # -- recording ---------------------------------------------------------
     def start_turn(self, turn_id: str) -> Span:
@@ -299,7 +301,12 @@ class Telemetry:
         return span
 
     def record_stage(  # noqa: PLR0913 - one span's fields, called from the engine's hot path
-        self, turn: Span | None, stage: str, provider: str, start: float, end: float,
+        self,
+        turn: Span | None,
+        stage: str,
+        provider: str,
+        start: float,
+        end: float,
         attributes: Mapping[str, Any] | None = None,
     ) -> None:
         """A finished stage, timed by the caller on `time.monotonic()`.
@@ -310,7 +317,12 @@ class Telemetry:
         self._defer(lambda: self._record_stage(turn, stage, provider, start, end, attributes))
 
     def _record_stage(  # noqa: PLR0913 - the same fields, on the telemetry thread
-        self, turn: Span | None, stage: str, provider: str, start: float, end: float,
+        self,
+        turn: Span | None,
+        stage: str,
+        provider: str,
+        start: float,
+        end: float,
         attributes: Mapping[str, Any] | None,
     ) -> None:
         self._stage_hist.record(max(0.0, end - start), {"stage": stage, "provider": provider})
@@ -333,9 +345,16 @@ class Telemetry:
             self.record_stage(turn, stage, provider, start, time.monotonic(), attrs)
 
     def end_turn(  # noqa: PLR0913 - keyword-only content fields, off unless content capture is on
-        self, span: Span, timings: Mapping[str, float], voice_to_voice_s: float | None,
-                 *, interrupted: bool = False, error: str | None = None,
-                 user_text: str | None = None, reply_text: str | None = None) -> None:
+        self,
+        span: Span,
+        timings: Mapping[str, float],
+        voice_to_voice_s: float | None,
+        *,
+        interrupted: bool = False,
+        error: str | None = None,
+        user_text: str | None = None,
+        reply_text: str | None = None,
+    ) -> None:
         timings = dict(timings)
         if self.settings.capture_content and span is not None:
             # Content only when the user turned it on (off by default: transcripts are private).
@@ -343,8 +362,14 @@ class Telemetry:
             self._defer(lambda: span.set_attributes(content))
         self._defer(lambda: self._end_turn(span, timings, voice_to_voice_s, interrupted, error))
 
-    def _end_turn(self, span: Span, timings: Mapping[str, float], voice_to_voice_s: float | None,
-                  interrupted: bool, error: str | None) -> None:
+    def _end_turn(
+        self,
+        span: Span,
+        timings: Mapping[str, float],
+        voice_to_voice_s: float | None,
+        interrupted: bool,
+        error: str | None,
+    ) -> None:
         if voice_to_voice_s is not None:
             self._v2v_hist.record(voice_to_voice_s)
         for key, value in timings.items():

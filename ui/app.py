@@ -26,9 +26,7 @@ def _resolve_settings(
     """Accept both call shapes: (settings, store) and (store, overrides)."""
     if isinstance(settings, SettingsStore):
         result = settings.load()
-        overrides = (
-            list(store_or_overrides or []) if not isinstance(store_or_overrides, SettingsStore) else []
-        )
+        overrides = list(store_or_overrides or []) if not isinstance(store_or_overrides, SettingsStore) else []
         resolved = apply_overrides(result.settings, overrides)
         if overrides:
             settings.remember_overrides(result.settings, resolved)
@@ -58,9 +56,7 @@ def create_window(paths: AppPaths, settings: Settings, store: SettingsStore | No
     return MainWindow(paths, settings, store)
 
 
-def build_session(
-    paths: AppPaths, settings: Settings, store: SettingsStore | None, *, audio: bool = True
-) -> Any:
+def build_session(paths: AppPaths, settings: Settings, store: SettingsStore | None, *, audio: bool = True) -> Any:
     """The engine with the configured microphone and speaker."""
     from app.engine.session import Session
 

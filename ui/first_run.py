@@ -179,6 +179,7 @@ def model_fetcher(model_id: str, paths: Any) -> FetchFn:
 
     def fetch(progress: ProgressFn, cancel: threading.Event) -> Path:
         from app.store import models
+
         return models.fetch_model(model_id, paths=paths, progress=progress, cancel=cancel).path
 
     return fetch

@@ -57,9 +57,14 @@ class GuiWatch:
         state = self._state()
         # A row per interval, and one at once when the engine's state changes.
         if now - self._since >= self._interval or state != self._last_state:
-            row = {"t": round(now - self._t0, 2), "worst_gap_ms": round(self._worst * 1000, 1),
-                   "ticks": self._ticks, "rss_mb": rss_mb(), "state": state,
-                   "worst_gc_ms": round(self._gc_worst * 1000, 1)}
+            row = {
+                "t": round(now - self._t0, 2),
+                "worst_gap_ms": round(self._worst * 1000, 1),
+                "ticks": self._ticks,
+                "rss_mb": rss_mb(),
+                "state": state,
+                "worst_gc_ms": round(self._gc_worst * 1000, 1),
+            }
             self._out.write(json.dumps(row) + "\n")
             self._since, self._worst, self._ticks, self._last_state = now, 0.0, 0, state
             self._gc_worst = 0.0

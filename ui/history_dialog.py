@@ -46,8 +46,9 @@ def turns_to_messages(turns: list[Any]) -> list[Message]:
 class HistoryDialog(QDialog):
     """Pick a conversation; `chosen_id` holds it after `accept()`."""
 
-    def __init__(self, conversations: list[Any], parent: QWidget | None = None,
-                 export: Callable[[int, str], str] | None = None) -> None:
+    def __init__(
+        self, conversations: list[Any], parent: QWidget | None = None, export: Callable[[int, str], str] | None = None
+    ) -> None:
         super().__init__(parent)
         self._export = export
         self.setWindowTitle("Conversation history")
@@ -66,9 +67,7 @@ class HistoryDialog(QDialog):
             lay.addWidget(QLabel("No conversations yet."))
         self.list.itemDoubleClicked.connect(lambda _i: self.accept())
         lay.addWidget(self.list)
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel
-        )
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         if export is not None and conversations:
@@ -89,7 +88,9 @@ class HistoryDialog(QDialog):
             self.status.setText("Select a conversation to export.")
             return
         path, chosen = QFileDialog.getSaveFileName(
-            self, "Export conversation", str(Path.home() / "conversation.md"),
+            self,
+            "Export conversation",
+            str(Path.home() / "conversation.md"),
             "Markdown (*.md);;JSON (*.json)",
         )
         if path:

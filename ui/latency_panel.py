@@ -87,9 +87,7 @@ class StackedBar(QWidget):
         return [(label, v) for label, v, _ in self._segments]
 
 
-def rolling_percentiles(
-    values: Sequence[float], window: int = ROLLING_WINDOW
-) -> tuple[np.ndarray, np.ndarray]:
+def rolling_percentiles(values: Sequence[float], window: int = ROLLING_WINDOW) -> tuple[np.ndarray, np.ndarray]:
     """p50 and p95 over the last `window` values at each position."""
     arr = np.asarray(values, dtype=float)
     p50 = np.empty_like(arr)
@@ -174,9 +172,7 @@ class LatencyPanel(QWidget):
             name="voice-to-voice",
         )
         self._p50 = self.plot.plot([], [], pen=pg.mkPen(theme.colours()["accent"], width=2), name="p50")
-        self._p95 = self.plot.plot(
-            [], [], pen=pg.mkPen("#ef4444", width=2, style=Qt.PenStyle.DashLine), name="p95"
-        )
+        self._p95 = self.plot.plot([], [], pen=pg.mkPen("#ef4444", width=2, style=Qt.PenStyle.DashLine), name="p95")
         self._stage_curves = {
             # colours match the table's squares, which act as this chart's legend
             key: self.plot.plot([], [], pen=pg.mkPen(colour, width=1))

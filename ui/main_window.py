@@ -199,8 +199,7 @@ class MainWindow(QMainWindow):
         QMessageBox.about(
             self,
             "About VoxDesk",
-            "VoxDesk — a desktop voice assistant that works offline.\n"
-            "Hold Space or the talk button to speak.",
+            "VoxDesk — a desktop voice assistant that works offline.\nHold Space or the talk button to speak.",
         )
 
     # -- layout memory ------------------------------------------------------------
@@ -426,9 +425,7 @@ class MainWindow(QMainWindow):
                 self._offer_download(e.stage, e.provider, e.message)
         elif isinstance(e, ev.Notice):
             self.statusBar().showMessage(e.message, 8000)
-            if e.turn_id is not None or (
-                getattr(self.session, "ready", None) and self.session.ready.is_set()
-            ):
+            if e.turn_id is not None or (getattr(self.session, "ready", None) and self.session.ready.is_set()):
                 self.view.notice(e.message)
         elif isinstance(e, ev.ProviderSwitched):
             text = f"{e.stage} → {e.provider}" if e.ok else f"{e.stage}: kept the old provider — {e.message}"

@@ -84,5 +84,7 @@ def guard_qt_binding() -> str | None:
     make_bools_unreachable_by_leaks()
     version = getattr(PySide6, "__version__", "?")
     log.warning("PySide6 %s leaks a reference to True on every signal; protected against it", version)
-    return (f"PySide6 {version} has a known bug that would crash VoxDesk after a few minutes; "
-            "it is worked around, but run: pip install 'PySide6-Essentials<6.12' to get a fixed version.")
+    return (
+        f"PySide6 {version} has a known bug that would crash VoxDesk after a few minutes; "
+        "it is worked around, but run: pip install 'PySide6-Essentials<6.12' to get a fixed version."
+    )

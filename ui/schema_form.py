@@ -78,9 +78,15 @@ class FieldSpec:
 
 _UNITS = {"s": "s", "ms": "ms", "dbfs": "dBFS", "hz": "Hz", "mb": "MB"}
 _WORDS = {"id": "ID", "url": "URL", "api": "API", "llm": "LLM", "vad": "VAD", "tts": "TTS", "stt": "STT"}
-_NAMES = {"n_ctx": "Context window (tokens)", "n_threads": "Threads", "n_batch": "Batch size",
-          "noise_scale": "Voice variation", "noise_w_scale": "Rhythm variation", "top_p": "Top-p",
-          "top_k": "Top-k"}
+_NAMES = {
+    "n_ctx": "Context window (tokens)",
+    "n_threads": "Threads",
+    "n_batch": "Batch size",
+    "noise_scale": "Voice variation",
+    "noise_w_scale": "Rhythm variation",
+    "top_p": "Top-p",
+    "top_k": "Top-k",
+}
 
 
 def field_label(name: str, title: object = None) -> str:

@@ -69,9 +69,7 @@ def _secret_field(spec: Any) -> bool:
 class StagePage(QWidget):
     """Provider list on the left, the chosen provider's details and options on the right."""
 
-    def __init__(
-        self, kind: str, registry: Registry, current: StageSettings, parent: QWidget | None = None
-    ) -> None:
+    def __init__(self, kind: str, registry: Registry, current: StageSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.kind = kind
         self.registry = registry
@@ -186,9 +184,7 @@ class StagePage(QWidget):
         self.badges.setText(self._badges_html(info))
         self.description.setText(info.description)
         schema = spec.config_schema()
-        self.form = SchemaForm(
-            schema, self._options.get(name, {}), model=spec.config_model, hidden=_secret_field
-        )
+        self.form = SchemaForm(schema, self._options.get(name, {}), model=spec.config_model, hidden=_secret_field)
         self.form.setAccessibleName(f"{info.display_name} options")
         self._options_lay.addWidget(self.form)
         self.key_row.setVisible(info.needs_api_key)
@@ -252,6 +248,7 @@ class StagePage(QWidget):
     def _key_status(self, name: str) -> str:
         try:
             from app.store import secrets
+
             have = secrets.get_api_key(self.kind, name)
             where = secrets.keychain_status()
         except Exception as exc:  # the keychain may be missing on a headless box
@@ -270,8 +267,7 @@ class StagePage(QWidget):
                     options = dict(original.options)
         fallbacks = [f.strip() for f in self.fallbacks.text().split(",") if f.strip()]
         kept = dict(original.fallback_options) if original is not None else {}
-        return StageSettings(provider=self.provider, options=options, fallbacks=fallbacks,
-                             fallback_options=kept)
+        return StageSettings(provider=self.provider, options=options, fallbacks=fallbacks, fallback_options=kept)
 
     def validate(self) -> bool:
         """Inline checks, then the registry's own validation of the chosen provider."""
@@ -292,9 +288,7 @@ class StagePage(QWidget):
                 self.form.show_errors(per_field)
             self.error.setText(exc.message)
             return False
-        unknown = [
-            f for f in self.stage_settings().fallbacks if not self.registry.is_registered(self.kind, f)
-        ]
+        unknown = [f for f in self.stage_settings().fallbacks if not self.registry.is_registered(self.kind, f)]
         if unknown:
             self.error.setText(f"unknown fallback provider(s): {', '.join(unknown)}")
             return False
@@ -306,6 +300,7 @@ class StagePage(QWidget):
         if not key:
             return None
         from app.store import secrets
+
         try:
             await asyncio.to_thread(secrets.set_api_key, self.kind, self.provider, key)
         except Exception as exc:
@@ -369,6 +364,7 @@ class AudioPage(QWidget):
     def _query() -> tuple[list[str], list[str], str]:
         try:
             from app.audio import devices as audio_devices
+
             inputs = [d.label for d in audio_devices.list_devices("input")]
             outputs = [d.label for d in audio_devices.list_devices("output")]
             status = audio_devices.audio_status()
@@ -376,8 +372,9 @@ class AudioPage(QWidget):
         except Exception as exc:
             return [], [], f"Audio devices could not be listed: {exc}"
 
-    def _populate(self, current: Settings, inputs: list[str], outputs: list[str], status: str,
-                  *, final: bool = True) -> None:
+    def _populate(
+        self, current: Settings, inputs: list[str], outputs: list[str], status: str, *, final: bool = True
+    ) -> None:
         self.status.setText(status)
         for combo, names, saved in (
             (self.input, inputs, current.audio.input_device),
@@ -467,12 +464,8 @@ class SettingsDialog(QDialog):
             | QDialogButtonBox.StandardButton.Apply
             | QDialogButtonBox.StandardButton.Cancel
         )
-        self.buttons.button(QDialogButtonBox.StandardButton.Apply).clicked.connect(
-            lambda: self._start_apply(False)
-        )
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).clicked.connect(
-            lambda: self._start_apply(True)
-        )
+        self.buttons.button(QDialogButtonBox.StandardButton.Apply).clicked.connect(lambda: self._start_apply(False))
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).clicked.connect(lambda: self._start_apply(True))
         self.buttons.rejected.connect(self.reject)
         lay.addWidget(self.buttons)
 
@@ -549,9 +542,7 @@ class SettingsDialog(QDialog):
                 page.error.setText(r.message)
         if not problems:
             switched = [f"{STAGE_TITLES.get(r.stage, r.stage)} → {r.provider}" for r in results if r.ok]
-            restart = any(
-                getattr(new.telemetry, f) != getattr(self.settings.telemetry, f) for f in RESTART_FIELDS
-            )
+            restart = any(getattr(new.telemetry, f) != getattr(self.settings.telemetry, f) for f in RESTART_FIELDS)
             self.settings = new
             self._set_status(
                 "Applied."

@@ -45,8 +45,7 @@ async def _until_exposed(window: QWidget) -> float:
             return time.perf_counter() - started
         await asyncio.sleep(POLL_S)
     raise RuntimeError(
-        f"window not exposed within {EXPOSE_TIMEOUT_S:.0f} s on the "
-        f"{_application().platformName()!r} Qt platform"
+        f"window not exposed within {EXPOSE_TIMEOUT_S:.0f} s on the {_application().platformName()!r} Qt platform"
     )
 
 

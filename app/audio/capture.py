@@ -119,8 +119,9 @@ class DeviceAudioSource(SupervisedStream, AudioSource):
     def _on_reopened(self, device: AudioDevice) -> None:
         rate = int(device.default_samplerate) or SAMPLE_RATE
         self._in_rate = rate
-        self._resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(
-            rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        self._resampler = (
+            None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        )
 
     # -- loop side --------------------------------------------------------------------
     def _on_block(self, block: np.ndarray, captured_at: float, generation: int) -> None:
@@ -133,12 +134,12 @@ class DeviceAudioSource(SupervisedStream, AudioSource):
         buf = np.concatenate([self._pending, mono]) if self._pending.size else mono
         n_frames = len(buf) // FRAME_SAMPLES
         for k in range(n_frames):
-            frame = np.ascontiguousarray(buf[k * FRAME_SAMPLES:(k + 1) * FRAME_SAMPLES], dtype=np.float32)
+            frame = np.ascontiguousarray(buf[k * FRAME_SAMPLES : (k + 1) * FRAME_SAMPLES], dtype=np.float32)
             # The last sample of the block arrived at `captured_at`; samples after this
             # frame's end are that much younger.
             after = len(buf) - (k + 1) * FRAME_SAMPLES
             self._deliver(captured_at - after / SAMPLE_RATE, frame)
-        self._pending = buf[n_frames * FRAME_SAMPLES:].copy()
+        self._pending = buf[n_frames * FRAME_SAMPLES :].copy()
 
     def _deliver(self, at: float, frame: np.ndarray) -> None:
         self.level = level_dbfs(frame)

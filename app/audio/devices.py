@@ -166,7 +166,8 @@ def _no_device_error(op: str, direction: Direction) -> VoiceError:
         return VoiceError(op, ErrorCode.AUDIO_DEVICE, err)
     what = "microphone" if direction == "input" else "speaker"
     return VoiceError(
-        op, ErrorCode.AUDIO_DEVICE,
+        op,
+        ErrorCode.AUDIO_DEVICE,
         f"no {what} found — plug one in (or check the system sound settings) and try again",
     )
 
@@ -206,7 +207,8 @@ def choose_device(direction: Direction, name: str | None, host_api: str | None =
     what = "microphone" if direction == "input" else "speaker"
     saved = f"{base} ({api})" if api else base
     return DeviceChoice(
-        default, f"{what} “{saved}” not found — using the default {what} “{default.label}”",
+        default,
+        f"{what} “{saved}” not found — using the default {what} “{default.label}”",
     )
 
 
@@ -251,8 +253,9 @@ def doctor_audio_report() -> list[str]:
         return lines
     for d in devices:
         roles = [r for r, ok in (("input", d.max_input_channels), ("output", d.max_output_channels)) if ok]
-        defaults = [r for r, ok in (("default input", d.is_default_input),
-                                    ("default output", d.is_default_output)) if ok]
+        defaults = [
+            r for r, ok in (("default input", d.is_default_input), ("default output", d.is_default_output)) if ok
+        ]
         extra = f" [{', '.join(defaults)}]" if defaults else ""
         lines.append(
             f"  {d.label}: {'/'.join(roles)}, {d.max_input_channels} in / {d.max_output_channels} out, "
@@ -304,14 +307,18 @@ def run_with_timeout(fn: Callable[[], Any], timeout_s: float, op: str) -> Any:
     t.start()
     t.join(timeout_s)
     if t.is_alive():
-        raise VoiceError(op, ErrorCode.AUDIO_DEVICE,
-                         f"the audio device did not respond within {timeout_s:.0f} s — pick another device")
+        raise VoiceError(
+            op,
+            ErrorCode.AUDIO_DEVICE,
+            f"the audio device did not respond within {timeout_s:.0f} s — pick another device",
+        )
     if "error" in box:
         exc = box["error"]
         if isinstance(exc, VoiceError):
             raise exc
-        raise VoiceError(op, ErrorCode.AUDIO_DEVICE,
-                         f"could not open the audio device ({exc}) — pick another device in Settings")
+        raise VoiceError(
+            op, ErrorCode.AUDIO_DEVICE, f"could not open the audio device ({exc}) — pick another device in Settings"
+        )
     return box.get("value")
 
 
@@ -470,10 +477,13 @@ class SupervisedStream:
         name = self.device.label if self.device else "audio device"
         what = "microphone" if self.direction == "input" else "speaker"
         if self._stream is not None:
-            self._error(VoiceError(
-                self.op, ErrorCode.AUDIO_DEVICE,
-                f"{what} “{name}” was lost ({why}) — switching to the default {what}",
-            ))
+            self._error(
+                VoiceError(
+                    self.op,
+                    ErrorCode.AUDIO_DEVICE,
+                    f"{what} “{name}” was lost ({why}) — switching to the default {what}",
+                )
+            )
             old, self._stream = self._stream, None
             self._generation += 1  # late callbacks from the old stream are ignored
             await asyncio.get_running_loop().run_in_executor(None, close_stream, old, self.close_timeout_s)
@@ -503,5 +513,4 @@ class SupervisedStream:
         self._generation += 1
         if stream is None:
             return True
-        return bool(await asyncio.get_running_loop().run_in_executor(
-            None, close_stream, stream, self.close_timeout_s))
+        return bool(await asyncio.get_running_loop().run_in_executor(None, close_stream, stream, self.close_timeout_s))

@@ -135,8 +135,9 @@ def _format(path: str | Path, fmt: bytes) -> tuple[Encoding, int, int, int]:
     if not 1 <= channels <= MAX_CHANNELS:
         raise _bad(path, f"claims {channels} channels (1 to {MAX_CHANNELS} are possible) — the header is damaged")
     if not MIN_RATE <= rate <= MAX_RATE:
-        raise _bad(path, f"claims a sample rate of {rate} Hz ({MIN_RATE} to {MAX_RATE} are possible) "
-                   "— the header is damaged")
+        raise _bad(
+            path, f"claims a sample rate of {rate} Hz ({MIN_RATE} to {MAX_RATE} are possible) — the header is damaged"
+        )
     width = -(-bits // 8) if bits else 0
     if block_align and width and block_align != width * channels:
         width = block_align // channels if block_align % channels == 0 else 0
@@ -175,15 +176,21 @@ def probe_wav(path: str | Path) -> WavInfo:
     encoding, channels, rate, width = _format(path, fmt)
     available = file_size - data_offset
     if data_bytes > available:
-        raise _bad(path, f"is truncated: its header promises {data_bytes} bytes of audio but the file "
-                   f"holds {available} — re-export it, or rescue it with `sox --ignore-length in.wav out.wav`")
+        raise _bad(
+            path,
+            f"is truncated: its header promises {data_bytes} bytes of audio but the file "
+            f"holds {available} — re-export it, or rescue it with `sox --ignore-length in.wav out.wav`",
+        )
     frame = width * channels
     info = WavInfo(rate, channels, encoding, width, data_offset, data_bytes - data_bytes % frame)
     if info.frames == 0:
         raise _bad(path, "holds no audio — record or export it again")
     if info.duration_s > MAX_SECONDS:
-        raise _bad(path, f"is {info.duration_s / 60:.0f} minutes long; at most {MAX_SECONDS / 60:.0f} "
-                   "minutes can be read — cut it, e.g. `sox in.wav part.wav trim 0 30:00`")
+        raise _bad(
+            path,
+            f"is {info.duration_s / 60:.0f} minutes long; at most {MAX_SECONDS / 60:.0f} "
+            "minutes can be read — cut it, e.g. `sox in.wav part.wav trim 0 30:00`",
+        )
     return info
 
 
@@ -291,7 +298,7 @@ def to_frames(samples: np.ndarray) -> list[np.ndarray]:
     n = -(-len(samples) // FRAME_SAMPLES)
     padded = np.zeros(n * FRAME_SAMPLES, np.float32)
     padded[: len(samples)] = samples
-    return [padded[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES] for i in range(n)]
+    return [padded[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES] for i in range(n)]
 
 
 class WavFileSource(AudioSource):
@@ -356,8 +363,7 @@ class WavFileSink(AudioSink):
     rest, which is what barge-in tests need.
     """
 
-    def __init__(self, path: str | Path | None, *, sample_rate: int | None = None,
-                 realtime: bool = False) -> None:
+    def __init__(self, path: str | Path | None, *, sample_rate: int | None = None, realtime: bool = False) -> None:
         self.path = Path(path) if path is not None else None
         self.rate = sample_rate
         self.realtime = realtime
@@ -386,7 +392,8 @@ class WavFileSink(AudioSink):
         rs = self._resamplers.get(chunk.sample_rate)
         if rs is None:
             rs = self._resamplers[chunk.sample_rate] = soxr.ResampleStream(
-                chunk.sample_rate, self.rate, 1, dtype="float32", quality="HQ")
+                chunk.sample_rate, self.rate, 1, dtype="float32", quality="HQ"
+            )
         return np.asarray(rs.resample_chunk(samples), dtype=np.float32)
 
     def play(self, chunk: AudioChunk) -> None:
@@ -452,5 +459,4 @@ class WavFileSink(AudioSink):
             self._pump = None
         self._queued.clear()
         if self.path is not None:
-            self.written = await asyncio.to_thread(
-                write_wav, self.path, self.samples, self.rate or SAMPLE_RATE)
+            self.written = await asyncio.to_thread(write_wav, self.path, self.samples, self.rate or SAMPLE_RATE)

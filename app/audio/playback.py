@@ -88,7 +88,7 @@ class DeviceAudioSink(SupervisedStream, AudioSink):
                     take = min(frames - written, len(samples))
                     if mark_id == self._mark_id and self._first_sample_time is None:
                         self._first_sample_time = now + written / max(1, self.rate)
-                    outdata[written:written + take, :] = samples[:take, None]
+                    outdata[written : written + take, :] = samples[:take, None]
                     written += take
                     self._buffered -= take
                     if take == len(samples):
@@ -119,8 +119,7 @@ class DeviceAudioSink(SupervisedStream, AudioSink):
             if self.rate and new_rate != self.rate and self._buffer:
                 joined = np.concatenate([s for s, _ in self._buffer])
                 mark_id = self._buffer[-1][1]
-                self._buffer = deque([(soxr.resample(joined, self.rate, new_rate).astype(np.float32),
-                                       mark_id)])
+                self._buffer = deque([(soxr.resample(joined, self.rate, new_rate).astype(np.float32), mark_id)])
                 self._buffered = len(self._buffer[0][0])
             self.rate = new_rate
             self.channels = max(1, min(2, device.max_output_channels))
@@ -140,7 +139,8 @@ class DeviceAudioSink(SupervisedStream, AudioSink):
             rs = self._resamplers.get(chunk.sample_rate)
             if rs is None:
                 rs = self._resamplers[chunk.sample_rate] = soxr.ResampleStream(
-                    chunk.sample_rate, self.rate, 1, dtype="float32", quality="HQ")
+                    chunk.sample_rate, self.rate, 1, dtype="float32", quality="HQ"
+                )
             samples = rs.resample_chunk(samples)
         if samples.size == 0:
             return

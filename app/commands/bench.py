@@ -79,8 +79,11 @@ def summarise(turns: list[TurnFinished], wall_s: float, cpu_s: float) -> dict[st
     return {
         "turns": len(turns),
         "errors": [t.error for t in turns if t.error],
-        "voice_to_voice": {"p50_ms": _pct(v2v, 0.5), "p95_ms": _pct(v2v, 0.95),
-                           "mean_ms": round(statistics.mean(v2v) * 1000, 1) if v2v else None},
+        "voice_to_voice": {
+            "p50_ms": _pct(v2v, 0.5),
+            "p95_ms": _pct(v2v, 0.95),
+            "mean_ms": round(statistics.mean(v2v) * 1000, 1) if v2v else None,
+        },
         "stages": stages,
         "cpu_percent_of_one_core": round(100 * cpu_s / wall_s, 1) if wall_s else None,
         "transcripts": [t.user_text for t in turns],
@@ -107,18 +110,23 @@ async def run_bench(settings: Settings, paths: AppPaths, turns: int, compare: bo
             cpu0, t0 = _cpu_seconds(), time.monotonic()
             try:
                 # No --output: the reply audio is timed, not kept (memory stays flat over turns).
-                done = await run_files(s, bench_paths, inputs=wavs, texts=[], output=None, realtime=True,
-                                       timeout=60 + 30 * turns)
+                done = await run_files(
+                    s, bench_paths, inputs=wavs, texts=[], output=None, realtime=True, timeout=60 + 30 * turns
+                )
             except TimedOut as exc:
-                raise VoiceError("bench", ErrorCode.TIMEOUT,
-                                 f"the {label.replace('_', ' ')} run {exc} — close other programs, "
-                                 "or measure fewer --turns") from None
+                raise VoiceError(
+                    "bench",
+                    ErrorCode.TIMEOUT,
+                    f"the {label.replace('_', ' ')} run {exc} — close other programs, or measure fewer --turns",
+                ) from None
             results[label] = summarise(done, time.monotonic() - t0, _cpu_seconds() - cpu0)
     on = results["telemetry_on"]["voice_to_voice"]["p50_ms"]
     off = results.get("telemetry_off", {}).get("voice_to_voice", {}).get("p50_ms")
     return {
         "machine": {
-            "cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "cpu": _cpu_name(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
             "system": f"{platform.system()} {platform.release()}",
         },
         "providers": {k: settings.stage(k).provider for k in ("vad", "stt", "llm", "tts")},

@@ -34,11 +34,21 @@ def _global_options(p: argparse.ArgumentParser, *, sub: bool) -> None:
     p.add_argument("--home", metavar="DIR", default=d, help="keep settings, history and models under DIR")
     # A separate dest on sub-commands: argparse would otherwise replace the list given
     # before the command with the one given after it.
-    p.add_argument("--set", dest="sub_overrides" if sub else "overrides", metavar="KEY=VALUE",
-                   action="append", default=argparse.SUPPRESS if sub else [],
-                   help="override a setting for this run, e.g. --set llm.provider=llama-cpp")
-    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS if sub else False,
-                   help="debug logging on stderr")
+    p.add_argument(
+        "--set",
+        dest="sub_overrides" if sub else "overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=argparse.SUPPRESS if sub else [],
+        help="override a setting for this run, e.g. --set llm.provider=llama-cpp",
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS if sub else False,
+        help="debug logging on stderr",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _global_options(parser, sub=False)
     parser.add_argument("--version", action="version", version=f"voxdesk {__version__}")
-    parser.add_argument("--self-test", action="store_true",
-                        help="check native libraries, models, the window and one turn; exit 0 if all work")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="check native libraries, models, the window and one turn; exit 0 if all work",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("providers", parents=[common], help="list providers per stage and whether usable here")
@@ -66,8 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mic", metavar="DEVICE", help="capture from this input device (see `voxdesk doctor`)")
     p.add_argument("--speaker", metavar="DEVICE", help="play to this output device")
     p.add_argument("--turns", type=int, default=1, help="turns to run on real devices")
-    p.add_argument("--timeout", type=float, default=120.0,
-                   help="end the whole run after S seconds (exit code 1; the turns so far are kept)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="end the whole run after S seconds (exit code 1; the turns so far are kept)",
+    )
     p.add_argument("--fast", action="store_true", help="feed files as fast as possible, not at real-time pace")
     p.add_argument("--json", action="store_true")
 
@@ -100,7 +117,8 @@ def load_settings(paths: AppPaths, overrides: Sequence[str]) -> tuple[Settings, 
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
+        level=logging.DEBUG if verbose else logging.WARNING,
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from app.plugin.redaction import SecretRedactor
@@ -126,8 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"voxdesk: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"voxdesk: cannot use the VoxDesk home ({exc}) — pass --home DIR with a writable folder",
-              file=sys.stderr)
+        print(f"voxdesk: cannot use the VoxDesk home ({exc}) — pass --home DIR with a writable folder", file=sys.stderr)
         return EXIT_USAGE
     for n in notices:
         print(f"voxdesk: {escape_control(n, keep_newlines=False)}", file=sys.stderr)
@@ -156,8 +173,11 @@ def _dispatch(
             importlib.import_module("PySide6.QtWidgets")
             importlib.import_module("qasync")
         except ImportError as exc:
-            print(f"voxdesk: the window needs Qt ({exc.name or exc} is not installed) — run: "
-                  "pip install 'voxdesk[ui]'   (the headless commands work without it)", file=sys.stderr)
+            print(
+                f"voxdesk: the window needs Qt ({exc.name or exc} is not installed) — run: "
+                "pip install 'voxdesk[ui]'   (the headless commands work without it)",
+                file=sys.stderr,
+            )
             return EXIT_MISSING
         # Notices (a settings file moved aside...) were printed above; the window shows them too.
         return int(ui_app.run(sys.argv[:1], paths, settings, store, notices=notices))

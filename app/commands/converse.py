@@ -74,8 +74,7 @@ class TurnCollector:
     Errors and notices go to stderr (escaped: they may quote a transcript or a server);
     progress notices and transcripts only with `verbose`."""
 
-    def __init__(self, session: Session, *, verbose: bool = False,
-                 into: list[TurnFinished] | None = None) -> None:
+    def __init__(self, session: Session, *, verbose: bool = False, into: list[TurnFinished] | None = None) -> None:
         self.turns: list[TurnFinished] = into if into is not None else []
         self.errors: list[ErrorRaised] = []
         self.changed = asyncio.Event()
@@ -138,17 +137,23 @@ def check_output_path(path: Path) -> None:
     """Refuse an --output that cannot be written, before any model loads (INVALID_CONFIG)."""
     op = "converse.output"
     if path.is_dir():
-        raise VoiceError(op, ErrorCode.INVALID_CONFIG,
-                         f"--output {path} is a folder — give the path of the .wav file to write")
+        raise VoiceError(
+            op, ErrorCode.INVALID_CONFIG, f"--output {path} is a folder — give the path of the .wav file to write"
+        )
     folder = path.parent
     if not folder.is_dir():
         blocker = next((p for p in folder.parents if p.exists()), None) if not folder.exists() else folder
         if blocker is not None and not blocker.is_dir():
-            raise VoiceError(op, ErrorCode.INVALID_CONFIG,
-                             f"cannot write {path}: {blocker} is not a folder — choose another --output")
-        raise VoiceError(op, ErrorCode.INVALID_CONFIG,
-                         f"cannot write {path}: the folder {folder} does not exist — create it or "
-                         "choose another --output")
+            raise VoiceError(
+                op,
+                ErrorCode.INVALID_CONFIG,
+                f"cannot write {path}: {blocker} is not a folder — choose another --output",
+            )
+        raise VoiceError(
+            op,
+            ErrorCode.INVALID_CONFIG,
+            f"cannot write {path}: the folder {folder} does not exist — create it or choose another --output",
+        )
     try:
         if path.exists():
             with path.open("r+b"):
@@ -157,9 +162,11 @@ def check_output_path(path: Path) -> None:
             with tempfile.NamedTemporaryFile(dir=folder, prefix=".voxdesk-check-"):
                 pass
     except OSError as exc:
-        raise VoiceError(op, ErrorCode.INVALID_CONFIG,
-                         f"cannot write {path}: {exc.strerror or exc} — choose a folder you can write to"
-                         ) from None
+        raise VoiceError(
+            op,
+            ErrorCode.INVALID_CONFIG,
+            f"cannot write {path}: {exc.strerror or exc} — choose a folder you can write to",
+        ) from None
 
 
 async def _write_output(sink: Any, output: Path) -> None:
@@ -168,16 +175,25 @@ async def _write_output(sink: Any, output: Path) -> None:
     try:
         await asyncio.to_thread(write_wav, output, sink.samples, sink.rate or SAMPLE_RATE)
     except OSError as exc:
-        raise VoiceError("converse.output", ErrorCode.UNAVAILABLE,
-                         f"the reply audio could not be written to {output}: {exc.strerror or exc} — "
-                         "check the disk and choose another --output") from None
+        raise VoiceError(
+            "converse.output",
+            ErrorCode.UNAVAILABLE,
+            f"the reply audio could not be written to {output}: {exc.strerror or exc} — "
+            "check the disk and choose another --output",
+        ) from None
 
 
 # bench and tests/faults/test_memory.py call this by these keywords; `timeout` bounds the
 # whole run and is told apart from a timeout inside it (TimedOut), so it stays a parameter.
 async def run_files(  # noqa: PLR0913
-    settings: Settings, paths: AppPaths, *, inputs: list[Path], texts: list[str], output: Path | None,
-    realtime: bool = True, timeout: float = 120.0,  # noqa: ASYNC109
+    settings: Settings,
+    paths: AppPaths,
+    *,
+    inputs: list[Path],
+    texts: list[str],
+    output: Path | None,
+    realtime: bool = True,
+    timeout: float = 120.0,  # noqa: ASYNC109
     into: list[TurnFinished] | None = None,
 ) -> list[TurnFinished]:
     """Every typed then spoken question in turn; the finished turns.
@@ -204,10 +220,17 @@ async def run_files(  # noqa: PLR0913
                     await session.wait_capture_done()
                     await session.wait_idle()
                     if len(collector.turns) == before:
-                        collector.turns.append(TurnFinished(
-                            user_text="", reply_text="", interrupted=False, timings={}, voice_to_voice_s=None,
-                            providers=session.stages.providers_used(), error=f"no speech heard in {path.name}",
-                        ))
+                        collector.turns.append(
+                            TurnFinished(
+                                user_text="",
+                                reply_text="",
+                                interrupted=False,
+                                timings={},
+                                voice_to_voice_s=None,
+                                providers=session.stages.providers_used(),
+                                error=f"no speech heard in {path.name}",
+                            )
+                        )
         except TimeoutError:
             if limit.expired():
                 raise TimedOut(timeout) from None
@@ -259,8 +282,11 @@ async def run_devices(
         await session.ready.wait()
         await session.set_audio(source, sink)
         if not session.microphone_live:
-            raise VoiceError("converse", ErrorCode.AUDIO_DEVICE,
-                             "the microphone could not be opened — see the message above and `voxdesk doctor`")
+            raise VoiceError(
+                "converse",
+                ErrorCode.AUDIO_DEVICE,
+                "the microphone could not be opened — see the message above and `voxdesk doctor`",
+            )
         print("voxdesk: listening — speak now", file=sys.stderr)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(run.limit_s):
@@ -328,19 +354,31 @@ def converse_command(args: argparse.Namespace, paths: AppPaths, settings: Settin
     validate_stages(settings)  # a typo in a provider name fails now, before models load
     device_mode = bool(args.mic or args.speaker) and not inputs and not args.text
     if not inputs and not args.text and not device_mode:
-        raise VoiceError("converse", ErrorCode.INVALID_CONFIG,
-                         "nothing to say — give --input WAV, --text \"…\", or --mic/--speaker devices")
+        raise VoiceError(
+            "converse",
+            ErrorCode.INVALID_CONFIG,
+            'nothing to say — give --input WAV, --text "…", or --mic/--speaker devices',
+        )
     guard = ExitGuard(enabled=bool(getattr(args, "exit_guard", False)))
     turns: list[TurnFinished] = []
 
     async def run() -> int:
         try:
             if device_mode:
-                await run_devices(settings, paths, DeviceRun(args.mic, args.speaker, args.turns, args.timeout),
-                                  into=turns)
+                await run_devices(
+                    settings, paths, DeviceRun(args.mic, args.speaker, args.turns, args.timeout), into=turns
+                )
             else:
-                await run_files(settings, paths, inputs=inputs, texts=list(args.text), output=output,
-                                realtime=not args.fast, timeout=args.timeout, into=turns)
+                await run_files(
+                    settings,
+                    paths,
+                    inputs=inputs,
+                    texts=list(args.text),
+                    output=output,
+                    realtime=not args.fast,
+                    timeout=args.timeout,
+                    into=turns,
+                )
         except TimedOut as exc:
             _print_turns(turns, args.json)
             _say(f"{exc} — what was said so far is kept in the history")
@@ -380,9 +418,11 @@ def _print_turns(turns: list[TurnFinished], as_json: bool) -> int:
         sys.stdout.write("\n")
     else:
         for r in rows:
-            text = (f"you: {r['user']}\nvoxdesk: {r['reply']}"
-                    + (f"\n  ({r['error']})" if r["error"] else "")
-                    + (f"\n  voice-to-voice {r['voice_to_voice_ms']} ms" if r["voice_to_voice_ms"] else ""))
+            text = (
+                f"you: {r['user']}\nvoxdesk: {r['reply']}"
+                + (f"\n  ({r['error']})" if r["error"] else "")
+                + (f"\n  voice-to-voice {r['voice_to_voice_ms']} ms" if r["voice_to_voice_ms"] else "")
+            )
             print(escape_control(text))
     sys.stdout.flush()
     if any(_error_code(r["error"]) in (ErrorCode.MODEL_MISSING, ErrorCode.AUDIO_DEVICE) for r in rows):

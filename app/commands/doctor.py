@@ -26,16 +26,19 @@ def providers_report() -> list[dict[str, Any]]:
                 rows.append({**row, "usable": False, "why": exc.message})
                 continue
             missing = info.missing_requirements()
-            rows.append({
-                **row,
-                "display_name": info.display_name,
-                "description": info.description,
-                "local": info.local,
-                "capabilities": info.capabilities,
-                "usable": not missing,
-                "why": f"missing Python package(s): {', '.join(missing)} — pip install 'voxdesk[all]'"
-                if missing else "",
-            })
+            rows.append(
+                {
+                    **row,
+                    "display_name": info.display_name,
+                    "description": info.description,
+                    "local": info.local,
+                    "capabilities": info.capabilities,
+                    "usable": not missing,
+                    "why": f"missing Python package(s): {', '.join(missing)} — pip install 'voxdesk[all]'"
+                    if missing
+                    else "",
+                }
+            )
     return rows
 
 
@@ -50,8 +53,10 @@ def _configured_devices(settings: Settings, out: TextIO) -> int:
 
     problems = 0
     a = settings.audio
-    for direction, what, name, api in (("input", "microphone", a.input_device, a.input_host_api),
-                                       ("output", "speaker", a.output_device, a.output_host_api)):
+    for direction, what, name, api in (
+        ("input", "microphone", a.input_device, a.input_host_api),
+        ("output", "speaker", a.output_device, a.output_host_api),
+    ):
         try:
             choice = choose_device(direction, name, api)  # type: ignore[arg-type]
         except VoiceError as exc:

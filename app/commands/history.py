@@ -48,8 +48,11 @@ def history_command(request: HistoryRequest, paths: AppPaths, out: TextIO, err: 
             if not paths.history_db.exists() and action == "list":
                 out.write("No conversations yet.\n")
                 return 0
-            raise VoiceError("history", ErrorCode.UNAVAILABLE,
-                             f"cannot read the conversation history ({history.outage or 'it is closed'})")
+            raise VoiceError(
+                "history",
+                ErrorCode.UNAVAILABLE,
+                f"cannot read the conversation history ({history.outage or 'it is closed'})",
+            )
         for note in history.startup_notes:  # a damaged file kept aside, a newer schema, unsaved turns added
             err.write(f"voxdesk: {note}\n")
         if action == "list":
@@ -62,15 +65,21 @@ def history_command(request: HistoryRequest, paths: AppPaths, out: TextIO, err: 
                 out.write(f"{c.id:>5}  {when}  {c.turn_count:>3} turns  {title}\n")
             return 0
         if len(ids) != 1 or not ids[0].isdigit():
-            raise VoiceError("history.export", ErrorCode.INVALID_CONFIG,
-                             "give one conversation number, as listed by `voxdesk history list`")
+            raise VoiceError(
+                "history.export",
+                ErrorCode.INVALID_CONFIG,
+                "give one conversation number, as listed by `voxdesk history list`",
+            )
         text = history.export(int(ids[0]), "json" if fmt == "json" else "markdown")
         if output:
             try:
                 atomic_write_text(Path(output), text + "\n")
             except OSError as exc:
-                raise VoiceError("history.export", ErrorCode.UNAVAILABLE,
-                                 f"cannot write {output} ({exc.strerror or exc}) — pick another file") from exc
+                raise VoiceError(
+                    "history.export",
+                    ErrorCode.UNAVAILABLE,
+                    f"cannot write {output} ({exc.strerror or exc}) — pick another file",
+                ) from exc
         elif fmt == "json":
             out.write(json_for_terminal(text) + "\n")
         else:

@@ -99,8 +99,9 @@ def models_command(  # noqa: PLR0913 - the streams and keyword-only flags of one
                 if wanted and r.id not in wanted:
                     continue
                 where = str(r.location) if r.location else "-"
-                out.write(f"{r.id:32} {r.kind:4} {_fmt_size(r.size_bytes, r.approx_mb):>8}  "
-                          f"{r.source or 'no':9} {where}\n")
+                out.write(
+                    f"{r.id:32} {r.kind:4} {_fmt_size(r.size_bytes, r.approx_mb):>8}  {r.source or 'no':9} {where}\n"
+                )
             return 0
         configured = configured_models(settings if settings is not None else _saved_settings(paths))
         if action == "fetch":
@@ -186,8 +187,14 @@ def _verify_targets(ids: list[str], paths: AppPaths, configured: list[Configured
 
 
 def _fetch_one(  # noqa: PLR0913
-    model_id: str, paths: AppPaths, out: TextIO, err: TextIO, *, force: bool,
-               configured: list[ConfiguredModel] | None = None) -> int:
+    model_id: str,
+    paths: AppPaths,
+    out: TextIO,
+    err: TextIO,
+    *,
+    force: bool,
+    configured: list[ConfiguredModel] | None = None,
+) -> int:
     bar = ProgressBar(err)
 
     def on_file(name: str, index: int, count: int) -> None:
@@ -218,7 +225,9 @@ def _fetch_one(  # noqa: PLR0913
         if c.model_id == result.model_id and c.path:
             report = verify_model(c.model_id, c.path, paths=paths, setting=c.setting)
             if not report.ok:
-                err.write(f"note: Settings ({c.setting}) point VoxDesk at {report.location}, not at this copy, "
-                          f"and that file is broken: {report.detail}\n")
+                err.write(
+                    f"note: Settings ({c.setting}) point VoxDesk at {report.location}, not at this copy, "
+                    f"and that file is broken: {report.detail}\n"
+                )
                 return EXIT_MISSING
     return 0

@@ -132,9 +132,7 @@ def check_portaudio() -> str:
     try:
         import sounddevice as sd
     except OSError as exc:  # sounddevice raises OSError when libportaudio cannot be found
-        raise RuntimeError(
-            f"{exc} — install PortAudio (Debian/Ubuntu: `sudo apt install libportaudio2`)"
-        ) from None
+        raise RuntimeError(f"{exc} — install PortAudio (Debian/Ubuntu: `sudo apt install libportaudio2`)") from None
     pa_version = sd.get_portaudio_version()[1]
     try:
         n_devices = len(sd.query_devices())
@@ -199,9 +197,7 @@ def check_provider_entry_points() -> str:
 
     eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     if not eps:
-        raise RuntimeError(
-            f"no `{ENTRY_POINT_GROUP}` entry points found — the voxdesk package metadata is missing"
-        )
+        raise RuntimeError(f"no `{ENTRY_POINT_GROUP}` entry points found — the voxdesk package metadata is missing")
     registry = get_registry()
     listed = "; ".join(f"{kind}: {', '.join(registry.list_providers(kind)) or '-'}" for kind in KINDS)
     return f"{len(eps)} entry points ({listed})"
@@ -375,9 +371,7 @@ async def _async_checks(report: Reporter, paths: AppPaths, settings: Settings) -
     await report.arun("typed turn", lambda: typed_turn(paths, settings), TURN_TIMEOUT_S)
 
 
-def run_self_test(
-    paths: AppPaths, settings: Settings, out: TextIO, *, require_models: bool | None = None
-) -> int:
+def run_self_test(paths: AppPaths, settings: Settings, out: TextIO, *, require_models: bool | None = None) -> int:
     """Run every check, print one line each, return the process exit code (0 = all good,
     3 = only models missing or damaged, 1 = something else broken).
 
@@ -408,8 +402,11 @@ def run_self_test(
     elapsed = time.perf_counter() - started
     if failures:
         names = ", ".join(r.name for r in failures)
-        print(f"self-test FAILED: {len(failures)} of {len(report.results)} checks ({names}) "
-              f"in {elapsed:.1f} s", file=out, flush=True)
+        print(
+            f"self-test FAILED: {len(failures)} of {len(report.results)} checks ({names}) in {elapsed:.1f} s",
+            file=out,
+            flush=True,
+        )
         # README: 3 when what is wrong is a missing (or damaged) model, 1 for anything else.
         return 3 if all(r.status == "missing" for r in failures) else 1
     print(f"self-test passed: {len(report.results)} checks in {elapsed:.1f} s", file=out, flush=True)
@@ -421,8 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="voxdesk --self-test", description=__doc__.splitlines()[0])
     parser.add_argument("--self-test", action="store_true", help="(accepted for the bundle entry point)")
     parser.add_argument("--home", help="use this directory for settings, data and models")
-    parser.add_argument("--require-models", action="store_true",
-                        help="fail when a default model is not installed (full bundles)")
+    parser.add_argument(
+        "--require-models", action="store_true", help="fail when a default model is not installed (full bundles)"
+    )
     args, _unknown = parser.parse_known_args(argv)
     from app.store.settings import SettingsStore
 

@@ -64,8 +64,12 @@ class TelemetryObserver:
     def on_event(self, name: str, attrs: Mapping[str, Any]) -> None:
         self._errors.telemetry.add_event(self._span(), name, {k: str(v) for k, v in attrs.items()})
         if name == "fallback":
-            self._emit(Notice(message=f"{attrs.get('stage')}: {attrs.get('from')} failed "
-                                      f"({attrs.get('code')}); using {attrs.get('to')}"))
+            self._emit(
+                Notice(
+                    message=f"{attrs.get('stage')}: {attrs.get('from')} failed "
+                    f"({attrs.get('code')}); using {attrs.get('to')}"
+                )
+            )
 
 
 async def check_health(stages: StageSet, registry: Registry, errors: ErrorBook) -> list[ProviderHealth]:

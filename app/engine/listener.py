@@ -93,8 +93,11 @@ def make_endpointer(settings: Settings, stages: StageSet) -> Endpointer:
     # Threshold and hangover are the VAD provider's own settings (they depend on its scores).
     vad = slot.provider if slot is not None and isinstance(slot.provider, VADProvider) else None
     return Endpointer(
-        threshold=vad.threshold if vad else 0.5, min_speech_ms=c.min_speech_ms,
-        hangover_ms=vad.hangover_ms if vad else 300, end_silence_ms=c.endpoint_silence_ms, pre_roll_ms=300,
+        threshold=vad.threshold if vad else 0.5,
+        min_speech_ms=c.min_speech_ms,
+        hangover_ms=vad.hangover_ms if vad else 300,
+        end_silence_ms=c.endpoint_silence_ms,
+        pre_roll_ms=300,
     )
 
 
@@ -133,8 +136,7 @@ class Listener:
     # -- the microphone ----------------------------------------------------------
     def _want_capture(self) -> bool:
         h = self.host
-        return (self.source is not None and not self._source_ended and not h.muted
-                and (h.hands_free or self.ptt_active))
+        return self.source is not None and not self._source_ended and not h.muted and (h.hands_free or self.ptt_active)
 
     async def _start_capture(self, source: AudioSource) -> None:
         wire_device(self.ctx, source, "input")
@@ -212,8 +214,12 @@ class Listener:
         lost = dropped - self._dropped_seen
         if lost > 0 and captured_at - self._dropped_told_at > DROPPED_NOTICE_EVERY_S:
             self._dropped_told_at = captured_at
-            self.ctx.emit(Notice(message=f"The computer is too busy: {lost} moments of microphone audio "
-                                         "were lost — close other programs or choose lighter models in Settings."))
+            self.ctx.emit(
+                Notice(
+                    message=f"The computer is too busy: {lost} moments of microphone audio "
+                    "were lost — close other programs or choose lighter models in Settings."
+                )
+            )
             log.warning("capture dropped %d frames", lost)
         self._dropped_seen = dropped
 

@@ -30,8 +30,11 @@ def tts_stream(slot: StageSlot, text: str, used: list[str], timeout: float) -> A
                 got = True
                 yield chunk
         if not got and any(ch.isalnum() for ch in text):
-            raise VoiceError(f"tts.{used[-1]}", ErrorCode.PROVIDER_ERROR,
-                             "the voice produced no audio — pick another voice in Settings")
+            raise VoiceError(
+                f"tts.{used[-1]}",
+                ErrorCode.PROVIDER_ERROR,
+                "the voice produced no audio — pick another voice in Settings",
+            )
 
     return slot.runner.stream(synth, first_output_timeout=timeout, idle_timeout=timeout)
 

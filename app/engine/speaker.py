@@ -34,8 +34,13 @@ class SpeakerOptions:
 class Speaker:
     """One output device (or none) and what it has been asked to play."""
 
-    def __init__(self, ctx: EngineContext, sink: AudioSink | None, options: SpeakerOptions | None = None,
-                 busy: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        ctx: EngineContext,
+        sink: AudioSink | None,
+        options: SpeakerOptions | None = None,
+        busy: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.ctx = ctx
         self.sink = sink
         self.options = options or SpeakerOptions()

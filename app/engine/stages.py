@@ -101,8 +101,7 @@ def _fallbacks(registry: Registry, kind: str, cfg: StageSettings) -> list[tuple[
     return chain
 
 
-def build_from_fallbacks(registry: Registry, kind: str, cfg: StageSettings,
-                         setup: Setup = None) -> StageSlot | None:
+def build_from_fallbacks(registry: Registry, kind: str, cfg: StageSettings, setup: Setup = None) -> StageSlot | None:
     """The stage without its chosen provider (which cannot be built here), if a fallback can."""
     chain = _fallbacks(registry, kind, cfg)
     if not chain:
@@ -132,8 +131,7 @@ async def close_slot(slot: StageSlot) -> None:
             await asyncio.wait_for(provider.aclose(), 5)
 
 
-def build_all(registry: Registry, settings: Settings,
-              setup: Setup = None) -> tuple[StageSet, dict[str, VoiceError]]:
+def build_all(registry: Registry, settings: Settings, setup: Setup = None) -> tuple[StageSet, dict[str, VoiceError]]:
     """Build every stage; a stage whose provider cannot be built is reported, not fatal."""
     stages = StageSet()
     failures: dict[str, VoiceError] = {}
@@ -158,8 +156,7 @@ def remember_replaced_options(old: Settings, new: Settings) -> Settings:
     updates: dict[str, StageSettings] = {}
     for kind in KINDS:
         before, after = old.stage(kind), new.stage(kind)
-        if after.provider != before.provider and before.options \
-                and before.provider not in after.fallback_options:
+        if after.provider != before.provider and before.options and before.provider not in after.fallback_options:
             kept = {**after.fallback_options, before.provider: dict(before.options)}
             updates[kind] = after.model_copy(update={"fallback_options": kept})
     return new.model_copy(update=updates) if updates else new
@@ -172,7 +169,8 @@ def changed_kinds(old: Settings, new: Settings) -> list[str]:
 def missing_stage_error(kind: str, settings: Settings) -> VoiceError:
     name = settings.stage(kind).provider
     return VoiceError(
-        f"{kind}.{name}", ErrorCode.UNAVAILABLE,
+        f"{kind}.{name}",
+        ErrorCode.UNAVAILABLE,
         f"no working {kind} provider — open Settings and choose one that is available here",
     )
 

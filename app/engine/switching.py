@@ -32,8 +32,9 @@ class Switch:
     replaced: list[StageSlot] = field(default_factory=list)  # close once no turn holds them
 
 
-async def switch_stages(registry: Registry, current: tuple[Settings, StageSet], new: Settings,
-                        setup: RunnerSetup) -> Switch:
+async def switch_stages(
+    registry: Registry, current: tuple[Settings, StageSet], new: Settings, setup: RunnerSetup
+) -> Switch:
     old, stages = current
     staged = dict(stages.slots)
     new = remember_replaced_options(old, new)
@@ -45,8 +46,11 @@ async def switch_stages(registry: Registry, current: tuple[Settings, StageSet], 
             await warm(slot)
         except Exception as exc:
             err = as_voice_error(f"{kind}.{cfg.provider}", exc)
-            switch.results.append(ProviderSwitched(stage=kind, provider=cfg.provider, ok=False,
-                                                   message=f"{err} — kept {old.stage(kind).provider}"))
+            switch.results.append(
+                ProviderSwitched(
+                    stage=kind, provider=cfg.provider, ok=False, message=f"{err} — kept {old.stage(kind).provider}"
+                )
+            )
             new = new.model_copy(update={kind: old.stage(kind)})
             continue
         if kind in staged:
@@ -57,8 +61,9 @@ async def switch_stages(registry: Registry, current: tuple[Settings, StageSet], 
     return switch
 
 
-async def rebuild_stage(registry: Registry, kind: str, settings: Settings,
-                        setup: RunnerSetup) -> StageSlot | ProviderSwitched:
+async def rebuild_stage(
+    registry: Registry, kind: str, settings: Settings, setup: RunnerSetup
+) -> StageSlot | ProviderSwitched:
     """The stage built again from `settings`, or why it could not be."""
     cfg = settings.stage(kind)
     try:
@@ -70,8 +75,9 @@ async def rebuild_stage(registry: Registry, kind: str, settings: Settings,
     return slot
 
 
-async def load_models(ctx: EngineContext, stages: StageSet, promote: Callable[[StageSlot, int], None],
-                      telemetry: Telemetry) -> None:
+async def load_models(
+    ctx: EngineContext, stages: StageSet, promote: Callable[[StageSlot, int], None], telemetry: Telemetry
+) -> None:
     """Warm every stage at once; a chosen provider that cannot load is reported and the
     first fallback that can is promoted (`promote(slot, index)`)."""
     pending = list(stages.slots.values())

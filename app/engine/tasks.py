@@ -49,8 +49,12 @@ class Background:
         if name not in self._told:
             self._told.add(name)
             what = " ".join(str(exc).split()) or type(exc).__name__
-            self._emit(Notice(message=f"Something went wrong in the background ({name}: {what}); "
-                                      "the conversation goes on — see the log for details."))
+            self._emit(
+                Notice(
+                    message=f"Something went wrong in the background ({name}: {what}); "
+                    "the conversation goes on — see the log for details."
+                )
+            )
 
     async def cancel_all(self, wait_s: float) -> None:
         for task in list(self.tasks):

@@ -79,8 +79,9 @@ class Turn:
         self.timings: dict[str, float] = {}
         self.reply: list[str] = []
         # (when it starts playing, sentence): what the user heard if they talk over the reply
-        self.heard: list[tuple[float, str]] | None = \
+        self.heard: list[tuple[float, str]] | None = (
             [] if (host.speaker.out is not None and "tts" in stages.slots) else None
+        )
         self.providers = stages.providers_used()
         self.db_turn: int | None = None
         self.interrupted = False
@@ -123,8 +124,9 @@ class Turn:
         given = self.input
         if given.speech_start is not None and given.speech_end is not None and given.endpoint_at is not None:
             self.timings["vad_endpoint"] = given.endpoint_at - given.speech_end
-            self.host.telemetry.record_stage(self.span, "vad", self.providers.get("vad", "?"),
-                                             given.speech_start, given.endpoint_at)
+            self.host.telemetry.record_stage(
+                self.span, "vad", self.providers.get("vad", "?"), given.speech_start, given.endpoint_at
+            )
         if given.transcript is not None:
             self.text = await self._transcript(given.transcript, given.endpoint_at)
         elif given.speech_end is not None:
@@ -199,16 +201,19 @@ class Turn:
             for c in chunker.flush():
                 self._chunks.put_nowait(c)
             if not "".join(self.reply).strip():
-                raise VoiceError(f"llm.{self.providers.get('llm')}", ErrorCode.PROVIDER_ERROR,
-                                 "the assistant returned an empty reply — try again or pick another "
-                                 "model in Settings")
+                raise VoiceError(
+                    f"llm.{self.providers.get('llm')}",
+                    ErrorCode.PROVIDER_ERROR,
+                    "the assistant returned an empty reply — try again or pick another model in Settings",
+                )
         finally:
             self._chunks.put_nowait(None)
             end = self.ctx.clock()
             self.timings["llm"] = end - self._t_start
             name = self.providers.get("llm", "?")
-            self.host.telemetry.record_stage(self.span, "llm", name, self._t_start, end,
-                                             gen_ai_attributes(self.stages.slots.get("llm"), name))
+            self.host.telemetry.record_stage(
+                self.span, "llm", name, self._t_start, end, gen_ai_attributes(self.stages.slots.get("llm"), name)
+            )
 
     async def _llm_stream(self, text: str, deadline: Deadline) -> AsyncIterator[str]:
         skills = self.host.skills
@@ -229,8 +234,9 @@ class Turn:
 
         limit = self.conv.first_output_deadline_s
         try:
-            async for delta in slot.runner.stream(chat, first_output_timeout=limit, idle_timeout=limit,
-                                                  deadline=deadline):
+            async for delta in slot.runner.stream(
+                chat, first_output_timeout=limit, idle_timeout=limit, deadline=deadline
+            ):
                 if used:
                     self.providers["llm"] = used[-1]
                 yield delta
@@ -296,8 +302,9 @@ class Turn:
     def _checkpoint(self, spoken: str) -> None:
         """Save the reply queued for speaking so far: a crash or kill mid-reply keeps it."""
         if self.db_turn is not None:
-            self.ctx.spawn(asyncio.to_thread(self.host.history.checkpoint_reply, self.db_turn, spoken),
-                           "history-checkpoint")
+            self.ctx.spawn(
+                asyncio.to_thread(self.host.history.checkpoint_reply, self.db_turn, spoken), "history-checkpoint"
+            )
 
     # -- finishing -----------------------------------------------------------------
     async def _finish(self) -> None:
@@ -311,14 +318,27 @@ class Turn:
                     await self._apologise(reply_text, error)
         await self._store(reply_text)
         v2v = self.voice_to_voice_s
-        self.host.telemetry.end_turn(self.span, self.timings, v2v, interrupted=self.interrupted,
-                                     error=str(error) if error else None, user_text=self.text,
-                                     reply_text=reply_text)
-        self.ctx.emit(TurnFinished(
-            turn_id=self.turn_id, user_text=self.text or "", reply_text=reply_text, interrupted=self.interrupted,
-            timings=dict(self.timings), voice_to_voice_s=v2v, providers=self.providers,
+        self.host.telemetry.end_turn(
+            self.span,
+            self.timings,
+            v2v,
+            interrupted=self.interrupted,
             error=str(error) if error else None,
-        ))
+            user_text=self.text,
+            reply_text=reply_text,
+        )
+        self.ctx.emit(
+            TurnFinished(
+                turn_id=self.turn_id,
+                user_text=self.text or "",
+                reply_text=reply_text,
+                interrupted=self.interrupted,
+                timings=dict(self.timings),
+                voice_to_voice_s=v2v,
+                providers=self.providers,
+                error=str(error) if error else None,
+            )
+        )
 
     async def _store(self, reply_text: str) -> None:
         if self.db_turn is None:
@@ -326,10 +346,18 @@ class Turn:
         error, v2v = self.error, self.voice_to_voice_s
         cut = self.interrupted or (error is not None and bool(reply_text))  # cut mid-stream: what was said
         with contextlib.suppress(Exception):
-            await asyncio.shield(asyncio.to_thread(
-                self.host.history.finish_turn, self.db_turn, reply_text, cut, self.timings, self.providers,
-                str(error) if error else None, v2v * 1000 if v2v is not None else None,
-            ))
+            await asyncio.shield(
+                asyncio.to_thread(
+                    self.host.history.finish_turn,
+                    self.db_turn,
+                    reply_text,
+                    cut,
+                    self.timings,
+                    self.providers,
+                    str(error) if error else None,
+                    v2v * 1000 if v2v is not None else None,
+                )
+            )
 
     async def _apologise(self, said: str, error: VoiceError) -> None:
         slot = self.stages.slots.get("tts")
@@ -337,5 +365,6 @@ class Turn:
             return  # never restart a sentence; the error event says the rest
         text = "Sorry, I didn't catch that." if error.op.startswith("stt") else APOLOGY
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(speak_text(self.host.speaker, slot, text, self.conv.first_output_deadline_s),
-                                   APOLOGY_TIMEOUT_S)
+            await asyncio.wait_for(
+                speak_text(self.host.speaker, slot, text, self.conv.first_output_deadline_s), APOLOGY_TIMEOUT_S
+            )

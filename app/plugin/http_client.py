@@ -155,7 +155,9 @@ def check_base_url(url: str, *, op: str = "http") -> str:
         raise VoiceError(op, ErrorCode.INVALID_CONFIG, shape)
     if parts.username or parts.password:
         raise VoiceError(
-            op, ErrorCode.INVALID_CONFIG, "put the API key in the keychain, not in the base URL",
+            op,
+            ErrorCode.INVALID_CONFIG,
+            "put the API key in the keychain, not in the base URL",
         )
     try:
         parse_host(hostname)
@@ -163,7 +165,8 @@ def check_base_url(url: str, *, op: str = "http") -> str:
         raise VoiceError(op, ErrorCode.INVALID_CONFIG, f"{shape} ({redact(hostname)!r} is not a host)") from None
     if parts.scheme == "http" and not is_private_host(hostname):
         raise VoiceError(
-            op, ErrorCode.INVALID_CONFIG,
+            op,
+            ErrorCode.INVALID_CONFIG,
             f"plain http to {hostname} would send your key unencrypted — use https:// "
             "(plain http is allowed only for this computer and your local network)",
         )
@@ -200,7 +203,8 @@ def make_client(
         # Every request (including redirect hops) must satisfy the http/https rule.
         if request.url.scheme == "http" and not is_private_host(request.url.host):
             raise VoiceError(
-                "http", ErrorCode.INVALID_CONFIG,
+                "http",
+                ErrorCode.INVALID_CONFIG,
                 f"refusing plain http to {request.url.host} — use https://",
             )
 
@@ -233,11 +237,14 @@ def translate_error(op: str, exc: BaseException) -> VoiceError:
     if isinstance(exc, httpx.ConnectError):
         if "CERTIFICATE_VERIFY_FAILED" in str(exc) or isinstance(exc.__cause__, ssl.SSLError):
             return VoiceError(
-                op, ErrorCode.INVALID_CONFIG,
+                op,
+                ErrorCode.INVALID_CONFIG,
                 "the server's TLS certificate is not trusted — install its CA in the system store",
             )
         return VoiceError(
-            op, ErrorCode.UNAVAILABLE, "could not connect — check the server is running and the base URL",
+            op,
+            ErrorCode.UNAVAILABLE,
+            "could not connect — check the server is running and the base URL",
         )
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError | httpx.NetworkError):
         return VoiceError(op, ErrorCode.UNAVAILABLE, f"the connection broke ({detail}) — try again")
@@ -278,7 +285,8 @@ async def error_for_response(op: str, response: httpx.Response) -> VoiceError:
     except VoiceError:
         body = b""
     return classify_status(
-        op, response.status_code,
+        op,
+        response.status_code,
         retry_after=response.headers.get("retry-after"),
         detail=_server_message(body),
     )
@@ -288,9 +296,7 @@ async def iter_capped(response: httpx.Response, *, op: str, limit: int) -> Async
     """Body chunks as they arrive; PROVIDER_ERROR once more than ``limit`` bytes came."""
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise VoiceError(
-            op, ErrorCode.PROVIDER_ERROR, f"response too large ({declared} bytes, limit {limit})"
-        )
+        raise VoiceError(op, ErrorCode.PROVIDER_ERROR, f"response too large ({declared} bytes, limit {limit})")
     total = 0
     async for chunk in response.aiter_bytes():
         total += len(chunk)
@@ -310,7 +316,8 @@ async def read_json(response: httpx.Response, *, op: str, limit: int = MAX_JSON_
         return json.loads(body)
     except ValueError:
         raise VoiceError(
-            op, ErrorCode.PROVIDER_ERROR,
+            op,
+            ErrorCode.PROVIDER_ERROR,
             "the server sent malformed JSON — is the base URL an OpenAI-compatible API?",
         ) from None
 
@@ -331,9 +338,7 @@ async def iter_lines(
                 line, buf = buf[:nl], buf[nl + 1 :]
                 yield line.rstrip(b"\r").decode("utf-8", "replace")
             if len(buf) > max_line:
-                raise VoiceError(
-                    op, ErrorCode.PROVIDER_ERROR, f"the server sent a line over {max_line} bytes"
-                )
+                raise VoiceError(op, ErrorCode.PROVIDER_ERROR, f"the server sent a line over {max_line} bytes")
     if buf:
         yield buf.rstrip(b"\r").decode("utf-8", "replace")
 
@@ -345,7 +350,5 @@ def check_extra_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Extra headers from settings may not carry credentials (they would land in the settings file)."""
     for name in headers:
         if name.strip().lower() in FORBIDDEN_HEADER_NAMES:
-            raise ValueError(
-                f"header {name!r} holds a credential — store the API key in the keychain instead"
-            )
+            raise ValueError(f"header {name!r} holds a credential — store the API key in the keychain instead")
     return dict(headers)

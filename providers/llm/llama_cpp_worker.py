@@ -85,8 +85,12 @@ BUILTIN_STOPS: dict[str, list[str]] = {
 
 #: Template guessed from `general.architecture` when neither GGUF nor settings give one.
 ARCHITECTURE_TEMPLATES: dict[str, str] = {
-    "gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "gemma3n": "gemma",
-    "qwen2": "chatml", "qwen3": "chatml",
+    "gemma": "gemma",
+    "gemma2": "gemma",
+    "gemma3": "gemma",
+    "gemma3n": "gemma",
+    "qwen2": "chatml",
+    "qwen3": "chatml",
 }
 
 #: Tokens kept free for the template's wrapping when the newest message is cut.
@@ -247,7 +251,7 @@ class _LoadedModel:
         """
         msgs = normalize(turns)
         head = msgs[:1] if msgs and msgs[0].role == "system" else []
-        rest = msgs[len(head):]
+        rest = msgs[len(head) :]
         if not any(t.role == "user" for t in rest):
             raise WorkerError("INVALID_CONFIG", "the conversation has no user message to answer")
         dropped, truncated = 0, False
@@ -271,8 +275,7 @@ class _LoadedModel:
         if keep < _CUT_MARGIN_TOKENS:
             raise WorkerError(
                 "INVALID_CONFIG",
-                "the system prompt leaves no room for the conversation — "
-                "shorten it or raise n_ctx in Settings",
+                "the system prompt leaves no room for the conversation — shorten it or raise n_ctx in Settings",
             )
         text = self.llm.detokenize(toks[-keep:]).decode("utf-8", errors="ignore")
         return Turn(turn.role, text)
@@ -392,13 +395,20 @@ def serve(rx: Connection, tx: Connection, cancel_upto: CancelFlag) -> None:
             elif op == FIT:
                 budget = payload["budget"] if payload["budget"] is not None else 1 << 62
                 fitted = model.fit([Turn(r, c) for r, c in payload["messages"]], budget)
-                tx.send((OK, request_id, {
-                    "messages": [(t.role, t.content) for t in fitted.messages],
-                    "prompt_tokens": len(fitted.tokens),
-                    "dropped_messages": fitted.dropped,
-                    "truncated": fitted.truncated,
-                }))
+                tx.send(
+                    (
+                        OK,
+                        request_id,
+                        {
+                            "messages": [(t.role, t.content) for t in fitted.messages],
+                            "prompt_tokens": len(fitted.tokens),
+                            "dropped_messages": fitted.dropped,
+                            "truncated": fitted.truncated,
+                        },
+                    )
+                )
             elif op == CHAT:
+
                 def cancelled(rid: int = request_id) -> bool:
                     return cancel_upto.value >= rid
 

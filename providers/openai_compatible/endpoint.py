@@ -109,9 +109,7 @@ class Endpoint:
         """Model ids from ``GET /models`` (sorted), for the settings dialog."""
         op = f"{self.kind}.{NAME}.models"
         try:
-            async with self.client.stream(
-                "GET", self.url("models"), headers=self.headers(), timeout=timeout_s
-            ) as resp:
+            async with self.client.stream("GET", self.url("models"), headers=self.headers(), timeout=timeout_s) as resp:
                 if resp.status_code >= 400:
                     raise await error_for_response(op, resp)
                 data = await read_json(resp, op=op)

@@ -55,7 +55,8 @@ def _parse_event(payload: str, op: str) -> tuple[str, bool]:
         event = json.loads(payload)
     except ValueError:
         raise VoiceError(
-            op, ErrorCode.PROVIDER_ERROR,
+            op,
+            ErrorCode.PROVIDER_ERROR,
             "the server sent a malformed stream event — is it OpenAI-compatible?",
         ) from None
     if not isinstance(event, dict):
@@ -78,7 +79,8 @@ def _parse_event(payload: str, op: str) -> tuple[str, bool]:
 def cut_off_error(op: str) -> VoiceError:
     """A stream that ended before its end marker: the server or the network dropped it."""
     return VoiceError(
-        op, ErrorCode.UNAVAILABLE,
+        op,
+        ErrorCode.UNAVAILABLE,
         "the reply was cut off — the server closed the stream before its end; try again",
     )
 
@@ -103,7 +105,8 @@ class OpenAICompatibleLLM(LLMProvider):
             models = await self.endpoint.list_models()
             if not models:
                 raise VoiceError(
-                    "llm.openai-compatible", ErrorCode.INVALID_CONFIG,
+                    "llm.openai-compatible",
+                    ErrorCode.INVALID_CONFIG,
                     "the server lists no models — set a model in Settings",
                 )
             self._model = models[0]
@@ -127,8 +130,10 @@ class OpenAICompatibleLLM(LLMProvider):
         try:
             model = await self._resolve_model()
             async with self.endpoint.client.stream(
-                "POST", self.endpoint.url("chat/completions"),
-                json=self._body(model, messages), headers=self.endpoint.headers(),
+                "POST",
+                self.endpoint.url("chat/completions"),
+                json=self._body(model, messages),
+                headers=self.endpoint.headers(),
             ) as resp:
                 if resp.status_code >= 400:
                     raise await error_for_response(op, resp)

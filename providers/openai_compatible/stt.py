@@ -73,7 +73,10 @@ class OpenAICompatibleSTT(STTProvider):
         try:
             # Streamed so that the size cap applies while reading, not after.
             async with self.endpoint.client.stream(
-                "POST", self.endpoint.url("audio/transcriptions"), data=data, files=files,
+                "POST",
+                self.endpoint.url("audio/transcriptions"),
+                data=data,
+                files=files,
                 headers=self.endpoint.headers(),
             ) as resp:
                 if resp.status_code >= 400:

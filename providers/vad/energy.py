@@ -28,18 +28,14 @@ class EnergyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Speech when the score is above this")
-    hangover_ms: int = Field(
-        300, ge=0, le=3000, description="Keep counting as speech this long after the score drops"
-    )
+    hangover_ms: int = Field(300, ge=0, le=3000, description="Keep counting as speech this long after the score drops")
     margin_db: float = Field(
         12.0, ge=3.0, le=40.0, description="How far above the background a frame must be to count as speech"
     )
     min_level_db: float = Field(
         -50.0, ge=-90.0, le=-10.0, description="Frames quieter than this (dBFS) are never speech"
     )
-    max_zcr: float = Field(
-        0.35, gt=0.0, le=1.0, description="Zero-crossing rate above which a frame sounds like hiss"
-    )
+    max_zcr: float = Field(0.35, gt=0.0, le=1.0, description="Zero-crossing rate above which a frame sounds like hiss")
 
 
 class EnergyVAD(VADProvider):

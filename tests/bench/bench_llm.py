@@ -128,8 +128,10 @@ async def run(model: str, turns: int, trials: int) -> dict[str, Any]:
         cached: list[float] = []
         for trial in range(trials):
             # A new conversation: only the BOS token is shared with the last one.
-            history = [ChatMessage("system", f"{SYSTEM} Conversation {trial}."),
-                       ChatMessage("user", QUESTIONS[trial % len(QUESTIONS)])]
+            history = [
+                ChatMessage("system", f"{SYSTEM} Conversation {trial}."),
+                ChatMessage("user", QUESTIONS[trial % len(QUESTIONS)]),
+            ]
             for turn in range(turns):
                 reply, ttft = await _timed_reply(llm, history)
                 stats = llm.last_stats
@@ -141,8 +143,10 @@ async def run(model: str, turns: int, trials: int) -> dict[str, Any]:
                     cached.append(stats.cached_tokens / stats.prompt_tokens)
                 if stats.total_s and stats.first_token_s and stats.completion_tokens > 1:
                     gen_tps.append((stats.completion_tokens - 1) / (stats.total_s - stats.first_token_s))
-                history += [ChatMessage("assistant", reply),
-                            ChatMessage("user", QUESTIONS[(trial + turn + 1) % len(QUESTIONS)])]
+                history += [
+                    ChatMessage("assistant", reply),
+                    ChatMessage("user", QUESTIONS[(trial + turn + 1) % len(QUESTIONS)]),
+                ]
 
         cancels = [await _cancel_once(llm) for _ in range(trials)]
         prompt_cancels = [await _cancel_during_prompt(llm, i) for i in range(trials)]
@@ -181,9 +185,7 @@ def _default_model(home: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="path of a .gguf file (default: the packaged 270M Gemma)")
     parser.add_argument("--turns", type=int, default=5, help="turns per conversation (1 cold + warm ones)")
     parser.add_argument("--trials", type=int, default=3, help="conversations, and cancel measurements")
@@ -204,15 +206,19 @@ def main() -> None:
     print(f"load (spawn + load)     {result['load_s']:.2f} s")
     print(f"first token, cold cache {result['first_token_cold_s'] * 1000:.0f} ms")
     warm_max = result["first_token_warm_max_s"]
-    print(f"first token, warm cache {warm * 1000:.0f} ms (max {warm_max * 1000:.0f} ms; "
-          f"bar ≤ {WARM_FIRST_TOKEN_BAR_S * 1000:.0f} ms: {verdict}; "
-          f"{result['warm_prompt_cached_share']:.0%} of the prompt cached)")
+    print(
+        f"first token, warm cache {warm * 1000:.0f} ms (max {warm_max * 1000:.0f} ms; "
+        f"bar ≤ {WARM_FIRST_TOKEN_BAR_S * 1000:.0f} ms: {verdict}; "
+        f"{result['warm_prompt_cached_share']:.0%} of the prompt cached)"
+    )
     print(f"prompt evaluation       {result['prompt_eval_tokens_per_s']:.0f} tokens/s")
     print(f"generation              {gen_tps:.1f} tokens/s" if gen_tps else "generation              n/a")
     print(f"cancel → reply task done  max {result['cancel_consumer_ms_max']:.2f} ms (bar < 100 ms)")
     print(f"cancel → worker free      median {result['cancel_worker_free_ms_median']:.0f} ms")
-    print(f"cancel in a {result['long_prompt_tokens']}-token prompt → worker free  "
-          f"max {result['cancel_in_prompt_worker_free_ms_max']:.0f} ms")
+    print(
+        f"cancel in a {result['long_prompt_tokens']}-token prompt → worker free  "
+        f"max {result['cancel_in_prompt_worker_free_ms_max']:.0f} ms"
+    )
     print(f"worker peak RSS         {rss:.0f} MB" if rss else "worker peak RSS         n/a")
     print(f"app process peak RSS    {result['app_process_peak_rss_mb']:.0f} MB (llama_cpp not imported here)")
 

@@ -45,8 +45,7 @@ async def _direct(local: LocalStream) -> float:
 
 async def _through_runner(runner: StageRunner[LocalStream]) -> float:
     t = time.perf_counter()
-    async for _ in runner.stream(lambda p: p.chat(), first_output_timeout=8, idle_timeout=8,
-                                 deadline=Deadline(30)):
+    async for _ in runner.stream(lambda p: p.chat(), first_output_timeout=8, idle_timeout=8, deadline=Deadline(30)):
         pass
     return time.perf_counter() - t
 
@@ -54,8 +53,10 @@ async def _through_runner(runner: StageRunner[LocalStream]) -> float:
 async def breaker_open_overhead(turns: int = 3000) -> dict[str, float]:
     primary, local = LocalStream(), LocalStream()
     runner: StageRunner[LocalStream] = StageRunner(
-        "llm", [("cloud", primary), ("local", local)],
-        breaker_config=BreakerConfig(failure_threshold=1, reset_timeout_s=3600), background_probes=False,
+        "llm",
+        [("cloud", primary), ("local", local)],
+        breaker_config=BreakerConfig(failure_threshold=1, reset_timeout_s=3600),
+        background_probes=False,
     )
     runner.breaker("cloud").record_failure(VoiceError("llm.cloud", ErrorCode.UNAVAILABLE, "down"))
     assert runner.breaker("cloud").state is BreakerState.OPEN
@@ -77,19 +78,27 @@ async def fallback_after_stall(first_output_s: float = 1.0, runs: int = 5) -> di
     times = []
     with FaultServer() as srv:
         for _ in range(runs):
-            cloud = reg.create("llm", "openai-compatible",
-                {"base_url": srv.base_url("stall"), "model": MODEL_ID})
-            backup = reg.create("llm", "openai-compatible",
-                {"base_url": srv.base_url("ok"), "model": MODEL_ID})
+            cloud = reg.create("llm", "openai-compatible", {"base_url": srv.base_url("stall"), "model": MODEL_ID})
+            backup = reg.create("llm", "openai-compatible", {"base_url": srv.base_url("ok"), "model": MODEL_ID})
             assert isinstance(cloud, LLMProvider) and isinstance(backup, LLMProvider)
             runner: StageRunner[LLMProvider] = StageRunner(
-                "llm", [("cloud", cloud), ("backup", backup)], retry=RetryPolicy(), background_probes=False,
+                "llm",
+                [("cloud", cloud), ("backup", backup)],
+                retry=RetryPolicy(),
+                background_probes=False,
             )
             t = time.perf_counter()
-            text = "".join([d async for d in runner.stream(
-                lambda p: p.chat([ChatMessage("user", "hi")]), first_output_timeout=first_output_s,
-                idle_timeout=5, deadline=Deadline(30),
-            )])
+            text = "".join(
+                [
+                    d
+                    async for d in runner.stream(
+                        lambda p: p.chat([ChatMessage("user", "hi")]),
+                        first_output_timeout=first_output_s,
+                        idle_timeout=5,
+                        deadline=Deadline(30),
+                    )
+                ]
+            )
             times.append(time.perf_counter() - t)
             assert text
             for p in (cloud, backup):

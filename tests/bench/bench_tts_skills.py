@@ -29,9 +29,16 @@ LONG = (
     "The weekend looks warmer, and Sunday should be the best day for a walk."
 )
 SKILL_QUESTIONS = [
-    "what time is it", "what's the date today", "what is 17 times 23", "what's 15% of 80",
-    "what is seventeen times twenty three", "repeat after me the quick brown fox", "what can you do",
-    "hello", "thank you", "tell me about the history of Rome",
+    "what time is it",
+    "what's the date today",
+    "what is 17 times 23",
+    "what's 15% of 80",
+    "what is seventeen times twenty three",
+    "repeat after me the quick brown fox",
+    "what can you do",
+    "hello",
+    "thank you",
+    "tell me about the history of Rome",
 ]
 
 

@@ -21,8 +21,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_espeak(), reason="es
 
 def voxdesk(*args: str, home: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "VOXDESK_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout
+    )
 
 
 def transcribe(path: Path) -> str:

@@ -19,8 +19,11 @@ import pytest
 from tests.support.speech import have_espeak, speak_to_wav, write_wav
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.audio, pytest.mark.slow,
-              pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed")]
+pytestmark = [
+    pytest.mark.audio,
+    pytest.mark.slow,
+    pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +41,32 @@ def test_spoken_question_on_the_mic_is_answered_on_the_speaker(
     env = {**os.environ, **pulse_env, "VOXDESK_HOME": str(voxdesk_home)}
     recording = tmp_path / "speaker.raw"
     with open(recording, "wb") as raw:
-        parec = subprocess.Popen(["parec", "--device=speaker.monitor", "--format=s16le", "--rate=16000",
-                                  "--channels=1", "--raw"], stdout=raw, env=env)
+        parec = subprocess.Popen(
+            ["parec", "--device=speaker.monitor", "--format=s16le", "--rate=16000", "--channels=1", "--raw"],
+            stdout=raw,
+            env=env,
+        )
         app = subprocess.Popen(
-            [sys.executable, "-m", "app", "converse", "--mic", "vox_mic", "--speaker", "vox_speaker",
-             "--turns", "1", "--timeout", "90", "--json"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "converse",
+                "--mic",
+                "vox_mic",
+                "--speaker",
+                "vox_speaker",
+                "--turns",
+                "1",
+                "--timeout",
+                "90",
+                "--json",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         lines: queue.Queue[str] = queue.Queue()
         assert app.stderr is not None

@@ -20,8 +20,9 @@ NO_VOICE = "tts.options.voice=/nonexistent/voice.onnx"
 
 
 def voxdesk(*args: str, home: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([VOXDESK, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "VOXDESK_HOME": str(home)})
+    return subprocess.run(
+        [VOXDESK, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, "VOXDESK_HOME": str(home)}
+    )
 
 
 # -- --output is checked before anything loads ---------------------------------------------
@@ -60,8 +61,9 @@ def test_output_into_a_read_only_folder_is_refused(tmp_path: Path, voxdesk_home:
     folder.mkdir()
     folder.chmod(0o500)
     try:
-        out = voxdesk("converse", "--text", "hi", "--output", str(folder / "r.wav"), "--set", NO_VOICE,
-                      home=voxdesk_home)
+        out = voxdesk(
+            "converse", "--text", "hi", "--output", str(folder / "r.wav"), "--set", NO_VOICE, home=voxdesk_home
+        )
     finally:
         folder.chmod(0o700)
     assert out.returncode == 2, out
@@ -126,4 +128,5 @@ def test_no_telemetry_shutdown_warning(voxdesk_home: Path, collector: bool) -> N
     assert "opentelemetry" not in out.stderr.lower(), out.stderr
     assert time.monotonic() - t0 < 20
     assert sqlite3.connect(voxdesk_home / "data" / "history.sqlite3").execute(
-        "SELECT COUNT(*) FROM turns").fetchone() == (1,)
+        "SELECT COUNT(*) FROM turns"
+    ).fetchone() == (1,)

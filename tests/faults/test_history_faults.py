@@ -39,8 +39,11 @@ class SmallDisk:
     def __init__(self, root: Path, size_kb: int) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k,mode=0755", "tmpfs", str(root)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k,mode=0755", "tmpfs", str(root)],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             pytest.skip(f"cannot mount a small tmpfs here ({proc.stderr.strip() or proc.returncode})")
         self._filler = root / f"filler-{uuid.uuid4().hex}"
@@ -83,12 +86,19 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[..., SmallDisk]]:
         d.unmount()
 
 
-def voxdesk(home: Path, *args: str, env: dict[str, str] | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def voxdesk(
+    home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
     full_env.pop("VOXDESK_HOME", None)
-    return subprocess.run([str(VOXDESK), "--home", str(home), *args], capture_output=True, text=True,
-                          env=full_env, cwd=REPO, timeout=timeout)
+    return subprocess.run(
+        [str(VOXDESK), "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=REPO,
+        timeout=timeout,
+    )
 
 
 def stored_turns(db: Path) -> list[tuple[str, str, str]]:
@@ -126,15 +136,24 @@ def test_a_full_disk_mid_conversation_loses_nothing_and_says_so_once(small_disk:
     # The conversation goes on with its context: the unsaved turns are what the LLM sees.
     msgs = h.recent_messages(10, budget_chars=10**7)
     assert [m.content for m in msgs if m.role == "user"] == [
-        "before the disk filled", "question 0 while full", "question 1 while full", "question 2 while full"]
+        "before the disk filled",
+        "question 0 while full",
+        "question 1 while full",
+        "question 2 while full",
+    ]
     disk.free()
     tid = h.begin_turn("after space came back")  # the next write flushes everything
     h.finish_turn(tid, "all saved")
     assert len(told) == 2 and "saved again" in told[1], told
     h.close()
     rows = stored_turns(db)
-    assert [r[0] for r in rows] == ["before the disk filled", "question 0 while full",
-                                    "question 1 while full", "question 2 while full", "after space came back"]
+    assert [r[0] for r in rows] == [
+        "before the disk filled",
+        "question 0 while full",
+        "question 1 while full",
+        "question 2 while full",
+        "after space came back",
+    ]
     assert [r[1] for r in rows[1:4]] == replies  # every word of every reply
     assert {r[2] for r in rows} == {"complete"}
 
@@ -173,8 +192,7 @@ def test_a_read_only_database_mid_run_keeps_turns_and_recovers() -> None:
     assert len(told) == 2
 
 
-def test_a_read_only_home_at_start_still_runs_and_saves_once_writable(
-        small_disk: Callable[..., SmallDisk]) -> None:
+def test_a_read_only_home_at_start_still_runs_and_saves_once_writable(small_disk: Callable[..., SmallDisk]) -> None:
     disk = small_disk()
     db = disk.root / "data" / "history.sqlite3"
     disk.read_only()  # not even the data folder can be created
@@ -194,7 +212,8 @@ def test_a_read_only_home_at_start_still_runs_and_saves_once_writable(
 
 
 def test_turns_still_unsaved_at_exit_are_kept_and_added_next_time(
-        small_disk: Callable[..., SmallDisk], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    small_disk: Callable[..., SmallDisk], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     disk = small_disk()
     db = disk.root / "history.sqlite3"
     spare = tmp_path / "spare-tmp"
@@ -218,7 +237,8 @@ def test_turns_still_unsaved_at_exit_are_kept_and_added_next_time(
 
 
 def test_turns_cut_off_by_the_end_of_a_full_disk_run_keep_what_was_spoken(
-        small_disk: Callable[..., SmallDisk], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    small_disk: Callable[..., SmallDisk], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     disk = small_disk()
     db = disk.root / "history.sqlite3"
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
@@ -264,8 +284,7 @@ def test_memory_for_unsaved_turns_is_bounded() -> None:
     assert dropped > 0 and f"{dropped} of the turns" in told[-1] and "dropped" in told[-1], told
 
 
-async def test_a_turn_gets_its_reply_when_history_cannot_be_written(
-        small_disk: Callable[..., SmallDisk]) -> None:
+async def test_a_turn_gets_its_reply_when_history_cannot_be_written(small_disk: Callable[..., SmallDisk]) -> None:
     """The real session on a full disk: the reply still comes, no task dies unobserved."""
     import asyncio
 
@@ -296,7 +315,9 @@ async def test_a_turn_gets_its_reply_when_history_cannot_be_written(
     assert [(e.reply_text, e.error) for e in done] == [("2 plus 2 is 4.", None), ("3 plus 3 is 6.", None)]
     assert unhandled == []
     assert [r[:2] for r in stored_turns(paths.history_db)] == [
-        ("what is 2 plus 2", "2 plus 2 is 4."), ("what is 3 plus 3", "3 plus 3 is 6.")]
+        ("what is 2 plus 2", "2 plus 2 is 4."),
+        ("what is 3 plus 3", "3 plus 3 is 6."),
+    ]
 
 
 # ---------------------------------------------------------------- the command line
@@ -318,7 +339,8 @@ def test_cli_a_damaged_history_is_kept_aside_and_the_user_told_where(tmp_path: P
 
 
 def test_cli_a_damaged_history_on_a_read_only_disk_is_left_alone_and_explained(
-        small_disk: Callable[..., SmallDisk]) -> None:
+    small_disk: Callable[..., SmallDisk],
+) -> None:
     disk = small_disk()
     home = disk.root
     (home / "data").mkdir()
@@ -348,8 +370,7 @@ def test_cli_history_list_reads_a_read_only_home(small_disk: Callable[..., Small
     assert "what is the capital of france" in out.stdout
 
 
-def test_cli_a_full_disk_does_not_stop_a_conversation(small_disk: Callable[..., SmallDisk],
-                                                      tmp_path: Path) -> None:
+def test_cli_a_full_disk_does_not_stop_a_conversation(small_disk: Callable[..., SmallDisk], tmp_path: Path) -> None:
     disk = small_disk()
     home = disk.root
     for d in ("config", "data", "cache"):
@@ -357,8 +378,16 @@ def test_cli_a_full_disk_does_not_stop_a_conversation(small_disk: Callable[..., 
     disk.fill()
     spare = tmp_path / "spare-tmp"
     spare.mkdir()
-    out = voxdesk(home, "converse", "--text", "what is 2 plus 2", "--text", "what is 3 plus 3", "--json",
-                  env={"TMPDIR": str(spare)})
+    out = voxdesk(
+        home,
+        "converse",
+        "--text",
+        "what is 2 plus 2",
+        "--text",
+        "what is 3 plus 3",
+        "--json",
+        env={"TMPDIR": str(spare)},
+    )
     assert out.returncode == 0, out.stderr
     replies = [t["reply"] for t in json.loads(out.stdout)["turns"]]
     assert replies == ["2 plus 2 is 4.", "3 plus 3 is 6."]

@@ -95,8 +95,12 @@ def test_sox_24_bit_files_use_the_extensible_header(tmp_path: Path) -> None:
 def test_a_wav_sox_streamed_to_a_pipe_is_read_to_its_end(tmp_path: Path) -> None:
     # Written to a pipe, sox cannot go back to fix the sizes: the header claims ~2 GB.
     raw = (np.sin(2 * np.pi * 300 * np.arange(16_000) / 16_000) * 12_000).astype("<i2").tobytes()
-    out = subprocess.run(["sox", "-t", "raw", "-r", "16000", "-e", "signed", "-b", "16", "-c", "1", "-",
-                          "-t", "wav", "-"], input=raw, check=True, capture_output=True).stdout
+    out = subprocess.run(
+        ["sox", "-t", "raw", "-r", "16000", "-e", "signed", "-b", "16", "-c", "1", "-", "-t", "wav", "-"],
+        input=raw,
+        check=True,
+        capture_output=True,
+    ).stdout
     path = tmp_path / "piped.wav"
     path.write_bytes(out)
     assert struct.unpack("<I", out[40:44])[0] > len(out)
@@ -121,8 +125,9 @@ def test_list_fact_and_odd_sized_chunks_are_skipped(tmp_path: Path) -> None:
     path = synth(tmp_path / "phone.wav", "-b", "16", rate=16_000)
     expected, _ = read_wav(path)
     info = chunk(b"LIST", b"INFO" + chunk(b"INAM", b"Voice memo 3\0") + chunk(b"ISFT", b"Recorder\0"))
-    _insert_chunks(path, [info, chunk(b"fact", struct.pack("<I", 8000)), chunk(b"junk", b"odd")],
-                   after_data=chunk(b"id3 ", b"tag"))
+    _insert_chunks(
+        path, [info, chunk(b"fact", struct.pack("<I", 8000)), chunk(b"junk", b"odd")], after_data=chunk(b"id3 ", b"tag")
+    )
     samples, rate = read_wav(path)
     assert rate == 16_000
     np.testing.assert_array_equal(samples, expected)
@@ -159,7 +164,7 @@ def test_resampling_reads_in_blocks_and_matches_one_shot(tmp_path: Path) -> None
 
 def _patch(path: Path, offset: int, fmt: str, value: int) -> Path:
     data = bytearray(path.read_bytes())
-    data[offset:offset + struct.calcsize(fmt)] = struct.pack(fmt, value)
+    data[offset : offset + struct.calcsize(fmt)] = struct.pack(fmt, value)
     path.write_bytes(bytes(data))
     return path
 
@@ -242,9 +247,7 @@ def voxdesk(*args: str, home: Path, timeout: float = 120) -> tuple[subprocess.Co
 
 
 @pytest.mark.parametrize("case", list(REFUSALS))
-def test_converse_refuses_a_bad_input_with_one_line_and_exit_2(
-    tmp_path: Path, voxdesk_home: Path, case: str
-) -> None:
+def test_converse_refuses_a_bad_input_with_one_line_and_exit_2(tmp_path: Path, voxdesk_home: Path, case: str) -> None:
     build, words = REFUSALS[case]
     path = build(tmp_path / "question.wav")
     proc, elapsed = voxdesk("converse", "--input", str(path), home=voxdesk_home, timeout=60)

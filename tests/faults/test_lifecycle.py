@@ -301,7 +301,10 @@ async def test_llama_close_during_model_load_stops_the_worker_at_once() -> None:
 def test_ctrl_c_ends_a_multi_turn_converse_within_one_second(voxdesk_home: Path) -> None:
     proc = subprocess.Popen(
         [VOXDESK, "converse", "--text", LONG, "--text", "what time is it", "--text", "hello"],
-        env=_env(voxdesk_home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_env(voxdesk_home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         # Wait until the first reply is being spoken (a sentence is checkpointed in the history).
@@ -335,7 +338,10 @@ def test_timeout_ends_the_whole_run_with_exit_1(voxdesk_home: Path) -> None:
     t0 = time.monotonic()
     out = subprocess.run(
         [VOXDESK, "converse", "--timeout", "3", "--json", "--text", LONG, "--text", "what time is it"],
-        env=_env(voxdesk_home), capture_output=True, text=True, timeout=60,
+        env=_env(voxdesk_home),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     took = time.monotonic() - t0
     assert out.returncode == 1, (out.returncode, out.stderr)
@@ -356,7 +362,10 @@ def test_twenty_turns_cut_mid_reply_all_exit_cleanly(tmp_path: Path) -> None:
         home = tmp_path / f"run{i}"
         out = subprocess.run(
             [VOXDESK, "converse", "--timeout", "3", "--json", "--text", LONG],
-            env=_env(home), capture_output=True, text=True, timeout=60,
+            env=_env(home),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         try:
             cut = json.loads(out.stdout)["turns"][0]["interrupted"]

@@ -68,8 +68,11 @@ def _settings() -> Settings:
 
 def _run(texts: list[str], output: Path | None) -> list[TurnFinished]:
     _LongVoice.rss = []
-    return asyncio.run(run_files(_settings(), resolve_paths().ensure(), inputs=[], texts=texts,
-                                 output=output, realtime=False, timeout=600))
+    return asyncio.run(
+        run_files(
+            _settings(), resolve_paths().ensure(), inputs=[], texts=texts, output=output, realtime=False, timeout=600
+        )
+    )
 
 
 def test_reply_audio_is_not_kept_without_output() -> None:
@@ -77,8 +80,10 @@ def test_reply_audio_is_not_kept_without_output() -> None:
     rss = _LongVoice.rss
     assert len(turns) == TURNS and all(t.error is None for t in turns), [t.error for t in turns][:3]
     growth = rss[-1] - rss[WARM_UP - 1]
-    print(f"RSS after turn {WARM_UP}: {rss[WARM_UP - 1]:.1f} MB, after turn {TURNS}: "
-          f"{rss[-1]:.1f} MB (+{growth:.1f} MB over {TURNS - WARM_UP} turns)")
+    print(
+        f"RSS after turn {WARM_UP}: {rss[WARM_UP - 1]:.1f} MB, after turn {TURNS}: "
+        f"{rss[-1]:.1f} MB (+{growth:.1f} MB over {TURNS - WARM_UP} turns)"
+    )
     assert growth <= BOUND_MB, f"RSS grew {growth:.1f} MB over {TURNS - WARM_UP} turns"
 
 

@@ -34,6 +34,7 @@ from providers.llm.llama_cpp import GEMMA_FILE, GEMMA_SHA256
 VOXDESK = str(Path(sys.executable).with_name("voxdesk"))
 ROOT = Path(__file__).resolve().parents[2]
 
+
 def declare_models(*specs: ModelSpec) -> Callable[[], None]:
     """Register a provider that declares `specs` (as a plug-in would); returns the undo."""
     from pydantic import BaseModel
@@ -42,9 +43,18 @@ def declare_models(*specs: ModelSpec) -> Callable[[], None]:
 
     reg = get_registry()
     name = f"test-models-{specs[0].id}"
-    reg.add(ProviderSpec(specs[0].kind, name, lambda cfg: None, BaseModel, ProviderInfo("test"),  # type: ignore[arg-type,return-value]
-                         models=specs))
+    reg.add(
+        ProviderSpec(
+            specs[0].kind,
+            name,
+            lambda cfg: None,
+            BaseModel,
+            ProviderInfo("test"),  # type: ignore[arg-type,return-value]
+            models=specs,
+        )
+    )
     return lambda: reg.unregister(specs[0].kind, name)
+
 
 GEMMA = "gemma3-270m-q4_k_m"
 EXIT_MISSING = 3
@@ -53,10 +63,16 @@ PAYLOAD = random.Random(11).randbytes(300_000)
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
-def voxdesk(*args: str, home: Path, env: dict[str, str] | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([VOXDESK, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {}), "VOXDESK_HOME": str(home)})
+def voxdesk(
+    *args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [VOXDESK, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {}), "VOXDESK_HOME": str(home)},
+    )
 
 
 def sha256(path: Path) -> str:
@@ -157,9 +173,14 @@ def file_server() -> Iterator[ThreadingHTTPServer]:
 @pytest.fixture
 def served_model(file_server: ThreadingHTTPServer) -> Iterator[ModelSpec]:
     url = f"http://127.0.0.1:{file_server.server_address[1]}/voice.onnx"
-    spec = ModelSpec(id="test-served", kind="tts", description="from 127.0.0.1",
-                     files=(ModelFile("voice.onnx", url, sha256=PAYLOAD_SHA, size=len(PAYLOAD)),),
-                     licence="test", main="voice.onnx")
+    spec = ModelSpec(
+        id="test-served",
+        kind="tts",
+        description="from 127.0.0.1",
+        files=(ModelFile("voice.onnx", url, sha256=PAYLOAD_SHA, size=len(PAYLOAD)),),
+        licence="test",
+        main="voice.onnx",
+    )
     undo = declare_models(spec)
     yield spec
     undo()
@@ -230,8 +251,11 @@ def test_verify_checks_whisper_and_piper_paths_from_settings(
     (whisper / "config.json").write_text("{}")  # model.bin missing
     voice = tmp_path / "voice.onnx"
     voice.write_bytes(b"\x08\x07" + bytes(1000))  # no voice.onnx.json beside it
-    save_settings(paths, stt=StageSettings(provider="faster-whisper", options={"model": str(whisper)}),
-                  tts=StageSettings(provider="piper", options={"voice": str(voice)}))
+    save_settings(
+        paths,
+        stt=StageSettings(provider="faster-whisper", options={"model": str(whisper)}),
+        tts=StageSettings(provider="piper", options={"voice": str(voice)}),
+    )
     proc = voxdesk("models", "verify", home=voxdesk_home)
     assert proc.returncode == EXIT_MISSING, proc.stdout + proc.stderr
     stt = next(ln for ln in proc.stdout.splitlines() if "stt.options.model" in ln)
@@ -254,8 +278,15 @@ def test_verify_of_an_id_checks_the_file_settings_use_for_it(
 def test_verify_sees_a_model_path_given_with_set(tmp_path: Path, voxdesk_home: Path) -> None:
     mine = tmp_path / "other.gguf"
     mine.write_bytes(b"not a model")
-    proc = voxdesk("models", "verify", "--set", "llm.provider=llama-cpp",
-                   "--set", f"llm.options.model_path={mine}", home=voxdesk_home)
+    proc = voxdesk(
+        "models",
+        "verify",
+        "--set",
+        "llm.provider=llama-cpp",
+        "--set",
+        f"llm.options.model_path={mine}",
+        home=voxdesk_home,
+    )
     assert proc.returncode == EXIT_MISSING and str(mine) in proc.stdout
 
 
@@ -271,8 +302,9 @@ def test_verify_of_a_model_that_is_not_installed_exits_3(voxdesk_home: Path) -> 
 @pytest.fixture
 def audio_env() -> dict[str, str]:
     """Real (virtual) audio devices, so the doctor's only findings are the model's."""
-    out = subprocess.run(["bash", str(ROOT / "tests/audio_env.sh"), "start"], capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run(
+        ["bash", str(ROOT / "tests/audio_env.sh"), "start"], capture_output=True, text=True, timeout=30
+    )
     if out.returncode != 0:
         pytest.skip(f"PulseAudio could not start: {out.stderr.strip()}")
     return dict(line.removeprefix("export ").split("=", 1) for line in out.stdout.splitlines() if "=" in line)
@@ -294,8 +326,15 @@ def test_doctor_exits_3_for_a_damaged_configured_model(
 def test_self_test_exits_3_when_only_a_model_is_broken(tmp_path: Path, voxdesk_home: Path) -> None:
     mine = tmp_path / "model.gguf"
     mine.write_bytes(b"GGUF")
-    proc = voxdesk("--set", "llm.provider=llama-cpp", "--set", f"llm.options.model_path={mine}", "--self-test",
-                   home=voxdesk_home, env={"QT_QPA_PLATFORM": "offscreen", "VOXDESK_SELF_TEST_REQUIRE_MODELS": "1"})
+    proc = voxdesk(
+        "--set",
+        "llm.provider=llama-cpp",
+        "--set",
+        f"llm.options.model_path={mine}",
+        "--self-test",
+        home=voxdesk_home,
+        env={"QT_QPA_PLATFORM": "offscreen", "VOXDESK_SELF_TEST_REQUIRE_MODELS": "1"},
+    )
     assert proc.returncode == EXIT_MISSING, proc.stdout
     assert any(ln.startswith("missing model llm/llama-cpp") for ln in proc.stdout.splitlines()), proc.stdout
 
@@ -303,8 +342,16 @@ def test_self_test_exits_3_when_only_a_model_is_broken(tmp_path: Path, voxdesk_h
 def test_converse_exits_3_for_a_damaged_model(paths: AppPaths, tmp_path: Path, voxdesk_home: Path) -> None:
     mine = tmp_path / "model.gguf"
     mine.write_bytes(b"not a model at all")
-    proc = voxdesk("converse", "--text", "tell me about the history of Rome", "--json",
-                   "--set", "llm.provider=llama-cpp", "--set", f"llm.options.model_path={mine}",
-                   home=voxdesk_home)
+    proc = voxdesk(
+        "converse",
+        "--text",
+        "tell me about the history of Rome",
+        "--json",
+        "--set",
+        "llm.provider=llama-cpp",
+        "--set",
+        f"llm.options.model_path={mine}",
+        home=voxdesk_home,
+    )
     assert proc.returncode == EXIT_MISSING, proc.stderr
     assert json.loads(proc.stdout)["turns"][0]["error"]

@@ -36,7 +36,7 @@ VOXDESK = str(Path(sys.executable).with_name("voxdesk"))
 
 # -- no internet, whatever the code under test does ----------------------------------------
 
-_GUARD = '''
+_GUARD = """
 import errno, ipaddress, socket
 
 def _loopback_only(address):
@@ -59,7 +59,7 @@ def connect(self, address):
 def connect_ex(self, address):
     _loopback_only(address)
     return _connect_ex(self, address)
-'''
+"""
 _INSTALL = "\nsocket.socket.connect, socket.socket.connect_ex = connect, connect_ex\n"
 
 
@@ -90,35 +90,35 @@ def test_the_guard_itself_refuses_a_public_address() -> None:
 
 #: Every one of these reaches a public address (mostly 8.8.8.8), or is not a host at all.
 PUBLIC_OR_INVALID = [
-    "134744072",            # decimal integer: 8.8.8.8
-    "0x08080808",           # hex integer
+    "134744072",  # decimal integer: 8.8.8.8
+    "0x08080808",  # hex integer
     "0X8080808",
-    "8.8.2056",             # three parts: the last fills two bytes
-    "8.526344",             # two parts
-    "0x8.0x8.0x8.0x8",      # hex parts
-    "010.010.010.010",      # octal parts: 8.8.8.8
-    "0x8.010.2056",         # mixed
-    "0127.0.0.1",           # octal 0127 = 87: looks like loopback, is 87.0.0.1
-    "8.8.8.8.",             # trailing dot
-    "8\u30028\u30028\u30028",   # ideographic full stops, mapped to dots by IDNA
+    "8.8.2056",  # three parts: the last fills two bytes
+    "8.526344",  # two parts
+    "0x8.0x8.0x8.0x8",  # hex parts
+    "010.010.010.010",  # octal parts: 8.8.8.8
+    "0x8.010.2056",  # mixed
+    "0127.0.0.1",  # octal 0127 = 87: looks like loopback, is 87.0.0.1
+    "8.8.8.8.",  # trailing dot
+    "8\u30028\u30028\u30028",  # ideographic full stops, mapped to dots by IDNA
     "\uff18.\uff18.\uff18.\uff18",  # fullwidth digits
-    "4294967296",           # beyond 32 bits: not an address, not a name
-    "08",                   # not octal, not a name
+    "4294967296",  # beyond 32 bits: not an address, not a name
+    "08",  # not octal, not a name
     "0x",
     "1.2.3.4.5",
-    "lan-box.1",            # numeric last label: never a name
-    "%31%32%37.0.0.1",      # percent-encoded
-    "[::ffff:8.8.8.8]",     # IPv4-mapped
+    "lan-box.1",  # numeric last label: never a name
+    "%31%32%37.0.0.1",  # percent-encoded
+    "[::ffff:8.8.8.8]",  # IPv4-mapped
     "[::ffff:808:808]",
     "[::ffff:8.8.8.8%25eth0]",
     "[0:0:0:0:0:ffff:0808:0808]",
-    "[64:ff9b::808:808]",   # NAT64
-    "[2002:808:808::1]",    # 6to4
+    "[64:ff9b::808:808]",  # NAT64
+    "[2002:808:808::1]",  # 6to4
     "[2001:0:4136:e378:8000:63bf:3fff:fdd2]",  # Teredo
-    "[::8.8.8.8]",          # IPv4-compatible (deprecated)
+    "[::8.8.8.8]",  # IPv4-compatible (deprecated)
     "[2606:4700:4700::1111]",
-    "[fec0::1]",            # site-local: deprecated, not guaranteed local
-    "[::ffff:134744072]",   # not an IPv6 address
+    "[fec0::1]",  # site-local: deprecated, not guaranteed local
+    "[::ffff:134744072]",  # not an IPv6 address
     "example.com",
     "api.openai.com",
 ]
@@ -127,11 +127,11 @@ PUBLIC_OR_INVALID = [
 LOCAL = [
     "127.0.0.1",
     "127.1",
-    "2130706433",           # 127.0.0.1 as one integer
+    "2130706433",  # 127.0.0.1 as one integer
     "0x7f000001",
     "0x7f.1",
-    "0177.0.0.1",           # octal 0177 = 127
-    "10.0.0.010",           # 10.0.0.8
+    "0177.0.0.1",  # octal 0177 = 127
+    "10.0.0.010",  # 10.0.0.8
     "192.168.1.20",
     "192.168.0x1.20",
     "172.16.0.5",
@@ -147,7 +147,7 @@ LOCAL = [
     "nas.local",
     "printer.lan",
     "box.home.arpa",
-    "gpu-server",           # single-label LAN name
+    "gpu-server",  # single-label LAN name
     "ollama",
     "my_box",
 ]
@@ -214,8 +214,9 @@ class _Redirector(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-@pytest.mark.parametrize("target", ["http://134744072/v1/models", "http://0x08080808/v1/models",
-                                    "http://[::ffff:8.8.8.8]/v1/models"])
+@pytest.mark.parametrize(
+    "target", ["http://134744072/v1/models", "http://0x08080808/v1/models", "http://[::ffff:8.8.8.8]/v1/models"]
+)
 async def test_a_redirect_to_a_numeric_public_host_is_not_followed(target: str) -> None:
     handler = type("Handler", (_Redirector,), {"target": target})
     srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -224,8 +225,9 @@ async def test_a_redirect_to_a_numeric_public_host_is_not_followed(target: str) 
     client = make_client(timeout_s=5)
     try:
         with pytest.raises(VoiceError) as info:
-            await client.get(f"http://127.0.0.1:{srv.server_address[1]}/v1/models",
-                             headers={"Authorization": "Bearer sk-test"})
+            await client.get(
+                f"http://127.0.0.1:{srv.server_address[1]}/v1/models", headers={"Authorization": "Bearer sk-test"}
+            )
         assert info.value.code is ErrorCode.INVALID_CONFIG
         assert "refusing plain http" in info.value.message
     finally:
@@ -238,9 +240,20 @@ async def test_a_redirect_to_a_numeric_public_host_is_not_followed(target: str) 
 @pytest.mark.parametrize("host", ["134744072", "0x08080808"])
 def test_converse_refuses_the_issue_hosts_with_exit_2(tmp_path: Path, voxdesk_home: Path, host: str) -> None:
     proc = subprocess.run(
-        [VOXDESK, "converse", "--text", "tell me about the history of Rome",
-         "--set", "llm.provider=openai-compatible", "--set", f"llm.options.base_url=http://{host}/v1"],
-        capture_output=True, text=True, env=guarded_env(tmp_path, voxdesk_home), timeout=120,
+        [
+            VOXDESK,
+            "converse",
+            "--text",
+            "tell me about the history of Rome",
+            "--set",
+            "llm.provider=openai-compatible",
+            "--set",
+            f"llm.options.base_url=http://{host}/v1",
+        ],
+        capture_output=True,
+        text=True,
+        env=guarded_env(tmp_path, voxdesk_home),
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     assert "unencrypted" in proc.stderr and "Traceback" not in proc.stderr
@@ -252,8 +265,12 @@ FIRST, SECOND = "The Roman Republic", " began in 509 BC."
 
 
 def _event(content: str, finish: str | None = None) -> bytes:
-    body = {"id": "x", "object": "chat.completion.chunk", "model": "m",
-            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]}
+    body = {
+        "id": "x",
+        "object": "chat.completion.chunk",
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}],
+    }
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
@@ -314,8 +331,9 @@ def chat_server() -> Iterator[str]:
 
 
 def remote_llm(base: str, mode: str) -> LLMProvider:
-    provider = get_registry().create("llm", "openai-compatible",
-                                     {"base_url": f"{base}/{mode}/v1", "model": "m", "timeout_s": 10})
+    provider = get_registry().create(
+        "llm", "openai-compatible", {"base_url": f"{base}/{mode}/v1", "model": "m", "timeout_s": 10}
+    )
     assert isinstance(provider, LLMProvider)
     return provider
 
@@ -355,10 +373,23 @@ def test_a_cut_stream_is_not_stored_as_a_complete_turn(
     tmp_path: Path, voxdesk_home: Path, chat_server: str, mode: str
 ) -> None:
     proc = subprocess.run(
-        [VOXDESK, "converse", "--text", "tell me about the history of Rome", "--json",
-         "--set", "llm.provider=openai-compatible", "--set", f"llm.options.base_url={chat_server}/{mode}/v1",
-         "--set", "llm.options.model=m"],
-        capture_output=True, text=True, env=guarded_env(tmp_path, voxdesk_home), timeout=180,
+        [
+            VOXDESK,
+            "converse",
+            "--text",
+            "tell me about the history of Rome",
+            "--json",
+            "--set",
+            "llm.provider=openai-compatible",
+            "--set",
+            f"llm.options.base_url={chat_server}/{mode}/v1",
+            "--set",
+            "llm.options.model=m",
+        ],
+        capture_output=True,
+        text=True,
+        env=guarded_env(tmp_path, voxdesk_home),
+        timeout=180,
     )
     turn = json.loads(proc.stdout)["turns"][0]
     assert proc.returncode != 0, proc.stderr
@@ -370,13 +401,24 @@ def test_a_cut_stream_is_not_stored_as_a_complete_turn(
     assert FIRST in reply  # what was said is kept
 
 
-
 def test_a_cut_stream_is_stored_as_interrupted(tmp_path: Path, voxdesk_home: Path, chat_server: str) -> None:
     subprocess.run(
-        [VOXDESK, "converse", "--text", "tell me about the history of Rome",
-         "--set", "llm.provider=openai-compatible",
-         "--set", f"llm.options.base_url={chat_server}/close-no-done/v1", "--set", "llm.options.model=m"],
-        capture_output=True, text=True, env=guarded_env(tmp_path, voxdesk_home), timeout=180,
+        [
+            VOXDESK,
+            "converse",
+            "--text",
+            "tell me about the history of Rome",
+            "--set",
+            "llm.provider=openai-compatible",
+            "--set",
+            f"llm.options.base_url={chat_server}/close-no-done/v1",
+            "--set",
+            "llm.options.model=m",
+        ],
+        capture_output=True,
+        text=True,
+        env=guarded_env(tmp_path, voxdesk_home),
+        timeout=180,
     )
     db = next(voxdesk_home.rglob("history.sqlite3"))
     with contextlib.closing(sqlite3.connect(db)) as conn:

@@ -35,8 +35,12 @@ def stderr_lines(text: str) -> list[str]:
 def test_deeply_nested_settings_never_stop_start_up(tmp_path: Path, depth: int) -> None:
     home = make_home(tmp_path / "home")
     settings_file = home / "config" / "settings.json"
-    text = ('{"conversation": {"language": "de"}, "llm": {"provider": "skills", "options": {"x": '
-            + "[" * depth + "]" * depth + "}}}")
+    text = (
+        '{"conversation": {"language": "de"}, "llm": {"provider": "skills", "options": {"x": '
+        + "[" * depth
+        + "]" * depth
+        + "}}}"
+    )
     settings_file.write_text(text)
     out = voxdesk(home, "history", "list")
     assert out.returncode == 0, out.stderr
@@ -53,8 +57,10 @@ def test_deeply_nested_settings_never_stop_start_up(tmp_path: Path, depth: int) 
 
 
 def test_a_too_deep_value_is_dropped_alone(tmp_path: Path) -> None:
-    raw = {"conversation": {"language": "de"},
-           "llm": {"provider": "skills", "options": {"ok": 1, "x": json.loads("[" * 300 + "]" * 300)}}}
+    raw = {
+        "conversation": {"language": "de"},
+        "llm": {"provider": "skills", "options": {"ok": 1, "x": json.loads("[" * 300 + "]" * 300)}},
+    }
     (tmp_path / "settings.json").write_text(json.dumps(raw))
     result = SettingsStore(tmp_path).load()
     assert result.settings.conversation.language == "de"  # the rest of the file still applies
@@ -75,7 +81,8 @@ def test_a_deeply_nested_set_value_is_bad_usage(tmp_path: Path) -> None:
 
 
 def test_a_damaged_file_on_a_read_only_disk_is_left_alone_and_start_up_continues(
-        small_disk: Callable[..., SmallDisk]) -> None:
+    small_disk: Callable[..., SmallDisk],
+) -> None:
     disk = small_disk()
     home = make_home(disk.root)
     settings_file = home / "config" / "settings.json"
@@ -90,8 +97,7 @@ def test_a_damaged_file_on_a_read_only_disk_is_left_alone_and_start_up_continues
     assert out.stdout == "No conversations yet.\n"
 
 
-def test_saving_after_a_damaged_file_was_left_in_place_keeps_it(
-                                                                 small_disk: Callable[..., SmallDisk]) -> None:
+def test_saving_after_a_damaged_file_was_left_in_place_keeps_it(small_disk: Callable[..., SmallDisk]) -> None:
     disk = small_disk()
     settings_file = disk.root / "settings.json"
     settings_file.write_bytes(b"{not json")
@@ -108,8 +114,7 @@ def test_saving_after_a_damaged_file_was_left_in_place_keeps_it(
     assert SettingsStore(disk.root).load().settings.conversation.language == "fr"
 
 
-def test_save_on_a_read_only_disk_is_a_voice_error_saying_what_to_do(
-        small_disk: Callable[..., SmallDisk]) -> None:
+def test_save_on_a_read_only_disk_is_a_voice_error_saying_what_to_do(small_disk: Callable[..., SmallDisk]) -> None:
     disk = small_disk()
     store = SettingsStore(disk.root / "config")
     store.save(Settings())
@@ -144,12 +149,15 @@ def test_save_on_a_full_disk_is_a_voice_error_and_leaves_no_debris(small_disk: C
 # ---------------------------------------------------------------- unknown keys
 
 
-@pytest.mark.parametrize("item,expect", [
-    ("nosuch.key=1", "unknown setting nosuch.key"),
-    ("conversation.hands_fre=false", "did you mean conversation.hands_free"),
-    ("telemetri.enabled=false", "did you mean telemetry.enabled"),
-    ("llm.provder=skills", "did you mean llm.provider"),
-])
+@pytest.mark.parametrize(
+    "item,expect",
+    [
+        ("nosuch.key=1", "unknown setting nosuch.key"),
+        ("conversation.hands_fre=false", "did you mean conversation.hands_free"),
+        ("telemetri.enabled=false", "did you mean telemetry.enabled"),
+        ("llm.provder=skills", "did you mean llm.provider"),
+    ],
+)
 def test_set_with_an_unknown_key_is_bad_usage_with_a_suggestion(tmp_path: Path, item: str, expect: str) -> None:
     home = make_home(tmp_path / "home")
     out = voxdesk(home, "--set", item, "history", "list")
@@ -160,8 +168,17 @@ def test_set_with_an_unknown_key_is_bad_usage_with_a_suggestion(tmp_path: Path, 
 
 def test_set_still_takes_provider_options_and_known_keys(tmp_path: Path) -> None:
     home = make_home(tmp_path / "home")
-    out = voxdesk(home, "--set", "llm.options.temperature=0.2", "--set", "conversation.language=de",
-                  "--set", "llm.fallback_options.openai-compatible.model=x", "history", "list")
+    out = voxdesk(
+        home,
+        "--set",
+        "llm.options.temperature=0.2",
+        "--set",
+        "conversation.language=de",
+        "--set",
+        "llm.fallback_options.openai-compatible.model=x",
+        "history",
+        "list",
+    )
     assert out.returncode == 0, out.stderr
     assert out.stderr == ""
 
@@ -169,8 +186,11 @@ def test_set_still_takes_provider_options_and_known_keys(tmp_path: Path) -> None
 def test_unknown_keys_in_the_file_are_kept_and_told_once(tmp_path: Path) -> None:
     home = make_home(tmp_path / "home")
     settings_file = home / "config" / "settings.json"
-    raw = {"conversation": {"hands_fre": False, "language": "de"}, "telemetri": {"enabled": False},
-           "llm": {"provider": "skills", "options": {"anything": 1}}}
+    raw = {
+        "conversation": {"hands_fre": False, "language": "de"},
+        "telemetri": {"enabled": False},
+        "llm": {"provider": "skills", "options": {"anything": 1}},
+    }
     settings_file.write_text(json.dumps(raw))
     out = voxdesk(home, "history", "list")
     assert out.returncode == 0, out.stderr

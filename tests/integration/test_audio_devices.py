@@ -38,8 +38,7 @@ pytestmark = pytest.mark.audio
 def pulse() -> Iterator[dict[str, str]]:
     """Start (or reuse) the private PulseAudio and point this process's PortAudio at it."""
     try:
-        out = subprocess.run([str(ROOT / "tests/audio_env.sh"), "start"], capture_output=True,
-                             text=True, timeout=30)
+        out = subprocess.run([str(ROOT / "tests/audio_env.sh"), "start"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         pytest.skip(f"PulseAudio could not start: {exc}")
     if out.returncode != 0:
@@ -75,7 +74,7 @@ def best_correlation(reference: np.ndarray, recorded: np.ndarray) -> float:
     size = 1 << (n - 1).bit_length()
     xc = np.fft.irfft(np.fft.rfft(recorded, size) * np.conj(np.fft.rfft(reference, size)), size)
     xc = xc[: len(recorded) - len(reference) + 1]
-    energy = np.convolve(recorded ** 2, np.ones(len(reference)), "valid")
+    energy = np.convolve(recorded**2, np.ones(len(reference)), "valid")
     score = xc / (np.sqrt(np.maximum(energy, 1e-12)) * np.linalg.norm(reference))
     return float(np.max(score))
 
@@ -84,8 +83,8 @@ def share_of_segments_found(reference: np.ndarray, recorded: np.ndarray, seg_s: 
     """Share of the reference's voiced 0.25 s pieces found almost intact in `recorded`.
     Tolerates a scheduling glitch on a loaded machine that would sink a whole-file match."""
     n = int(seg_s * SAMPLE_RATE)
-    pieces = [reference[i:i + n] for i in range(0, len(reference) - n + 1, n)]
-    voiced = [p for p in pieces if np.sqrt(np.mean(p ** 2)) > 0.02]
+    pieces = [reference[i : i + n] for i in range(0, len(reference) - n + 1, n)]
+    voiced = [p for p in pieces if np.sqrt(np.mean(p**2)) > 0.02]
     found = [best_correlation(p, recorded) > 0.8 for p in voiced]
     return sum(found) / max(1, len(found))
 
@@ -197,8 +196,17 @@ class Parec:
 
     def __init__(self, source: str) -> None:
         self.proc = subprocess.Popen(
-            ["parec", f"--device={source}", "--format=s16le", "--rate=16000", "--channels=1",
-             "--raw", "--latency-msec=20"], stdout=subprocess.PIPE)
+            [
+                "parec",
+                f"--device={source}",
+                "--format=s16le",
+                "--rate=16000",
+                "--channels=1",
+                "--raw",
+                "--latency-msec=20",
+            ],
+            stdout=subprocess.PIPE,
+        )
         self.data = bytearray()
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -272,8 +280,9 @@ async def test_speaker_recovers_after_its_sink_is_removed(pulse: dict[str, str])
     errors: list[VoiceError] = []
     sink = DeviceAudioSink("vox_speaker", on_error=errors.append)
     await sink.start()
-    module = next(line.split()[0] for line in pactl("list", "short", "modules").splitlines()
-                  if "sink_name=speaker" in line)
+    module = next(
+        line.split()[0] for line in pactl("list", "short", "modules").splitlines() if "sink_name=speaker" in line
+    )
     try:
         async with Recorder("default") as fallback:  # the default sink's monitor
             sink.play(AudioChunk(tone(440, 8.0, 22_050), 22_050))

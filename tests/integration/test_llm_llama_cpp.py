@@ -222,12 +222,12 @@ async def test_trimming_keeps_system_prompt_and_newest_turns_within_budget(llm: 
     fitted = await llm.fit_messages([system, *history])
     kept = fitted.messages[1:]
     assert fitted.messages[0] == system
-    assert kept == history[-len(kept):], "kept turns must be the newest, unchanged"
+    assert kept == history[-len(kept) :], "kept turns must be the newest, unchanged"
     assert kept[0].role == "user"
     assert fitted.prompt_tokens <= BUDGET
     assert fitted.dropped_messages == len(history) - len(kept)
     # Not trimmed more than needed: one more exchange would not have fitted.
-    assert await llm.count_tokens([system, *history[-(len(kept) + 2):]]) > BUDGET
+    assert await llm.count_tokens([system, *history[-(len(kept) + 2) :]]) > BUDGET
 
     deltas, _ = await _reply(llm, [system, *history])
     stats = _stats(llm)

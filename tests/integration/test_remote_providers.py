@@ -70,15 +70,19 @@ class Turn:
         self.fallback = llm(server.base_url("ok"))
         self.observer = RecordingObserver()
         self.runner: StageRunner[LLMProvider] = StageRunner(
-            "llm", [("cloud", self.primary), ("backup", self.fallback)],
+            "llm",
+            [("cloud", self.primary), ("backup", self.fallback)],
             retry=RetryPolicy(max_attempts=2, base_delay_s=0.05, max_retry_after_s=2.0),
             breaker_config=BreakerConfig(failure_threshold=threshold, reset_timeout_s=60),
-            observer=self.observer, background_probes=False,
+            observer=self.observer,
+            background_probes=False,
         )
 
     def stream(self) -> AsyncIterator[str]:
         return self.runner.stream(
-            lambda p: p.chat(QUESTION), first_output_timeout=FIRST_OUTPUT_S, idle_timeout=FIRST_OUTPUT_S,
+            lambda p: p.chat(QUESTION),
+            first_output_timeout=FIRST_OUTPUT_S,
+            idle_timeout=FIRST_OUTPUT_S,
             deadline=Deadline(TURN_S),
         )
 
@@ -173,9 +177,7 @@ async def test_rate_limit_error_carries_retry_after(server: FaultServer) -> None
         await provider.aclose()
 
 
-async def test_transient_failure_is_retried_on_the_same_provider(
-    server: FaultServer, turn_factory: list[Turn]
-) -> None:
+async def test_transient_failure_is_retried_on_the_same_provider(server: FaultServer, turn_factory: list[Turn]) -> None:
     turn = Turn(server, "flaky-1")
     turn_factory.append(turn)
     assert await turn.text() == REPLY_TEXT
@@ -184,9 +186,7 @@ async def test_transient_failure_is_retried_on_the_same_provider(
     assert turn.observer.names() == ["retry"]
 
 
-async def test_open_breaker_fails_fast_on_the_next_turns(
-    server: FaultServer, turn_factory: list[Turn]
-) -> None:
+async def test_open_breaker_fails_fast_on_the_next_turns(server: FaultServer, turn_factory: list[Turn]) -> None:
     turn = Turn(server, "503", threshold=2)
     turn_factory.append(turn)
     await turn.text()
@@ -200,8 +200,9 @@ async def test_open_breaker_fails_fast_on_the_next_turns(
 # -- faults after output started: raised, never replayed ---------------------
 
 
-@pytest.mark.parametrize(("mode", "code"), [("drop", ErrorCode.UNAVAILABLE),
-                                            ("trickle-after-first", ErrorCode.TIMEOUT)])
+@pytest.mark.parametrize(
+    ("mode", "code"), [("drop", ErrorCode.UNAVAILABLE), ("trickle-after-first", ErrorCode.TIMEOUT)]
+)
 async def test_fault_after_output_is_not_retried_elsewhere(
     server: FaultServer, turn_factory: list[Turn], mode: str, code: ErrorCode
 ) -> None:
@@ -255,8 +256,9 @@ async def test_stt_uploads_wav_and_falls_back(server: FaultServer) -> None:
         assert req.wav_rate == 16000 and req.wav_samples == 16000
         assert b'name="model"' in req.body and b"whisper-1" in req.body
         assert req.headers["content-type"].startswith("multipart/form-data")
-        runner = StageRunner("stt", [("cloud", broken), ("backup", ok)],
-                             retry=RetryPolicy(max_attempts=1), background_probes=False)
+        runner = StageRunner(
+            "stt", [("cloud", broken), ("backup", ok)], retry=RetryPolicy(max_attempts=1), background_probes=False
+        )
         text = await runner.call(lambda p: p.transcribe(audio), timeout=2.0)  # type: ignore[attr-defined]
         assert text == TRANSCRIPT_TEXT
         assert runner.snapshot()["cloud"].last_error_code is ErrorCode.UNAVAILABLE
@@ -300,8 +302,9 @@ async def test_tts_first_chunk_arrives_before_the_whole_body(server: FaultServer
 
 async def test_tts_wav_stream_and_broken_streams(server: FaultServer) -> None:
     reg = get_registry()
-    wav = reg.create("tts", "openai-compatible", {"base_url": server.base_url("wav"),
-                                                  "response_format": "wav", "sample_rate": 16000})
+    wav = reg.create(
+        "tts", "openai-compatible", {"base_url": server.base_url("wav"), "response_format": "wav", "sample_rate": 16000}
+    )
     drop = reg.create("tts", "openai-compatible", {"base_url": server.base_url("drop")})
     bad = reg.create("tts", "openai-compatible", {"base_url": server.base_url("malformed")})
     try:
@@ -343,8 +346,12 @@ def test_unsafe_configs_are_refused(opts: dict[str, object], needle: str) -> Non
 
 def test_plain_http_is_fine_on_the_lan_and_bare_hosts_get_v1() -> None:
     reg = get_registry()
-    for url in ("http://192.168.1.20:11434", "http://localhost:1234/v1", "http://gpu-box:8000/v1",
-                "https://api.openai.com/v1"):
+    for url in (
+        "http://192.168.1.20:11434",
+        "http://localhost:1234/v1",
+        "http://gpu-box:8000/v1",
+        "https://api.openai.com/v1",
+    ):
         cfg = reg.validate("llm", "openai-compatible", {"base_url": url})
         assert cfg.base_url.endswith("/v1")  # type: ignore[attr-defined]
 
@@ -353,9 +360,11 @@ async def test_health_reports_down_for_refused_key_and_dead_server(server: Fault
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead_port = s.getsockname()[1]
-    for url, status in [(server.base_url("401"), HealthStatus.DOWN),
-                        (f"http://127.0.0.1:{dead_port}/v1", HealthStatus.DOWN),
-                        (server.base_url("404"), HealthStatus.DEGRADED)]:
+    for url, status in [
+        (server.base_url("401"), HealthStatus.DOWN),
+        (f"http://127.0.0.1:{dead_port}/v1", HealthStatus.DOWN),
+        (server.base_url("404"), HealthStatus.DEGRADED),
+    ]:
         provider = llm(url)
         try:
             health = await provider.health()
@@ -417,9 +426,26 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", "1024", "--n_threads", "2", "--interrupt_requests", "False"],
-            stdout=log_file, stderr=subprocess.STDOUT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(model),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "1024",
+                "--n_threads",
+                "2",
+                "--interrupt_requests",
+                "False",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     base = f"http://127.0.0.1:{port}/v1"
     try:
@@ -450,7 +476,8 @@ async def real_llm(llama_server: str, monkeypatch: pytest.MonkeyPatch) -> AsyncI
     monkeypatch.delenv(secrets.env_var_name("llm", "openai-compatible"), raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     provider = get_registry().create(
-        "llm", "openai-compatible",
+        "llm",
+        "openai-compatible",
         {"base_url": llama_server, "model": "", "max_tokens": 24, "temperature": 0.0, "timeout_s": 120},
     )
     assert isinstance(provider, LLMProvider)
@@ -474,7 +501,8 @@ async def test_llama_server_streams_and_lists_its_model(real_llm: LLMProvider) -
 @pytest.mark.slow
 async def test_llama_server_stops_generating_when_cancelled(llama_server: str, real_llm: LLMProvider) -> None:
     long = get_registry().create(
-        "llm", "openai-compatible",
+        "llm",
+        "openai-compatible",
         {"base_url": llama_server, "max_tokens": 2000, "temperature": 0.8, "timeout_s": 120},
     )
     assert isinstance(long, LLMProvider)

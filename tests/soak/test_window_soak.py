@@ -39,17 +39,22 @@ QUESTIONS = [
     "what is twelve plus thirty",
 ]
 
-pytestmark = [pytest.mark.audio, pytest.mark.slow, pytest.mark.soak,
-              pytest.mark.timeout(SOAK_S + 300),
-              pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed")]
+pytestmark = [
+    pytest.mark.audio,
+    pytest.mark.slow,
+    pytest.mark.soak,
+    pytest.mark.timeout(SOAK_S + 300),
+    pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed"),
+]
 
 
 def test_hands_free_window_survives_a_long_session_and_quits_cleanly_mid_reply(
     tmp_path: Path, voxdesk_home: Path
 ) -> None:
     wavs = [speak_to_wav(q, tmp_path / f"q{i}.wav", lead_s=0.2, tail_s=1.0) for i, q in enumerate(QUESTIONS)]
-    story = speak_to_wav("tell me a long story about a lighthouse keeper", tmp_path / "long.wav",
-                         lead_s=0.2, tail_s=1.0)
+    story = speak_to_wav(
+        "tell me a long story about a lighthouse keeper", tmp_path / "long.wav", lead_s=0.2, tail_s=1.0
+    )
     app = WindowApp(tmp_path / "app", voxdesk_home)
     rss: list[tuple[float, float]] = []  # (seconds since the first question, MB)
     try:
@@ -99,14 +104,18 @@ def test_hands_free_window_survives_a_long_session_and_quits_cleanly_mid_reply(
     gaps = sorted(float(r["worst_gap_ms"]) for r in soak_rows)
     worst_gap = gaps[-1]
     within = sum(g <= GUI_STALL_MS for g in gaps) / len(gaps)
-    print(f"soak {SOAK_S:.0f} s: {asked} questions, {len(answered)} answered; RSS {max(warm):.0f} → "
-          f"{statistics.median(late):.0f} MB (growth {growth:+.1f} MB, peak {max(mb for _, mb in rss):.0f} MB); "
-          f"worst GUI stall {worst_gap:.0f} ms, {within:.1%} of 2 s windows ≤ {GUI_STALL_MS:.0f} ms; "
-          f"longest GC pause {max(float(r.get('worst_gc_ms', 0)) for r in soak_rows):.1f} ms; "
-          f"quit mid-reply in {quit_s:.2f} s")
+    print(
+        f"soak {SOAK_S:.0f} s: {asked} questions, {len(answered)} answered; RSS {max(warm):.0f} → "
+        f"{statistics.median(late):.0f} MB (growth {growth:+.1f} MB, peak {max(mb for _, mb in rss):.0f} MB); "
+        f"worst GUI stall {worst_gap:.0f} ms, {within:.1%} of 2 s windows ≤ {GUI_STALL_MS:.0f} ms; "
+        f"longest GC pause {max(float(r.get('worst_gc_ms', 0)) for r in soak_rows):.1f} ms; "
+        f"quit mid-reply in {quit_s:.2f} s"
+    )
     print("RSS every 30 s:", [f"{at:.0f}s {mb:.0f}" for at, mb in rss[::15]])
-    print("stalls over 40 ms:", [(r["t"], r["worst_gap_ms"], r["state"]) for r in soak_rows
-                                 if float(r["worst_gap_ms"]) > 40])
+    print(
+        "stalls over 40 ms:",
+        [(r["t"], r["worst_gap_ms"], r["state"]) for r in soak_rows if float(r["worst_gap_ms"]) > 40],
+    )
     assert growth <= RSS_GROWTH_MB, f"memory grew {growth:.0f} MB after warm-up"
     assert within >= GUI_STALL_SHARE, f"only {within:.1%} of windows kept the GUI under {GUI_STALL_MS:.0f} ms"
     assert worst_gap <= GUI_STALL_MAX_MS, f"the GUI thread stalled {worst_gap:.0f} ms"

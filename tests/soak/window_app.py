@@ -22,8 +22,9 @@ FATAL = ("Fatal Python error", "terminate called", "Traceback", "Segmentation fa
 
 
 def pulse_env() -> dict[str, str]:
-    out = subprocess.run(["bash", str(ROOT / "tests/audio_env.sh"), "start"], capture_output=True, text=True,
-                         timeout=30)
+    out = subprocess.run(
+        ["bash", str(ROOT / "tests/audio_env.sh"), "start"], capture_output=True, text=True, timeout=30
+    )
     if out.returncode != 0:
         pytest.skip(f"PulseAudio could not start: {out.stderr.strip()}")
     return dict(line.removeprefix("export ").split("=", 1) for line in out.stdout.splitlines() if "=" in line)
@@ -34,13 +35,32 @@ class WindowApp:
         workdir.mkdir(parents=True, exist_ok=True)
         self.watch = workdir / "watch.jsonl"
         self.stderr_path = workdir / "stderr.txt"
-        self.env = {**os.environ, **pulse_env(), "VOXDESK_HOME": str(home), "QT_QPA_PLATFORM": "offscreen",
-                    "VOXDESK_GUI_WATCH": str(self.watch)}
+        self.env = {
+            **os.environ,
+            **pulse_env(),
+            "VOXDESK_HOME": str(home),
+            "QT_QPA_PLATFORM": "offscreen",
+            "VOXDESK_GUI_WATCH": str(self.watch),
+        }
         self._stderr = self.stderr_path.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "--set", "conversation.hands_free=true",
-             "--set", "audio.input_device=vox_mic", "--set", "audio.output_device=vox_speaker", *extra_args],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=self._stderr)
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "--set",
+                "conversation.hands_free=true",
+                "--set",
+                "audio.input_device=vox_mic",
+                "--set",
+                "audio.output_device=vox_speaker",
+                *extra_args,
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+        )
 
     @property
     def stderr(self) -> str:

@@ -262,8 +262,12 @@ class FakeSTT(STTProvider):
             raise
         call.done_at = self.clock()
         if self.cfg.fail_all or i in self.cfg.fail_calls:
-            raise _fail(f"stt.{self.registered_as}", self.cfg.error_code,
-                        f"scripted STT failure on call {i}", self.cfg.error_kind)
+            raise _fail(
+                f"stt.{self.registered_as}",
+                self.cfg.error_code,
+                f"scripted STT failure on call {i}",
+                self.cfg.error_kind,
+            )
         if self.cfg.texts:
             return self.cfg.texts[min(i, len(self.cfg.texts) - 1)]
         return self.cfg.text
@@ -336,8 +340,9 @@ class FakeLLM(LLMProvider):
         return self.cfg.fail != "none" and (self.cfg.fail_calls is None or i in self.cfg.fail_calls)
 
     def _error(self, i: int) -> Exception:
-        return _fail(f"llm.{self.registered_as}", self.cfg.error_code,
-                     f"scripted LLM failure on call {i}", self.cfg.error_kind)
+        return _fail(
+            f"llm.{self.registered_as}", self.cfg.error_code, f"scripted LLM failure on call {i}", self.cfg.error_kind
+        )
 
     async def chat(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
         i = len(self.calls)
@@ -352,8 +357,11 @@ class FakeLLM(LLMProvider):
                 await asyncio.Event().wait()
             if fails and self.cfg.fail == "empty":
                 reply = []
-            first = self.cfg.first_delays[min(i, len(self.cfg.first_delays) - 1)] if self.cfg.first_delays \
+            first = (
+                self.cfg.first_delays[min(i, len(self.cfg.first_delays) - 1)]
+                if self.cfg.first_delays
                 else self.cfg.first_delay_s
+            )
             for k, delta in enumerate(reply):
                 await self.clock.sleep(first if k == 0 else self.cfg.delay_s)
                 if fails and self.cfg.fail == "after_first" and k == 1:
@@ -423,8 +431,9 @@ class ToneTTS(TTSProvider):
         self.calls.append(call)
         fails = self.cfg.fail != "none" and (self.cfg.fail_calls is None or i in self.cfg.fail_calls)
         if fails and self.cfg.fail == "raise":
-            raise VoiceError(f"tts.{self.registered_as}", ErrorCode(self.cfg.error_code),
-                             f"scripted TTS failure on call {i}")
+            raise VoiceError(
+                f"tts.{self.registered_as}", ErrorCode(self.cfg.error_code), f"scripted TTS failure on call {i}"
+            )
         if fails and self.cfg.fail == "hang":
             await asyncio.Event().wait()
         await self.clock.sleep(self.cfg.first_delay_s)
@@ -490,6 +499,7 @@ FAKE_NAMES = ("fake", "backup")
 def register_fakes(registry: Registry, clock: FakeClock, *, replace: bool = False) -> Registry:
     """Register a fake VAD, STT, LLM and TTS as "fake" and "backup" (same classes, own configs)."""
     for name in FAKE_NAMES:
+
         def vad(cfg: Any) -> Provider:
             return ScriptedVAD(cast(VADConfig, cfg), clock)
 
@@ -502,14 +512,38 @@ def register_fakes(registry: Registry, clock: FakeClock, *, replace: bool = Fals
         def tts(cfg: Any, _name: str = name) -> Provider:
             return ToneTTS(cast(TTSConfig, cfg), clock, _name)
 
-        registry.register("vad", name, vad, config_model=VADConfig, replace=replace,
-                          info=ProviderInfo("Scripted VAD", "test double: scripted probabilities"))
-        registry.register("stt", name, stt, config_model=STTConfig, replace=replace,
-                          info=ProviderInfo("Fake STT", "test double: fixed text", streaming=True))
-        registry.register("llm", name, llm, config_model=LLMConfig, replace=replace,
-                          info=ProviderInfo("Fake LLM", "test double: scripted deltas", streaming=True))
-        registry.register("tts", name, tts, config_model=TTSConfig, replace=replace,
-                          info=ProviderInfo("Tone TTS", "test double: short tones", streaming=True))
+        registry.register(
+            "vad",
+            name,
+            vad,
+            config_model=VADConfig,
+            replace=replace,
+            info=ProviderInfo("Scripted VAD", "test double: scripted probabilities"),
+        )
+        registry.register(
+            "stt",
+            name,
+            stt,
+            config_model=STTConfig,
+            replace=replace,
+            info=ProviderInfo("Fake STT", "test double: fixed text", streaming=True),
+        )
+        registry.register(
+            "llm",
+            name,
+            llm,
+            config_model=LLMConfig,
+            replace=replace,
+            info=ProviderInfo("Fake LLM", "test double: scripted deltas", streaming=True),
+        )
+        registry.register(
+            "tts",
+            name,
+            tts,
+            config_model=TTSConfig,
+            replace=replace,
+            info=ProviderInfo("Tone TTS", "test double: short tones", streaming=True),
+        )
     return registry
 
 
@@ -730,8 +764,13 @@ def label(event: Event) -> str | None:
     if isinstance(event, ErrorRaised):
         return f"error:{event.stage}"
     names: dict[type, str] = {
-        SpeechStarted: "speech_started", PartialTranscript: "partial", SpeechEnded: "speech_ended",
-        FinalTranscript: "final", ReplyDelta: "delta", TurnFinished: "turn_finished", Notice: "notice",
+        SpeechStarted: "speech_started",
+        PartialTranscript: "partial",
+        SpeechEnded: "speech_ended",
+        FinalTranscript: "final",
+        ReplyDelta: "delta",
+        TurnFinished: "turn_finished",
+        Notice: "notice",
         ProviderSwitched: "switched",
     }
     if isinstance(event, AudioLevel):
@@ -844,13 +883,23 @@ def fake_settings(
     options = {"vad": vad, "stt": stt, "llm": llm, "tts": tts}
     for kind, opts in options.items():
         backup = (backups or {}).get(kind)
-        setattr(s, kind, StageSettings(
-            provider="fake", options=dict(opts or {}),
-            fallbacks=["backup"] if backup is not None else [],
-            fallback_options={"backup": dict(backup)} if backup is not None else {},
-        ))
-    conv: dict[str, Any] = {"min_speech_ms": 96, "endpoint_silence_ms": 320, "skills_first": False,
-                            "first_output_deadline_s": 2.0, **conversation}
+        setattr(
+            s,
+            kind,
+            StageSettings(
+                provider="fake",
+                options=dict(opts or {}),
+                fallbacks=["backup"] if backup is not None else [],
+                fallback_options={"backup": dict(backup)} if backup is not None else {},
+            ),
+        )
+    conv: dict[str, Any] = {
+        "min_speech_ms": 96,
+        "endpoint_silence_ms": 320,
+        "skills_first": False,
+        "first_output_deadline_s": 2.0,
+        **conversation,
+    }
     for key, value in conv.items():
         setattr(s.conversation, key, value)
     return s
@@ -950,13 +999,25 @@ async def fake_session(  # noqa: PLR0913 - keyword-only knobs of the test harnes
     registry = register_fakes(Registry(discover=False), clock)
     if skills is not None:
         table = dict(skills)
-        registry.register("llm", "skills", lambda _cfg: FakeSkills(table), config_model=_Config,
-                          info=ProviderInfo("Fake skills", "test double: quick answers"))
+        registry.register(
+            "llm",
+            "skills",
+            lambda _cfg: FakeSkills(table),
+            config_model=_Config,
+            info=ProviderInfo("Fake skills", "test double: quick answers"),
+        )
     out = sink if isinstance(sink, MemorySink) else (MemorySink(clock) if sink else None)
     if isinstance(sink, MemorySink):
         sink.clock = clock
-    session = Session(settings or fake_settings(**options), resolve_paths().ensure(), registry=registry,
-                      sink=out, clock=clock, sleep=clock.sleep, options=session_options)
+    session = Session(
+        settings or fake_settings(**options),
+        resolve_paths().ensure(),
+        registry=registry,
+        sink=out,
+        clock=clock,
+        sleep=clock.sleep,
+        options=session_options,
+    )
     if listener is not None:  # before the log's own: it must not keep events from later listeners
         session.add_listener(listener)
     log = EventLog(session, clock)

@@ -249,8 +249,16 @@ class _Exchange:
         await self.writer.drain()
 
     async def head(self, status: int, ctype: str, *, length: int | None = None, extra: str = "") -> None:
-        reason = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 422: "Unprocessable",
-                  429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+        reason = {
+            200: "OK",
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not Found",
+            422: "Unprocessable",
+            429: "Too Many Requests",
+            500: "Internal Server Error",
+            503: "Service Unavailable",
+        }
         framing = f"Content-Length: {length}\r\n" if length is not None else "Transfer-Encoding: chunked\r\n"
         await self._write(
             f"HTTP/1.1 {status} {reason.get(status, 'X')}\r\nContent-Type: {ctype}\r\n{framing}{extra}"
@@ -334,8 +342,12 @@ class _Exchange:
         words = REPLY_TEXT.split(" ")
         for i, word in enumerate(words):
             delta = word if i == 0 else " " + word
-            event = {"id": "x", "object": "chat.completion.chunk", "model": MODEL_ID,
-                     "choices": [{"index": 0, "delta": {"content": delta}, "finish_reason": None}]}
+            event = {
+                "id": "x",
+                "object": "chat.completion.chunk",
+                "model": MODEL_ID,
+                "choices": [{"index": 0, "delta": {"content": delta}, "finish_reason": None}],
+            }
             await self.chunk(b"data: " + json.dumps(event).encode() + b"\n\n")
             if i == 0:
                 if mode == "drop":

@@ -26,17 +26,18 @@ def speak(text: str, rate: int = SAMPLE_RATE, *, words_per_minute: int = 150) ->
         out = Path(tmp) / "out.wav"
         subprocess.run(
             ["espeak-ng", "-v", "en-us", "-s", str(words_per_minute), "-w", str(raw), text],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         subprocess.run(
             ["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(out)],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         return read_wav(out)[0]
 
 
-def speak_to_wav(text: str, path: Path, rate: int = SAMPLE_RATE, *, lead_s: float = 0.3,
-                 tail_s: float = 0.8) -> Path:
+def speak_to_wav(text: str, path: Path, rate: int = SAMPLE_RATE, *, lead_s: float = 0.3, tail_s: float = 0.8) -> Path:
     """Speech padded with silence, as a microphone would hear a question."""
     speech = speak(text, rate)
     pad = lambda s: np.zeros(int(s * rate), np.float32)  # noqa: E731

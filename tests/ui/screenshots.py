@@ -47,6 +47,7 @@ def main() -> int:
         await window.start_session(session)
         await session.ready.wait()
         from app.engine import events as ev
+
         await session.send_text("what is 1250 divided by 5")
         # Spoken questions next, so the latency panel shows real voice-to-voice turns.
         sink = WavFileSink(None)

@@ -40,16 +40,12 @@ def model_server(tmp_path: Path) -> Iterator[tuple[str, bytes]]:
     thread.join(5)
 
 
-def test_download_shows_progress_and_lands_the_file(
-    qtbot: Any, run: Any, model_server: Any, tmp_path: Path
-) -> None:
+def test_download_shows_progress_and_lands_the_file(qtbot: Any, run: Any, model_server: Any, tmp_path: Path) -> None:
     url, payload = model_server
     dest = tmp_path / "models" / "voice.onnx"
 
     def fetch(progress: ProgressFn, cancel: threading.Event) -> Path:
-        return models.download(
-            url, dest, hashlib.sha256(payload).hexdigest(), progress=progress, cancel=cancel
-        ).path
+        return models.download(url, dest, hashlib.sha256(payload).hexdigest(), progress=progress, cancel=cancel).path
 
     dialog = FirstRunDialog("The voice model is not installed", "Download it now?", fetch)
     qtbot.addWidget(dialog)

@@ -15,8 +15,13 @@ pytestmark = pytest.mark.skipif(sys.version_info >= (3, 12), reason="True is imm
 
 
 def _python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_ten_thousand_emits_from_a_worker_thread_keep_the_count_of_true() -> None:

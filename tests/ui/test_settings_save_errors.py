@@ -30,7 +30,8 @@ def _dialog_with_store(store: SettingsStore) -> SettingsDialog:
 
 
 def test_a_save_on_a_read_only_disk_is_shown_and_the_dialog_stays_open(
-        qtbot: Any, run: Any, small_disk: Callable[..., SmallDisk]) -> None:
+    qtbot: Any, run: Any, small_disk: Callable[..., SmallDisk]
+) -> None:
     disk = small_disk()
     config: Path = disk.root / "config"
     store = SettingsStore(config)

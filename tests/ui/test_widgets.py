@@ -107,9 +107,7 @@ def test_settings_dialog_lists_every_registered_provider(qtbot: Any) -> None:
     assert "offline" in llm.badges.text()
 
 
-def test_settings_dialog_apply_refuses_invalid_values_without_calling_the_engine(
-    qtbot: Any, run: Any
-) -> None:
+def test_settings_dialog_apply_refuses_invalid_values_without_calling_the_engine(qtbot: Any, run: Any) -> None:
     calls: list[Settings] = []
 
     async def apply(new: Settings) -> list[ProviderSwitched]:

@@ -77,9 +77,7 @@ def test_typed_question_streams_a_reply_and_the_window_closes_cleanly(qtbot: Any
     took = _close(window, run)
     assert took < 2.0, f"quit took {took:.2f}s"
     assert session.state == ev.State.IDLE
-    leaked = [
-        t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive() and not t.daemon
-    ]
+    leaked = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive() and not t.daemon]
     assert leaked == [], f"threads left running: {leaked}"
 
 
@@ -168,6 +166,7 @@ def test_gui_thread_never_stalls_over_50ms_during_a_spoken_turn(qtbot: Any, run:
     session.add_listener(lambda e: seen.append((time.perf_counter(), type(e).__name__)))
     session.add_listener(lambda e: finished.append(e) if isinstance(e, ev.TurnFinished) else None)
     try:
+
         async def turn() -> None:
             source = ScriptedSource([Piece(speak("what is seventeen times twenty three"))])
             await session.set_audio(source, WavFileSink(None, realtime=True))
@@ -184,12 +183,16 @@ def test_gui_thread_never_stalls_over_50ms_during_a_spoken_turn(qtbot: Any, run:
         assert window.view.messages()[-1].text == turn_.reply_text
         v2v = turn_.voice_to_voice_s
         assert v2v is not None
-        run(wait_until(lambda: f"{v2v * 1000:.0f}" in window.latency.total_label.text(), 5,
-                       "the latency panel to show this turn's voice-to-voice"))
+        run(
+            wait_until(
+                lambda: f"{v2v * 1000:.0f}" in window.latency.total_label.text(),
+                5,
+                "the latency panel to show this turn's voice-to-voice",
+            )
+        )
         at = meter.worst_at
         before = [n for t, n in seen if t <= at][-3:]
         print(f"spoken turn: worst GUI gap {meter.worst * 1000:.0f} ms, after {before}")
         assert meter.worst < 0.050, f"GUI thread blocked for {meter.worst * 1000:.0f} ms, after {before}"
     finally:
         _close(window, run)
-

@@ -49,7 +49,7 @@ async def test_source_resamples_any_wav_to_16k_frames(tmp_path: Path) -> None:
     audio = np.concatenate([f for _, f in frames])
     assert len(frames) == -(-int(1.5 * SAMPLE_RATE) // FRAME_SAMPLES)
     assert abs(dominant_hz(audio[:SAMPLE_RATE], SAMPLE_RATE) - 440) < 5
-    assert np.max(np.abs(audio[-int(0.4 * SAMPLE_RATE):])) < 1e-3  # the silence tail is silent
+    assert np.max(np.abs(audio[-int(0.4 * SAMPLE_RATE) :])) < 1e-3  # the silence tail is silent
     times = [t for t, _ in frames]
     assert times == sorted(times)
 

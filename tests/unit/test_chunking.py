@@ -160,8 +160,7 @@ CASES: list[tuple[str, str, list[str]]] = [
         "this text has no punctuation at all and it just keeps going on and on without any break "
         "whatsoever so the chunker must cut it somewhere",
         [
-            "this text has no punctuation at all and it just keeps going on and on without any break "
-            "whatsoever",
+            "this text has no punctuation at all and it just keeps going on and on without any break whatsoever",
             "so the chunker must cut it somewhere",
         ],
     ),

@@ -73,9 +73,7 @@ def test_a_begun_turn_is_committed_before_it_finishes(hist: History, db_path: Pa
     hist.begin_turn("are you there")
     other = sqlite3.connect(db_path)  # another connection sees it: it is committed
     try:
-        assert other.execute("SELECT user_text, status FROM turns").fetchall() == [
-            ("are you there", "in_progress")
-        ]
+        assert other.execute("SELECT user_text, status FROM turns").fetchall() == [("are you there", "in_progress")]
     finally:
         other.close()
 
@@ -142,12 +140,8 @@ def test_delete_conversation(hist: History) -> None:
 
 
 def test_export_json_round_trip(hist: History, tmp_path: Path) -> None:
-    add_turn(
-        hist, "what's 2+2?", "4.", timings={"llm": 1.5}, providers={"llm": "skills"}, voice_to_voice_ms=500.0
-    )
-    add_turn(
-        hist, 'say something "odd"\nwith a newline & ünïcödé', "Sure — *markdown* `code`", interrupted=True
-    )
+    add_turn(hist, "what's 2+2?", "4.", timings={"llm": 1.5}, providers={"llm": "skills"}, voice_to_voice_ms=500.0)
+    add_turn(hist, 'say something "odd"\nwith a newline & ünïcödé', "Sure — *markdown* `code`", interrupted=True)
     cid = hist.current_conversation
     assert cid is not None
     exported = hist.export(cid, "json")

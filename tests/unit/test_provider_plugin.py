@@ -123,8 +123,11 @@ def plugin_path(tmp_path: Path) -> Iterator[Path]:
     site = tmp_path / "site"
     site.mkdir()
     url = f"http://127.0.0.1:{srv.server_address[1]}/replies.json"
-    source = (PLUGIN.replace("@URL@", url).replace("@SHA256@", hashlib.sha256(REPLIES).hexdigest())
-              .replace("@SIZE@", str(len(REPLIES))))
+    source = (
+        PLUGIN.replace("@URL@", url)
+        .replace("@SHA256@", hashlib.sha256(REPLIES).hexdigest())
+        .replace("@SIZE@", str(len(REPLIES)))
+    )
     (site / "voxdesk_canned.py").write_text(source)
     dist = site / "voxdesk_canned-1.0.dist-info"
     dist.mkdir()
@@ -139,10 +142,14 @@ def plugin_path(tmp_path: Path) -> Iterator[Path]:
 
 
 def voxdesk(*args: str, site: Path, home: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "VOXDESK_HOME": str(home), "HF_HUB_OFFLINE": "1", "QT_QPA_PLATFORM": "offscreen",
-           "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
-    return subprocess.run([str(VOXDESK), *args], capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=home)
+    env = {
+        **os.environ,
+        "VOXDESK_HOME": str(home),
+        "HF_HUB_OFFLINE": "1",
+        "QT_QPA_PLATFORM": "offscreen",
+        "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]),
+    }
+    return subprocess.run([str(VOXDESK), *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=home)
 
 
 def test_app_does_not_know_the_example_provider() -> None:
@@ -187,7 +194,10 @@ def test_doctor_and_self_test_pick_up_a_plugin_provider(plugin_path: Path, voxde
 
     report = voxdesk("--self-test", site=plugin_path, home=voxdesk_home)
     lines = report.stdout.splitlines()
-    assert "ok canned-json: json {\"ok\": true}" in lines, report.stdout
-    loaded = next(x for x in lines if x.startswith(("ok model llm/canned:", "FAIL model llm/canned:",
-                                                     "missing model llm/canned:")))
+    assert 'ok canned-json: json {"ok": true}' in lines, report.stdout
+    loaded = next(
+        x
+        for x in lines
+        if x.startswith(("ok model llm/canned:", "FAIL model llm/canned:", "missing model llm/canned:"))
+    )
     assert loaded.startswith("ok model llm/canned: loaded"), loaded

@@ -153,7 +153,8 @@ def test_entry_point_plugin_is_discovered(tmp_path: Path) -> None:
     """A third-party package registering through the entry-point group is found like a built-in."""
     pkg = tmp_path / "voxdesk_testplugin"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text(textwrap.dedent("""
+    (pkg / "__init__.py").write_text(
+        textwrap.dedent("""
         from pydantic import BaseModel
         from app.plugin.registry import ProviderInfo, ProviderSpec
         from app.plugin.provider_api import VADProvider, Health, HealthStatus
@@ -168,7 +169,8 @@ def test_entry_point_plugin_is_discovered(tmp_path: Path) -> None:
             async def health(self): return Health(HealthStatus.OK)
 
         SPEC = ProviderSpec("vad", "always", Always, Cfg, ProviderInfo("Always speech"))
-    """))
+    """)
+    )
     dist = tmp_path / "voxdesk_testplugin-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: voxdesk-testplugin\nVersion: 1.0\n")
@@ -187,11 +189,14 @@ def test_entry_point_plugin_is_discovered(tmp_path: Path) -> None:
     assert out.stdout.strip() == "0.25"
 
 
-@pytest.mark.parametrize(("kind", "name", "target", "why"), [
-    ("llm", "broken", "no_such_module_xyz:SPEC", "no_such_module_xyz"),
-    # a real spec named "energy", listed under another name
-    ("vad", "quiet", "providers.vad.energy:SPEC", "registered no vad provider named 'quiet'"),
-])
+@pytest.mark.parametrize(
+    ("kind", "name", "target", "why"),
+    [
+        ("llm", "broken", "no_such_module_xyz:SPEC", "no_such_module_xyz"),
+        # a real spec named "energy", listed under another name
+        ("vad", "quiet", "providers.vad.energy:SPEC", "registered no vad provider named 'quiet'"),
+    ],
+)
 def test_broken_plugin_is_reported_not_fatal(kind: str, name: str, target: str, why: str) -> None:
     reg = Registry(discover=False)
     from importlib.metadata import EntryPoint
@@ -229,6 +234,7 @@ def test_concurrent_register_and_create_from_16_threads() -> None:
 
 def test_global_registry_built_once_under_contention() -> None:
     from app.plugin import registry as mod
+
     mod.reset_registry()
     seen: list[Registry] = []
     barrier = threading.Barrier(16)
@@ -271,4 +277,3 @@ def test_spec_schema_exposed() -> None:
 
 def test_every_kind_known() -> None:
     assert KINDS == ("vad", "stt", "llm", "tts")
-

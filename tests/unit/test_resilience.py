@@ -87,13 +87,22 @@ def unavailable(name: str = "p") -> VoiceError:
     return VoiceError(name, ErrorCode.UNAVAILABLE, "HTTP 503")
 
 
-def runner(*providers: Scripted, clock: FakeClock | None = None, threshold: int = 3,
-           attempts: int = 2, observer: RecordingObserver | None = None) -> StageRunner[Scripted]:
+def runner(
+    *providers: Scripted,
+    clock: FakeClock | None = None,
+    threshold: int = 3,
+    attempts: int = 2,
+    observer: RecordingObserver | None = None,
+) -> StageRunner[Scripted]:
     return StageRunner(
-        "llm", [(p.name, p) for p in providers],
+        "llm",
+        [(p.name, p) for p in providers],
         retry=RetryPolicy(max_attempts=attempts, base_delay_s=0.01, max_retry_after_s=2.0),
         breaker_config=BreakerConfig(failure_threshold=threshold, reset_timeout_s=10.0),
-        observer=observer, clock=clock or FakeClock(), sleep=no_sleep, rng=random.Random(1),
+        observer=observer,
+        clock=clock or FakeClock(),
+        sleep=no_sleep,
+        rng=random.Random(1),
         background_probes=False,
     )
 
@@ -107,10 +116,19 @@ async def collect(r: StageRunner[Scripted], **kw: float) -> list[str]:
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(401, ErrorCode.AUTH), (403, ErrorCode.AUTH), (400, ErrorCode.INVALID_CONFIG),
-     (404, ErrorCode.INVALID_CONFIG), (422, ErrorCode.INVALID_CONFIG), (429, ErrorCode.RATE_LIMIT),
-     (500, ErrorCode.UNAVAILABLE), (502, ErrorCode.UNAVAILABLE), (503, ErrorCode.UNAVAILABLE),
-     (504, ErrorCode.UNAVAILABLE), (408, ErrorCode.TIMEOUT)],
+    [
+        (401, ErrorCode.AUTH),
+        (403, ErrorCode.AUTH),
+        (400, ErrorCode.INVALID_CONFIG),
+        (404, ErrorCode.INVALID_CONFIG),
+        (422, ErrorCode.INVALID_CONFIG),
+        (429, ErrorCode.RATE_LIMIT),
+        (500, ErrorCode.UNAVAILABLE),
+        (502, ErrorCode.UNAVAILABLE),
+        (503, ErrorCode.UNAVAILABLE),
+        (504, ErrorCode.UNAVAILABLE),
+        (408, ErrorCode.TIMEOUT),
+    ],
 )
 def test_http_status_classification(status: int, code: ErrorCode) -> None:
     err = classify_status("llm.remote", status)
@@ -201,8 +219,13 @@ async def test_fallback_before_first_output() -> None:
     assert await collect(r) == ["Local answer."]
     assert primary.calls == 2  # one retry, then fall back
     assert obs.names() == ["retry", "fallback"]
-    assert obs.events[1][1] == {"stage": "llm", "from": "cloud", "to": "local", "code": "UNAVAILABLE",
-                                "reason": "failed"}
+    assert obs.events[1][1] == {
+        "stage": "llm",
+        "from": "cloud",
+        "to": "local",
+        "code": "UNAVAILABLE",
+        "reason": "failed",
+    }
     assert obs.errors == [("llm", "cloud", "UNAVAILABLE")] * 2
 
 
@@ -312,8 +335,7 @@ async def test_consumer_stopping_early_closes_the_provider_stream_at_once() -> N
 
 async def test_call_falls_back_for_single_result_stages() -> None:
     obs = RecordingObserver()
-    r = runner(Scripted("cloud", fail_before=[classify_status("stt.cloud", 404)]), Scripted("local"),
-               observer=obs)
+    r = runner(Scripted("cloud", fail_before=[classify_status("stt.cloud", 404)]), Scripted("local"), observer=obs)
     assert await r.call(lambda p: p.result(), timeout=1.0) == "Hello."
     assert obs.names() == ["fallback"]  # INVALID_CONFIG: no retry
 
@@ -329,9 +351,11 @@ async def test_background_probe_restores_a_recovered_provider() -> None:
                 restored.set()
 
     r: StageRunner[Scripted] = StageRunner(
-        "llm", [("cloud", primary), ("local", Scripted("local"))],
+        "llm",
+        [("cloud", primary), ("local", Scripted("local"))],
         retry=RetryPolicy(max_attempts=2, base_delay_s=0.001),
-        breaker_config=BreakerConfig(failure_threshold=2, reset_timeout_s=0.01), observer=Obs(),
+        breaker_config=BreakerConfig(failure_threshold=2, reset_timeout_s=0.01),
+        observer=Obs(),
     )
     try:
         await collect(r)

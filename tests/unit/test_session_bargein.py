@@ -13,21 +13,24 @@ from tests.support.fakes import WaitFor, fake_session, silence, speech
 pytestmark = pytest.mark.timeout(20)
 
 # Three sentences of 0.5 s each: the user talks over the first one.
-LONG_REPLY = {"replies": [["Hello there. ", "This is the second sentence. ", "And here is a third one."],
-                          ["Okay."]]}
+LONG_REPLY = {"replies": [["Hello there. ", "This is the second sentence. ", "And here is a third one."], ["Okay."]]}
 TONE = {"seconds": 0.5, "chunks": 5, "level": 0.05}
 FULL_DUPLEX: dict[str, Any] = {"half_duplex": False, "barge_in": True}
 
 
 def talk_over(h: Any, *, level: float = 0.5, tag: str = "over") -> list[Any]:
     """A question, then, once the reply is playing, more speech (loud, or at `level`)."""
-    return [speech(384), silence(384), WaitFor(lambda: h.session.state is State.SPEAKING),
-            speech(384, level=level, tag=tag), silence(480)]
+    return [
+        speech(384),
+        silence(384),
+        WaitFor(lambda: h.session.state is State.SPEAKING),
+        speech(384, level=level, tag=tag),
+        silence(480),
+    ]
 
 
 async def test_talking_over_the_reply_interrupts_it_and_starts_a_new_turn() -> None:
-    async with fake_session(stt={"texts": ["what can you do", "stop"]}, llm=LONG_REPLY, tts=TONE,
-                            **FULL_DUPLEX) as h:
+    async with fake_session(stt={"texts": ["what can you do", "stop"]}, llm=LONG_REPLY, tts=TONE, **FULL_DUPLEX) as h:
         await h.listen(talk_over(h))
         first, second = h.log.of(TurnFinished)
         assert first.interrupted and first.error is None
@@ -38,8 +41,9 @@ async def test_talking_over_the_reply_interrupts_it_and_starts_a_new_turn() -> N
 
 
 async def test_barge_in_silences_the_speaker_within_a_frame_or_two() -> None:
-    async with fake_session(stt={"texts": ["what can you do", "stop"]}, llm=LONG_REPLY, tts=TONE,
-                            min_speech_ms=96, **FULL_DUPLEX) as h:
+    async with fake_session(
+        stt={"texts": ["what can you do", "stop"]}, llm=LONG_REPLY, tts=TONE, min_speech_ms=96, **FULL_DUPLEX
+    ) as h:
         await h.listen(talk_over(h))
         first = h.log.of(TurnFinished)[0]
         sink, source = h.speaker, h.mic
@@ -58,8 +62,7 @@ async def test_barge_in_silences_the_speaker_within_a_frame_or_two() -> None:
 
 
 async def test_an_interrupted_reply_is_stored_as_what_the_user_heard() -> None:
-    async with fake_session(stt={"texts": ["what can you do", "stop"]}, llm=LONG_REPLY, tts=TONE,
-                            **FULL_DUPLEX) as h:
+    async with fake_session(stt={"texts": ["what can you do", "stop"]}, llm=LONG_REPLY, tts=TONE, **FULL_DUPLEX) as h:
         await h.listen(talk_over(h))
         first = h.log.of(TurnFinished)[0]
         # The whole reply was generated and queued; only its first sentence had started playing.
@@ -111,13 +114,18 @@ async def test_half_duplex_ignores_the_microphone_while_speaking() -> None:
 async def test_speaking_again_while_the_assistant_thinks_supersedes_the_turn() -> None:
     llm = {"replies": [["First answer."], ["Second answer."]], "first_delays": [2.0, 0.0]}
     async with fake_session(stt={"texts": ["what is", "what is the time"]}, llm=llm) as h:
-        await h.listen([speech(384), silence(384),
-                        WaitFor(lambda: h.session.state is State.THINKING and len(h.llm.calls) == 1),
-                        speech(384, tag="again"), silence(480)])
+        await h.listen(
+            [
+                speech(384),
+                silence(384),
+                WaitFor(lambda: h.session.state is State.THINKING and len(h.llm.calls) == 1),
+                speech(384, tag="again"),
+                silence(480),
+            ]
+        )
         first, second = h.log.of(TurnFinished)
         assert first.interrupted and first.reply_text == "" and first.user_text == "what is"
         assert second.reply_text == "Second answer." and not second.interrupted
         assert h.llm.calls[0].cancelled
         assert h.tts.texts == ["Second answer."]  # nothing of the superseded turn was spoken
-        assert [(r.status, r.reply_text) for r in h.history()] == [("interrupted", ""),
-                                                                   ("complete", "Second answer.")]
+        assert [(r.status, r.reply_text) for r in h.history()] == [("interrupted", ""), ("complete", "Second answer.")]

@@ -14,8 +14,10 @@ from tests.support.fakes import WaitFor, fake_session, reopen_history, speech, s
 pytestmark = pytest.mark.timeout(20)
 
 # Three sentences of 0.5 s each, written slowly: cancelling mid-reply cuts generation too.
-SLOW_REPLY = {"replies": [["Hello there. ", "This is the second sentence. ", "And here is a third one."],
-                          ["Second answer."]], "delay_s": 0.3}
+SLOW_REPLY = {
+    "replies": [["Hello there. ", "This is the second sentence. ", "And here is a third one."], ["Second answer."]],
+    "delay_s": 0.3,
+}
 TONE = {"seconds": 0.5, "chunks": 5}
 
 
@@ -82,8 +84,7 @@ async def test_a_new_typed_turn_supersedes_the_reply_still_playing() -> None:
 
 async def test_muting_mid_utterance_drops_it_and_closes_the_microphone() -> None:
     async with fake_session() as h:
-        source = await h.listen([speech(640), WaitFor(lambda: not h.session.muted), speech(384)],
-                                hold=True, wait=False)
+        source = await h.listen([speech(640), WaitFor(lambda: not h.session.muted), speech(384)], hold=True, wait=False)
         await h.log.wait_for_kind(SpeechStarted)
         h.session.set_muted(True)
         await until(lambda: source.stops >= 1)

@@ -35,8 +35,9 @@ async def test_an_llm_failing_before_its_first_word_hands_the_turn_to_the_fallba
 
 
 async def test_an_unavailable_llm_is_retried_once_before_the_fallback() -> None:
-    async with fake_session(llm={"fail": "before_first", "error_code": "UNAVAILABLE"},
-                            backups={"llm": {"replies": [["Backup here."]]}}) as h:
+    async with fake_session(
+        llm={"fail": "before_first", "error_code": "UNAVAILABLE"}, backups={"llm": {"replies": [["Backup here."]]}}
+    ) as h:
         await h.session.send_text("hello")
         assert len(h.llm.calls) == 2
         assert len(h.backup("llm", type(h.llm)).calls) == 1
@@ -61,8 +62,9 @@ async def test_a_reply_that_failed_midway_is_not_replayed_by_the_fallback() -> N
 
 
 async def test_a_hanging_llm_falls_back_after_the_first_output_deadline() -> None:
-    async with fake_session(llm={"fail": "hang"}, backups={"llm": {"replies": [["Backup here."]]}},
-                            first_output_deadline_s=0.3) as h:
+    async with fake_session(
+        llm={"fail": "hang"}, backups={"llm": {"replies": [["Backup here."]]}}, first_output_deadline_s=0.3
+    ) as h:
         t0 = time.monotonic()
         await h.session.send_text("hello")
         elapsed = time.monotonic() - t0  # the deadline is wall-clock time (StageRunner's own clock)
@@ -120,8 +122,9 @@ async def test_a_voice_failing_before_its_first_audio_falls_back_to_the_next_voi
 
 async def test_each_sentence_falls_back_on_its_own() -> None:
     llm = {"replies": [["Hello there. ", "How are you today?"]]}
-    async with fake_session(llm=llm, tts={"fail": "raise", "fail_calls": [1]},
-                            backups={"tts": {"sample_rate": 22050}}) as h:
+    async with fake_session(
+        llm=llm, tts={"fail": "raise", "fail_calls": [1]}, backups={"tts": {"sample_rate": 22050}}
+    ) as h:
         await h.session.send_text("hello")
         (turn,) = h.log.of(TurnFinished)
         assert turn.error is None and turn.reply_text == "Hello there. How are you today?"
@@ -152,8 +155,9 @@ async def test_an_stt_failing_hands_the_utterance_to_the_fallback_transcriber() 
         assert len(h.stt.calls) == 1 and len(h.backup("stt", type(h.stt)).calls) == 1
 
 
-@pytest.mark.parametrize("stt", [{"text": ""}, {"fail_all": True, "error_code": "UNAVAILABLE"}],
-                         ids=["heard-nothing", "failed"])
+@pytest.mark.parametrize(
+    "stt", [{"text": ""}, {"fail_all": True, "error_code": "UNAVAILABLE"}], ids=["heard-nothing", "failed"]
+)
 async def test_an_utterance_that_cannot_be_transcribed_asks_again_and_skips_the_llm(stt: dict[str, object]) -> None:
     async with fake_session(stt=stt) as h:
         await h.listen([speech(384), silence(480)])

@@ -44,8 +44,9 @@ class Parts:
         self.events: list[Event] = []
         self.reports: list[tuple[str, str, VoiceError]] = []
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.ctx = EngineContext(clock=clock, sleep=clock.sleep, spawn=self._spawn, emit=self.events.append,
-                                 report=self._report)
+        self.ctx = EngineContext(
+            clock=clock, sleep=clock.sleep, spawn=self._spawn, emit=self.events.append, report=self._report
+        )
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -145,8 +146,12 @@ class Host:
 def listener_parts(clock: FakeClock, **vad: Any) -> tuple[Parts, Host]:
     registry = register_fakes(Registry(discover=False), clock)
     settings = fake_settings(stt={"text": "hello there"}, vad=vad)
-    stages = StageSet({k: build_slot(registry, k, StageSettings(provider="fake", options=settings.stage(k).options))
-                       for k in ("vad", "stt")})
+    stages = StageSet(
+        {
+            k: build_slot(registry, k, StageSettings(provider="fake", options=settings.stage(k).options))
+            for k in ("vad", "stt")
+        }
+    )
     return Parts(clock), Host(settings, stages)
 
 

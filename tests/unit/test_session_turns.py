@@ -37,8 +37,12 @@ THREE_SENTENCES: dict[str, Any] = {"replies": [["Hello there. ", "How are you to
 
 
 def turn_scoped(events: list[Event]) -> list[Event]:
-    return [e for e in events if isinstance(e, FinalTranscript | ReplyDelta | TurnFinished)
-            or (isinstance(e, StateChanged) and e.state in (State.THINKING, State.SPEAKING))]
+    return [
+        e
+        for e in events
+        if isinstance(e, FinalTranscript | ReplyDelta | TurnFinished)
+        or (isinstance(e, StateChanged) and e.state in (State.THINKING, State.SPEAKING))
+    ]
 
 
 async def test_a_typed_turn_emits_final_thinking_deltas_speaking_finished_then_rest() -> None:
@@ -92,8 +96,14 @@ async def test_a_spoken_turn_follows_the_documented_event_order() -> None:
     async with fake_session(stt={"partials": ["what", "what time"]}, llm=THREE_SENTENCES) as h:
         await h.listen([silence(160), speech(384), silence(480)], hold=True)
         labels = h.log.labels()
-        assert labels[:6] == ["state:listening", "speech_started", "partial", "speech_ended",
-                              "state:thinking", "final"], labels
+        assert labels[:6] == [
+            "state:listening",
+            "speech_started",
+            "partial",
+            "speech_ended",
+            "state:thinking",
+            "final",
+        ], labels
         assert labels[-2:] == ["turn_finished", "state:listening"], labels  # the microphone is still open
         assert h.log.index("final") < h.log.index("delta") < h.log.index("state:speaking")
         assert h.log.last_index("delta") < h.log.index("turn_finished")
@@ -185,15 +195,23 @@ async def test_each_turn_writes_a_history_row_and_the_llm_sees_the_conversation(
         await h.session.send_text("and doubled")
         rows = h.history()
         assert [(r.user_text, r.reply_text, r.status) for r in rows] == [
-            ("two plus two", "Four.", "complete"), ("and doubled", "Eight.", "complete")]
+            ("two plus two", "Four.", "complete"),
+            ("and doubled", "Eight.", "complete"),
+        ]
         assert rows[0].providers["llm"] == "fake" and "llm_first_token" in rows[0].timings
         second = h.llm.calls[1].messages
-        assert second == [ChatMessage("system", "Be brief."), ChatMessage("user", "two plus two"),
-                          ChatMessage("assistant", "Four."), ChatMessage("user", "and doubled")]
+        assert second == [
+            ChatMessage("system", "Be brief."),
+            ChatMessage("user", "two plus two"),
+            ChatMessage("assistant", "Four."),
+            ChatMessage("user", "and doubled"),
+        ]
         session = h.session
     on_disk = reopen_history(session)
     assert [(r.user_text, r.reply_text, r.status) for r in on_disk] == [
-        ("two plus two", "Four.", "complete"), ("and doubled", "Eight.", "complete")]
+        ("two plus two", "Four.", "complete"),
+        ("and doubled", "Eight.", "complete"),
+    ]
 
 
 async def test_a_spoken_turn_stores_its_voice_to_voice_latency() -> None:
@@ -219,8 +237,12 @@ async def test_push_to_talk_turns_what_was_said_while_pressed_into_a_turn() -> N
         (call,) = h.stt.calls
         assert 16 <= len(call.audio) // 512 <= fed
         assert h.vad.calls == []  # the button, not the VAD, decides where speech starts and ends
-        assert h.log.index("speech_started") < h.log.index("speech_ended") < h.log.index("final") \
+        assert (
+            h.log.index("speech_started")
+            < h.log.index("speech_ended")
+            < h.log.index("final")
             < h.log.index("turn_finished")
+        )
 
 
 async def test_push_to_talk_enters_listening_before_speech_starts() -> None:

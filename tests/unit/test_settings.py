@@ -33,12 +33,15 @@ def test_round_trip(tmp_path: Path) -> None:
     assert data["schema_version"] == SCHEMA_VERSION
 
 
-@pytest.mark.parametrize("content,why", [
-    (b"", "empty"),
-    (b"\x00\xff\xfe\x00binary", "not valid text"),
-    (b'{"llm": {"provider": "skil', "damaged"),
-    (b"[1, 2, 3]", "not a settings object"),
-])
+@pytest.mark.parametrize(
+    "content,why",
+    [
+        (b"", "empty"),
+        (b"\x00\xff\xfe\x00binary", "not valid text"),
+        (b'{"llm": {"provider": "skil', "damaged"),
+        (b"[1, 2, 3]", "not a settings object"),
+    ],
+)
 def test_unreadable_file_is_kept_aside_and_defaults_used(tmp_path: Path, content: bytes, why: str) -> None:
     (tmp_path / "settings.json").write_bytes(content)
     result = SettingsStore(tmp_path).load()
@@ -122,9 +125,14 @@ def test_atomic_write_survives_crash_between_write_and_replace(tmp_path: Path) -
 
 
 def test_overrides_apply_and_report_every_bad_field() -> None:
-    s = apply_overrides(Settings(), ["llm.provider=openai-compatible",
-                                     "llm.options.base_url=http://127.0.0.1:8080/v1",
-                                     "conversation.endpoint_silence_ms=300"])
+    s = apply_overrides(
+        Settings(),
+        [
+            "llm.provider=openai-compatible",
+            "llm.options.base_url=http://127.0.0.1:8080/v1",
+            "conversation.endpoint_silence_ms=300",
+        ],
+    )
     assert s.llm.provider == "openai-compatible"
     assert s.llm.options["base_url"] == "http://127.0.0.1:8080/v1"
     assert s.conversation.endpoint_silence_ms == 300
@@ -144,8 +152,9 @@ def test_cli_bad_settings_file_never_blocks_start(tmp_path: Path) -> None:
     (home / "config").mkdir(parents=True)
     (home / "config" / "settings.json").write_bytes(b"\x00garbage")
     env = {**os.environ, "VOXDESK_HOME": str(home)}
-    out = subprocess.run([sys.executable, "-m", "app", "providers", "--json"], capture_output=True,
-                         text=True, env=env, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "app", "providers", "--json"], capture_output=True, text=True, env=env, cwd=REPO
+    )
     assert out.returncode == 0, out.stderr
     assert "kept as" in out.stderr
     assert json.loads(out.stdout)
@@ -178,9 +187,10 @@ def test_overrides_last_for_the_run_and_user_edits_are_saved(tmp_path: Path) -> 
     stored.llm.options = {"n_threads": 2}
     store.save(stored)
     loaded = store.load().settings
-    run = apply_overrides(loaded, ["llm.provider=openai-compatible",
-                                   "llm.options.base_url=http://127.0.0.1:8080/v1",
-                                   "conversation.language=de"])
+    run = apply_overrides(
+        loaded,
+        ["llm.provider=openai-compatible", "llm.options.base_url=http://127.0.0.1:8080/v1", "conversation.language=de"],
+    )
     assert run.llm.options == {"base_url": "http://127.0.0.1:8080/v1"}  # the old options are not inherited
     store.remember_overrides(loaded, run)
     edited = run.model_copy(deep=True)
@@ -195,6 +205,10 @@ def test_overrides_last_for_the_run_and_user_edits_are_saved(tmp_path: Path) -> 
 def test_cli_set_before_and_after_the_command_both_apply(tmp_path: Path) -> None:
     env = {**os.environ, "VOXDESK_HOME": str(tmp_path / "h")}
     out = subprocess.run(
-        [sys.executable, "-m", "app", "--set", "conversation.language=de", "doctor",
-         "--set", "llm.provider=nope"], capture_output=True, text=True, env=env, cwd=REPO)
+        [sys.executable, "-m", "app", "--set", "conversation.language=de", "doctor", "--set", "llm.provider=nope"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     assert "[FAIL] llm: nope" in out.stdout, out.stdout + out.stderr

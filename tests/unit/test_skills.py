@@ -101,8 +101,7 @@ def test_arithmetic(question: str, spoken: str) -> None:
 
 @pytest.mark.parametrize(
     "question",
-    ["tell me a joke", "I have 2 cats and 3 dogs", "what is 5", "what is love", "summarise the news",
-     "", "   "],
+    ["tell me a joke", "I have 2 cats and 3 dogs", "what is 5", "what is love", "summarise the news", "", "   "],
 )
 def test_unrecognised_is_passed_on(question: str) -> None:
     assert skills().try_answer(question) is None
@@ -198,8 +197,10 @@ def test_natural_phrasings_are_still_answered(question: str, spoken: str | None)
         ("hey voxdesk, 10 minute timer", "OK, timer set for 10 minutes."),
         ("remind me in 10 minutes to call mom", "OK, I'll remind you in 10 minutes to call mom."),
         ("in 5 minutes remind me to check the oven", "OK, I'll remind you in 5 minutes to check the oven."),
-        ("remind me to put the pizza in the oven in 5 minutes",
-         "OK, I'll remind you in 5 minutes to put the pizza in the oven."),
+        (
+            "remind me to put the pizza in the oven in 5 minutes",
+            "OK, I'll remind you in 5 minutes to put the pizza in the oven.",
+        ),
     ],
 )
 async def test_natural_timer_requests(request_text: str, answer: str) -> None:
@@ -214,8 +215,13 @@ async def test_natural_timer_requests(request_text: str, answer: str) -> None:
 
 def test_long_or_odd_input_is_answered_fast() -> None:
     provider = skills()
-    for text in ("one and " * 2000 + "timer", "!" * 5000, "remind me " + "in " * 2000, "a " * 3000 + "timer",
-                 "what is " + "1 plus " * 1000 + "1"):
+    for text in (
+        "one and " * 2000 + "timer",
+        "!" * 5000,
+        "remind me " + "in " * 2000,
+        "a " * 3000 + "timer",
+        "what is " + "1 plus " * 1000 + "1",
+    ):
         started = time.perf_counter()
         provider.try_answer(text)
         assert time.perf_counter() - started < 0.05, text[:30]
@@ -224,9 +230,17 @@ def test_long_or_odd_input_is_answered_fast() -> None:
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [
-        ("2 minutes", 120), ("ten seconds", 10), ("a minute", 60), ("half an hour", 1800),
-        ("one and a half hours", 5400), ("an hour and a half", 5400), ("1 hour 30 minutes", 5400),
-        ("twenty five minutes", 1500), ("twenty-five minutes", 1500), ("90 s", 90), ("2 days", 172800),
+        ("2 minutes", 120),
+        ("ten seconds", 10),
+        ("a minute", 60),
+        ("half an hour", 1800),
+        ("one and a half hours", 5400),
+        ("an hour and a half", 5400),
+        ("1 hour 30 minutes", 5400),
+        ("twenty five minutes", 1500),
+        ("twenty-five minutes", 1500),
+        ("90 s", 90),
+        ("2 days", 172800),
         ("nothing", None),
     ],
 )
@@ -388,12 +402,16 @@ async def collect(stream: AsyncIterator[str]) -> str:
 
 async def test_chat_answers_the_last_user_message() -> None:
     provider = skills()
-    reply = await collect(provider.chat([
-        ChatMessage("system", "You are helpful."),
-        ChatMessage("user", "what is 2 plus 2"),
-        ChatMessage("assistant", "4"),
-        ChatMessage("user", "what time is it"),
-    ]))
+    reply = await collect(
+        provider.chat(
+            [
+                ChatMessage("system", "You are helpful."),
+                ChatMessage("user", "what is 2 plus 2"),
+                ChatMessage("assistant", "4"),
+                ChatMessage("user", "what time is it"),
+            ]
+        )
+    )
     assert reply == "It's 4:05 PM."
 
 

@@ -11,22 +11,26 @@ CASES: list[tuple[str, str, str]] = [
     ("plain", "The meeting is at noon.", "The meeting is at noon."),
     ("heading", "# Weather today\nSunny and warm.", "Weather today. Sunny and warm."),
     ("setext heading", "Summary\n=======\nAll good.", "Summary. All good."),
-    ("bold and italics", "This is **very** *important* and __also__ _this_.",
-     "This is very important and also this."),
+    ("bold and italics", "This is **very** *important* and __also__ _this_.", "This is very important and also this."),
     ("nested emphasis", "***Really*** ~~not~~ sure.", "Really not sure."),
     ("link keeps its text", "Read [the guide](https://example.com/guide) first.", "Read the guide first."),
     ("image keeps alt text", "![A cat](cat.png) sat here.", "A cat sat here."),
     ("bare url says domain", "See https://www.python.org/downloads/ for more.", "See python.org for more."),
     ("url at sentence end keeps stop", "Docs: https://docs.python.org/3/.", "Docs: docs.python.org."),
     ("autolink", "Visit <https://example.org/a?b=1> today.", "Visit example.org today."),
-    ("bullet list becomes sentences", "You need:\n- flour\n- two eggs\n* milk",
-     "You need: flour. two eggs. milk."),
+    ("bullet list becomes sentences", "You need:\n- flour\n- two eggs\n* milk", "You need: flour. two eggs. milk."),
     ("numbered list", "1. Open Settings\n2. Pick a voice!", "Open Settings. Pick a voice!"),
     ("task list", "- [x] done\n- [ ] todo", "done. todo."),
-    ("table rows become sentences", "| City | Temp |\n|------|-----:|\n| Oslo | 3 |\n| Rome | 18 |",
-     "City, Temp. Oslo, 3. Rome, 18."),
-    ("code fence omitted", "Run this:\n```bash\nrm -rf build/\n```\nThen restart.",
-     "Run this: (code omitted). Then restart."),
+    (
+        "table rows become sentences",
+        "| City | Temp |\n|------|-----:|\n| Oslo | 3 |\n| Rome | 18 |",
+        "City, Temp. Oslo, 3. Rome, 18.",
+    ),
+    (
+        "code fence omitted",
+        "Run this:\n```bash\nrm -rf build/\n```\nThen restart.",
+        "Run this: (code omitted). Then restart.",
+    ),
     ("inline code keeps words", "Type `voxdesk doctor` to check.", "Type voxdesk doctor to check."),
     ("blockquote", "> Be kind.\nAlways.", "Be kind. Always."),
     ("horizontal rule", "One.\n\n---\n\nTwo.", "One. Two."),
@@ -34,11 +38,17 @@ CASES: list[tuple[str, str, str]] = [
     ("emoji removed", "Great job! 🎉🎉 Well done 👍🏽", "Great job! Well done"),
     ("flags and zwj sequences", "Family 👨‍👩‍👧 from 🇺🇸 ok.", "Family from ok."),
     ("keycap keeps digit", "Step 1️⃣ first.", "Step 1 first."),
-    ("decimals and abbreviations kept", "Pi is 3.14, e.g. roughly. Dr. Lee paid $5.99 at 4:05 PM.",
-     "Pi is 3.14, e.g. roughly. Dr. Lee paid $5.99 at 4:05 PM."),
+    (
+        "decimals and abbreviations kept",
+        "Pi is 3.14, e.g. roughly. Dr. Lee paid $5.99 at 4:05 PM.",
+        "Pi is 3.14, e.g. roughly. Dr. Lee paid $5.99 at 4:05 PM.",
+    ),
     ("percent and degrees kept", "It is 25°C with 40% rain.", "It is 25°C with 40% rain."),
-    ("arithmetic symbols read as words", "17 * 23 = 391 and 10 ÷ 2 = 5, 9 - 4 = 5.",
-     "17 times 23 = 391 and 10 divided by 2 = 5, 9 minus 4 = 5."),
+    (
+        "arithmetic symbols read as words",
+        "17 * 23 = 391 and 10 ÷ 2 = 5, 9 - 4 = 5.",
+        "17 times 23 = 391 and 10 divided by 2 = 5, 9 minus 4 = 5.",
+    ),
     ("ranges and hyphens kept", "Open 9-5, well-known.", "Open 9-5, well-known."),
     ("dashes and arrows", "Fast — really -> done", "Fast, really to done"),
     ("stray symbols", "Item #3 ~ {x} | y \\ z", "Item 3 x y z"),
@@ -56,8 +66,7 @@ def test_clean_for_speech(text: str, spoken: str) -> None:
 @pytest.mark.parametrize(
     "text",
     ["", "   \n\t ", "🎉🎉👍", "🇺🇸 ❤️", "```\nprint(1)\n```", "---", "**  **", "| | |"],
-    ids=["empty", "whitespace", "emoji only", "flag and heart", "code only", "rule only", "empty bold",
-         "empty table"],
+    ids=["empty", "whitespace", "emoji only", "flag and heart", "code only", "rule only", "empty bold", "empty table"],
 )
 def test_nothing_to_say_gives_empty_string(text: str) -> None:
     assert clean_for_speech(text, code="skip") == ""
@@ -91,8 +100,11 @@ def test_unclosed_fence_in_one_text_drops_the_rest() -> None:
 
 SPLITS: list[tuple[str, str, list[str]]] = [
     ("sentences", "It is late. Go to bed! Why? Because.", ["It is late.", "Go to bed!", "Why?", "Because."]),
-    ("abbreviations do not split", "Dr. Smith met Mr. Jones, e.g. at 3.5 p.m. on Jan. 4.",
-     ["Dr. Smith met Mr. Jones, e.g. at 3.5 p.m. on Jan. 4."]),
+    (
+        "abbreviations do not split",
+        "Dr. Smith met Mr. Jones, e.g. at 3.5 p.m. on Jan. 4.",
+        ["Dr. Smith met Mr. Jones, e.g. at 3.5 p.m. on Jan. 4."],
+    ),
     ("decimals do not split", "It costs 3.50 today. Tomorrow 4.", ["It costs 3.50 today.", "Tomorrow 4."]),
     ("empty", "   ", []),
 ]

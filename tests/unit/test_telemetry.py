@@ -72,8 +72,12 @@ def test_metrics_use_fixed_names() -> None:
     data = t._reader.latest
     assert data is not None
     names = {m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
-    assert names == {"voxdesk.stage.duration", "voxdesk.turn.voice_to_voice", "voxdesk.errors",
-                     "voxdesk.provider.health"}
+    assert names == {
+        "voxdesk.stage.duration",
+        "voxdesk.turn.voice_to_voice",
+        "voxdesk.errors",
+        "voxdesk.provider.health",
+    }
 
 
 def test_disabled_is_noop_but_safe() -> None:

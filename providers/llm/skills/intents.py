@@ -23,20 +23,26 @@ def _whole(*patterns: str) -> re.Pattern[str]:
 
 
 # Each must match the whole utterance; the named groups hold the duration and the label.
-REMINDS = tuple(re.compile(p, re.IGNORECASE) for p in (
-    rf"remind\s+me\s+(?:(?:to|about|that)\s+)?(?:(?P<what1>.+?)\s+)?in\s+(?P<dur>{DURATION})"
-    r"(?:\s+(?:to|that|about)\s+(?P<what2>.+))?",
-    rf"in\s+(?P<dur>{DURATION})\s+remind\s+me\s+(?:to|that|about)\s+(?P<what2>.+)",
-    rf"(?:set|create|make|add)(?:\s+me)?\s+(?:a\s+|one\s+)?reminder\s+(?:for|in)\s+(?P<dur>{DURATION})"
-    r"(?:\s+(?:to|that|about)\s+(?P<what2>.+))?",
-))
-TIMERS = tuple(re.compile(p, re.IGNORECASE) for p in (
-    rf"(?:set|start|create|make|put\s+on)(?:\s+me)?(?:\s+(?:a|an|one|the))?(?:\s+(?P<dur>{DURATION}))?"
-    rf"\s+timer(?:(?:\s+(?:for|of|to))?\s+(?P<dur2>{DURATION}))?",
-    rf"(?:(?:a|an|one)\s+)?timer\s+(?:for\s+)?(?P<dur>{DURATION})",
-    rf"(?:(?:a|an|one)\s+)?(?P<dur>{DURATION})\s+timer",
-    rf"count\s*down\s+(?:from\s+|for\s+)?(?P<dur>{DURATION})",
-))
+REMINDS = tuple(
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        rf"remind\s+me\s+(?:(?:to|about|that)\s+)?(?:(?P<what1>.+?)\s+)?in\s+(?P<dur>{DURATION})"
+        r"(?:\s+(?:to|that|about)\s+(?P<what2>.+))?",
+        rf"in\s+(?P<dur>{DURATION})\s+remind\s+me\s+(?:to|that|about)\s+(?P<what2>.+)",
+        rf"(?:set|create|make|add)(?:\s+me)?\s+(?:a\s+|one\s+)?reminder\s+(?:for|in)\s+(?P<dur>{DURATION})"
+        r"(?:\s+(?:to|that|about)\s+(?P<what2>.+))?",
+    )
+)
+TIMERS = tuple(
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        rf"(?:set|start|create|make|put\s+on)(?:\s+me)?(?:\s+(?:a|an|one|the))?(?:\s+(?P<dur>{DURATION}))?"
+        rf"\s+timer(?:(?:\s+(?:for|of|to))?\s+(?P<dur2>{DURATION}))?",
+        rf"(?:(?:a|an|one)\s+)?timer\s+(?:for\s+)?(?P<dur>{DURATION})",
+        rf"(?:(?:a|an|one)\s+)?(?P<dur>{DURATION})\s+timer",
+        rf"count\s*down\s+(?:from\s+|for\s+)?(?P<dur>{DURATION})",
+    )
+)
 LIST_TIMERS = _whole(
     rf"(?:list|show(?:\s+me)?|read(?:\s+out)?|check|tell\s+me)(?:\s+all)?(?:\s+(?:of\s+)?(?:my|the))?\s+{_TIMER_NOUN}",
     rf"(?:what|which)\s+{_TIMER_NOUN}\s+(?:do\s+i\s+have|are\s+(?:there|running|set|pending|active|on))"
@@ -87,8 +93,9 @@ MONTH_Q = _whole(
     rf"what\s+month\s+(?:is\s+(?:it|this)|it\s+is){_NOW}",
     rf"(?:{_WHATS}\s+)?(?:the\s+)?current\s+month",
 )
-_REPEAT_AFTER = re.compile(r"^(?:please\s+)?(?:repeat|say)\s+after\s+me\b[\s,:.;-]*(?P<what>.*)$",
-                           re.IGNORECASE | re.DOTALL)
+_REPEAT_AFTER = re.compile(
+    r"^(?:please\s+)?(?:repeat|say)\s+after\s+me\b[\s,:.;-]*(?P<what>.*)$", re.IGNORECASE | re.DOTALL
+)
 REPEAT_LAST = _whole(
     r"(?:please\s+)?(?:repeat(?:\s+(?:that|it|yourself))?|say\s+(?:that|it)(?:\s+one\s+more\s+time)?)"
     r"(?:\s+again)?",
@@ -110,12 +117,17 @@ WHO_Q = _whole(
     r"what\s+are\s+you",
     r"who\s+(?:am\s+i\s+(?:talking|speaking)\s+(?:to|with)|is\s+this)",
 )
-_GREETING = re.compile(r"^\W*(?:hi|hello|hey|hiya|howdy|greetings|good\s+(?:morning|afternoon|evening))"
-                       r"(?:\s+(?:there|voxdesk|assistant))?\W*$", re.IGNORECASE)
-_HOW_ARE_YOU = re.compile(r"^\W*(?:(?:hi|hello|hey)\W+)?how\s+are\s+you(?:\s+doing)?(?:\s+today)?\W*$",
-                          re.IGNORECASE)
-_THANKS = re.compile(r"^\W*(?:(?:thanks|thank\s+you|thank\s+u|cheers|ta)(?:\s+(?:so|very)\s+much)?"
-                     r"(?:\s+(?:a\s+lot|voxdesk))?|much\s+appreciated)\W*$", re.IGNORECASE)
+_GREETING = re.compile(
+    r"^\W*(?:hi|hello|hey|hiya|howdy|greetings|good\s+(?:morning|afternoon|evening))"
+    r"(?:\s+(?:there|voxdesk|assistant))?\W*$",
+    re.IGNORECASE,
+)
+_HOW_ARE_YOU = re.compile(r"^\W*(?:(?:hi|hello|hey)\W+)?how\s+are\s+you(?:\s+doing)?(?:\s+today)?\W*$", re.IGNORECASE)
+_THANKS = re.compile(
+    r"^\W*(?:(?:thanks|thank\s+you|thank\s+u|cheers|ta)(?:\s+(?:so|very)\s+much)?"
+    r"(?:\s+(?:a\s+lot|voxdesk))?|much\s+appreciated)\W*$",
+    re.IGNORECASE,
+)
 _BYE = re.compile(r"^\W*(?:bye|goodbye|good\s+night|see\s+you(?:\s+later)?)\W*$", re.IGNORECASE)
 
 
@@ -157,7 +169,7 @@ class Heard:
 def hear(text: str) -> Heard:
     raw = " ".join(text.replace("’", "'").replace("‘", "'").split())
     lead_match = _LEAD_FILLER.match(raw)
-    lead = raw[lead_match.end():] if lead_match else raw
+    lead = raw[lead_match.end() :] if lead_match else raw
     plain = lead.rstrip(_TRAIL_PUNCTUATION)
     while (trail := _TRAIL_FILLER.search(plain)) is not None:
         plain = plain[: trail.start()].rstrip(_TRAIL_PUNCTUATION + "-")

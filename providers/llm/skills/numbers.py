@@ -7,12 +7,38 @@ import re
 from datetime import datetime
 
 UNITS = {
-    "zero": 0, "oh": 0, "one": 1, "a": 1, "an": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
-    "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
-    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+    "zero": 0,
+    "oh": 0,
+    "one": 1,
+    "a": 1,
+    "an": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
 }
 TENS = {
-    "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
     "ninety": 90,
 }
 SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
@@ -23,7 +49,7 @@ _MAX_NUMBER_WORDS = 24
 
 
 def words_to_number(words: list[str]) -> float | None:
-    """"twenty three" → 23, "one hundred and five" → 105, "two point five" → 2.5.
+    """ "twenty three" → 23, "one hundred and five" → 105, "two point five" → 2.5.
 
     Strict about order so "three four" or "three and four" are not one number.
     """
@@ -93,8 +119,10 @@ def read_number(tokens: list[str], i: int) -> tuple[float, int] | None:
     """A number at tokens[i] (digits or words); returns (value, next index)."""
     negative = False
     nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
-    if i < len(tokens) and tokens[i] in ("minus", "negative", "-") and (
-        DIGITS.match(nxt) or nxt in UNITS or nxt in TENS
+    if (
+        i < len(tokens)
+        and tokens[i] in ("minus", "negative", "-")
+        and (DIGITS.match(nxt) or nxt in UNITS or nxt in TENS)
     ):
         negative, i = True, i + 1
     if i >= len(tokens):
@@ -135,6 +163,7 @@ def say_number(value: float) -> str:
 
 
 # ------------------------------------------------------------------------- time/date
+
 
 def say_time(moment: datetime, *, twenty_four_hour: bool) -> str:
     """'4:05 PM' or '16:05' — digits a TTS voice reads naturally."""

@@ -76,9 +76,7 @@ class SkillsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timezone: str | None = Field(
-        None, description="IANA time zone such as Europe/Berlin; empty uses this computer's"
-    )
+    timezone: str | None = Field(None, description="IANA time zone such as Europe/Berlin; empty uses this computer's")
     twenty_four_hour: bool = Field(False, description="Say times as 16:05 instead of 4:05 PM")
 
     @field_validator("timezone")

@@ -28,10 +28,24 @@ def say_duration(seconds: float) -> str:
 
 
 UNIT_SECONDS = {
-    "second": 1, "seconds": 1, "sec": 1, "secs": 1, "s": 1,
-    "minute": 60, "minutes": 60, "min": 60, "mins": 60,
-    "hour": 3600, "hours": 3600, "hr": 3600, "hrs": 3600, "h": 3600,
-    "day": 86400, "days": 86400, "week": 604800, "weeks": 604800,
+    "second": 1,
+    "seconds": 1,
+    "sec": 1,
+    "secs": 1,
+    "s": 1,
+    "minute": 60,
+    "minutes": 60,
+    "min": 60,
+    "mins": 60,
+    "hour": 3600,
+    "hours": 3600,
+    "hr": 3600,
+    "hrs": 3600,
+    "h": 3600,
+    "day": 86400,
+    "days": 86400,
+    "week": 604800,
+    "weeks": 604800,
 }
 
 
@@ -84,8 +98,6 @@ class Timer:
 
 
 # Spoken durations as they appear in a normalised utterance: "5 minutes", "an hour and a half".
-_DURATION_WORDS = sorted(
-    {*UNITS, *TENS, *SCALES, *UNIT_SECONDS, "and", "half", "point"}, key=len, reverse=True
-)
+_DURATION_WORDS = sorted({*UNITS, *TENS, *SCALES, *UNIT_SECONDS, "and", "half", "point"}, key=len, reverse=True)
 _DUR_WORD = rf"(?:\d+(?:[.,]\d+)*|(?:{'|'.join(_DURATION_WORDS)}))"
 DURATION = rf"{_DUR_WORD}(?:\s+{_DUR_WORD})*"
