@@ -982,22 +982,7 @@ class History:
             out.append(t)
         for pid, p in self._turns.items():
             if self._resolve(p["conversation_id"]) == cid:
-                out.append(
-                    Turn(
-                        id=pid,
-                        conversation_id=cid,
-                        started_at=p["started_at"],
-                        finished_at=p["finished_at"],
-                        status=p["status"],
-                        user_text=p["user_text"],
-                        reply_text=p["reply_text"],
-                        interrupted=bool(p["interrupted"]),
-                        error=p["error"],
-                        timings=_json_dict(p["timings"]),
-                        providers=_json_dict(p["providers"]),
-                        voice_to_voice_ms=p["voice_to_voice_ms"],
-                    )
-                )
+                out.append(_turn(p, turn_id=pid, conversation_id=cid))
         return out
 
     def recent_messages(
@@ -1174,10 +1159,11 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     return not isinstance(exc, sqlite3.OperationalError)
 
 
-def _turn(r: sqlite3.Row) -> Turn:
+def _turn(r: Any, *, turn_id: int | None = None, conversation_id: int | None = None) -> Turn:
+    """A stored row, or a pending one kept in memory (same keys; its ids given)."""
     return Turn(
-        id=r["id"],
-        conversation_id=r["conversation_id"],
+        id=r["id"] if turn_id is None else turn_id,
+        conversation_id=r["conversation_id"] if conversation_id is None else conversation_id,
         started_at=r["started_at"],
         finished_at=r["finished_at"],
         status=r["status"],
