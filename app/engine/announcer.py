@@ -21,8 +21,8 @@ from app.plugin.provider_api import Provider, QuickAnswers
 from app.plugin.registry import Registry
 from app.store.settings import Settings
 
-#: The registry name of the responder that answers first (settings name it the same way).
-QUICK_ANSWERS = "skills"
+#: The capability (ProviderInfo.extra) of an LLM provider that answers what it knows before the model.
+QUICK_ANSWERS = "quick_answers"
 
 
 class Announcer:
@@ -36,12 +36,15 @@ class Announcer:
         self.now: Callable[[], tuple[State, StageSet, Settings]] = lambda: (State.IDLE, StageSet(), Settings())
 
     def make_skills(self, registry: Registry, settings: Settings) -> None:
-        if not registry.is_registered("llm", QUICK_ANSWERS):
+        """The first provider that declares quick answers runs in front of the chosen LLM."""
+        names = registry.find("llm", **{QUICK_ANSWERS: True})
+        if not names:
             return
-        llm = settings.llm  # the chosen LLM's options are the skills' own when it is them
-        opts = llm.options if llm.provider == QUICK_ANSWERS else {}
+        name = names[0]
+        llm = settings.llm  # the chosen LLM's options are its own when it is the same provider
+        opts = llm.options if llm.provider == name else {}
         with contextlib.suppress(VoiceError):
-            self.provider = registry.create("llm", QUICK_ANSWERS, opts)
+            self.provider = registry.create("llm", name, opts)
         self.skills = self.provider if isinstance(self.provider, QuickAnswers) else None
 
     def wire(self, stages: StageSet) -> None:

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from app.engine.announcer import QUICK_ANSWERS
 from app.engine.chunking import SentenceChunker
 from app.engine.context import EngineContext
 from app.engine.events import FinalTranscript, ReplyDelta, State, TurnFinished
@@ -220,7 +219,7 @@ class Turn:
         if skills is not None and self.conv.skills_first:
             answer = skills.try_answer(text)
             if answer:
-                self.providers["llm"] = QUICK_ANSWERS
+                self.providers["llm"] = skills.name if isinstance(skills, Provider) else "quick answers"
                 yield answer
                 return
         messages = await self._context_messages(text)

@@ -1004,7 +1004,7 @@ async def fake_session(  # noqa: PLR0913 - keyword-only knobs of the test harnes
             "skills",
             lambda _cfg: FakeSkills(table),
             config_model=_Config,
-            info=ProviderInfo("Fake skills", "test double: quick answers"),
+            info=ProviderInfo("Fake skills", "test double: quick answers", extra={"quick_answers": True}),
         )
     out = sink if isinstance(sink, MemorySink) else (MemorySink(clock) if sink else None)
     if isinstance(sink, MemorySink):

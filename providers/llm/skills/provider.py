@@ -285,6 +285,6 @@ SPEC = ProviderSpec(
         local=True,
         streaming=True,
         languages=("en",),
-        extra={"instant": True, "timers": True},
+        extra={"instant": True, "timers": True, "quick_answers": True},
     ),
 )
