@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.soak.window_app import FATAL, WindowApp
+from tests.soak.window_app import FATAL, WindowApp, report
 from tests.support.speech import have_espeak, speak_to_wav
 
 RUNS = int(os.environ.get("VOXDESK_QUIT_RUNS", "20"))
@@ -29,7 +29,7 @@ pytestmark = [
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_quitting_the_window_mid_reply_exits_cleanly_every_time(
-    how: signal.Signals, tmp_path: Path, voxdesk_home: Path
+    how: signal.Signals, tmp_path: Path, voxdesk_home: Path, request: pytest.FixtureRequest
 ) -> None:
     # Skills answer this at once with a long reply: no model load to wait for.
     question = speak_to_wav(
@@ -56,4 +56,4 @@ def test_quitting_the_window_mid_reply_exits_cleanly_every_time(
         ok = code == expected and not fatal and took < 5.0
         outcomes.append(f"run {i}: exit {code} in {took:.2f} s{' ' + str(fatal) if fatal else ''}")
         assert ok, "\n".join(outcomes) + "\n" + app.stderr[-3000:]
-    print("\n".join(outcomes))
+    report(request, f"quit mid-reply ({how.name}): {len(outcomes)} of {runs} clean: " + "; ".join(outcomes))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.soak.window_app import FATAL, WindowApp
+from tests.soak.window_app import FATAL, WindowApp, report
 from tests.support.speech import have_espeak, speak_to_wav
 
 SOAK_S = float(os.environ.get("VOXDESK_SOAK_S", "600"))
@@ -49,7 +49,7 @@ pytestmark = [
 
 
 def test_hands_free_window_survives_a_long_session_and_quits_cleanly_mid_reply(
-    tmp_path: Path, voxdesk_home: Path
+    tmp_path: Path, voxdesk_home: Path, request: pytest.FixtureRequest
 ) -> None:
     wavs = [speak_to_wav(q, tmp_path / f"q{i}.wav", lead_s=0.2, tail_s=1.0) for i, q in enumerate(QUESTIONS)]
     story = speak_to_wav(
@@ -104,18 +104,17 @@ def test_hands_free_window_survives_a_long_session_and_quits_cleanly_mid_reply(
     gaps = sorted(float(r["worst_gap_ms"]) for r in soak_rows)
     worst_gap = gaps[-1]
     within = sum(g <= GUI_STALL_MS for g in gaps) / len(gaps)
-    print(
+    report(
+        request,
         f"soak {SOAK_S:.0f} s: {asked} questions, {len(answered)} answered; RSS {max(warm):.0f} → "
         f"{statistics.median(late):.0f} MB (growth {growth:+.1f} MB, peak {max(mb for _, mb in rss):.0f} MB); "
         f"worst GUI stall {worst_gap:.0f} ms, {within:.1%} of 2 s windows ≤ {GUI_STALL_MS:.0f} ms; "
         f"longest GC pause {max(float(r.get('worst_gc_ms', 0)) for r in soak_rows):.1f} ms; "
-        f"quit mid-reply in {quit_s:.2f} s"
+        f"quit mid-reply in {quit_s:.2f} s",
     )
-    print("RSS every 30 s:", [f"{at:.0f}s {mb:.0f}" for at, mb in rss[::15]])
-    print(
-        "stalls over 40 ms:",
-        [(r["t"], r["worst_gap_ms"], r["state"]) for r in soak_rows if float(r["worst_gap_ms"]) > 40],
-    )
+    report(request, f"RSS every 30 s: {[f'{at:.0f}s {mb:.0f}' for at, mb in rss[::15]]}")
+    stalls = [(r["t"], r["worst_gap_ms"], r["state"]) for r in soak_rows if float(r["worst_gap_ms"]) > 40]
+    report(request, f"stalls over 40 ms: {stalls}")
     assert growth <= RSS_GROWTH_MB, f"memory grew {growth:.0f} MB after warm-up"
     assert within >= GUI_STALL_SHARE, f"only {within:.1%} of windows kept the GUI under {GUI_STALL_MS:.0f} ms"
     assert worst_gap <= GUI_STALL_MAX_MS, f"the GUI thread stalled {worst_gap:.0f} ms"

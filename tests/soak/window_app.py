@@ -107,3 +107,14 @@ class WindowApp:
             self.proc.kill()
             self.proc.wait(10)
         self._stderr.close()
+
+
+def report(request: pytest.FixtureRequest, line: str) -> None:
+    """A figure for CI's log: written through pytest's terminal, captured output or not."""
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if capture is None or reporter is None:
+        print(line)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(line)
