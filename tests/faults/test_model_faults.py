@@ -15,7 +15,7 @@ import random
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,30 +30,10 @@ from app.store.models import fetch_model, resolve_model
 from app.store.paths import AppPaths, resolve_paths
 from app.store.settings import Settings, SettingsStore, StageSettings
 from providers.llm.llama_cpp import GEMMA_FILE, GEMMA_SHA256
+from tests.support.model_plugins import declare_models
 
 VOXDESK = str(Path(sys.executable).with_name("voxdesk"))
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def declare_models(*specs: ModelSpec) -> Callable[[], None]:
-    """Register a provider that declares `specs` (as a plug-in would); returns the undo."""
-    from pydantic import BaseModel
-
-    from app.plugin.registry import ProviderInfo, ProviderSpec, get_registry
-
-    reg = get_registry()
-    name = f"test-models-{specs[0].id}"
-    reg.add(
-        ProviderSpec(
-            specs[0].kind,
-            name,
-            lambda cfg: None,
-            BaseModel,
-            ProviderInfo("test"),  # type: ignore[arg-type,return-value]
-            models=specs,
-        )
-    )
-    return lambda: reg.unregister(specs[0].kind, name)
 
 
 GEMMA = "gemma3-270m-q4_k_m"

@@ -7,7 +7,7 @@ import io
 import random
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,28 +19,7 @@ from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.model_spec import ModelFile, ModelSpec
 from app.store.models import download, fetch_model, resolve_model, verify_model
 from app.store.paths import AppPaths, resolve_paths
-
-
-def declare_models(*specs: ModelSpec) -> Callable[[], None]:
-    """Register a provider that declares `specs` (as a plug-in would); returns the undo."""
-    from pydantic import BaseModel
-
-    from app.plugin.registry import ProviderInfo, ProviderSpec, get_registry
-
-    reg = get_registry()
-    name = f"test-models-{specs[0].id}"
-    reg.add(
-        ProviderSpec(
-            specs[0].kind,
-            name,
-            lambda cfg: None,
-            BaseModel,
-            ProviderInfo("test"),  # type: ignore[arg-type,return-value]
-            models=specs,
-        )
-    )
-    return lambda: reg.unregister(specs[0].kind, name)
-
+from tests.support.model_plugins import declare_models
 
 PAYLOAD = random.Random(7).randbytes(700_000)
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
