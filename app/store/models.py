@@ -18,6 +18,7 @@ Nothing here imports a heavy library; the module is safe to import at start-up.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -100,15 +101,21 @@ def _complete(spec: ModelSpec, directory: Path) -> bool:
 
 
 def _package_parts(spec: ModelSpec) -> list[Path] | None:
-    """The installed chunks of a model split across packages, in order; None if any is missing."""
+    """The installed chunks of a model split across packages, in order; None if any is missing.
+
+    Each part is a file of an installed distribution, found from its metadata: the part
+    packages are data only and are never imported (or even looked up as modules)."""
     if spec.package is None or not spec.package.parts:
         return None
     parts = []
-    for module, inner in spec.package.parts:
-        d = _package_dir(module)
-        if d is None or not (d / inner).is_file():
+    for distribution, inner in spec.package.parts:
+        try:
+            path = Path(str(importlib.metadata.distribution(distribution).locate_file(inner)))
+        except (importlib.metadata.PackageNotFoundError, ValueError):
             return None
-        parts.append(d / inner)
+        if not path.is_file():
+            return None
+        parts.append(path)
     return parts
 
 
