@@ -1,7 +1,9 @@
-"""`voxdesk models list|fetch|verify [ID ...]`: tables on stdout, progress and errors on stderr.
+"""`voxdesk models list|fetch|verify|speed|delete [ID ...]`: tables on stdout, progress and errors on stderr.
 
 The models are those the registered providers declare (`ProviderSpec.models`); finding,
-downloading and checking them is `app.store.models`'.
+downloading and checking them is `app.store.models`', timing them `app.store.model_speed`'.
+A language model fetched here is timed once afterwards, so `list` can say how fast it
+talks on this computer.
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from app.plugin.errors import ErrorCode, VoiceError
+from app.store.model_speed import SpeedRecord, forget_speed, load_speeds, measure_speed, provider_for
 from app.store.models import (
     ConfiguredModel,
+    ModelRow,
     catalogue,
     configured_models,
+    delete_model,
     fetch_model,
     get_spec,
     list_models,
+    model_status,
     verify_model,
 )
 from app.store.paths import AppPaths
@@ -72,6 +78,37 @@ def _fmt_size(n: int | None, approx_mb: int) -> str:
     return f"~{approx_mb} MB" if approx_mb else "?"
 
 
+def fmt_memory(mb: int) -> str:
+    """Memory a model needs, as the model manager and `list` show it ("?" when unknown)."""
+    if not mb:
+        return "?"
+    return f"{mb / 1000:.1f} GB" if mb >= 1000 else f"{mb} MB"
+
+
+def _installed(row: ModelRow, paths: AppPaths) -> str:
+    """Where it is installed, or how much of a download is there (no hashing: `verify` does that)."""
+    if row.source is not None:
+        return row.source
+    status = model_status(row.id, paths=paths, check_hash=False)
+    return "partial" if status.state == "partial" else "no"
+
+
+def _list(ids: list[str], paths: AppPaths, out: TextIO) -> int:
+    wanted = set(ids)
+    speeds = load_speeds(paths)
+    rows = [r for r in list_models(paths) if not wanted or r.id in wanted]
+    w = max([32, *(len(r.id) for r in rows)])
+    out.write(f"{'ID':{w}} {'KIND':4} {'SIZE':>8} {'MEMORY':>7}  {'INSTALLED':9} {'SPEED HERE':14} LOCATION\n")
+    for r in rows:
+        where = str(r.location) if r.location else "-"
+        speed = f"{speeds[r.id].words_per_s:.0f} words/s" if r.id in speeds else "-"
+        out.write(
+            f"{r.id:{w}} {r.kind:4} {_fmt_size(r.size_bytes, r.approx_mb):>8} {fmt_memory(r.memory_mb):>7}  "
+            f"{_installed(r, paths):9} {speed:14} {where}\n"
+        )
+    return 0
+
+
 def models_command(  # noqa: PLR0913 - the streams and keyword-only flags of one command
     action: str,
     ids: list[str],
@@ -82,7 +119,7 @@ def models_command(  # noqa: PLR0913 - the streams and keyword-only flags of one
     force: bool = False,
     settings: Settings | None = None,
 ) -> int:
-    """`voxdesk models list|fetch|verify [ID ...]` — tables to `out`, progress and errors to stderr.
+    """`voxdesk models list|fetch|verify|speed|delete [ID ...]` — tables to `out`, progress and errors to stderr.
 
     `settings` (the run's, with any --set) say which files the app would really load:
     verify checks paths set there too. When not given, the saved settings are read.
@@ -92,18 +129,16 @@ def models_command(  # noqa: PLR0913 - the streams and keyword-only flags of one
     err = err or sys.stderr
     try:
         if action == "list":
-            rows = list_models(paths)
-            wanted = set(ids)
-            out.write(f"{'ID':32} {'KIND':4} {'SIZE':>8}  {'INSTALLED':9} LOCATION\n")
-            for r in rows:
-                if wanted and r.id not in wanted:
-                    continue
-                where = str(r.location) if r.location else "-"
-                out.write(
-                    f"{r.id:32} {r.kind:4} {_fmt_size(r.size_bytes, r.approx_mb):>8}  {r.source or 'no':9} {where}\n"
-                )
-            return 0
-        configured = configured_models(settings if settings is not None else _saved_settings(paths))
+            return _list(ids, paths, out)
+        settings = settings if settings is not None else _saved_settings(paths)
+        if action in ("speed", "delete"):
+            if not ids:
+                err.write(f"usage: voxdesk models {action} ID [ID ...] — see `voxdesk models list` for ids\n")
+                return 2
+            if action == "delete":
+                return _delete(ids, paths, out)
+            return max(_speed_one(model_id, paths, out, err, settings) for model_id in ids)
+        configured = configured_models(settings)
         if action == "fetch":
             if not ids:
                 err.write("usage: voxdesk models fetch ID [ID ...] — see `voxdesk models list` for ids\n")
@@ -113,34 +148,98 @@ def models_command(  # noqa: PLR0913 - the streams and keyword-only flags of one
                 code = _fetch_one(model_id, paths, out, err, force=force, configured=configured)
                 if code == 130:
                     return code
+                if code == 0 and _fresh_llm_download(model_id, paths):
+                    _speed_one(model_id, paths, out, err, settings, after_fetch=True)
                 status = max(status, code)
             return status
         if action == "verify":
-            status = 0
-            for target in _verify_targets(ids, paths, configured):
-                try:
-                    report = verify_model(target.model_id, target.path, paths=paths, setting=target.setting)
-                except VoiceError as exc:  # an unknown model id in Settings
-                    where = f" (set in {target.setting or target.stage + '.options'})"
-                    out.write(f"{target.model_id}: FAILED{where} {exc.message}\n")
-                    status = EXIT_MISSING
-                    continue
-                mark = "ok" if report.ok else "FAILED"
-                if report.source == "settings":
-                    source = f"settings {report.setting or ''} = {report.location}".replace("  ", " ")
-                else:
-                    source = report.source or "not installed"
-                out.write(f"{report.model_id}: {mark} ({source}) {report.detail}\n")
-                for c in report.files:
-                    out.write(f"  {'ok ' if c.ok else 'BAD'} {c.name}: {c.detail}\n")
-                if not report.ok:
-                    status = EXIT_MISSING
-            return status
-        err.write(f"unknown action {action!r}; use list, fetch or verify\n")
+            return _verify(ids, paths, out, configured)
+        err.write(f"unknown action {action!r}; use list, fetch, verify, speed or delete\n")
         return 2
     except VoiceError as exc:
         err.write(f"error: {exc}\n")
         return _exit_code(exc)
+
+
+def _verify(ids: list[str], paths: AppPaths, out: TextIO, configured: list[ConfiguredModel]) -> int:
+    status = 0
+    for target in _verify_targets(ids, paths, configured):
+        try:
+            report = verify_model(target.model_id, target.path, paths=paths, setting=target.setting)
+        except VoiceError as exc:  # an unknown model id in Settings
+            where = f" (set in {target.setting or target.stage + '.options'})"
+            out.write(f"{target.model_id}: FAILED{where} {exc.message}\n")
+            status = EXIT_MISSING
+            continue
+        mark = "ok" if report.ok else "FAILED"
+        if report.source == "settings":
+            source = f"settings {report.setting or ''} = {report.location}".replace("  ", " ")
+        else:
+            source = report.source or "not installed"
+        out.write(f"{report.model_id}: {mark} ({source}) {report.detail}\n")
+        for c in report.files:
+            out.write(f"  {'ok ' if c.ok else 'BAD'} {c.name}: {c.detail}\n")
+        if not report.ok:
+            status = EXIT_MISSING
+    return status
+
+
+def _delete(ids: list[str], paths: AppPaths, out: TextIO) -> int:
+    for model_id in ids:
+        spec_id = get_spec(model_id).id
+        freed = delete_model(spec_id, paths=paths)
+        forget_speed(paths, spec_id)
+        out.write(f"{spec_id}: deleted ({freed / 1e6:.0f} MB freed)\n" if freed else f"{spec_id}: nothing to delete\n")
+    return 0
+
+
+def _fresh_llm_download(model_id: str, paths: AppPaths) -> bool:
+    """A language model that is in the cache and not yet timed here."""
+    spec = get_spec(model_id)
+    return (
+        spec.kind == "llm"
+        and spec.id not in load_speeds(paths)
+        and model_status(spec.id, paths=paths).state == "installed"
+    )
+
+
+def _provider_options(model_id: str, settings: Settings | None) -> dict[str, object] | None:
+    """The user's options for the model's provider (threads, context) when it is the one in use."""
+    if settings is None:
+        return None
+    try:
+        name, _ = provider_for(model_id)
+    except VoiceError:
+        return None
+    stage = settings.stage(get_spec(model_id).kind)
+    if stage.provider == name:
+        return dict(stage.options or {})
+    options = (stage.fallback_options or {}).get(name)
+    return dict(options) if isinstance(options, dict) else None
+
+
+def _speed_one(  # noqa: PLR0913 - the streams of one command
+    model_id: str,
+    paths: AppPaths,
+    out: TextIO,
+    err: TextIO,
+    settings: Settings | None,
+    *,
+    after_fetch: bool = False,
+) -> int:
+    """Time one model (seconds: it is loaded in its provider's worker) and remember the figure."""
+    spec_id = get_spec(model_id).id
+    err.write(f"{spec_id}: measuring its speed on this computer…\n")
+    try:
+        record: SpeedRecord = measure_speed(spec_id, paths, options=_provider_options(spec_id, settings))
+    except VoiceError as exc:
+        err.write(f"{spec_id}: could not measure its speed: {exc.message}\n")
+        return 0 if after_fetch else _exit_code(exc)
+    out.write(
+        f"{spec_id}: {record.phrase()} ({record.tokens_per_s:.0f} tokens/s, "
+        f"first words after {record.first_token_s * 1000:.0f} ms)\n"
+    )
+    return 0
 
 
 def _exit_code(exc: VoiceError) -> int:

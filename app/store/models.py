@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from app.plugin.errors import ErrorCode, VoiceError
-from app.plugin.model_spec import FileCheck, ModelKind, ModelOption, ModelSpec, PathCheckResult
+from app.plugin.model_spec import FileCheck, ModelFile, ModelKind, ModelOption, ModelSpec, PathCheckResult
 from app.plugin.registry import Registry, get_registry
 from app.store.paths import AppPaths, resolve_paths
 
@@ -355,15 +355,47 @@ def _network_error(url: str, exc: BaseException) -> VoiceError:
     )
 
 
-def _transfer_once(
-    url: str,
-    part: Path,
-    *,
-    timeout: float,
-    progress: ProgressFn | None,
-    cancel: threading.Event | None,
-) -> tuple[int, bool]:
-    """One HTTP request that continues `part`; returns (bytes on disk, resumed?).
+def _resume_point(part: Path, size: int | None) -> int:
+    """Bytes of `part` worth continuing from: a partial file longer than the file it is
+    part of is not a prefix of it, so it is discarded."""
+    offset = part.stat().st_size if part.exists() else 0
+    if size is not None and offset > size:
+        log.warning("%s is longer than the %d-byte file it belongs to; starting again", part, size)
+        part.unlink(missing_ok=True)
+        return 0
+    return offset
+
+
+def _range_start(content_range: str | None) -> int | None:
+    """START of a `Content-Range: bytes START-END/TOTAL` header (None if absent or odd)."""
+    if not content_range or not content_range.startswith("bytes "):
+        return None
+    first = content_range[6:].split("-", 1)[0].strip()
+    return int(first) if first.isdigit() else None
+
+
+def _cancelled() -> VoiceError:
+    return VoiceError(
+        "models.download",
+        ErrorCode.CANCELLED,
+        "download cancelled — the part already downloaded is kept; download again to resume where it stopped",
+    )
+
+
+@dataclass(frozen=True)
+class _Transfer:
+    """How one request goes: where to continue and what to report."""
+
+    url: str
+    part: Path
+    timeout: float
+    size: int | None  # the whole file's size when the catalogue knows it
+    progress: ProgressFn | None
+    cancel: threading.Event | None
+
+
+def _transfer_once(t: _Transfer) -> tuple[int, bool]:
+    """One HTTP request that continues `t.part`; returns (bytes on disk, resumed?).
 
     A cut connection surfaces as OSError / http.client.HTTPException so the
     caller can retry from whatever reached the disk.
@@ -372,46 +404,69 @@ def _transfer_once(
     import urllib.error
     import urllib.request
 
-    offset = part.stat().st_size if part.exists() else 0
+    if t.cancel is not None and t.cancel.is_set():
+        raise _cancelled()
+    offset = _resume_point(t.part, t.size)
+    if offset and offset == t.size:  # every byte is already here (cancelled at the very end)
+        return offset, True
     headers = {"User-Agent": _USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
-    req = urllib.request.Request(url, headers=headers)
+    req = urllib.request.Request(t.url, headers=headers)
     try:
-        resp = urllib.request.urlopen(req, timeout=timeout)
+        resp = urllib.request.urlopen(req, timeout=t.timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:  # Range past the end: we already have every byte
             return offset, True
         raise
     with resp:
         resumed = offset > 0 and resp.status == 206
+        if resumed and _range_start(resp.headers.get("Content-Range")) not in (None, offset):
+            # The server continues from elsewhere: appending would corrupt the file.
+            t.part.unlink(missing_ok=True)
+            raise ConnectionError("the server resumed at another offset; starting again")
         if not resumed:  # fresh start, or a server that ignores Range
             offset = 0
         length = resp.headers.get("Content-Length")
-        total = offset + int(length) if length is not None else None
-        if total is not None and shutil.disk_usage(part.parent).free < total - offset:
-            raise _no_space(part, total - offset)
+        total = offset + int(length) if length is not None else t.size
+        if total is not None and shutil.disk_usage(t.part.parent).free < total - offset:
+            raise _no_space(t.part, total - offset)
         done = offset
-        if progress:
-            progress(done, total)
-        with part.open("ab" if resumed else "wb") as out:
+        if t.progress:
+            t.progress(done, total)
+        with t.part.open("ab" if resumed else "wb") as out:
             while True:
-                if cancel is not None and cancel.is_set():
-                    raise VoiceError(
-                        "models.download",
-                        ErrorCode.CANCELLED,
-                        "download cancelled — run the fetch again to resume where it stopped",
-                    )
+                if t.cancel is not None and t.cancel.is_set():
+                    raise _cancelled()
                 block = resp.read(_CHUNK)
                 if not block:
                     break
                 out.write(block)
                 done += len(block)
-                if progress:
-                    progress(done, total)
+                if t.progress:
+                    t.progress(done, total)
         if total is not None and done < total:
             raise ConnectionError(f"connection closed after {done} of {total} bytes")
         return done, resumed
+
+
+def partial_bytes(dest: Path) -> int:
+    """Bytes of an unfinished download of `dest` on disk (0 when none): what a resume keeps."""
+    part = dest.with_name(dest.name + ".part")
+    try:
+        return part.stat().st_size
+    except OSError:
+        return 0
+
+
+def _reject(part: Path, dest: Path, what: str) -> VoiceError:
+    part.unlink(missing_ok=True)
+    return VoiceError(
+        "models.download",
+        ErrorCode.PROVIDER_ERROR,
+        f"{dest.name} is damaged or not the expected file ({what}) — it was deleted; "
+        "download it again, and if it repeats the upstream file changed",
+    )
 
 
 def download(  # noqa: PLR0913 - keyword-only options of one download
@@ -419,6 +474,7 @@ def download(  # noqa: PLR0913 - keyword-only options of one download
     dest: Path,
     sha256: str | None = None,
     *,
+    size: int | None = None,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     retries: int = 3,
@@ -429,9 +485,10 @@ def download(  # noqa: PLR0913 - keyword-only options of one download
     A cut connection is resumed with an HTTP Range request (up to `retries`
     times in this call, and on the next call from the `.part` left behind, so a
     cancelled or failed fetch never starts from zero). The file only appears at
-    `dest` once complete and, if `sha256` is given, matching; a mismatching
-    download is deleted so the next try starts clean. With `sha256=None` the
-    hash that was computed is returned so the caller can report and record it.
+    `dest` once complete and, if `sha256` (and `size`) are given, matching; a
+    mismatching download is deleted so the next try starts clean. With
+    `sha256=None` the hash that was computed is returned so the caller can report
+    and record it. `cancel` stops it within one block (CANCELLED), keeping the part.
     """
     import errno
     import http.client
@@ -447,11 +504,12 @@ def download(  # noqa: PLR0913 - keyword-only options of one download
             ErrorCode.PROVIDER_ERROR,
             f"cannot create {dest.parent} ({exc.strerror or exc}) — check permissions",
         ) from exc
+    transfer = _Transfer(url, part, timeout, size, progress, cancel)
     resumed_any = False
     attempt = 0
     while True:
         try:
-            size, resumed = _transfer_once(url, part, timeout=timeout, progress=progress, cancel=cancel)
+            got_size, resumed = _transfer_once(transfer)
             resumed_any = resumed_any or resumed
             break
         except VoiceError:
@@ -462,23 +520,19 @@ def download(  # noqa: PLR0913 - keyword-only options of one download
             if isinstance(exc, urllib.error.HTTPError) or attempt >= retries:
                 raise _network_error(url, exc) from exc
             attempt += 1
+    if size is not None and got_size != size:
+        raise _reject(part, dest, f"{got_size} bytes, expected {size}")
     # One full read to hash: simpler and safer than a running digest across restarts.
     got = _hash_file(part).hexdigest()
     if sha256 is not None and got != sha256.lower():
-        part.unlink(missing_ok=True)
-        raise VoiceError(
-            "models.download",
-            ErrorCode.PROVIDER_ERROR,
-            f"{dest.name} is damaged or not the expected file (SHA-256 {got}, expected {sha256}) — "
-            "it was deleted; run the fetch again, and if it repeats the upstream file changed",
-        )
+        raise _reject(part, dest, f"SHA-256 {got}, expected {sha256}")
     try:
         os.replace(part, dest)
     except OSError as exc:
         raise VoiceError(
             "models.download", ErrorCode.PROVIDER_ERROR, f"cannot move {part} into place ({exc.strerror or exc})"
         ) from exc
-    return Downloaded(dest, got, size, resumed_any)
+    return Downloaded(dest, got, got_size, resumed_any)
 
 
 # -- fetch, verify, list -----------------------------------------------------
@@ -572,7 +626,7 @@ def fetch_model(  # noqa: PLR0913 - keyword-only hooks, used by the CLI and the 
             repaired.append(f.name)
         if on_file:
             on_file(f.name, index, len(spec.files))
-        result = download(f.url, dest, f.sha256, progress=progress, cancel=cancel)
+        result = download(f.url, dest, f.sha256, size=f.size, progress=progress, cancel=cancel)
         got.append(result)
         manifest = _read_manifest(directory)
         manifest[f.name] = {"sha256": result.sha256, "size": result.size, "url": f.url}
@@ -844,6 +898,8 @@ class ModelRow:
     location: Path | None
     size_bytes: int | None  # on disk when installed, else the catalogue's figure
     approx_mb: int
+    #: Memory the loaded model needs, MB (0: not known).
+    memory_mb: int = 0
 
     def get(self, key: str, default: object = None) -> object:
         """Dict-style access, for callers that treat rows as mappings."""
@@ -879,6 +935,133 @@ def list_models(paths: AppPaths | None = None) -> list[ModelRow]:
             known = [f.size for f in spec.files]
             size = sum(s for s in known if s is not None) if all(s is not None for s in known) else None
         rows.append(
-            ModelRow(spec.id, spec.kind, spec.description, spec.licence, source, location, size, spec.approx_mb)
+            ModelRow(
+                spec.id,
+                spec.kind,
+                spec.description,
+                spec.licence,
+                source,
+                location,
+                size,
+                spec.approx_mb,
+                spec.memory_mb,
+            )
         )
     return rows
+
+
+# -- the model manager's view: state of each model, and deleting a download ----------
+
+ModelState = Literal["embedded", "installed", "partial", "damaged", "not installed"]
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """Where a model stands on this computer, in the words the model manager shows."""
+
+    id: str
+    state: ModelState
+    location: Path | None
+    #: One line for the user: what is wrong, or how much of a download is already here.
+    detail: str = ""
+    #: Bytes of unfinished downloads on disk (a resume keeps them).
+    partial_bytes: int = 0
+
+
+def download_bytes(spec: ModelSpec) -> int | None:
+    """What fetching the model downloads: the files' sizes when all are known, else the
+    catalogue's approximate figure (None when neither is known)."""
+    sizes = [f.size for f in spec.files]
+    if sizes and all(s is not None for s in sizes):
+        return sum(s or 0 for s in sizes)
+    return spec.approx_mb * 1_000_000 if spec.approx_mb else None
+
+
+def _packaged_status(spec: ModelSpec, paths: AppPaths) -> ModelStatus | None:
+    if _package_parts(spec) is not None:
+        target = package_location(spec.id, paths=paths, assemble=False)
+        return ModelStatus(spec.id, "embedded", target, "ships with VoxDesk")
+    if spec.package is not None and not spec.package.parts:
+        located = package_location(spec.id, paths=paths)
+        if located is not None:
+            return ModelStatus(spec.id, "embedded", located, f"ships in the {spec.package.distribution} package")
+    return None
+
+
+def _cached_file_problem(spec: ModelSpec, directory: Path, f: ModelFile, check_hash: bool) -> str | None:
+    """Why a cached file is not usable, or None when it is."""
+    path = directory / f.name
+    actual = path.stat().st_size
+    if f.size is not None and actual != f.size:
+        return f"{f.name} is {actual} bytes, expected {f.size}"
+    expected = _expected_sha(spec, f.name, _read_manifest(directory))
+    if check_hash and expected is not None and not _intact(path, expected):
+        return f"{f.name} fails the SHA-256 check"
+    return None
+
+
+def model_status(model_id: str, *, paths: AppPaths | None = None, check_hash: bool = True) -> ModelStatus:
+    """The state of one model. With `check_hash`, a cached file is hashed unless its
+    integrity stamp still matches (seconds for a big model the first time): call it from
+    a worker. Packaged models are not hashed here (`verify_model` does that)."""
+    paths = paths or resolve_paths()
+    spec = get_spec(model_id)
+    packaged = _packaged_status(spec, paths)
+    if packaged is not None:
+        return packaged
+    directory = cache_dir(spec.id, paths)
+    present = [f for f in spec.files if (directory / f.name).is_file()]
+    partial = sum(partial_bytes(directory / f.name) for f in spec.files)
+    if len(present) < len(spec.files):
+        if partial or present:
+            total = download_bytes(spec)
+            have = partial + sum((directory / f.name).stat().st_size for f in present)
+            of = f" of {total / 1e6:.0f} MB" if total else ""
+            detail = f"{have / 1e6:.0f} MB{of} downloaded — download again to resume"
+            return ModelStatus(spec.id, "partial", None, detail, partial)
+        return ModelStatus(spec.id, "not installed", None)
+    for f in spec.files:
+        problem = _cached_file_problem(spec, directory, f, check_hash)
+        if problem is not None:
+            return ModelStatus(spec.id, "damaged", _point(spec, directory), f"{problem} — download it again", partial)
+    return ModelStatus(spec.id, "installed", _point(spec, directory), "downloaded", partial)
+
+
+def delete_model(model_id: str, *, paths: AppPaths | None = None) -> int:
+    """Delete a downloaded model (and any unfinished download of it) from the cache;
+    returns the bytes freed. A model that ships in a package is refused: its files belong
+    to the install (pip removes them), and deleting its assembled copy would only make
+    the next start build it again."""
+    paths = paths or resolve_paths()
+    spec = get_spec(model_id)
+    if _packaged_status(spec, paths) is not None:
+        raise VoiceError(
+            "models.delete",
+            ErrorCode.INVALID_CONFIG,
+            f"{spec.id} ships with VoxDesk and cannot be deleted here — choose another model instead",
+        )
+    directory = cache_dir(spec.id, paths)
+    freed = 0
+    names = [f.name for f in spec.files] + [f"{f.name}.part" for f in spec.files]
+    try:
+        for name in names:
+            path = directory / name
+            if path.is_file():
+                freed += path.stat().st_size
+                path.unlink()
+        manifest = _read_manifest(directory)
+        for f in spec.files:
+            manifest.pop(f.name, None)
+        if manifest:
+            _write_manifest(directory, manifest)
+        else:
+            (directory / MANIFEST).unlink(missing_ok=True)
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+    except OSError as exc:
+        raise VoiceError(
+            "models.delete",
+            ErrorCode.PROVIDER_ERROR,
+            f"could not delete {spec.id} from {directory} ({exc.strerror or exc}) — check its permissions",
+        ) from exc
+    return freed
