@@ -39,8 +39,11 @@ from app.engine.events import ProviderSwitched
 from app.plugin.errors import VoiceError
 from app.plugin.provider_api import KINDS
 from app.plugin.registry import Registry
+from app.store.models import catalogue
+from app.store.paths import AppPaths, resolve_paths
 from app.store.settings import ConversationSettings, Settings, StageSettings, TelemetrySettings
 from ui import theme
+from ui.model_manager import ModelManager
 from ui.schema_form import SchemaForm
 
 log = logging.getLogger(__name__)
@@ -81,9 +84,12 @@ class StagePage(QWidget):
         self._info: Any = None
         self._key_tasks: set[asyncio.Task[None]] = set()
 
-        lay = QHBoxLayout(self)
+        lay = QVBoxLayout(self)
+        #: Providers and options on top; a stage's own panel (the models) below, if any.
+        self._outer = QSplitter(Qt.Orientation.Vertical)
+        lay.addWidget(self._outer)
         split = QSplitter(Qt.Orientation.Horizontal)
-        lay.addWidget(split)
+        self._outer.addWidget(split)
         self.list = QListWidget()
         self.list.setAccessibleName(f"{STAGE_TITLES[kind]} providers")
         for name in registry.list_providers(kind):
@@ -144,6 +150,25 @@ class StagePage(QWidget):
         where = "offline" if info.local else "online"
         missing = " · not installed" if info.missing_requirements() else ""
         return f"{info.display_name}  ·  {where}{missing}"
+
+    def add_panel(self, title: str, panel: QWidget) -> None:
+        """A box of the stage's own below the providers (Settings → Assistant: the models)."""
+        box = QGroupBox(title)
+        QVBoxLayout(box).addWidget(panel)
+        self._outer.addWidget(box)
+        self._outer.setStretchFactor(0, 3)
+        self._outer.setStretchFactor(1, 2)
+
+    def option_value(self, name: str) -> Any:
+        """The value of one option of the provider on show, as edited so far."""
+        return self.form.values().get(name) if self.form is not None else None
+
+    def use_option(self, provider: str, values: dict[str, Any]) -> None:
+        """Switch the page to `provider` and set some of its options (Apply makes it real)."""
+        if self.provider != provider:
+            self.select(provider)
+        if self.form is not None and self.provider == provider:
+            self.form.set_values(values)
 
     def select(self, name: str) -> None:
         for i in range(self.list.count()):
@@ -411,12 +436,16 @@ class SettingsDialog(QDialog):
         registry: Registry,
         apply_fn: ApplyFn | None = None,
         parent: QWidget | None = None,
+        *,
+        paths: AppPaths | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("VoxDesk Settings")
         self.setObjectName("settings_dialog")
         self.setAccessibleName("Settings")
-        self.resize(820, 600)
+        self.resize(880, 720)
+        # The main window knows the app's folders (--home); a bare dialog finds them itself.
+        self.paths = paths or getattr(parent, "paths", None) or resolve_paths()
         self.settings = settings
         self.registry = registry
         self.apply_fn = apply_fn
@@ -429,6 +458,7 @@ class SettingsDialog(QDialog):
             page = StagePage(kind, registry, settings.stage(kind))
             self.stage_pages[kind] = page
             self.tabs.addTab(page, STAGE_TITLES[kind])
+        self.model_manager = self._add_model_manager(self.stage_pages["llm"])
         self.audio_page = AudioPage(settings)
         self.tabs.addTab(self.audio_page, "Audio")
         self.conversation_form = SchemaForm(
@@ -468,6 +498,51 @@ class SettingsDialog(QDialog):
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).clicked.connect(lambda: self._start_apply(True))
         self.buttons.rejected.connect(self.reject)
         lay.addWidget(self.buttons)
+
+    def _add_model_manager(self, page: StagePage) -> ModelManager | None:
+        """Settings → Assistant lists the language models to download, check and choose."""
+        if not any(spec.kind == "llm" for spec in catalogue(self.registry).values()):
+            return None
+        manager = ModelManager(self.paths, kind="llm", options_for=self._edited_options)
+        manager.chosen.connect(self._use_model)
+        page.add_panel("Models", manager)
+        page.list.currentItemChanged.connect(lambda *_: self._show_chosen_model())
+        manager.listed.connect(self._show_chosen_model)
+        return manager
+
+    def _edited_options(self, provider: str) -> dict[str, Any]:
+        """The Assistant options being edited, when `provider` is the one on show (the
+        speed benchmark then uses the user's threads and context)."""
+        page = self.stage_pages["llm"]
+        if page.provider != provider or page.form is None:
+            return {}
+        return page.form.values()
+
+    def _model_option(self, provider: str) -> tuple[str, str | None] | None:
+        with contextlib.suppress(VoiceError):
+            option = self.registry.spec("llm", provider).model_option
+            if option is not None:
+                return option.id_option, option.path_option
+        return None
+
+    def _use_model(self, provider: str, id_option: str, model_id: str) -> None:
+        values: dict[str, Any] = {id_option: model_id}
+        names = self._model_option(provider)
+        if names is not None and names[1]:
+            values[names[1]] = None  # a file set for the previous model must not win over the choice
+        self.stage_pages["llm"].use_option(provider, values)
+
+    def _show_chosen_model(self) -> None:
+        if self.model_manager is None:
+            return
+        page = self.stage_pages["llm"]
+        names = self._model_option(page.provider)
+        value = page.option_value(names[0]) if names is not None else None
+        if names is not None and not value:
+            with contextlib.suppress(VoiceError):  # unset: the provider's default model
+                option = self.registry.spec("llm", page.provider).model_option
+                value = option.default if option is not None else None
+        self.model_manager.set_chosen(str(value) if value else None)
 
     @staticmethod
     def _scrolled(w: QWidget) -> QScrollArea:
@@ -563,5 +638,7 @@ class SettingsDialog(QDialog):
         for page in self.stage_pages.values():
             page.cancel_background()
         self.audio_page.cancel_background()
+        if self.model_manager is not None:
+            self.model_manager.shutdown()  # a download stops; its part is kept for a resume
         with contextlib.suppress(RuntimeError):
             super().done(r)

