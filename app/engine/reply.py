@@ -1,19 +1,38 @@
-"""The reply's stage calls: LLM deltas through the stage runner, one sentence of TTS,
-speaking a short text (an apology, a timer), and the gen_ai telemetry attributes."""
+"""The reply's stage calls: what the LLM is sent and what of its answer is spoken, one
+sentence of TTS, speaking a short text (an apology, a timer), and the gen_ai telemetry
+attributes."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from app.engine.speaker import Speaker
+from app.engine.spoken_prompt import context_messages, limits_for
+from app.engine.spoken_reply import spoken_only
 from app.engine.stages import StageSlot
 from app.plugin.errors import ErrorCode, VoiceError
-from app.plugin.provider_api import AudioChunk, LLMProvider, Provider, TTSProvider
+from app.plugin.provider_api import AudioChunk, ChatMessage, LLMProvider, Provider, TTSProvider
 
 
 def provider_name(slot: StageSlot, provider: Provider) -> str:
     return next(n for n, p in slot.chain if p is provider)
+
+
+def llm_messages(
+    user_prompt: str, history: list[ChatMessage], text: str, now: datetime | None = None
+) -> list[ChatMessage]:
+    """What the model is sent for `text`: the engine's spoken-assistant system prompt around
+    the user's own (`user_prompt`), the conversation so far, the new message."""
+    return context_messages(user_prompt, history, text, now)
+
+
+def spoken_llm_reply(deltas: AsyncIterator[str], user_text: str) -> AsyncIterator[str]:
+    """The model's answer as it is said: plain speech, cut at a loop or at the spoken-length
+    cap (raised when the user asked for more). Ending early closes `deltas`, which stops
+    the model generating."""
+    return spoken_only(deltas, limits_for(user_text))
 
 
 def tts_stream(slot: StageSlot, text: str, used: list[str], timeout: float) -> AsyncIterator[AudioChunk]:

@@ -229,6 +229,16 @@ def _block_sentence(line: str, urls: UrlStyle) -> str | None:
     return None
 
 
+def is_block_line(line: str) -> bool:
+    """A heading, list item or table row: a line that stands as a sentence of its own."""
+    return bool(_HEADING.match(line) or _LIST_ITEM.match(line) or _TABLE_ROW.match(line))
+
+
+def end_sentence(text: str) -> str:
+    """`text` with a full stop unless it already ends in punctuation."""
+    return _end_sentence(text)
+
+
 def clean_for_speech(text: str, *, code: CodeStyle = "omit", urls: UrlStyle = "domain") -> str:
     """Plain spoken sentences for a whole text; "" if nothing is worth saying."""
     return SpeechTextCleaner(code=code, urls=urls).feed(text)
