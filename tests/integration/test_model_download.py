@@ -173,3 +173,16 @@ def test_a_cached_copy_damaged_later_is_reported_as_damaged(model, paths) -> Non
         f.write(b"\0" * 64)
     status = model_status(model, paths=paths)
     assert status.state == "damaged" and "SHA-256" in status.detail
+
+
+def test_a_reply_too_short_to_time_is_refused_not_recorded(paths) -> None:
+    from app.store.models import catalogue
+
+    packaged = min(  # the smallest model a package ships (no download, no assembly)
+        (s for s in catalogue().values() if s.kind == "llm" and s.package is not None and not s.package.parts),
+        key=lambda s: s.approx_mb,
+    ).id
+    with pytest.raises(VoiceError) as info:
+        model_speed.measure_speed(packaged, paths, options={"max_tokens": 4})
+    assert "too short to time" in info.value.message
+    assert model_speed.load_speeds(paths) == {}
