@@ -1,9 +1,12 @@
 """`voxdesk bench`: voice-to-voice latency of the real pipeline on this machine.
 
-Spoken questions are synthesised once with the configured TTS voice, then streamed
-into the engine at real-time pace exactly as a microphone would deliver them. The
-reply's first sample reaching the sink ends the measurement. The run is repeated
-with telemetry off to show what telemetry costs.
+Questions are spoken by espeak-ng — a voice other than the reply voice, as a user's
+is — and streamed into the engine at real-time pace exactly as a microphone would
+deliver them. Voice-to-voice runs from the end of the question's speech to the
+reply's first sample reaching the sink, and is reported apart for questions the local
+skills answer and for open ones the LLM answers. The run is repeated with telemetry
+off to show what telemetry costs. `--answers` runs the answers check instead
+(app/commands/bench_answers.py).
 """
 
 from __future__ import annotations
@@ -14,80 +17,35 @@ import json
 import os
 import platform
 import resource
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from app.audio.files import write_wav
-from app.commands.converse import TimedOut, run_files
+from app.commands.bench_questions import OPEN_QUESTIONS, SKILLS_QUESTIONS
+from app.commands.bench_run import ask_spoken
+from app.commands.bench_speech import QUESTION_VOICE, synthesise_questions
+from app.commands.bench_stats import KEY_STAGES, hit_rate, latency_summary, percentile_ms, split_turns
 from app.engine.events import TurnFinished
 from app.plugin.errors import ErrorCode, VoiceError
-from app.plugin.provider_api import SAMPLE_RATE
-from app.plugin.registry import get_registry
 from app.store.paths import AppPaths
 from app.store.settings import Settings
 
-QUESTIONS = (
-    "What time is it?",
-    "What is seventeen times twenty three?",
-    "What is the date today?",
-    "What can you do?",
-    "What is twelve plus thirty?",
-)
+#: Issue 14's bars: p50/p95 voice-to-voice in ms per group (None: no bar).
+BARS: dict[str, dict[str, float | None]] = {
+    "skills": {"p50_ms": 550.0, "p95_ms": None},
+    "llm": {"p50_ms": 800.0, "p95_ms": 1200.0},
+}
 
 
-async def synthesise_questions(settings: Settings, out_dir: Path, count: int) -> list[Path]:
-    import soxr
-
-    tts_cfg = settings.tts
-    tts = get_registry().create("tts", tts_cfg.provider, tts_cfg.options)
-    paths = []
-    try:
-        for i, text in enumerate(QUESTIONS[: min(count, len(QUESTIONS))]):
-            chunks = [c async for c in tts.synthesize(text)]  # type: ignore[attr-defined]
-            audio = np.concatenate([c.samples for c in chunks])
-            audio = soxr.resample(audio, chunks[0].sample_rate, SAMPLE_RATE).astype(np.float32)
-            lead, tail = np.zeros(int(0.4 * SAMPLE_RATE), np.float32), np.zeros(SAMPLE_RATE, np.float32)
-            paths.append(write_wav(out_dir / f"q{i}.wav", np.concatenate([lead, audio * 0.8, tail]), SAMPLE_RATE))
-    finally:
-        await tts.aclose()
-    return [paths[i % len(paths)] for i in range(count)]
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    pos = (len(s) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return round((s[lo] + (s[hi] - s[lo]) * (pos - lo)) * 1000, 1)
-
-
-def summarise(turns: list[TurnFinished], wall_s: float, cpu_s: float) -> dict[str, Any]:
-    v2v = [t.voice_to_voice_s for t in turns if t.voice_to_voice_s is not None]
-    stages: dict[str, dict[str, float | None]] = {}
-    keys = sorted({k for t in turns for k in t.timings})
-    for k in keys:
-        vals = [t.timings[k] for t in turns if k in t.timings]
-        stages[k] = {"p50_ms": _pct(vals, 0.5), "p95_ms": _pct(vals, 0.95)}
-    return {
-        "turns": len(turns),
-        "errors": [t.error for t in turns if t.error],
-        "voice_to_voice": {
-            "p50_ms": _pct(v2v, 0.5),
-            "p95_ms": _pct(v2v, 0.95),
-            "mean_ms": round(statistics.mean(v2v) * 1000, 1) if v2v else None,
-        },
-        "stages": stages,
-        "cpu_percent_of_one_core": round(100 * cpu_s / wall_s, 1) if wall_s else None,
-        "transcripts": [t.user_text for t in turns],
-    }
+def question_plan(turns: int) -> list[tuple[str, str]]:
+    """(group, text) pairs: skills and open questions taking turns, `turns` of each."""
+    plan = []
+    for i in range(max(1, turns)):
+        plan.append(("skills", SKILLS_QUESTIONS[i % len(SKILLS_QUESTIONS)]))
+        plan.append(("open", OPEN_QUESTIONS[i % len(OPEN_QUESTIONS)]))
+    return plan
 
 
 def _cpu_seconds() -> float:
@@ -95,45 +53,82 @@ def _cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+async def _measure(settings: Settings, paths: AppPaths, plan: list[tuple[str, Path]], label: str) -> dict[str, Any]:
+    wavs = [w for _, w in plan]
+    cpu0, t0 = _cpu_seconds(), time.monotonic()
+    limit = 60 + 30 * len(wavs)
+    try:
+        async with asyncio.timeout(limit):
+            run = await ask_spoken(settings, paths, wavs)
+    except TimeoutError:
+        raise VoiceError(
+            "bench",
+            ErrorCode.TIMEOUT,
+            f"the {label.replace('_', ' ')} run took over {limit} s — close other programs, or measure fewer --turns",
+        ) from None
+    wall = time.monotonic() - t0
+    groups = split_turns([g for g, _ in plan], run.turns, run.skills_name)
+    v2v_all = [t.voice_to_voice_s for t in run.turns if t.voice_to_voice_s is not None]
+    used, discarded = run.speculative or (None, None)
+    return {
+        "groups": {name: latency_summary(turns) for name, turns in groups.items() if name != "other"},
+        "other": [_turn_row(t) for t in groups["other"]],
+        "all_p50_ms": percentile_ms(v2v_all, 0.5),
+        "speculative": {"used": used, "discarded": discarded, "hit_rate": hit_rate(used, discarded)},
+        "errors": [t.error for t in run.turns if t.error],
+        "turns": [_turn_row(t) for t in run.turns],
+        "cpu_percent_of_one_core": round(100 * (_cpu_seconds() - cpu0) / wall, 1) if wall else None,
+    }
+
+
+def _turn_row(t: TurnFinished) -> dict[str, Any]:
+    return {
+        "user": t.user_text,
+        "reply": t.reply_text,
+        "by": t.providers.get("llm"),
+        "voice_to_voice_ms": round(t.voice_to_voice_s * 1000, 1) if t.voice_to_voice_s is not None else None,
+        "error": t.error,
+    }
+
+
 async def run_bench(settings: Settings, paths: AppPaths, turns: int, compare: bool) -> dict[str, Any]:
+    started_on = machine()
     with tempfile.TemporaryDirectory(prefix="voxdesk-bench-") as tmp:
         tmpdir = Path(tmp)
         # History of bench turns goes to a scratch data dir, not the user's.
         bench_paths = AppPaths(paths.config_dir, tmpdir / "data", paths.cache_dir)
-        wavs = await synthesise_questions(settings, tmpdir, turns)
+        plan = question_plan(turns)
+        wavs = await synthesise_questions([text for _, text in plan], tmpdir, prefix="q")
+        asked = [(group, wav) for (group, _), wav in zip(plan, wavs, strict=True)]
         results: dict[str, Any] = {}
         runs = [("telemetry_on", True)] + ([("telemetry_off", False)] if compare else [])
         for label, enabled in runs:
             s = settings.model_copy(deep=True)
             s.telemetry.enabled = enabled
             s.telemetry.otlp_endpoint = None
-            cpu0, t0 = _cpu_seconds(), time.monotonic()
-            try:
-                # No --output: the reply audio is timed, not kept (memory stays flat over turns).
-                done = await run_files(
-                    s, bench_paths, inputs=wavs, texts=[], output=None, realtime=True, timeout=60 + 30 * turns
-                )
-            except TimedOut as exc:
-                raise VoiceError(
-                    "bench",
-                    ErrorCode.TIMEOUT,
-                    f"the {label.replace('_', ' ')} run {exc} — close other programs, or measure fewer --turns",
-                ) from None
-            results[label] = summarise(done, time.monotonic() - t0, _cpu_seconds() - cpu0)
-    on = results["telemetry_on"]["voice_to_voice"]["p50_ms"]
-    off = results.get("telemetry_off", {}).get("voice_to_voice", {}).get("p50_ms")
+            results[label] = await _measure(s, bench_paths, asked, label)
+    on = results["telemetry_on"]["all_p50_ms"]
+    off = results.get("telemetry_off", {}).get("all_p50_ms")
     return {
-        "machine": {
-            "cpu": _cpu_name(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "system": f"{platform.system()} {platform.release()}",
-        },
+        "machine": started_on,
         "providers": {k: settings.stage(k).provider for k in ("vad", "stt", "llm", "tts")},
+        "questions_voice": f"espeak-ng {QUESTION_VOICE}",
+        "bars": BARS,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_rss_children_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         **results,
         "telemetry_overhead_percent": round(100 * (on - off) / off, 1) if on and off else None,
+    }
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+        # Other work on the machine moves every figure; the load says how much there was.
+        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -147,21 +142,107 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def _ms(v: float | None) -> str:
+    return "—" if v is None else f"{v:.0f}"
+
+
+def _bar_note(group: str, v2v: dict[str, Any]) -> str:
+    notes = []
+    for key, label in (("p50_ms", "p50"), ("p95_ms", "p95")):
+        bar, got = BARS[group][key], v2v[key]
+        if bar is not None:
+            ok = got is not None and got <= bar
+            notes.append(f"{label} ≤ {bar:.0f} {'met' if ok else 'NOT met'}")
+    return ", ".join(notes)
+
+
+def voice_table(report: dict[str, Any]) -> list[str]:
+    """The voice bench as a terminal table: one row per group, p50/p95 in ms per column."""
+    m, on = report["machine"], report["telemetry_on"]
+    lines = [
+        f"{m['cpu']} ({m['cores']} cores, load {m['load_average_1m']} at the start); "
+        f"questions spoken by {report['questions_voice']}; providers {report['providers']}",
+        "",
+        f"{'answered by':<12}{'turns':>6}  {'voice-to-voice':>15}"
+        + "".join(f"  {label:>16}" for _, label in KEY_STAGES)
+        + "   (p50/p95 ms)",
+    ]
+    for group, label in (("skills", "skills"), ("llm", "LLM (open)")):
+        g = on["groups"][group]
+        v = g["voice_to_voice"]
+        cells = [f"{_ms(v['p50_ms'])}/{_ms(v['p95_ms'])}"]
+        for key, _ in KEY_STAGES:
+            st = g["stages"].get(key, {})
+            cells.append(f"{_ms(st.get('p50_ms'))}/{_ms(st.get('p95_ms'))}")
+        lines.append(
+            f"{label:<12}{g['turns']:>6}  {cells[0]:>15}"
+            + "".join(f"  {c:>16}" for c in cells[1:])
+            + f"   [{_bar_note(group, v)}]"
+        )
+    spec = on["speculative"]
+    rate = "n/a (this engine does not count speculative replies)"
+    if spec["used"] is not None:
+        rate = f"{_pct(spec['hit_rate'])} ({spec['used']} used, {spec['discarded']} discarded)"
+    lines += [
+        "",
+        f"speculative replies: {rate}",
+        f"peak RSS {report['peak_rss_mb']} MB (workers {report['peak_rss_children_mb']} MB); "
+        f"telemetry overhead {report['telemetry_overhead_percent']} %",
+    ]
+    if on["other"]:
+        lines.append("left out of both groups (misheard, or answered by the other path):")
+        lines += [f"  {_turn_line(t)}" for t in on["other"]]
+    if on["errors"]:
+        lines.append("errors: " + "; ".join(on["errors"]))
+    return lines
+
+
+def _turn_line(t: dict[str, Any]) -> str:
+    return f"{t['user']!r} → {t['by']}: {t['error'] or repr(t['reply'][:100])} ({_ms(t['voice_to_voice_ms'])} ms)"
+
+
+def _pct(share: float | None) -> str:
+    return "n/a" if share is None else f"{share:.0%}"
+
+
 def bench_command(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:
     from app.commands.converse import validate_stages
 
     validate_stages(settings)
+    if args.answers:
+        return _answers_command(args, paths, settings)
     report = asyncio.run(run_bench(settings, paths, max(1, args.turns), not args.no_telemetry_compare))
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        v = report["telemetry_on"]["voice_to_voice"]
-        print(f"{report['machine']['cpu']} ({report['machine']['cores']} cores)")
-        print(f"providers: {report['providers']}")
-        turns = report["telemetry_on"]["turns"]
-        print(f"voice-to-voice: p50 {v['p50_ms']} ms, p95 {v['p95_ms']} ms over {turns} turns")
-        for k, st in report["telemetry_on"]["stages"].items():
-            print(f"  {k:<16} p50 {st['p50_ms']} ms  p95 {st['p95_ms']} ms")
-        print(f"peak RSS {report['peak_rss_mb']} MB; telemetry overhead {report['telemetry_overhead_percent']} %")
+        print("\n".join(voice_table(report)))
     return 0 if not report["telemetry_on"]["errors"] else 1
+
+
+def _answers_command(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:
+    from app.commands.bench_answers import answers_text, run_answers
+
+    async def run() -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="voxdesk-bench-") as tmp:
+            # The check's conversations go to a scratch history, not the user's.
+            return await run_answers(settings, AppPaths(paths.config_dir, Path(tmp) / "data", paths.cache_dir))
+
+    started_on = machine()
+    report = {
+        "machine": started_on,
+        "providers": {k: settings.stage(k).provider for k in ("llm", "tts")},
+        **asyncio.run(run()),
+    }
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        m = report["machine"]
+        print(
+            f"{m['cpu']} ({m['cores']} cores, load {m['load_average_1m']} at the start); "
+            f"providers {report['providers']}; {report['wall_s']} s"
+        )
+        print("\n".join(answers_text(report)))
+    errors = [r for r in report["rows"] if r["error"]] + [o for o in report["open"]["replies"] if o["error"]]
+    return 0 if not errors else 1

@@ -1,0 +1,119 @@
+"""Drives the real engine for `voxdesk bench`: spoken questions at real-time pace, or typed ones.
+
+Like `converse` in file mode, but the bench keeps the session at hand between
+questions: it needs to know who answered (the skills' name), to read the speculative
+counters from the session's telemetry, and to start a new conversation per typed
+question so the answers check asks each one on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.audio.files import WavFileSource
+from app.commands.converse import DiscardSink, TurnCollector
+from app.engine.events import TurnFinished
+from app.engine.session import Session
+from app.store.paths import AppPaths
+from app.store.settings import Settings
+
+
+@dataclass
+class BenchRun:
+    """The turns of one run, in the order asked, with what the bench needs to judge them."""
+
+    turns: list[TurnFinished] = field(default_factory=list)
+    skills_name: str | None = None
+    #: (used, discarded) speculative replies; None where this engine does not count them.
+    speculative: tuple[int, int] | None = None
+
+
+@asynccontextmanager
+async def bench_session(settings: Settings, paths: AppPaths) -> AsyncIterator[tuple[Session, DiscardSink]]:
+    # No reply audio is kept: the sink only times the first sample (memory stays flat).
+    sink = DiscardSink()
+    session = Session(settings, paths, sink=sink)
+    try:
+        await session.start()
+        await session.ready.wait()
+        yield session, sink
+    finally:
+        await session.aclose()
+
+
+def _skills_name(session: Session) -> str | None:
+    skills = session.skills
+    return str(getattr(skills, "name", "quick answers")) if skills is not None else None
+
+
+def speculative_counts(session: Session) -> tuple[int, int] | None:
+    """Speculative replies (used, discarded) as the session's telemetry counted them.
+
+    Read by name, defensively: engines before speculative generation have no such
+    counters, and the bench then says "n/a" rather than a made-up zero."""
+    telemetry: Any = session.telemetry
+    reader = getattr(telemetry, "speculative_counts", None)
+    counts = reader() if callable(reader) else getattr(telemetry, "speculative", None)
+    if isinstance(counts, dict):
+        counts = (counts.get("used"), counts.get("discarded"))
+    if isinstance(counts, tuple) and len(counts) == 2 and all(isinstance(c, int) for c in counts):
+        return int(counts[0]), int(counts[1])
+    return None
+
+
+def _unanswered(session: Session, why: str) -> TurnFinished:
+    """A place-holder turn, so every question keeps its own row in the results."""
+    return TurnFinished(
+        user_text="",
+        reply_text="",
+        interrupted=False,
+        timings={},
+        voice_to_voice_s=None,
+        providers=session.stages.providers_used(),
+        error=why,
+    )
+
+
+def _one_turn(session: Session, turns: list[TurnFinished], before: int, why: str) -> None:
+    """Leave exactly one turn for the question asked since `before`: the last one (a
+    pause heard as an end makes two, the first cut by the second), or a place-holder."""
+    if len(turns) == before:
+        turns.append(_unanswered(session, why))
+    del turns[before:-1]
+
+
+async def ask_spoken(settings: Settings, paths: AppPaths, wavs: Sequence[Path]) -> BenchRun:
+    """Each WAV in turn at real-time pace, in one conversation, as a user would talk."""
+    run = BenchRun()
+    async with bench_session(settings, paths) as (session, sink):
+        run.skills_name = _skills_name(session)
+        collector = TurnCollector(session)
+        for path in wavs:
+            before = len(collector.turns)
+            await session.set_audio(WavFileSource(path, realtime=True), sink)
+            await session.wait_capture_done()
+            await session.wait_idle()
+            _one_turn(session, collector.turns, before, f"no speech heard in {path.name}")
+        run.turns = collector.turns
+        run.speculative = speculative_counts(session)
+    return run
+
+
+async def ask_typed(settings: Settings, paths: AppPaths, texts: Sequence[str]) -> BenchRun:
+    """Each text in a conversation of its own, so no answer leans on an earlier one."""
+    run = BenchRun()
+    async with bench_session(settings, paths) as (session, _sink):
+        run.skills_name = _skills_name(session)
+        collector = TurnCollector(session)
+        for text in texts:
+            await session.new_conversation()
+            before = len(collector.turns)
+            await session.send_text(text)
+            await session.wait_idle()
+            _one_turn(session, collector.turns, before, "no reply")
+        run.turns = collector.turns
+    return run
