@@ -1,10 +1,11 @@
-"""LLM `llama-cpp` benchmark with the packaged 270M Gemma GGUF (or `--model PATH`).
+"""LLM `llama-cpp` benchmark with the embedded default model (Qwen2.5-Coder 0.5B Instruct,
+from its part packages) or `--model PATH`.
 
     .venv/bin/python -m tests.bench.bench_llm [--model PATH] [--turns 5] [--trials 5] [--json]
 
 Prints: model load time; first token with a cold prompt cache (a new conversation)
-and with a warm one (the next turn of the same conversation; bar ≤ 300 ms for the
-270M model); prompt evaluation and generation speed in tokens/s; cancel latency
+and with a warm one (the next turn of the same conversation); prompt evaluation
+and generation speed in tokens/s; cancel latency
 (consumer side: cancel → the reply task is done; worker side: cancel → the worker
 serves the next request); peak resident memory of the worker process and of the
 app process. Figures depend on the machine and its load; quote them with both.
@@ -177,16 +178,17 @@ async def run(model: str, turns: int, trials: int) -> dict[str, Any]:
 
 
 def _default_model(home: Path) -> str:
-    """The packaged GGUF, reassembled into a throw-away home (the user's cache is left alone)."""
+    """The embedded GGUF, assembled into a throw-away home (the user's cache is left alone)."""
     from app.store.models import resolve_model
     from app.store.paths import resolve_paths
+    from providers.llm.llama_cpp_models import DEFAULT_MODEL_ID
 
-    return str(resolve_model("gemma3-270m-q4_k_m", paths=resolve_paths(home)))
+    return str(resolve_model(DEFAULT_MODEL_ID, paths=resolve_paths(home)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="path of a .gguf file (default: the packaged 270M Gemma)")
+    parser.add_argument("--model", help="path of a .gguf file (default: the embedded model)")
     parser.add_argument("--turns", type=int, default=5, help="turns per conversation (1 cold + warm ones)")
     parser.add_argument("--trials", type=int, default=3, help="conversations, and cancel measurements")
     parser.add_argument("--json", action="store_true")

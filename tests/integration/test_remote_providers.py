@@ -30,6 +30,7 @@ from app.plugin.registry import get_registry
 from app.plugin.resilience import BreakerConfig, BreakerState, Deadline, RecordingObserver, RetryPolicy, StageRunner
 from app.store import secrets
 from app.store.settings import Settings, SettingsStore
+from providers.llm.llama_cpp_models import EMBEDDED_MODEL_ID
 from tests.support.fault_server import MODEL_ID, REPLY_TEXT, SPEECH_RATE, TRANSCRIPT_TEXT, FaultServer
 
 CANARY = "sk-canary-7f3a9c1e5b2d4f6a8c0e"
@@ -420,7 +421,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip("llama-cpp-python[server] is not installed")
     from app.store.models import resolve_model
 
-    model = resolve_model("gemma3-270m-q4_k_m")
+    model = resolve_model(EMBEDDED_MODEL_ID)  # the default chat model, from its part packages
     port = _free_port()
     log_path = tmp_path_factory.mktemp("llama") / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
@@ -485,7 +486,7 @@ async def real_llm(llama_server: str, monkeypatch: pytest.MonkeyPatch) -> AsyncI
     await provider.aclose()
 
 
-PROMPT = [ChatMessage("user", "The capital of France is")]
+PROMPT = [ChatMessage("user", "What is the capital of France?")]
 
 
 @pytest.mark.slow
