@@ -89,9 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("bench", parents=[common], help="measure voice-to-voice latency on this machine")
-    p.add_argument("--turns", type=int, default=10)
+    p.add_argument("--turns", type=int, default=10, help="spoken questions per group (skills, open)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-telemetry-compare", action="store_true", help="skip the telemetry-off run")
+    p.add_argument(
+        "--answers",
+        action="store_true",
+        help="instead: ask everyday questions as text; report the share answered right and the spoken length",
+    )
 
     p = sub.add_parser("history", parents=[common], help="list past conversations or export one")
     p.add_argument("action", choices=["list", "export"])
