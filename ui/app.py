@@ -59,6 +59,7 @@ def create_window(paths: AppPaths, settings: Settings, store: SettingsStore | No
 def build_session(paths: AppPaths, settings: Settings, store: SettingsStore | None, *, audio: bool = True) -> Any:
     """The engine with the configured microphone and speaker."""
     from app.engine.session import Session
+    from app.memory import trim_after_turns
 
     source = sink = None
     if audio:
@@ -68,7 +69,9 @@ def build_session(paths: AppPaths, settings: Settings, store: SettingsStore | No
         a = settings.audio
         source = open_device_source(a.input_device, a.input_host_api)
         sink = open_device_sink(a.output_device, a.output_host_api)
-    return Session(settings, paths, store=store, source=source, sink=sink)
+    session = Session(settings, paths, store=store, source=source, sink=sink)
+    trim_after_turns(session)  # hours of hands-free listening must not ratchet memory up
+    return session
 
 
 def run(

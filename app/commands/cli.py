@@ -21,6 +21,7 @@ from typing import Any
 from app import __version__
 from app.commands.exit_codes import EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, EXIT_USAGE, exit_code_for
 from app.commands.terminal_text import escape_control
+from app.memory import limit_malloc_arenas
 from app.plugin.errors import VoiceError
 from app.store.paths import AppPaths, resolve_paths
 from app.store.settings import Settings, SettingsStore, apply_overrides
@@ -133,6 +134,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    limit_malloc_arenas()  # before any worker thread exists (see app.memory)
     parser = build_parser()
     args = parser.parse_args(argv)
     args.overrides = [*args.overrides, *getattr(args, "sub_overrides", [])]
