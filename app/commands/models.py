@@ -85,6 +85,11 @@ def fmt_memory(mb: int) -> str:
     return f"{mb / 1000:.1f} GB" if mb >= 1000 else f"{mb} MB"
 
 
+def _rate(words_per_s: float) -> str:
+    """One decimal below 10 words a second, where it matters (as the model manager says it)."""
+    return f"{words_per_s:.1f}" if words_per_s < 10 else f"{words_per_s:.0f}"
+
+
 def _installed(row: ModelRow, paths: AppPaths) -> str:
     """Where it is installed, or how much of a download is there (no hashing: `verify` does that)."""
     if row.source is not None:
@@ -101,7 +106,7 @@ def _list(ids: list[str], paths: AppPaths, out: TextIO) -> int:
     out.write(f"{'ID':{w}} {'KIND':4} {'SIZE':>8} {'MEMORY':>7}  {'INSTALLED':9} {'SPEED HERE':14} LOCATION\n")
     for r in rows:
         where = str(r.location) if r.location else "-"
-        speed = f"{speeds[r.id].words_per_s:.0f} words/s" if r.id in speeds else "-"
+        speed = f"{_rate(speeds[r.id].words_per_s)} words/s" if r.id in speeds else "-"
         out.write(
             f"{r.id:{w}} {r.kind:4} {_fmt_size(r.size_bytes, r.approx_mb):>8} {fmt_memory(r.memory_mb):>7}  "
             f"{_installed(r, paths):9} {speed:14} {where}\n"

@@ -103,7 +103,8 @@ def test_full_download_checks_the_hash_then_the_model_loads_answers_and_is_timed
     out = io.StringIO()
     assert models_command("list", [model], paths, out) == 0
     line = next(ln for ln in out.getvalue().splitlines() if ln.startswith(model))
-    assert f"{record.words_per_s:.0f} words/s" in line and "cache" in line and "250 MB" in line
+    rate = record.phrase().removeprefix("about ").removesuffix(" words a second here")
+    assert f"{rate} words/s" in line and "cache" in line and "250 MB" in line
 
 
 def test_a_connection_cut_midway_is_resumed_with_a_range_request(model, served, paths) -> None:
@@ -186,3 +187,30 @@ def test_a_reply_too_short_to_time_is_refused_not_recorded(paths) -> None:
         model_speed.measure_speed(packaged, paths, options={"max_tokens": 4})
     assert "too short to time" in info.value.message
     assert model_speed.load_speeds(paths) == {}
+
+
+def test_voxdesk_models_fetch_times_a_new_language_model_and_delete_removes_it(model, paths) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert models_command("fetch", [model], paths, out, err=err) == 0
+    assert smollm2_sha256() in out.getvalue()
+    assert "words a second here" in out.getvalue() and "measuring its speed" in err.getvalue()
+    assert model in model_speed.load_speeds(paths)
+
+    out = io.StringIO()
+    assert models_command("delete", [model], paths, out) == 0
+    assert f"{model}: deleted (98 MB freed)" in out.getvalue()
+    assert model_status(model, paths=paths).state == "not installed"
+    assert model not in model_speed.load_speeds(paths)  # a new download is timed again
+    assert not cache_dir(model, paths).exists()
+
+
+def test_a_model_shipped_with_voxdesk_is_never_deleted(paths) -> None:
+    from app.store.models import catalogue
+
+    packaged = [s for s in catalogue().values() if s.kind == "llm" and s.package is not None]
+    assert packaged
+    for spec in packaged:
+        err = io.StringIO()
+        assert models_command("delete", [spec.id], paths, io.StringIO(), err=err) == 1
+        assert "ships with VoxDesk and cannot be deleted" in err.getvalue()
+    assert all(model_status(s.id, paths=paths).state == "embedded" for s in packaged)
