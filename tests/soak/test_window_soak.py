@@ -57,6 +57,7 @@ def test_hands_free_window_survives_a_long_session_and_quits_cleanly_mid_reply(
     )
     app = WindowApp(tmp_path / "app", voxdesk_home)
     rss: list[tuple[float, float]] = []  # (seconds since the first question, MB)
+    by_process: dict[str, dict[str, float]] = {}  # "warm" / "end" → MB per process
     try:
         app.wait_for_state("listening")
         time.sleep(1.0)  # a new PulseAudio stream settles before it runs steadily
@@ -71,8 +72,10 @@ def test_hands_free_window_survives_a_long_session_and_quits_cleanly_mid_reply(
             rss.append((time.monotonic() - t0, app.rss_mb()))
             if warm_row is None and now >= WARM_UP_S:
                 warm_row = len(app.rows())
+                by_process["warm"] = app.rss_by_process()
             time.sleep(2.0)
         soak_rows = app.rows()[warm_row:]
+        by_process["end"] = app.rss_by_process()
 
         # Quit mid-reply: ask for a long answer, wait until it is being spoken, then SIGTERM.
         start = len(app.rows())
@@ -113,6 +116,11 @@ def test_hands_free_window_survives_a_long_session_and_quits_cleanly_mid_reply(
         f"quit mid-reply in {quit_s:.2f} s",
     )
     report(request, f"RSS every 30 s: {[f'{at:.0f}s {mb:.0f}' for at, mb in rss[::15]]}")
+    report(
+        request,
+        f"RSS by process (MB) at warm-up and at the end: "
+        f"{ {when: {name: round(mb) for name, mb in procs.items()} for when, procs in by_process.items()} }",
+    )
     stalls = [(r["t"], r["worst_gap_ms"], r["state"]) for r in soak_rows if float(r["worst_gap_ms"]) > 40]
     report(request, f"stalls over 40 ms: {stalls}")
     assert growth <= RSS_GROWTH_MB, f"memory grew {growth:.0f} MB after warm-up"

@@ -85,15 +85,20 @@ class WindowApp:
 
     def rss_mb(self) -> float:
         """The app and its worker processes (llama.cpp runs in one)."""
+        return sum(self.rss_by_process().values())
+
+    def rss_by_process(self) -> dict[str, float]:
+        """MB resident per process: "app", and each child by its pid and what it runs."""
         children = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
-        total = 0.0
+        out: dict[str, float] = {}
         for p in [self.proc.pid, *map(int, children.split())]:
             try:
                 status = Path(f"/proc/{p}/status").read_text()
+                name = "app" if p == self.proc.pid else f"{p}:{Path(f'/proc/{p}/comm').read_text().strip()}"
             except OSError:
                 continue
-            total += sum(int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:"))
-        return total
+            out[name] = sum(int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:"))
+        return out
 
     def stop(self, sig: int, timeout: float = 15) -> tuple[int, float]:
         """Send `sig`; returns (exit code, seconds it took to exit)."""
