@@ -143,8 +143,8 @@ def test_models_and_self_checks_are_declared_by_providers_and_listing_them_stays
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == (
-        "10 10 [('llm', 'llama-cpp'), ('stt', 'faster-whisper'), ('tts', 'piper')] "
-        "['whisper-tiny.en', 'piper-en_US-joe-medium'] "
+        "18 18 [('llm', 'llama-cpp'), ('stt', 'faster-whisper'), ('tts', 'piper')] "
+        "['whisper-tiny.en', 'qwen2.5-coder-0.5b-instruct-q4_k_m', 'piper-en_US-joe-medium'] "
         "['ctranslate2', 'faster-whisper', 'llama-cpp', 'onnxruntime', 'piper', 'silero-vad'] []"
     )
 
