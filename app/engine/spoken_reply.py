@@ -174,7 +174,13 @@ class SpokenReply:
         if self.stopped is not None:
             return ""
         segment, self._pending = self._pending, ""
-        return self._say(segment).rstrip()
+        tail = self._say(segment).rstrip()
+        if tail and self.stopped is None and not _ends_sentence(tail.split()[-1]):
+            # The model ran out of tokens mid-sentence (or left off the stop): end it cleanly.
+            ended = end_sentence(_drop_dangling(tail))
+            self._said[-1] = ended
+            return ended
+        return tail
 
     # -- internals -----------------------------------------------------------
     def _clean(self, segment: str) -> str:

@@ -97,7 +97,7 @@ def test_nothing_is_held_back_past_a_clause_so_the_first_audio_is_not_delayed() 
     reply = SpokenReply()
     assert reply.push("Paris is the capital") == ""
     assert reply.push(", and it is big") == "Paris is the capital, "
-    assert reply.flush() == "and it is big"
+    assert reply.flush() == "and it is big."
 
 
 def test_an_open_bold_is_held_until_it_closes() -> None:
@@ -124,8 +124,10 @@ async def test_spoken_only_closes_the_model_stream_as_soon_as_the_reply_is_cut()
     assert sent == ["Go. ", "Go. ", "closed"]  # the model was stopped, not drained
 
 
-async def test_spoken_only_says_the_tail_of_a_reply_without_a_final_stop() -> None:
+async def test_spoken_only_ends_a_reply_that_stopped_mid_sentence_cleanly() -> None:
     sent: list[str] = []
     got = [p async for p in spoken_only(_deltas(["It is ", "**sunny**"], sent))]
-    assert "".join(got) == "It is sunny"
+    assert "".join(got) == "It is sunny."
     assert sent[-1] == "closed"
+    # Out of tokens after "and the": the voice does not end on a dangling word.
+    assert speak("Paris is big and the").text == "Paris is big."
