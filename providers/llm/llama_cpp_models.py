@@ -238,8 +238,14 @@ def part_problems(package: ModelPackage, *, check_hashes: bool = True) -> list[t
 
 
 def _split_spec(model_id: str) -> ModelSpec | None:
-    spec = next((m for m in MODELS if model_id == m.id or model_id in m.aliases), None)
-    return spec if spec is not None and spec.package is not None and spec.package.parts else None
+    """The catalogue's spec for `model_id` when it is a model split across packages."""
+    from app.store.models import get_spec
+
+    try:
+        spec = get_spec(model_id)
+    except VoiceError:
+        return None
+    return spec if spec.package is not None and spec.package.parts else None
 
 
 def explain_damaged_package(model_id: str, exc: VoiceError, op: str) -> VoiceError:
