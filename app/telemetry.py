@@ -2,8 +2,10 @@
 and an optional OTLP export that can never block or slow a turn.
 
 Names (docs/architecture.md, "Telemetry"): spans `voice.turn` with children `voice.vad|stt|llm|tts|playback`;
-histograms `voxdesk.stage.duration` and `voxdesk.turn.voice_to_voice` (seconds), counter
-`voxdesk.errors`, gauge `voxdesk.provider.health` (0 down, 1 degraded, 2 ok).
+histograms `voxdesk.stage.duration` and `voxdesk.turn.voice_to_voice` (seconds), counters
+`voxdesk.errors` and `voxdesk.speculative_replies` (outcome: used | discarded), gauge
+`voxdesk.provider.health` (0 down, 1 degraded, 2 ok). A turn whose reply was started
+speculatively carries `voxdesk.speculative` on its span.
 
 Each `Telemetry` owns its own tracer/meter providers (not the global ones), so tests
 and a settings change can build a fresh one without process-wide side effects.
@@ -61,6 +63,7 @@ class TurnTiming:
     at: float
     stages: dict[str, float]
     voice_to_voice_s: float | None
+    speculative: bool = False  # the reply was started at the pause, before the endpoint
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ class TelemetrySnapshot:
     errors: dict[tuple[str, str, str], int] = field(default_factory=dict)
     health: dict[tuple[str, str], int] = field(default_factory=dict)
     exporter: str = "off"
+    #: Speculative replies by outcome: "used" (played) and "discarded" (never heard).
+    speculative: dict[str, int] = field(default_factory=dict)
 
 
 class _SnapshotSpanProcessor(SpanProcessor):
@@ -122,6 +127,7 @@ class _SnapshotSpanProcessor(SpanProcessor):
                 span.end_time / 1e9,
                 stages,
                 float(v2v) if v2v is not None else None,  # type: ignore[arg-type]
+                bool(attrs.get("voxdesk.speculative", False)),
             )
             with self._lock:
                 self.turns.append(timing)
@@ -228,6 +234,8 @@ class Telemetry:
         self._health = meter.create_gauge("voxdesk.provider.health")
         self._health_values: dict[tuple[str, str], int] = {}
         self._error_counts: dict[tuple[str, str, str], int] = {}
+        self._speculative = meter.create_counter("voxdesk.speculative_replies")
+        self._speculative_counts = {"used": 0, "discarded": 0}
         # Bounded: if the telemetry thread ever stalls, the pipeline drops records rather
         # than growing without limit (dropped ones are counted in `dropped`).
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=_QUEUE_MAX)
@@ -354,12 +362,15 @@ class Telemetry:
         error: str | None = None,
         user_text: str | None = None,
         reply_text: str | None = None,
+        speculative: bool = False,
     ) -> None:
         timings = dict(timings)
         if self.settings.capture_content and span is not None:
             # Content only when the user turned it on (off by default: transcripts are private).
             content = {"voxdesk.user_text": user_text or "", "voxdesk.reply_text": reply_text or ""}
             self._defer(lambda: span.set_attributes(content))
+        if speculative and span is not None:
+            self._defer(lambda: span.set_attribute("voxdesk.speculative", True))
         self._defer(lambda: self._end_turn(span, timings, voice_to_voice_s, interrupted, error))
 
     def _end_turn(
@@ -386,6 +397,15 @@ class Telemetry:
         self._error_counts[key] = self._error_counts.get(key, 0) + 1
         self._defer(lambda: self._errors.add(1, {"stage": stage, "provider": provider, "code": code}))
 
+    def record_speculation(self, outcome: str) -> None:
+        """A reply started at the pause was "used" (played) or "discarded" (never heard)."""
+        self._speculative_counts[outcome] = self._speculative_counts.get(outcome, 0) + 1
+        self._defer(lambda: self._speculative.add(1, {"outcome": outcome}))
+
+    def speculative_counts(self) -> dict[str, int]:
+        """Speculative replies so far by outcome ("used", "discarded"), counted in-process."""
+        return dict(self._speculative_counts)
+
     def set_health(self, stage: str, provider: str, level: int) -> None:
         self._health_values[(stage, provider)] = level
         self._defer(lambda: self._health.set(level, {"stage": stage, "provider": provider}))
@@ -410,7 +430,7 @@ class Telemetry:
                 stages[key] = StageStats.of(vals)
         v2v = StageStats.of([t.voice_to_voice_s for t in turns if t.voice_to_voice_s is not None])
         errors, health = self._read_metrics()
-        return TelemetrySnapshot(turns, stages, v2v, errors, health, self.exporter_status)
+        return TelemetrySnapshot(turns, stages, v2v, errors, health, self.exporter_status, self.speculative_counts())
 
     def _read_metrics(self) -> tuple[dict[tuple[str, str, str], int], dict[tuple[str, str], int]]:
         if not self.enabled:

@@ -68,11 +68,14 @@ class TurnFinished(Event):
     user_text: str
     reply_text: str
     interrupted: bool
-    #: stage → seconds: vad_endpoint, stt, llm_first_token, llm, tts_first_audio, tts, playback_start
+    #: stage → seconds: vad_endpoint, stt, llm_first_token, llm, tts_first_audio, tts, playback_start;
+    #: a speculative reply adds speculative_lead (how long before the endpoint it started)
     timings: dict[str, float]
     voice_to_voice_s: float | None
     providers: dict[str, str]
     error: str | None = None
+    #: The reply was started at the pause, ahead of the endpoint, and used.
+    speculative: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,7 +4,9 @@ While the user speaks, the STT provider streams partial transcripts; when silenc
 begins, a speculative final transcription starts so it is usually ready when the
 endpoint fires. The listener knows nothing of turns: it tells its host (the session)
 when speech starts (`on_speech_start`, which may barge in) and hands over a finished
-utterance with its transcript task (`on_utterance`).
+utterance with its transcript task (`on_utterance`). Its `pauses` observer (the
+session's speculator) hears of each speculative transcription and of its cancelling,
+to start a reply on it ahead of the endpoint.
 """
 
 from __future__ import annotations
@@ -56,6 +58,16 @@ class Utterance:
     @property
     def samples(self) -> int:
         return sum(len(f) for f in self.frames)
+
+
+class PauseObserver(Protocol):
+    """Who starts work on a pause's speculative transcript (app/engine/speculation.py)."""
+
+    def paused(self, utt: Utterance, transcript: asyncio.Task[str]) -> None:
+        """Silence began; `transcript` is the speculative STT job (the final one unless speech resumes)."""
+
+    def cancelled(self) -> None:
+        """That job was called off: speech resumed, or the utterance was dropped or too short."""
 
 
 class ListenerHost(Protocol):
@@ -116,6 +128,7 @@ class Listener:
         self.source = source
         self.ptt_active = False
         self.utterance: Utterance | None = None
+        self.pauses: PauseObserver | None = None
         self.endpointer = make_endpointer(host.settings, host.stages)
         self._capture_task: asyncio.Task[None] | None = None
         self._capture_lock = asyncio.Lock()
@@ -337,12 +350,15 @@ class Listener:
             return
         utt.speculative_len = len(utt.frames)
         utt.speculative = self.ctx.spawn(self.transcribe(stt, utt.audio()), "stt-speculative")
+        if self.pauses is not None:
+            self.pauses.paused(utt, utt.speculative)
 
-    @staticmethod
-    def _cancel_speculative(utt: Utterance) -> None:
+    def _cancel_speculative(self, utt: Utterance) -> None:
         if utt.speculative is not None:
             utt.speculative.cancel()
             utt.speculative = None
+            if self.pauses is not None:
+                self.pauses.cancelled()
 
     def drop_utterance(self) -> None:
         utt, self.utterance = self.utterance, None

@@ -10,8 +10,10 @@ settings and health, life cycle and the event stream. The work is done by:
 - `Speaker` (app/engine/speaker.py): the sink, parked while idle, and the timeline of
   what was played (the echo gate's reference).
 
-Speech during the reply (past the echo gate) is barge-in: playback is flushed, the
-turn's LLM/TTS work cancelled, the partial reply stored as interrupted. Typed text and
+When the user pauses, a turn starts on the speculative transcript with its output held
+(`Speculator`, app/engine/speculation.py); the endpoint confirms it, or speech resuming
+discards it. Speech during the reply (past the echo gate) is barge-in: playback is
+flushed, the turn's LLM/TTS work cancelled, the partial reply stored as interrupted. Typed text and
 push-to-talk enter the same turn logic. docs/architecture.md ("How a turn flows") draws a turn.
 
 Everything here runs on the asyncio loop; inference happens in provider workers.
@@ -36,6 +38,7 @@ from app.engine.health import ErrorBook, ProviderHealth, TelemetryObserver, chec
 from app.engine.listener import Listener, Utterance
 from app.engine.options import SessionOptions, SessionParts
 from app.engine.speaker import Speaker
+from app.engine.speculation import SpeculativeReply, Speculator
 from app.engine.stages import RunnerSetup, StageSet, StageSlot, build_all, changed_kinds, close_slot, promote
 from app.engine.switching import load_models, rebuild_stage, switch_stages
 from app.engine.tasks import Background, caller_cancelled, wait_for_task
@@ -82,6 +85,8 @@ class Session:
         self._runners = RunnerSetup(TelemetryObserver(self.errors, self._turn_span, self._emit), clock, sleep)
         self.speaker = Speaker(self.ctx, parts.get("sink"), self.options.speaker, busy=self._busy)
         self.listener = Listener(self.ctx, self, parts.get("source"))
+        self.speculator = Speculator(self._start_held_turn, self.telemetry)
+        self.listener.pauses = self.speculator
         self.announcer = Announcer(self.ctx, self.speaker, self.options.announce_timeout_s)
         self.announcer.now = lambda: (self.state, self.stages, self.settings)
         self.ready = asyncio.Event()
@@ -285,7 +290,16 @@ class Session:
     def on_utterance(self, utt: Utterance, transcript: asyncio.Task[str] | None, endpoint_at: float) -> None:
         self._emit(SpeechEnded(duration_s=max(0.0, utt.last_speech_at - utt.started_at)))
         # One turn at a time: what the user just said supersedes a reply still running.
+        previous = self._turn_task if self._turn_running() else None
         self._interrupt(barge_in_at=endpoint_at)
+        held = self.speculator.take(transcript)
+        if held is not None:
+            # The reply started at the pause becomes this turn; it plays once `previous`
+            # has finished, if the final transcript has the same words.
+            assert isinstance(held.turn, Turn)
+            self._turn, self._turn_task = held.turn, held.task
+            held.turn.confirm(endpoint_at, transcript, previous)
+            return
         self._start_turn(
             TurnInput(
                 transcript=transcript,
@@ -316,6 +330,13 @@ class Session:
             if caller_cancelled():
                 raise
 
+    def _start_held_turn(self, utt: Utterance, transcript: asyncio.Task[str]) -> SpeculativeReply:
+        """A reply on the pause's transcript, nothing of it shown or played until confirmed."""
+        given = TurnInput(transcript=transcript, speech_start=utt.started_at, speech_end=utt.last_speech_at)
+        turn = Turn(self, self.stages, given, held=True)
+        task: asyncio.Task[None] = self._spawn(self._run_turn(turn), "turn-speculative")
+        return SpeculativeReply(turn, task, transcript)
+
     def _start_turn(self, given: TurnInput) -> asyncio.Task[None]:
         turn = Turn(self, self.stages, given)
         self._turn = turn
@@ -327,14 +348,18 @@ class Session:
         try:
             await turn.run()
         finally:
-            if asyncio.current_task() is self._turn_task:
-                self._turn_task = None
-                self.speaker.park_later()
-            listener = self.listener
-            if listener.utterance is None or listener.ptt_active:
-                self.set_state(State.LISTENING if listener.ptt_active else self.rest_state())
-            else:
-                self.set_state(State.LISTENING)
+            if not turn.held:  # a discarded speculative reply touches nothing
+                self._after_turn()
+
+    def _after_turn(self) -> None:
+        if asyncio.current_task() is self._turn_task:
+            self._turn_task = None
+            self.speaker.park_later()
+        listener = self.listener
+        if listener.utterance is None or listener.ptt_active:
+            self.set_state(State.LISTENING if listener.ptt_active else self.rest_state())
+        else:
+            self.set_state(State.LISTENING)
 
     async def wait_capture_done(self) -> None:
         """Until the current source is exhausted (file sources end; devices do not).

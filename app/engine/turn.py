@@ -5,26 +5,34 @@ heard of it, timings, the providers used and its history row.
 speaker, `produce` and `speak` running side by side) and finishes (history row,
 telemetry, `TurnFinished`). Cancelling the task that runs it is barge-in or stop:
 the reply is stored as interrupted with what the user heard of it.
+
+A turn started `held` is a speculative reply (app/engine/speculation.py): it runs
+the same way, but its events, state changes, stage records, history row and audio
+wait in a `HeldOutput` until `confirm` lets them go; only its first sentence is
+synthesized before that. Cancelled while held, it leaves no trace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from app.engine.chunking import SentenceChunker
 from app.engine.context import EngineContext
-from app.engine.events import FinalTranscript, ReplyDelta, State, TurnFinished
-from app.engine.reply import gen_ai_attributes, provider_name, speak_text, tts_stream
+from app.engine.events import Event, FinalTranscript, ReplyDelta, State, TurnFinished
+from app.engine.reply import gen_ai_attributes, llm_messages, provider_name, speak_text, spoken_llm_reply, tts_stream
 from app.engine.speaker import Speaker
+from app.engine.speculation import HeldOutput, SpeculationMissed, same_words
 from app.engine.stages import StageSet, StageSlot, missing_stage_error
+from app.engine.tasks import wait_for_task
 from app.plugin.errors import ErrorCode, VoiceError, as_voice_error
-from app.plugin.provider_api import ChatMessage, LLMProvider, Provider, QuickAnswers
+from app.plugin.provider_api import AudioChunk, ChatMessage, LLMProvider, Provider, QuickAnswers
 from app.plugin.resilience import Deadline
 from app.store.history import History
 from app.store.settings import Settings
@@ -67,7 +75,7 @@ class TurnHost(Protocol):
 
 
 class Turn:
-    def __init__(self, host: TurnHost, stages: StageSet, given: TurnInput) -> None:
+    def __init__(self, host: TurnHost, stages: StageSet, given: TurnInput, *, held: bool = False) -> None:
         self.host = host
         self.ctx = host.ctx
         self.stages = stages  # this turn keeps these providers even if settings change
@@ -89,6 +97,45 @@ class Turn:
         self.voice_to_voice_s: float | None = None
         self._chunks: asyncio.Queue[str | None] = asyncio.Queue()
         self._t_start = 0.0
+        self._heard_at: float | None = None  # when the transcript was there
+        #: Speculative: what the user would notice waits here until `confirm`.
+        self.gate: HeldOutput | None = HeldOutput() if held else None
+        self.speculative = held
+        self._final: asyncio.Task[str] | None = None  # the endpoint's transcript job
+        self._after: asyncio.Task[None] | None = None  # the turn before, to finish first
+        self._row: asyncio.Task[int] | None = None  # a speculative turn's history row being written
+
+    @property
+    def held(self) -> bool:
+        """Speculative and not yet let go: nothing of it was shown, stored or played."""
+        return self.gate is not None and not self.gate.open
+
+    def _do(self, action: Callable[[], object]) -> None:
+        """Now, or when a speculative turn is confirmed."""
+        if self.gate is not None:
+            self.gate.do(action)
+        else:
+            action()
+
+    def _emit(self, event: Event) -> None:
+        self._do(lambda: self.ctx.emit(event))
+
+    def _state(self, state: State) -> None:
+        self._do(lambda: self.host.set_state(state, self.turn_id))
+
+    def _record(self, stage: str, start: float, end: float, attributes: dict[str, Any] | None = None) -> None:
+        name = self.providers.get(stage, "sink" if stage == "playback" else "?")
+        self._do(lambda: self.host.telemetry.record_stage(self.span, stage, name, start, end, attributes))
+
+    def confirm(
+        self, endpoint_at: float, transcript: asyncio.Task[str] | None, after: asyncio.Task[None] | None
+    ) -> None:
+        """The endpoint came: let the held reply go once the turn `after` is done, if the
+        final `transcript` has the same words (another job's words are compared)."""
+        self.input = dataclasses.replace(self.input, endpoint_at=endpoint_at)
+        self._final, self._after = transcript, after
+        if self.gate is not None:
+            self.gate.confirmed.set()
 
     @property
     def conv(self) -> Any:
@@ -97,7 +144,10 @@ class Turn:
     async def run(self) -> None:
         try:
             await self._hear()
-            await self._answer()
+            try:
+                await self._answer()
+            except SpeculationMissed as missed:
+                await self._answer_instead(missed.text)
         except asyncio.CancelledError:
             self.interrupted = True
             transcript = self.input.transcript
@@ -116,16 +166,25 @@ class Turn:
                 # Keep what the user heard, not what was generated and queued.
                 cut = self.interrupt_at if self.interrupt_at is not None else self.ctx.clock()
                 self.reply = [" ".join(text for at, text in self.heard if at <= cut)]
-            await self._finish()
+            gate = self.gate
+            if gate is not None and not gate.open:
+                if not gate.confirmed.is_set() and not self.interrupted:
+                    await gate.confirmed.wait()  # failed while held: told only if the turn is confirmed
+                if gate.confirmed.is_set():
+                    await self._release(compare=False)
+            if not self.held:  # a held turn cancelled before its endpoint leaves no trace
+                await self._finish()
 
     # -- hearing -------------------------------------------------------------------
-    async def _hear(self) -> None:
+    def _record_vad(self) -> None:
         given = self.input
         if given.speech_start is not None and given.speech_end is not None and given.endpoint_at is not None:
             self.timings["vad_endpoint"] = given.endpoint_at - given.speech_end
-            self.host.telemetry.record_stage(
-                self.span, "vad", self.providers.get("vad", "?"), given.speech_start, given.endpoint_at
-            )
+            self._record("vad", given.speech_start, given.endpoint_at)
+
+    async def _hear(self) -> None:
+        given = self.input
+        self._record_vad()
         if given.transcript is not None:
             self.text = await self._transcript(given.transcript, given.endpoint_at)
         elif given.speech_end is not None:
@@ -133,11 +192,11 @@ class Turn:
         else:
             self.text = given.text
         assert self.text is not None
-        self.ctx.emit(FinalTranscript(text=self.text, turn_id=self.turn_id))
+        self._emit(FinalTranscript(text=self.text, turn_id=self.turn_id))
 
     async def _transcript(self, transcript: asyncio.Task[str], endpoint_at: float | None) -> str:
         op = f"stt.{self.providers.get('stt')}"
-        self.host.set_state(State.THINKING, self.turn_id)
+        self._state(State.THINKING)
         t0 = self.ctx.clock()
         try:
             text = (await transcript).strip()
@@ -147,10 +206,10 @@ class Turn:
             raise
         except Exception as exc:
             raise as_voice_error(op, exc) from exc
-        done = self.ctx.clock()
+        done = self._heard_at = self.ctx.clock()
         # Speculative decoding may have finished before the endpoint: count only the wait.
         self.timings["stt"] = max(0.0, done - max(t0, endpoint_at or t0))
-        self.host.telemetry.record_stage(self.span, "stt", self.providers.get("stt", "?"), t0, done)
+        self._record("stt", t0, done)
         if not text:
             raise VoiceError(op, ErrorCode.PROVIDER_ERROR, "I didn't catch that — please say it again")
         return text
@@ -160,8 +219,9 @@ class Turn:
         assert self.text is not None
         speaker = self.host.speaker
         await speaker.ensure_open()
-        self.db_turn = await asyncio.to_thread(self.host.history.begin_turn, self.text)
-        self.host.set_state(State.THINKING, self.turn_id)
+        if self.gate is None:
+            self.db_turn = await asyncio.to_thread(self.host.history.begin_turn, self.text)
+        self._state(State.THINKING)
         await self._reply(self.text)
         fst = speaker.first_sample_time
         if fst is not None and self.input.speech_end is not None:
@@ -174,11 +234,13 @@ class Turn:
         # The whole-turn deadline bounds the reply's generation; speaking a long answer
         # is not cut (each sentence has its own first-output and idle limits).
         deadline = Deadline(self.conv.turn_deadline_s, clock=self.ctx.clock)
-        self.host.speaker.begin_reply()
+        self._do(self.host.speaker.begin_reply)
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.produce(text, deadline))
                 tg.create_task(self.speak())
+                if self.gate is not None:
+                    tg.create_task(self._release())
         except BaseExceptionGroup as group:
             # Report the stage's own error, not the group wrapper.
             errors = list(group.exceptions)
@@ -194,7 +256,7 @@ class Turn:
                     self.timings["llm_first_token"] = self.ctx.clock() - self._t_start
                     first = False
                 self.reply.append(delta)
-                self.ctx.emit(ReplyDelta(text=delta, turn_id=self.turn_id))
+                self._emit(ReplyDelta(text=delta, turn_id=self.turn_id))
                 for c in chunker.push(delta):
                     self._chunks.put_nowait(c)
             for c in chunker.flush():
@@ -210,9 +272,7 @@ class Turn:
             end = self.ctx.clock()
             self.timings["llm"] = end - self._t_start
             name = self.providers.get("llm", "?")
-            self.host.telemetry.record_stage(
-                self.span, "llm", name, self._t_start, end, gen_ai_attributes(self.stages.slots.get("llm"), name)
-            )
+            self._record("llm", self._t_start, end, gen_ai_attributes(self.stages.slots.get("llm"), name))
 
     async def _llm_stream(self, text: str, deadline: Deadline) -> AsyncIterator[str]:
         skills = self.host.skills
@@ -233,8 +293,8 @@ class Turn:
 
         limit = self.conv.first_output_deadline_s
         try:
-            async for delta in slot.runner.stream(
-                chat, first_output_timeout=limit, idle_timeout=limit, deadline=deadline
+            async for delta in spoken_llm_reply(
+                slot.runner.stream(chat, first_output_timeout=limit, idle_timeout=limit, deadline=deadline), text
             ):
                 if used:
                     self.providers["llm"] = used[-1]
@@ -248,7 +308,7 @@ class Turn:
         history = await asyncio.to_thread(
             lambda: self.host.history.recent_messages(conv.history_turns, budget_chars=6000)
         )
-        return [ChatMessage("system", conv.system_prompt), *history, ChatMessage("user", text)]
+        return llm_messages(conv.system_prompt, history, text)
 
     async def speak(self) -> None:
         """Sentences → TTS → speaker, each as soon as it is complete; then wait it out."""
@@ -258,14 +318,18 @@ class Turn:
         while (sentence := await self._chunks.get()) is not None:
             if slot is None:
                 continue
+            if tts_start is not None and self.gate is not None:
+                await self.gate.opened.wait()  # held: only the first sentence is synthesized ahead
             tts_start = tts_start or self.ctx.clock()
             await self._speak_sentence(slot, sentence, used)
         if tts_start is not None:
             end = self.ctx.clock()
             self.timings["tts"] = end - tts_start
-            self.host.telemetry.record_stage(self.span, "tts", self.providers.get("tts", "?"), tts_start, end)
+            self._record("tts", tts_start, end)
         if slot is None and self.reply:
             raise missing_stage_error("tts", self.host.settings)
+        if self.gate is not None:
+            await self.gate.opened.wait()
         await self._wait_played()
 
     async def _speak_sentence(self, slot: StageSlot, sentence: str, used: list[str]) -> None:
@@ -274,18 +338,68 @@ class Turn:
             async for audio in tts_stream(slot, sentence, used, self.conv.first_output_deadline_s):
                 if "tts_first_audio" not in self.timings:
                     self.timings["tts_first_audio"] = self.ctx.clock() - self._t_start
-                    self.host.set_state(State.SPEAKING, self.turn_id)
-                at = self.host.speaker.play(audio)
-                if not started and self.heard is not None:
-                    started = True
-                    self.heard.append((at, sentence.strip()))
-                    self._checkpoint(" ".join(text for _, text in self.heard))
+                    self._state(State.SPEAKING)
+                self._play(audio, sentence, first=not started)
+                started = True
             if used:
                 self.providers["tts"] = used[-1]
         except VoiceError as exc:
             err = VoiceError(f"tts.{used[-1] if used else self.providers.get('tts')}", exc.code, exc.message)
             err.counted = True  # the stage runner counted it
             raise err from exc
+
+    def _play(self, audio: AudioChunk, sentence: str, *, first: bool) -> None:
+        def play() -> None:
+            at = self.host.speaker.play(audio)
+            if first and self.heard is not None:
+                self.heard.append((at, sentence.strip()))
+                self._checkpoint(" ".join(text for _, text in self.heard))
+
+        self._do(play)
+
+    # -- a speculative turn --------------------------------------------------------
+    async def _release(self, *, compare: bool = True) -> None:
+        """Once confirmed (and the turn before is done): everything held, in order, then
+        the history row; a final transcript of other words raises `SpeculationMissed`."""
+        gate = self.gate
+        assert gate is not None
+        await gate.confirmed.wait()
+        if self._after is not None and self._after is not asyncio.current_task():
+            await wait_for_task(self._after)
+        final, endpoint_at = self._final, self.input.endpoint_at
+        if compare and final is not None and final is not self.input.transcript:
+            text = await self._transcript(final, endpoint_at)
+            if not same_words(text, self.text or ""):
+                raise SpeculationMissed(text)
+        self._record_vad()
+        if self._heard_at is not None and endpoint_at is not None:
+            self.timings["stt"] = max(0.0, self._heard_at - endpoint_at)  # only the wait after the endpoint
+        if endpoint_at is not None and self._t_start:
+            self.timings["speculative_lead"] = max(0.0, endpoint_at - self._t_start)
+        self.host.telemetry.record_speculation("used")
+        gate.release()  # the held audio plays now; the history row follows (a disk write is slower)
+        if self.text is not None:
+            # Its own job: a barge-in now must not lose the row being written (see `_store`).
+            self._row = self.ctx.spawn(asyncio.to_thread(self.host.history.begin_turn, self.text), "history-begin")
+            self.db_turn = await asyncio.shield(self._row)
+            if self.heard:
+                self._checkpoint(" ".join(text for _, text in self.heard))
+
+    async def _answer_instead(self, text: str) -> None:
+        """The endpoint's transcript had other words: throw the held reply away (never
+        heard, never stored) and answer what was really said, as an ordinary turn."""
+        assert self.gate is not None
+        self.host.telemetry.record_speculation("discarded")
+        self.gate.drop()
+        self.gate, self.speculative = None, False
+        self.reply, self._chunks = [], asyncio.Queue()
+        self.heard = [] if self.heard is not None else None
+        for key in ("llm_first_token", "llm", "tts_first_audio", "tts"):
+            self.timings.pop(key, None)
+        self.text = text
+        self._record_vad()
+        self.ctx.emit(FinalTranscript(text=text, turn_id=self.turn_id))
+        await self._answer()
 
     async def _wait_played(self) -> None:
         out = self.host.speaker.out
@@ -296,7 +410,7 @@ class Turn:
         fst = out.first_sample_time
         if fst is not None:
             self.timings["playback_start"] = fst - self._t_start
-        self.host.telemetry.record_stage(self.span, "playback", "sink", fst or p0, self.ctx.clock())
+        self._record("playback", fst or p0, self.ctx.clock())
 
     def _checkpoint(self, spoken: str) -> None:
         """Save the reply queued for speaking so far: a crash or kill mid-reply keeps it."""
@@ -325,6 +439,7 @@ class Turn:
             error=str(error) if error else None,
             user_text=self.text,
             reply_text=reply_text,
+            speculative=self.speculative,
         )
         self.ctx.emit(
             TurnFinished(
@@ -336,10 +451,14 @@ class Turn:
                 voice_to_voice_s=v2v,
                 providers=self.providers,
                 error=str(error) if error else None,
+                speculative=self.speculative,
             )
         )
 
     async def _store(self, reply_text: str) -> None:
+        if self.db_turn is None and self._row is not None:
+            with contextlib.suppress(Exception):
+                self.db_turn = await asyncio.shield(self._row)
         if self.db_turn is None:
             return
         error, v2v = self.error, self.voice_to_voice_s
