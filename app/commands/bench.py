@@ -26,7 +26,7 @@ from typing import Any
 from app.commands.bench_questions import OPEN_QUESTIONS, SKILLS_QUESTIONS
 from app.commands.bench_run import ask_spoken
 from app.commands.bench_speech import QUESTION_VOICE, synthesise_questions
-from app.commands.bench_stats import KEY_STAGES, hit_rate, latency_summary, percentile_ms, split_turns
+from app.commands.bench_stats import KEY_STAGES, LOCAL, hit_rate, latency_summary, percentile_ms, split_turns
 from app.engine.events import TurnFinished
 from app.plugin.errors import ErrorCode, VoiceError
 from app.store.paths import AppPaths
@@ -34,16 +34,16 @@ from app.store.settings import Settings
 
 #: Issue 14's bars: p50/p95 voice-to-voice in ms per group (None: no bar).
 BARS: dict[str, dict[str, float | None]] = {
-    "skills": {"p50_ms": 550.0, "p95_ms": None},
+    LOCAL: {"p50_ms": 550.0, "p95_ms": None},
     "llm": {"p50_ms": 800.0, "p95_ms": 1200.0},
 }
 
 
 def question_plan(turns: int) -> list[tuple[str, str]]:
-    """(group, text) pairs: skills and open questions taking turns, `turns` of each."""
+    """(group, text) pairs: skills (LOCAL) and open questions taking turns, `turns` of each."""
     plan = []
     for i in range(max(1, turns)):
-        plan.append(("skills", SKILLS_QUESTIONS[i % len(SKILLS_QUESTIONS)]))
+        plan.append((LOCAL, SKILLS_QUESTIONS[i % len(SKILLS_QUESTIONS)]))
         plan.append(("open", OPEN_QUESTIONS[i % len(OPEN_QUESTIONS)]))
     return plan
 
@@ -88,6 +88,8 @@ def _turn_row(t: TurnFinished) -> dict[str, Any]:
         "by": t.providers.get("llm"),
         "voice_to_voice_ms": round(t.voice_to_voice_s * 1000, 1) if t.voice_to_voice_s is not None else None,
         "error": t.error,
+        # Started at the pause before the endpoint (engines with speculative replies).
+        "speculative": getattr(t, "speculative", None),
     }
 
 
@@ -167,7 +169,7 @@ def voice_table(report: dict[str, Any]) -> list[str]:
         + "".join(f"  {label:>16}" for _, label in KEY_STAGES)
         + "   (p50/p95 ms)",
     ]
-    for group, label in (("skills", "skills"), ("llm", "LLM (open)")):
+    for group, label in ((LOCAL, "skills"), ("llm", "LLM (open)")):
         g = on["groups"][group]
         v = g["voice_to_voice"]
         cells = [f"{_ms(v['p50_ms'])}/{_ms(v['p95_ms'])}"]

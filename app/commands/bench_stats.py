@@ -23,6 +23,10 @@ KEY_STAGES = (
     ("tts_first_audio", "TTS first audio"),
 )
 
+#: The group of questions the local skills answer (not "skills": that is a provider's
+#: name, and app/ keys nothing by a provider's name).
+LOCAL = "local_skills"
+
 _SENTENCE_END = re.compile(r"[.!?…]+(?=\s|$)")
 _WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
 
@@ -39,26 +43,26 @@ def percentile_ms(values: Sequence[float], q: float) -> float | None:
 
 
 def answered_by(turn: TurnFinished, skills_name: str | None) -> str:
-    """ "skills" when the local skills gave the reply, else "llm" (also when the LLM failed)."""
-    return "skills" if skills_name is not None and turn.providers.get("llm") == skills_name else "llm"
+    """LOCAL when the local skills gave the reply, else "llm" (also when the LLM failed)."""
+    return LOCAL if skills_name is not None and turn.providers.get("llm") == skills_name else "llm"
 
 
 def split_turns(
     asked: Sequence[str], turns: Sequence[TurnFinished], skills_name: str | None
 ) -> dict[str, list[TurnFinished]]:
-    """Turns grouped by the question asked ("skills" or "open", one per turn) and who answered.
+    """Turns grouped by the question asked (LOCAL or "open", one per turn) and who answered.
 
-    "skills": skills questions the skills answered; "llm": open questions the LLM
+    LOCAL: skills questions the skills answered; "llm": open questions the LLM
     answered; "other": the rest (a misheard skills question the LLM answered, an open
     question the skills answered because the LLM failed, a question nobody heard), kept
     out of the figures of both paths and listed instead."""
     if len(asked) != len(turns):
         raise ValueError(f"{len(asked)} questions asked but {len(turns)} turns")
-    groups: dict[str, list[TurnFinished]] = {"skills": [], "llm": [], "other": []}
+    groups: dict[str, list[TurnFinished]] = {LOCAL: [], "llm": [], "other": []}
     for group, t in zip(asked, turns, strict=True):
         by = answered_by(t, skills_name) if t.user_text else None
-        if group == "skills" and by == "skills":
-            groups["skills"].append(t)
+        if group == LOCAL and by == LOCAL:
+            groups[LOCAL].append(t)
         elif group == "open" and by == "llm":
             groups["llm"].append(t)
         else:

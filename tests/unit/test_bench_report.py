@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from app.commands.bench import question_plan, voice_table
 from app.commands.bench_answers import answers_text, judge_answers
 from app.commands.bench_questions import OPEN_QUESTIONS, SKILLS_QUESTIONS, FactualQuestion
-from app.commands.bench_stats import latency_summary
+from app.commands.bench_stats import LOCAL, latency_summary
 from app.engine.events import TurnFinished
 
 
@@ -40,7 +42,7 @@ def test_answers_are_judged_and_the_failures_listed_with_their_reply() -> None:
     assert (f["asked"], f["right"], f["share_right"]) == (3, 2, 0.667)
     assert [r["question"] for r in f["failed"]] == [SPIDER.text]
     assert f["failed"][0]["reply"] == "A spider has four legs."
-    assert [r["by"] for r in report["rows"]] == ["llm", "llm", "skills"]
+    assert [r["by"] for r in report["rows"]] == ["llm", "llm", LOCAL]
     assert report["bars"]["share_right"]["met"] is False
     assert report["open"]["length"]["mean_sentences"] == 2.0
     assert report["bars"]["open_mean_sentences"]["met"] is True
@@ -59,8 +61,8 @@ def test_a_failed_turn_is_wrong_even_when_its_apology_names_the_answer() -> None
 
 def test_the_plan_alternates_skills_and_open_questions() -> None:
     plan = question_plan(len(OPEN_QUESTIONS) + 1)
-    assert [g for g, _ in plan[:4]] == ["skills", "open", "skills", "open"]
-    assert [t for g, t in plan if g == "skills"][: len(SKILLS_QUESTIONS)] == list(SKILLS_QUESTIONS)
+    assert [g for g, _ in plan[:4]] == [LOCAL, "open", LOCAL, "open"]
+    assert [t for g, t in plan if g == LOCAL][: len(SKILLS_QUESTIONS)] == list(SKILLS_QUESTIONS)
     assert [t for g, t in plan if g == "open"][-1] == OPEN_QUESTIONS[0]
     assert len(plan) == 2 * (len(OPEN_QUESTIONS) + 1)
 
@@ -82,7 +84,7 @@ def _group(v2v: list[float]) -> dict[str, object]:
 
 
 def test_the_voice_table_shows_both_groups_against_their_bars_and_the_hit_rate() -> None:
-    report = {
+    report: dict[str, Any] = {
         "machine": {"cpu": "AMD EPYC", "cores": 2, "load_average_1m": 1.5},
         "questions_voice": "espeak-ng en-us",
         "providers": {"llm": "llama-cpp"},
@@ -90,7 +92,7 @@ def test_the_voice_table_shows_both_groups_against_their_bars_and_the_hit_rate()
         "peak_rss_children_mb": 600.0,
         "telemetry_overhead_percent": None,
         "telemetry_on": {
-            "groups": {"skills": _group([0.5, 0.52]), "llm": _group([0.7, 1.5])},
+            "groups": {LOCAL: _group([0.5, 0.52]), "llm": _group([0.7, 1.5])},
             "speculative": {"used": None, "discarded": None, "hit_rate": None},
             "other": [
                 {

@@ -8,6 +8,7 @@ import pytest
 
 from app.commands.bench_questions import FACTUAL_QUESTIONS, OPEN_QUESTIONS, SKILLS_QUESTIONS
 from app.commands.bench_stats import (
+    LOCAL,
     answered_by,
     hit_rate,
     is_right,
@@ -41,14 +42,14 @@ def test_percentiles_interpolate_between_samples_in_ms() -> None:
 
 
 def test_a_turn_is_the_skills_only_when_the_skills_gave_the_reply() -> None:
-    assert answered_by(turn(by="skills"), "skills") == "skills"
+    assert answered_by(turn(by="skills"), "skills") == LOCAL
     assert answered_by(turn(by="llama-cpp"), "skills") == "llm"
     # No skills in this session: every reply came from the LLM.
     assert answered_by(turn(by="skills"), None) == "llm"
 
 
 def test_split_keeps_each_path_to_its_own_questions_and_lists_the_rest() -> None:
-    asked = ["skills", "open", "skills", "open", "open"]
+    asked = [LOCAL, "open", LOCAL, "open", "open"]
     turns = [
         turn(by="skills", v2v=0.3),
         turn(by="llama-cpp", v2v=0.7),
@@ -57,14 +58,14 @@ def test_split_keeps_each_path_to_its_own_questions_and_lists_the_rest() -> None
         turn(user="", v2v=None),  # nobody heard it
     ]
     groups = split_turns(asked, turns, "skills")
-    assert groups["skills"] == [turns[0]]
+    assert groups[LOCAL] == [turns[0]]
     assert groups["llm"] == [turns[1]]
     assert groups["other"] == turns[2:]
 
 
 def test_split_refuses_questions_and_turns_that_do_not_pair() -> None:
     with pytest.raises(ValueError, match="2 questions asked but 1 turns"):
-        split_turns(["skills", "open"], [turn()], "skills")
+        split_turns([LOCAL, "open"], [turn()], "skills")
 
 
 def test_latency_summary_reports_each_stage_and_only_measured_turns() -> None:
