@@ -84,11 +84,17 @@ class WindowApp:
         subprocess.run(["paplay", "--device=mic", str(wav)], env=self.env, check=True, timeout=30)
 
     def rss_mb(self) -> float:
-        """The app and its worker processes (llama.cpp runs in one)."""
-        return sum(self.rss_by_process().values())
+        """The app and its worker processes (llama.cpp runs in one), all resident memory."""
+        return sum(self.memory_by_process("VmRSS").values())
 
-    def rss_by_process(self) -> dict[str, float]:
-        """MB resident per process: "app", and each child by its pid and what it runs."""
+    def private_mb(self) -> float:
+        """Memory only these processes hold (anonymous + shared-anonymous), the part a leak
+        grows; file pages (the mmap'd model, libraries) come and go with what is touched."""
+        return sum(self.memory_by_process("RssAnon", "RssShmem").values())
+
+    def memory_by_process(self, *fields: str) -> dict[str, float]:
+        """MB per process of the /proc status `fields` summed: "app", and each child by
+        its pid and what it runs."""
         children = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
         out: dict[str, float] = {}
         for p in [self.proc.pid, *map(int, children.split())]:
@@ -97,7 +103,8 @@ class WindowApp:
                 name = "app" if p == self.proc.pid else f"{p}:{Path(f'/proc/{p}/comm').read_text().strip()}"
             except OSError:
                 continue
-            out[name] = sum(int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:"))
+            lines = [line.split() for line in status.splitlines()]
+            out[name] = sum(int(w[1]) / 1024 for w in lines if w and w[0].rstrip(":") in fields)
         return out
 
     def stop(self, sig: int, timeout: float = 15) -> tuple[int, float]:
