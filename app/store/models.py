@@ -1065,3 +1065,15 @@ def delete_model(model_id: str, *, paths: AppPaths | None = None) -> int:
             f"could not delete {spec.id} from {directory} ({exc.strerror or exc}) — check its permissions",
         ) from exc
     return freed
+
+
+def check_model(model_id: str, *, paths: AppPaths | None = None) -> tuple[VerifyReport, int]:
+    """The model manager's "Check": verify every file's hash; a downloaded copy that fails
+    is deleted at once (loading it would give nonsense or a crash) and the bytes freed are
+    returned with the report, so the user is told and offered the download again. A
+    packaged model is only reported: its files belong to the install."""
+    paths = paths or resolve_paths()
+    report = verify_model(model_id, paths=paths)
+    if report.ok or report.source != "cache":
+        return report, 0
+    return report, delete_model(model_id, paths=paths)
