@@ -80,6 +80,10 @@ class HeldTurn(Protocol):
     def held(self) -> bool:
         """Nothing of it has been shown or played yet."""
 
+    @property
+    def answering(self) -> bool:
+        """Its reply (skills or LLM) had been asked for: a discard then wasted work."""
+
 
 @dataclass(slots=True)
 class SpeculativeReply:
@@ -124,7 +128,7 @@ class Speculator:
         reply, self.current = self.current, None
         if reply is None:
             return
-        if reply.turn.held:
+        if reply.turn.held and reply.turn.answering:
             self._counter.record_speculation("discarded")
         reply.task.cancel()
 

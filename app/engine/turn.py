@@ -106,6 +106,11 @@ class Turn:
         self._row: asyncio.Task[int] | None = None  # a speculative turn's history row being written
 
     @property
+    def answering(self) -> bool:
+        """The reply (skills or LLM) has been asked for."""
+        return self._t_start > 0.0
+
+    @property
     def held(self) -> bool:
         """Speculative and not yet let go: nothing of it was shown, stored or played."""
         return self.gate is not None and not self.gate.open
@@ -374,9 +379,12 @@ class Turn:
         self._record_vad()
         if self._heard_at is not None and endpoint_at is not None:
             self.timings["stt"] = max(0.0, self._heard_at - endpoint_at)  # only the wait after the endpoint
-        if endpoint_at is not None and self._t_start:
-            self.timings["speculative_lead"] = max(0.0, endpoint_at - self._t_start)
-        self.host.telemetry.record_speculation("used")
+        # Speculative only if the reply began before the endpoint; a transcript that came
+        # later made this an ordinary turn (nothing was gained, nothing is claimed).
+        self.speculative = self.answering and endpoint_at is not None and self._t_start < endpoint_at
+        if self.speculative and endpoint_at is not None:
+            self.timings["speculative_lead"] = endpoint_at - self._t_start
+            self.host.telemetry.record_speculation("used")
         gate.release()  # the held audio plays now; the history row follows (a disk write is slower)
         if self.text is not None:
             # Its own job: a barge-in now must not lose the row being written (see `_store`).
@@ -389,7 +397,8 @@ class Turn:
         """The endpoint's transcript had other words: throw the held reply away (never
         heard, never stored) and answer what was really said, as an ordinary turn."""
         assert self.gate is not None
-        self.host.telemetry.record_speculation("discarded")
+        if self.answering:
+            self.host.telemetry.record_speculation("discarded")
         self.gate.drop()
         self.gate, self.speculative = None, False
         self.reply, self._chunks = [], asyncio.Queue()

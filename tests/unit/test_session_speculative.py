@@ -191,3 +191,13 @@ async def test_typing_while_a_reply_is_held_discards_it() -> None:
         assert [t.user_text for t in h.log.of(TurnFinished)] == ["hello"]
         assert h.tts.texts[-1] == "Hi!" and sum(p.duration_s for p in h.speaker.played) == pytest.approx(0.2, abs=0.01)
         assert h.session.telemetry.speculative_counts() == {"used": 0, "discarded": 1}
+
+
+async def test_a_transcript_that_comes_after_the_endpoint_makes_an_ordinary_turn() -> None:
+    # The decode (500 ms) outlasts the pause (322 ms after it began): no reply could start early.
+    async with fake_session(stt={"delay_s": 0.5}, llm=SLOW_START, endpoint_silence_ms=450) as h:
+        await h.listen(QUESTION)
+        (turn,) = h.log.of(TurnFinished)
+        assert not turn.speculative and "speculative_lead" not in turn.timings
+        assert turn.reply_text == "It is noon. Have a nice day."
+        assert h.session.telemetry.speculative_counts() == {"used": 0, "discarded": 0}
