@@ -118,6 +118,10 @@ class LatencyPanel(QWidget):
         lay.addWidget(self.total_label)
         self.bar = StackedBar()
         lay.addWidget(self.bar)
+        # Replies started at the pause (app/engine/speculation.py): played, or thrown away unheard.
+        self.speculative_label = QLabel("Replies started in the pause: —")
+        self.speculative_label.setAccessibleName("Speculative replies used and discarded")
+        lay.addWidget(self.speculative_label)
 
         grid = QGridLayout()
         grid.setHorizontalSpacing(12)
@@ -193,6 +197,7 @@ class LatencyPanel(QWidget):
             getattr(last, "turn_id", None),
             getattr(v2v, "count", None),
             tuple(sorted((k, getattr(s, "count", 0)) for k, s in snap.stages.items())),
+            tuple(sorted(snap.speculative.items())),
         )
 
     def update_snapshot(self, snap: TelemetrySnapshot) -> bool:
@@ -207,7 +212,11 @@ class LatencyPanel(QWidget):
         last_stages: Mapping[str, float] = getattr(last, "stages", {}) if last else {}
         last_v2v = getattr(last, "voice_to_voice_s", None) if last else None
         self.bar.set_turn(last_stages, last_v2v)
-        self.total_label.setText(f"Voice-to-voice: <b>{_ms(last_v2v)}</b>")
+        early = " (reply started in the pause)" if getattr(last, "speculative", False) else ""
+        self.total_label.setText(f"Voice-to-voice: <b>{_ms(last_v2v)}</b>{early}")
+        used, discarded = snap.speculative.get("used", 0), snap.speculative.get("discarded", 0)
+        if used or discarded:
+            self.speculative_label.setText(f"Replies started in the pause: {used} used, {discarded} discarded")
         # Rows are segments (gaps between the engine's points), so every column is
         # computed from the turns here, not from the snapshot's per-stage durations.
         per_turn = [segments(t.stages, t.voice_to_voice_s) for t in turns]
