@@ -25,7 +25,7 @@ from typing import Any
 
 from app.commands.bench_questions import OPEN_QUESTIONS, SKILLS_QUESTIONS
 from app.commands.bench_run import ask_spoken
-from app.commands.bench_speech import QUESTION_VOICE, synthesise_questions
+from app.commands.bench_speech import QUESTION_VOICE, QUESTION_WPM, synthesise_questions
 from app.commands.bench_stats import KEY_STAGES, LOCAL, hit_rate, latency_summary, percentile_ms, split_turns
 from app.engine.events import TurnFinished
 from app.plugin.errors import ErrorCode, VoiceError
@@ -67,18 +67,25 @@ async def _measure(settings: Settings, paths: AppPaths, plan: list[tuple[str, Pa
             f"the {label.replace('_', ' ')} run took over {limit} s — close other programs, or measure fewer --turns",
         ) from None
     wall = time.monotonic() - t0
-    groups = split_turns([g for g, _ in plan], run.turns, run.skills_name)
+    asked = [g for g, _ in plan]
+    groups = split_turns(asked, run.turns, run.skills_name)
     v2v_all = [t.voice_to_voice_s for t in run.turns if t.voice_to_voice_s is not None]
     used, discarded = run.speculative or (None, None)
     return {
         "groups": {name: latency_summary(turns) for name, turns in groups.items() if name != "other"},
-        "other": [_turn_row(t) for t in groups["other"]],
+        "other": [
+            {"asked": g, **_turn_row(t)} for g, t in zip(asked, run.turns, strict=True) if _is_in(t, groups["other"])
+        ],
         "all_p50_ms": percentile_ms(v2v_all, 0.5),
         "speculative": {"used": used, "discarded": discarded, "hit_rate": hit_rate(used, discarded)},
         "errors": [t.error for t in run.turns if t.error],
         "turns": [_turn_row(t) for t in run.turns],
         "cpu_percent_of_one_core": round(100 * (_cpu_seconds() - cpu0) / wall, 1) if wall else None,
     }
+
+
+def _is_in(turn: TurnFinished, turns: list[TurnFinished]) -> bool:
+    return any(turn is t for t in turns)
 
 
 def _turn_row(t: TurnFinished) -> dict[str, Any]:
@@ -114,7 +121,8 @@ async def run_bench(settings: Settings, paths: AppPaths, turns: int, compare: bo
     return {
         "machine": started_on,
         "providers": {k: settings.stage(k).provider for k in ("vad", "stt", "llm", "tts")},
-        "questions_voice": f"espeak-ng {QUESTION_VOICE}",
+        "questions_voice": f"espeak-ng {QUESTION_VOICE} at {QUESTION_WPM} words a minute",
+        "load_average_1m_after": _load(),
         "bars": BARS,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_rss_children_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
@@ -130,8 +138,12 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "system": f"{platform.system()} {platform.release()}",
         # Other work on the machine moves every figure; the load says how much there was.
-        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "load_average_1m": _load(),
     }
+
+
+def _load() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
 def _cpu_name() -> str:
@@ -162,7 +174,8 @@ def voice_table(report: dict[str, Any]) -> list[str]:
     """The voice bench as a terminal table: one row per group, p50/p95 in ms per column."""
     m, on = report["machine"], report["telemetry_on"]
     lines = [
-        f"{m['cpu']} ({m['cores']} cores, load {m['load_average_1m']} at the start); "
+        f"{m['cpu']} ({m['cores']} cores, load {m['load_average_1m']} at the start, "
+        f"{report.get('load_average_1m_after')} at the end)",
         f"questions spoken by {report['questions_voice']}; providers {report['providers']}",
         "",
         f"{'answered by':<12}{'turns':>6}  {'voice-to-voice':>15}"
@@ -192,7 +205,12 @@ def voice_table(report: dict[str, Any]) -> list[str]:
         f"telemetry overhead {report['telemetry_overhead_percent']} %",
     ]
     if on["other"]:
-        lines.append("left out of both groups (misheard, or answered by the other path):")
+        fell_back = sum(t["asked"] == "open" and t["user"] != "" for t in on["other"])
+        unheard = sum(t["user"] == "" for t in on["other"])
+        lines.append(
+            f"left out of both groups: {fell_back} open questions the skills answered (the LLM failed or timed out), "
+            f"{len(on['other']) - fell_back - unheard} skills questions the LLM answered (misheard), {unheard} unheard:"
+        )
         lines += [f"  {_turn_line(t)}" for t in on["other"]]
     if on["errors"]:
         lines.append("errors: " + "; ".join(on["errors"]))

@@ -96,6 +96,7 @@ def test_the_voice_table_shows_both_groups_against_their_bars_and_the_hit_rate()
             "speculative": {"used": None, "discarded": None, "hit_rate": None},
             "other": [
                 {
+                    "asked": LOCAL,
                     "user": "What is the name today?",
                     "by": "llama-cpp",
                     "reply": "Sorry.",
@@ -114,5 +115,7 @@ def test_the_voice_table_shows_both_groups_against_their_bars_and_the_hit_rate()
     assert "300/300" in llm  # the endpoint wait column
     assert any(line.startswith("speculative replies: n/a") for line in lines)
     assert any("What is the name today?" in line for line in lines)
+    left_out = next(line for line in lines if line.startswith("left out"))
+    assert "0 open questions the skills answered" in left_out and "1 skills questions the LLM" in left_out
     report["telemetry_on"]["speculative"] = {"used": 3, "discarded": 1, "hit_rate": 0.75}
     assert any(line == "speculative replies: 75% (3 used, 1 discarded)" for line in voice_table(report))
