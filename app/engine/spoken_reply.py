@@ -15,7 +15,9 @@ pieces:
   a [link](...);
 - a repeated sentence, or a phrase repeated back to back, ends the reply (the
   first time it was said is kept);
-- the reply ends after `max_sentences` sentences or before `max_chars` characters.
+- the reply ends after `max_sentences` sentences, or at the first sentence end
+  past `max_chars` characters (a run-on sentence is cut `_OVERRUN_CHARS` later, at
+  a word, ended with a full stop).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class SpokenLimits:
     """How much of one reply is spoken. Candidates for ConversationSettings."""
 
     max_sentences: int
+    #: Past this the sentence being said is the last one.
     max_chars: int
 
 
@@ -56,6 +59,8 @@ _MIN_REPEATED_SENTENCE_WORDS = 3
 #: A run without a clause end is cut at a word boundary after this many characters
 #: (below the sentence chunker's first cut, so the first audio is never held back).
 _LONG_RUN_CHARS = 80
+#: How far a sentence that started before `max_chars` may run on before it is cut.
+_OVERRUN_CHARS = 160
 #: Past this, unbalanced markdown (a `*` that never closes) is cut through anyway.
 _HARD_RUN_CHARS = 400
 
@@ -64,7 +69,8 @@ _CLOSERS = "\"')]}»”’"
 _NOT_SENTENCE_END = frozenset({"mr", "mrs", "ms", "dr", "prof", "st", "mt", "jr", "sr", "vs", "no", "approx", "ca"})
 #: Words a cut-short sentence should not end on.
 _DANGLING = frozenset(
-    {"and", "or", "but", "so", "then", "because", "the", "a", "an", "of", "to", "in", "with", "for", "is", "are"}
+    "and or but so then because the a an of to in with for is are that which who if as at on by from "
+    "your my our their its this these such".split()
 )
 _WORD = re.compile(r"\S+")
 _BULLET = re.compile(r"^\s*[*+-]\s+")
@@ -207,7 +213,7 @@ class SpokenReply:
         sentence_start = 0  # where in `spoken` the current sentence began
         for m in _WORD.finditer(spoken):
             word = m.group(0)
-            if self._chars + m.end() > self.limits.max_chars:
+            if self._chars + m.end() > self.limits.max_chars + _OVERRUN_CHARS:
                 self.stopped, keep = "length", m.start()
                 break
             self._words.append(_norm(word))
@@ -227,7 +233,7 @@ class SpokenReply:
             self._seen.add(sentence)
             self.sentences += 1
             sentence_start = m.end()
-            if self.sentences >= self.limits.max_sentences:
+            if self.sentences >= self.limits.max_sentences or self._chars + m.end() >= self.limits.max_chars:
                 self.stopped, keep = "length", m.end()
                 break
         out = spoken[:keep].rstrip()

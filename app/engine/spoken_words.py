@@ -110,6 +110,8 @@ _ABBREVIATIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     )
 )
 
+#: "6:00 AM-7:00 PM": a range of times.
+_TIME_RANGE = re.compile(r"(?<=\d)(\s?[AaPp]\.?[Mm]\b\.?)\s?[-–]\s?(?=\d)")
 _NEGATIVE = re.compile(r"(?:(?<=\s)|^)[-−](?=\d)")
 # "5-10", "1564–1616": a range of exactly two numbers (a date or a phone number has more).
 _RANGE = re.compile(rf"(?<![\d\-–/.])({_NUM})\s?[-–]\s?({_NUM})(?![\d\-–/])")
@@ -185,6 +187,7 @@ def say_naturally(text: str) -> str:
     text = _DECADE.sub(_decade, text)
     text = _YEAR_BEFORE_ERA.sub(_era, text)
     text = _RANGE.sub(_range, text)
+    text = _TIME_RANGE.sub(r"\1 to ", text)
     text = _UNIT.sub(_unit, text)
     text = _NEGATIVE.sub("minus ", text)
     text = _YEAR_AFTER.sub(_year, text)

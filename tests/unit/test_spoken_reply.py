@@ -81,10 +81,21 @@ def test_abbreviations_do_not_count_as_sentence_ends() -> None:
     assert reply.text == "Dr. Smith met Mr. Jones on Mount Fuji. They talked. They left."
 
 
-def test_a_run_on_sentence_is_cut_before_the_character_cap_and_ended_cleanly() -> None:
-    reply = speak("and then " + "we walked a long way " * 40, limits=SpokenLimits(max_sentences=3, max_chars=120))
-    assert reply.stopped in ("length", "repetition")
-    assert len(reply.text) <= 120 and reply.text.endswith(".")
+def test_past_the_character_cap_the_sentence_being_said_is_finished_and_is_the_last() -> None:
+    first = "A sentence of about fifty characters goes here. "
+    second = "Then a second one, which starts before the cap and ends after it. "
+    reply = speak(first + second + "A third is never said.", limits=SpokenLimits(max_sentences=5, max_chars=60))
+    assert reply.text == (first + second).strip()
+    assert reply.stopped == "length"
+
+
+def test_a_run_on_sentence_is_cut_soon_after_the_character_cap_and_ended_cleanly() -> None:
+    for filler in ("and", "and the"):  # wherever the cut lands, it ends on a word that ends a sentence
+        text = "So " + " ".join(f"we walked {n} miles {filler}" for n in range(60))
+        reply = speak(text, limits=SpokenLimits(max_sentences=3, max_chars=100))
+        assert reply.stopped == "length"
+        assert 100 < len(reply.text) <= 100 + 160 and reply.text.endswith(".")
+        assert reply.text.split()[-1] not in ("and.", "the.")
 
 
 def test_asking_for_more_lets_a_longer_answer_through() -> None:

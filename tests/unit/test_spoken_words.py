@@ -37,6 +37,7 @@ def test_units_after_a_number_are_spelled_out(written: str, said: str) -> None:
         ("It takes ~5 minutes.", "It takes about 5 minutes."),
         ("It takes 5-10 minutes.", "It takes 5 to 10 minutes."),
         ("Add 1/2 cup.", "Add one half cup."),
+        ("Open 9 AM-5 PM, or 6:00 pm - 7:00 pm.", "Open 9 AM to 5 PM, or 6:00 pm to 7:00 pm."),
     ],
 )
 def test_abbreviations_and_symbols_are_said_as_words(written: str, said: str) -> None:
@@ -67,6 +68,7 @@ def test_years_are_said_as_years(written: str, said: str) -> None:
         "Call 555-123-4567 on 2026-12-01.",  # phone numbers and dates are not ranges
         "It is 3.5 million.",
         "He came in 5 ways.",
+        "I am - 5 years older.",  # "am" the verb
     ],
 )
 def test_what_the_voice_reads_well_is_left_alone(text: str) -> None:
