@@ -69,9 +69,12 @@ _CLOSERS = "\"')]}»”’"
 _NOT_SENTENCE_END = frozenset({"mr", "mrs", "ms", "dr", "prof", "st", "mt", "jr", "sr", "vs", "no", "approx", "ca"})
 #: Words a cut-short sentence should not end on.
 _DANGLING = frozenset(
-    "and or but so then because the a an of to in with for is are that which who if as at on by from "
-    "your my our their its this these such".split()
-)
+    {
+        "and", "or", "but", "so", "then", "because", "the", "a", "an", "of", "to", "in", "with", "for",
+        "is", "are", "that", "which", "who", "if", "as", "at", "on", "by", "from",
+        "your", "my", "our", "their", "its", "this", "these", "such",
+    }
+)  # fmt: skip
 _WORD = re.compile(r"\S+")
 _BULLET = re.compile(r"^\s*[*+-]\s+")
 _PENDING_FENCE = re.compile(r"^\s*`{1,2}$")
