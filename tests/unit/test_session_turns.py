@@ -199,9 +199,10 @@ async def test_each_turn_writes_a_history_row_and_the_llm_sees_the_conversation(
             ("and doubled", "Eight.", "complete"),
         ]
         assert rows[0].providers["llm"] == "fake" and "llm_first_token" in rows[0].timings
-        second = h.llm.calls[1].messages
+        system, *second = h.llm.calls[1].messages
+        # The engine's spoken-assistant prompt around the user's own (tests/unit/test_spoken_prompt.py).
+        assert system.role == "system" and "\n\nBe brief.\n\n" in system.content
         assert second == [
-            ChatMessage("system", "Be brief."),
             ChatMessage("user", "two plus two"),
             ChatMessage("assistant", "Four."),
             ChatMessage("user", "and doubled"),
