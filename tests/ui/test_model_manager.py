@@ -27,6 +27,7 @@ from tests.support.gguf_server import (
     smollm2_gguf,
     smollm2_sha256,
 )
+from tests.ui.conftest import GuiGapMeter
 from ui.model_manager import ModelManager
 from ui.settings_dialog import SettingsDialog
 
@@ -89,9 +90,14 @@ def test_download_shows_progress_then_installed_with_its_speed_here(qtbot, serve
     panel.bar.valueChanged.connect(values.append)
     panel.select(SERVED_ID)
     assert panel.download_button.isEnabled() and panel.download_button.text() == "Download"
+    meter = GuiGapMeter()
+    meter.start()
     panel.download_button.click()
     assert panel.busy and panel.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: not panel.busy and _state(panel, SERVED_ID) == "installed", timeout=120_000)
+    meter.stop()
+    # Download, hash and the speed benchmark all ran while the GUI thread kept ticking.
+    assert len(meter.gaps) > 50 and meter.worst < 0.150, f"GUI thread blocked for {meter.worst * 1000:.0f} ms"
     assert len(values) >= 3 and values[-1] == 1000 and values == sorted(values)  # it moved, forward only
     assert "SHA-256 checked" in panel.last_message and "words a second here" in panel.last_message
     record = load_speeds(paths)[SERVED_ID]
