@@ -50,23 +50,26 @@ class HeldOutput:
     def __init__(self) -> None:
         self.confirmed = asyncio.Event()
         self.opened = asyncio.Event()
-        self._held: list[Callable[[], object]] = []
+        self._held: list[tuple[Callable[[], object], bool]] = []
 
     @property
     def open(self) -> bool:
         return self.opened.is_set()
 
-    def do(self, action: Callable[[], object]) -> None:
+    def do(self, action: Callable[[], object], *, sound: bool = False) -> None:
         if self.open:
             action()
         else:
-            self._held.append(action)
+            self._held.append((action, sound))
 
-    def release(self) -> None:
+    def release(self, *, sound: bool = True) -> None:
+        """Run what was held, in order; without `sound` (the turn was cut meanwhile),
+        what it would have played is left out and the rest still happens."""
         held, self._held = self._held, []
         self.opened.set()
-        for action in held:
-            action()
+        for action, is_sound in held:
+            if sound or not is_sound:
+                action()
 
     def drop(self) -> None:
         """Forget everything held (the reply is thrown away)."""

@@ -176,7 +176,7 @@ class Turn:
                 if not gate.confirmed.is_set() and not self.interrupted:
                     await gate.confirmed.wait()  # failed while held: told only if the turn is confirmed
                 if gate.confirmed.is_set():
-                    await self._release(compare=False)
+                    await self._release(compare=False, sound=not self.interrupted)
             if not self.held:  # a held turn cancelled before its endpoint leaves no trace
                 await self._finish()
 
@@ -360,10 +360,13 @@ class Turn:
                 self.heard.append((at, sentence.strip()))
                 self._checkpoint(" ".join(text for _, text in self.heard))
 
-        self._do(play)
+        if self.gate is not None:
+            self.gate.do(play, sound=True)
+        else:
+            play()
 
     # -- a speculative turn --------------------------------------------------------
-    async def _release(self, *, compare: bool = True) -> None:
+    async def _release(self, *, compare: bool = True, sound: bool = True) -> None:
         """Once confirmed (and the turn before is done): everything held, in order, then
         the history row; a final transcript of other words raises `SpeculationMissed`."""
         gate = self.gate
@@ -385,7 +388,7 @@ class Turn:
         if self.speculative and endpoint_at is not None:
             self.timings["speculative_lead"] = endpoint_at - self._t_start
             self.host.telemetry.record_speculation("used")
-        gate.release()  # the held audio plays now; the history row follows (a disk write is slower)
+        gate.release(sound=sound)  # the held audio plays now; the history row follows (a disk write is slower)
         if self.text is not None:
             # Its own job: a barge-in now must not lose the row being written (see `_store`).
             self._row = self.ctx.spawn(asyncio.to_thread(self.host.history.begin_turn, self.text), "history-begin")

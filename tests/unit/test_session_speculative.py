@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.engine.events import FinalTranscript, ReplyDelta, SpeechEnded, State, TurnFinished
+from app.engine.events import ErrorRaised, FinalTranscript, ReplyDelta, SpeechEnded, State, TurnFinished
 from app.engine.listener import Utterance
+from app.engine.turn import APOLOGY
 from tests.support.fakes import WaitFor, fake_session, fake_settings, silence, speech, until
 
 pytestmark = pytest.mark.timeout(20)
@@ -201,3 +202,25 @@ async def test_a_transcript_that_comes_after_the_endpoint_makes_an_ordinary_turn
         assert not turn.speculative and "speculative_lead" not in turn.timings
         assert turn.reply_text == "It is noon. Have a nice day."
         assert h.session.telemetry.speculative_counts() == {"used": 0, "discarded": 0}
+
+
+async def test_a_model_failing_while_the_reply_is_held_is_told_only_once_the_endpoint_confirms_it() -> None:
+    async with fake_session(llm={"fail": "before_first"}, endpoint_silence_ms=450) as h:
+        await h.listen(QUESTION)
+        endpoint = h.log.events.index(h.log.of(SpeechEnded)[0])
+        (error,) = h.log.of(ErrorRaised)
+        assert error.stage == "llm" and h.log.events.index(error) > endpoint
+        (turn,) = h.log.of(TurnFinished)
+        assert turn.error is not None and turn.user_text == "what time is it"
+        assert h.tts.texts == [APOLOGY]  # the apology, after the endpoint
+        assert played_after(h, h.log.at(h.log.of(SpeechEnded)[0]))
+        assert [(r.user_text, r.status) for r in h.history()] == [("what time is it", "error")]
+
+
+async def test_a_held_reply_that_failed_and_was_discarded_is_never_told() -> None:
+    llm = {**RESUMED, "fail": "before_first", "fail_calls": [0]}
+    async with fake_session(stt={"texts": ["what time", "what time is it"]}, llm=llm) as h:
+        await h.listen(PAUSE_THEN_MORE)
+        assert h.log.of(ErrorRaised) == []
+        (turn,) = h.log.of(TurnFinished)
+        assert turn.error is None and turn.reply_text == "The real answer."
