@@ -95,6 +95,7 @@ def _turn_row(t: TurnFinished) -> dict[str, Any]:
         "by": t.providers.get("llm"),
         "voice_to_voice_ms": round(t.voice_to_voice_s * 1000, 1) if t.voice_to_voice_s is not None else None,
         "error": t.error,
+        "stages_ms": {k: round(v * 1000, 1) for k, v in t.timings.items()},
         # Started at the pause before the endpoint (engines with speculative replies).
         "speculative": getattr(t, "speculative", None),
     }
