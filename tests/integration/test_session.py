@@ -204,6 +204,7 @@ async def test_a_spoken_apology_is_not_heard_as_a_new_question() -> None:
     s = settings(first_output_deadline_s=1.0, skills_first=False)
     s.llm.provider = "faulty"
     s.llm.options = {"mode": "raise"}
+    s.llm.fallbacks = []  # no skills behind it (the default): the failure reaches the user
     sink = WavFileSink(None, realtime=True)
     session, rec = await started(s, registry=registry_with_faults(), sink=sink)
     try:
@@ -222,6 +223,7 @@ async def test_failing_llm_apologises_and_session_stays_usable(mode: str) -> Non
     s = settings(first_output_deadline_s=1.0, skills_first=False)
     s.llm.provider = "faulty"
     s.llm.options = {"mode": mode}
+    s.llm.fallbacks = []  # no skills behind it (the default): the failure reaches the user
     sink = WavFileSink(None)
     session, rec = await started(s, registry=registry_with_faults(), sink=sink)
     try:
