@@ -47,10 +47,18 @@ def judge_answers(
         )
     right = sum(r["right"] for r in rows)
     opens: list[dict[str, Any]] = [
-        {"prompt": p, "reply": t.reply_text, "error": t.error, "sentences": sentence_count(t.reply_text)}
+        {
+            "prompt": p,
+            "reply": t.reply_text,
+            "by": answered_by(t, skills_name),
+            "error": t.error,
+            "sentences": sentence_count(t.reply_text),
+        }
         for p, t in open_prompts
     ]
-    open_length = length_summary([o["reply"] for o in opens if not o["error"]])
+    # The model's length only: a failed turn's apology or the skills' fallback text
+    # (the LLM timed out) says nothing about how long the model talks.
+    open_length = length_summary([o["reply"] for o in opens if not o["error"] and o["by"] == "llm"])
     mean_open = open_length["mean_sentences"]
     return {
         "factual": {
@@ -104,7 +112,10 @@ def answers_text(report: dict[str, Any]) -> list[str]:
         lines.append("failed:")
         lines += [f"  {r['question']}  (want /{r['expect']}/)  → {r['error'] or repr(r['reply'])}" for r in f["failed"]]
     lines.append("open replies:")
-    lines += [f"  {x['prompt']}  → {x['error'] or repr(x['reply'])}" for x in o["replies"]]
+    lines += [
+        f"  {x['prompt']}  → {x['error'] or repr(x['reply'])}" + ("" if x["by"] == "llm" else "  (not the LLM's)")
+        for x in o["replies"]
+    ]
     return lines
 
 

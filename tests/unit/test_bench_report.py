@@ -59,6 +59,22 @@ def test_a_failed_turn_is_wrong_even_when_its_apology_names_the_answer() -> None
     assert report["bars"]["open_mean_sentences"]["met"] is False
 
 
+def test_open_length_counts_the_model_s_replies_only() -> None:
+    fallback = "I can tell the time and date. For anything else I need a language model. Open Settings."
+    report = judge_answers(
+        [],
+        [
+            ("Tell me a joke.", reply("Why not? Because.")),
+            ("What should I cook tonight?", reply(fallback, by="skills")),
+            ("Give me a tip.", reply("", error="llm.llama-cpp: TIMEOUT: the turn ran out of time")),
+        ],
+        "skills",
+    )
+    assert report["open"]["length"]["mean_sentences"] == 2.0
+    text = "\n".join(answers_text(report))
+    assert "(not the LLM's)" in text and "TIMEOUT" in text
+
+
 def test_the_plan_alternates_skills_and_open_questions() -> None:
     plan = question_plan(len(OPEN_QUESTIONS) + 1)
     assert [g for g, _ in plan[:4]] == [LOCAL, "open", LOCAL, "open"]
