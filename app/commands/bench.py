@@ -199,6 +199,9 @@ def voice_table(report: dict[str, Any]) -> list[str]:
     rate = "n/a (this engine does not count speculative replies)"
     if spec["used"] is not None:
         rate = f"{_pct(spec['hit_rate'])} ({spec['used']} used, {spec['discarded']} discarded)"
+        flags = [t.get("speculative") for t in on.get("turns", [])]
+        if any(f is not None for f in flags):
+            rate += f"; {sum(bool(f) for f in flags)} of {len(flags)} replies started before the endpoint"
     lines += [
         "",
         f"speculative replies: {rate}",

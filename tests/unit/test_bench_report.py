@@ -135,3 +135,5 @@ def test_the_voice_table_shows_both_groups_against_their_bars_and_the_hit_rate()
     assert "0 open questions the skills answered" in left_out and "1 skills questions the LLM" in left_out
     report["telemetry_on"]["speculative"] = {"used": 3, "discarded": 1, "hit_rate": 0.75}
     assert any(line == "speculative replies: 75% (3 used, 1 discarded)" for line in voice_table(report))
+    report["telemetry_on"]["turns"] = [{"speculative": True}, {"speculative": False}, {"speculative": True}]
+    assert "; 2 of 3 replies started before the endpoint" in "\n".join(voice_table(report))
