@@ -285,12 +285,16 @@ class ModelManager(QWidget):
         self.cancel_button.setEnabled(self._job is not None and self._job.name == "download")
         self.check_button.setEnabled(idle and state in ("embedded", "installed", "damaged"))
         self.measure_button.setEnabled(idle and state in USABLE)
-        self.delete_button.setEnabled(idle and state in ("installed", "partial", "damaged"))
-        self.choose_button.setEnabled(state in USABLE and (e is not None and e.spec.id != self._chosen_id))
+        in_use = e is not None and e.spec.id == self._chosen_id
+        # The assistant's own model stays: deleting it would leave the next start without one.
+        self.delete_button.setEnabled(idle and state in ("installed", "partial", "damaged") and not in_use)
+        self.choose_button.setEnabled(state in USABLE and not in_use)
         if e is None:
             self.detail.setText("Pick a model to see what it is and what you can do with it.")
             return
         extra = f" — {e.status.detail}" if e.status.detail else ""
+        if in_use and state in ("installed", "damaged"):
+            extra += " (the assistant's model: choose another before deleting it)"
         self.detail.setText(f"{e.spec.description}. Licence: {e.spec.licence}.{extra}")
 
     def _say(self, text: str, *, ok: bool = True) -> None:
@@ -470,7 +474,7 @@ class ModelManager(QWidget):
 
     def delete(self) -> None:
         e = self.selected()
-        if e is None or e.status.state == "embedded":
+        if e is None or e.status.state == "embedded" or e.spec.id == self._chosen_id:
             return
         model_id, paths = e.spec.id, self.paths
         if not self.confirm(f"Delete {model_id} from this computer? You can download it again later."):

@@ -96,8 +96,14 @@ def test_download_shows_progress_then_installed_with_its_speed_here(qtbot, serve
     assert panel.busy and panel.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: not panel.busy and _state(panel, SERVED_ID) == "installed", timeout=120_000)
     meter.stop()
-    # Download, hash and the speed benchmark all ran while the GUI thread kept ticking.
-    assert len(meter.gaps) > 50 and meter.worst < 0.150, f"GUI thread blocked for {meter.worst * 1000:.0f} ms"
+    # Download (1.5 s at this server's pace), hash and the speed benchmark (seconds) all ran
+    # while the GUI thread kept ticking: any of them on the GUI thread would stall it for
+    # a second or more. The bounds leave room for this shared 2-core VM, whose scheduler
+    # alone has stalled an idle GUI thread for 0.3-0.5 s under a load of 6.
+    gaps = sorted(meter.gaps)
+    assert len(gaps) > 50, "the GUI timer hardly ran"
+    assert gaps[int(len(gaps) * 0.95)] < 0.050, f"95th percentile gap {gaps[int(len(gaps) * 0.95)] * 1000:.0f} ms"
+    assert meter.worst < 1.0, f"GUI thread blocked for {meter.worst * 1000:.0f} ms"
     assert len(values) >= 3 and values[-1] == 1000 and values == sorted(values)  # it moved, forward only
     assert "SHA-256 checked" in panel.last_message and "words a second here" in panel.last_message
     record = load_speeds(paths)[SERVED_ID]
@@ -175,3 +181,4 @@ def test_use_this_model_sets_the_assistant_model_being_edited(qtbot, served, pat
     assert new.llm.options.get("model") == SERVED_ID and not new.llm.options.get("model_path")
     assert "✓ in use" in _cells(panel, SERVED_ID)[0]
     assert not panel.choose_button.isEnabled()  # already the one in use
+    assert not panel.delete_button.isEnabled()  # and not deleted from under the assistant
