@@ -106,6 +106,17 @@ class SentenceChunker:
             self._feed(ch)
         return self._take()
 
+    def end_sentence(self) -> list[str]:
+        """The caller knows the text so far ends a sentence (the spoken-reply filter has
+        ruled out abbreviations and numbers): decide it now rather than wait for the next
+        word's first character, which a slow model may be seconds away from. Returns the
+        chunks that became complete."""
+        if not self._in_fence and _ends_sentence(self._buf.strip()):
+            piece, self._buf = self._buf, ""
+            self._at_line_start = piece.endswith("\n")
+            self._complete(piece)
+        return self._take()
+
     def flush(self) -> list[str]:
         """End of the reply: return everything left, then reset for the next reply."""
         if self._buf:

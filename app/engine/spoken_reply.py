@@ -143,6 +143,13 @@ def _ends_sentence(word: str) -> bool:
     return not (bare.endswith(".") and abbreviation)
 
 
+def ends_sentence(piece: str) -> bool:
+    """A piece from `spoken_only` that ends a whole sentence ("…part. "): pieces are cut
+    only at clause ends, never after an abbreviation, so what follows starts anew."""
+    words = piece.split()
+    return piece[-1:].isspace() and bool(words) and _ends_sentence(words[-1])
+
+
 class SpokenReply:
     """Feed the model's deltas with `push`, end with `flush`; both return text to speak.
 

@@ -29,6 +29,7 @@ from app.engine.events import Event, FinalTranscript, ReplyDelta, State, TurnFin
 from app.engine.reply import gen_ai_attributes, llm_messages, provider_name, speak_text, spoken_llm_reply, tts_stream
 from app.engine.speaker import Speaker
 from app.engine.speculation import HeldOutput, SpeculationMissed, same_words
+from app.engine.spoken_reply import ends_sentence
 from app.engine.stages import StageSet, StageSlot, missing_stage_error
 from app.engine.tasks import wait_for_task
 from app.plugin.errors import ErrorCode, VoiceError, as_voice_error
@@ -264,6 +265,9 @@ class Turn:
                 self._emit(ReplyDelta(text=delta, turn_id=self.turn_id))
                 for c in chunker.push(delta):
                     self._chunks.put_nowait(c)
+                if ends_sentence(delta):
+                    for c in chunker.end_sentence():
+                        self._chunks.put_nowait(c)
             for c in chunker.flush():
                 self._chunks.put_nowait(c)
             if not "".join(self.reply).strip():

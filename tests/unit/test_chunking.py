@@ -275,3 +275,27 @@ def test_property_nothing_lost_and_stream_independent(seed: int) -> None:
     # A code fence is never split across chunks.
     for c in chunks:
         assert c.count("```") % 2 == 0 or c is chunks[-1]
+
+
+def test_a_sentence_end_the_caller_vouches_for_is_cut_without_waiting() -> None:
+    # The spoken-reply filter hands over "…part. " and holds "And": the model may think
+    # for seconds before its next token, and the first sentence must not wait for it.
+    c = SentenceChunker()
+    assert c.push("Here is the first part. ") == []
+    assert c.end_sentence() == ["Here is the first part."]
+    assert c.push("And the rest.") == []
+    assert c.flush() == ["And the rest."]
+
+
+def test_end_sentence_leaves_an_unfinished_sentence_alone() -> None:
+    c = SentenceChunker()
+    c.push("The answer is")
+    assert c.end_sentence() == []
+    c.push(" 42.")
+    assert c.flush() == ["The answer is 42."]
+
+
+def test_end_sentence_never_cuts_inside_a_code_block() -> None:
+    c = SentenceChunker()
+    c.push("```\nprint('a.') ")
+    assert c.end_sentence() == []

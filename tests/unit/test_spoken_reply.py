@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.engine.spoken_reply import BRIEF, CODE_SAID, DETAILED, SpokenLimits, SpokenReply, spoken_only
+from app.engine.spoken_reply import BRIEF, CODE_SAID, DETAILED, SpokenLimits, SpokenReply, ends_sentence, spoken_only
 
 
 def speak(text: str, *, step: int = 3, limits: SpokenLimits = BRIEF) -> SpokenReply:
@@ -142,3 +142,18 @@ async def test_spoken_only_ends_a_reply_that_stopped_mid_sentence_cleanly() -> N
     assert sent[-1] == "closed"
     # Out of tokens after "and the": the voice does not end on a dangling word.
     assert speak("Paris is big and the").text == "Paris is big."
+
+
+@pytest.mark.parametrize(
+    ("piece", "ends"),
+    [
+        ("Here is the first part. ", True),
+        ("Is it? ", True),
+        ("Paris, ", False),
+        ("It costs about 5 ", False),
+        ("Ask Dr. ", False),
+        ("The end.", False),  # no space yet: the filter has not decided it
+    ],
+)
+def test_a_piece_says_whether_it_ends_a_sentence(piece: str, ends: bool) -> None:
+    assert ends_sentence(piece) is ends
