@@ -95,8 +95,10 @@ ARCHITECTURE_TEMPLATES: dict[str, str] = {
 
 #: Tokens kept free for the template's wrapping when the newest message is cut.
 _CUT_MARGIN_TOKENS = 16
-#: Prompt tokens evaluated between two looks at the cancel flag.
-_PREFILL_SLICE = 128
+#: Prompt tokens evaluated between two looks at the cancel flag. 64 evaluates as fast as
+#: 128 here (Qwen2.5 0.5B, 2 cores: ~0.9 s for 256 tokens; 32 is ~15 % slower) and sees
+#: a cancel (a discarded speculative reply, a barge-in) twice as soon.
+_PREFILL_SLICE = 64
 
 
 class CancelFlag(Protocol):
