@@ -52,7 +52,8 @@ class SpeedRecord:
     words_per_s: float
     #: Streamed pieces (tokens, for llama.cpp) a second once it has started.
     tokens_per_s: float
-    #: From the question to the first piece of the reply, with the model loaded.
+    #: From the question to the first piece of the reply, with the model loaded (the
+    #: first reply's, whose prompt is evaluated from scratch).
     first_token_s: float
     tokens: int
     words: int
@@ -185,8 +186,10 @@ async def measure_speed_async(
             f"{model_id} answered only {max(t[2] for t in timings)} pieces of text — too short to time; try again",
         )
     # n pieces span n-1 intervals after the first; words are spread over all n.
-    first_s, window_s, pieces, words = max(usable, key=lambda t: (t[2] - 1) / t[1])
+    _, window_s, pieces, words = max(usable, key=lambda t: (t[2] - 1) / t[1])
     per_s = (pieces - 1) / window_s
+    # The first reply's wait: the later ones reuse the prompt already evaluated.
+    first_s = timings[0][0]
     return SpeedRecord(
         model_id=model_id,
         words_per_s=round(words * per_s / pieces, 2),
