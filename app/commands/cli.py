@@ -105,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["markdown", "json"], default="markdown")
     p.add_argument("--output", metavar="FILE", help="write the export here instead of printing it")
 
-    p = sub.add_parser("models", parents=[common], help="list, fetch or verify model files")
-    p.add_argument("action", choices=["list", "fetch", "verify"])
+    p = sub.add_parser("models", parents=[common], help="list, fetch, verify, time or delete model files")
+    p.add_argument("action", choices=["list", "fetch", "verify", "speed", "delete"])
     p.add_argument("ids", nargs="*", metavar="MODEL")
     return parser
 
