@@ -284,12 +284,20 @@ async def spoken_only(deltas: AsyncIterator[str], limits: SpokenLimits = BRIEF) 
     as soon as the reply is cut, so the model stops generating too."""
     reply = SpokenReply(limits)
     try:
-        async for delta in deltas:
-            out = reply.push(delta)
-            if out:
-                yield out
-            if reply.stopped is not None:
-                return
+        try:
+            async for delta in deltas:
+                out = reply.push(delta)
+                if out:
+                    yield out
+                if reply.stopped is not None:
+                    return
+        except Exception:
+            # The model failed mid-reply (a cut stream): what it did send is part of the
+            # reply, said and kept, before the error is told.
+            tail = reply.flush()
+            if tail:
+                yield tail
+            raise
         tail = reply.flush()
         if tail:
             yield tail

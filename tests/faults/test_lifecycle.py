@@ -33,6 +33,11 @@ SENTENCE = "This is sentence number {}, and it is a fairly long one so that the 
 LONG = "repeat after me " + " ".join(SENTENCE.format(i) for i in range(1, 41))
 
 
+#: The reply these tests cut is the skills' "repeat after me": loading the language model
+#: (seconds on a busy 2-core machine) would only eat into the 3 s they allow.
+CONVERSE = [VOXDESK, "converse", "--set", "llm.provider=skills"]
+
+
 def _env(home: Path) -> dict[str, str]:
     return {**os.environ, "VOXDESK_HOME": str(home)}
 
@@ -300,7 +305,7 @@ async def test_llama_close_during_model_load_stops_the_worker_at_once() -> None:
 @pytest.mark.slow
 def test_ctrl_c_ends_a_multi_turn_converse_within_one_second(voxdesk_home: Path) -> None:
     proc = subprocess.Popen(
-        [VOXDESK, "converse", "--text", LONG, "--text", "what time is it", "--text", "hello"],
+        [*CONVERSE, "--text", LONG, "--text", "what time is it", "--text", "hello"],
         env=_env(voxdesk_home),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -337,7 +342,7 @@ def test_ctrl_c_ends_a_multi_turn_converse_within_one_second(voxdesk_home: Path)
 def test_timeout_ends_the_whole_run_with_exit_1(voxdesk_home: Path) -> None:
     t0 = time.monotonic()
     out = subprocess.run(
-        [VOXDESK, "converse", "--timeout", "3", "--json", "--text", LONG, "--text", "what time is it"],
+        [*CONVERSE, "--timeout", "3", "--json", "--text", LONG, "--text", "what time is it"],
         env=_env(voxdesk_home),
         capture_output=True,
         text=True,
@@ -361,7 +366,7 @@ def test_twenty_turns_cut_mid_reply_all_exit_cleanly(tmp_path: Path) -> None:
     for i in range(20):
         home = tmp_path / f"run{i}"
         out = subprocess.run(
-            [VOXDESK, "converse", "--timeout", "3", "--json", "--text", LONG],
+            [*CONVERSE, "--timeout", "3", "--json", "--text", LONG],
             env=_env(home),
             capture_output=True,
             text=True,

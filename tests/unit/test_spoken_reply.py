@@ -157,3 +157,16 @@ async def test_spoken_only_ends_a_reply_that_stopped_mid_sentence_cleanly() -> N
 )
 def test_a_piece_says_whether_it_ends_a_sentence(piece: str, ends: bool) -> None:
     assert ends_sentence(piece) is ends
+
+
+async def test_what_came_before_a_failure_is_still_said() -> None:
+    async def cut() -> AsyncIterator[str]:
+        yield "The Roman Republic"
+        yield " began in 509 BC."
+        raise RuntimeError("stream cut off")
+
+    got: list[str] = []
+    with pytest.raises(RuntimeError):
+        async for piece in spoken_only(cut()):
+            got.append(piece)
+    assert "".join(got).startswith("The Roman Republic began in 509 ")  # "BC" is said "B C"
