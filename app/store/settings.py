@@ -42,6 +42,8 @@ MAX_DEPTH = 32
 #: A settings file that names an LLM keeps it (an explicit choice, `skills` included).
 DEFAULT_LLM = "llama-cpp"
 DEFAULT_LLM_FALLBACK = "skills"
+#: Behind a model, the skills say the model is not answering (not how to choose one).
+DEFAULT_LLM_FALLBACK_OPTIONS = {"unanswered": "model_unavailable"}
 
 
 class _Section(BaseModel):
@@ -95,7 +97,11 @@ class Settings(BaseModel):
     # The embedded instruct model answers what the skills (in front, `skills_first`) do
     # not; skills are its fallback, so a damaged model still leaves them answering.
     llm: StageSettings = Field(
-        default_factory=lambda: StageSettings(provider=DEFAULT_LLM, fallbacks=[DEFAULT_LLM_FALLBACK])
+        default_factory=lambda: StageSettings(
+            provider=DEFAULT_LLM,
+            fallbacks=[DEFAULT_LLM_FALLBACK],
+            fallback_options={DEFAULT_LLM_FALLBACK: dict(DEFAULT_LLM_FALLBACK_OPTIONS)},
+        )
     )
     tts: StageSettings = Field(default_factory=lambda: StageSettings(provider="piper"))
     audio: AudioSettings = Field(default_factory=AudioSettings)

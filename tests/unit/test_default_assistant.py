@@ -54,3 +54,15 @@ def test_a_settings_file_that_names_an_llm_keeps_it(tmp_path: Path) -> None:
 def test_a_settings_file_without_an_llm_section_gets_the_new_default(tmp_path: Path) -> None:
     s = _load(tmp_path, {"schema_version": 1, "conversation": {"language": "en"}})
     assert (s.llm.provider, s.llm.fallbacks) == ("llama-cpp", ["skills"])
+
+
+async def test_behind_the_default_model_the_skills_never_ask_for_a_language_model() -> None:
+    from app.engine.stages import build_slot
+    from app.plugin.provider_api import ChatMessage
+
+    s = Settings()
+    slot = build_slot(get_registry(), "llm", s.llm)
+    name, fallback = slot.chain[1]
+    assert name == "skills"
+    said = "".join([d async for d in fallback.chat([ChatMessage("user", "tell me a joke")])])  # type: ignore[attr-defined]
+    assert "language model isn't answering" in said and "need a language model" not in said

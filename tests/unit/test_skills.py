@@ -12,7 +12,7 @@ import pytest
 from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.provider_api import ChatMessage, HealthStatus
 from app.plugin.registry import get_registry
-from providers.llm.skills import NEEDS_MODEL, SkillsConfig, SkillsLLM, parse_duration
+from providers.llm.skills import MODEL_UNAVAILABLE, NEEDS_MODEL, SkillsConfig, SkillsLLM, parse_duration
 
 TUESDAY_AFTERNOON = datetime(2024, 3, 5, 16, 5, 9)
 
@@ -420,6 +420,13 @@ async def test_chat_alone_explains_how_to_get_a_language_model() -> None:
     assert reply == NEEDS_MODEL
     assert "Settings" in reply and "Assistant" in reply
     assert "llama.cpp" in reply and "--" not in reply  # spoken aloud: words, not command-line flags
+
+
+async def test_behind_a_model_it_says_the_model_is_not_answering() -> None:
+    fallback = SkillsLLM(SkillsConfig(unanswered="model_unavailable"))
+    reply = await collect(fallback.chat([ChatMessage("user", "write me a poem about autumn")]))
+    assert reply == MODEL_UNAVAILABLE and "need a language model" not in reply
+    assert await collect(fallback.chat([ChatMessage("user", "what is 2 plus 2")])) == "2 plus 2 is 4."
 
 
 async def test_registry_builds_it_and_it_is_healthy() -> None:

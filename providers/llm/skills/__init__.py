@@ -6,7 +6,7 @@ split by subject: ``numbers`` (spoken numbers both ways, times and dates),
 ``intents`` (the phrasings it answers, and the filler it ignores).
 """
 
-from providers.llm.skills.provider import NEEDS_MODEL, SPEC, SkillsConfig, SkillsLLM
+from providers.llm.skills.provider import MODEL_UNAVAILABLE, NEEDS_MODEL, SPEC, SkillsConfig, SkillsLLM
 from providers.llm.skills.timers import parse_duration
 
-__all__ = ["NEEDS_MODEL", "SPEC", "SkillsConfig", "SkillsLLM", "parse_duration"]
+__all__ = ["MODEL_UNAVAILABLE", "NEEDS_MODEL", "SPEC", "SkillsConfig", "SkillsLLM", "parse_duration"]

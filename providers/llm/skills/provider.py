@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta, tzinfo
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -64,10 +64,15 @@ NEEDS_MODEL = (
     "For anything else I need a language model: open Settings, then Assistant, and choose llama.cpp "
     "with an instruct model, such as Qwen 2.5 half a billion, or a server you use."
 )
+#: Said for a question the skills cannot answer when they stand in for a model that failed.
+MODEL_UNAVAILABLE = (
+    "My language model isn't answering right now, so I can only do the basics: the time and date, "
+    "sums, timers and reminders. If this keeps happening, look at Settings, then Assistant."
+)
 CAPABILITIES = (
     "I can tell you the time and the date, work out sums like 17 times 23 or 15 percent of 80, "
     "set timers and reminders, like: remind me in 10 minutes to stretch, and repeat after you. "
-    "With a language model chosen in Settings, I can answer almost anything else."
+    "With a language model, I can answer almost anything else."
 )
 
 
@@ -78,6 +83,11 @@ class SkillsConfig(BaseModel):
 
     timezone: str | None = Field(None, description="IANA time zone such as Europe/Berlin; empty uses this computer's")
     twenty_four_hour: bool = Field(False, description="Say times as 16:05 instead of 4:05 PM")
+    unanswered: Literal["explain", "model_unavailable"] = Field(
+        "explain",
+        description="For other questions: explain how to get a language model, or (as the fallback "
+        "behind one) say that the model is not answering",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -256,7 +266,9 @@ class SkillsLLM(LLMProvider):
         """Answer the last user message; unknown requests get the 'needs a model' note."""
         question = next((m.content for m in reversed(messages) if m.role == "user"), "")
         answer = self.try_answer(question)
-        yield answer if answer is not None else NEEDS_MODEL
+        if answer is None:
+            answer = NEEDS_MODEL if self.config.unanswered == "explain" else MODEL_UNAVAILABLE
+        yield answer
 
     async def health(self) -> Health:
         return Health(HealthStatus.OK, "built-in skills: time, date, sums, timers")
