@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from app.engine.chunking import SentenceChunker
 from app.engine.context import EngineContext
 from app.engine.events import Event, FinalTranscript, ReplyDelta, State, TurnFinished
+from app.engine.history_window import stable_window
 from app.engine.reply import gen_ai_attributes, llm_messages, provider_name, speak_text, spoken_llm_reply, tts_stream
 from app.engine.speaker import Speaker
 from app.engine.speculation import HeldOutput, SpeculationMissed, same_words
@@ -42,6 +43,8 @@ from app.telemetry import Telemetry
 log = logging.getLogger(__name__)
 
 APOLOGY = "Sorry, I couldn't do that just now."
+#: Earlier turns' text sent to the model at most (the model's own window trims further).
+HISTORY_BUDGET_CHARS = 6000
 APOLOGY_TIMEOUT_S = 10.0
 
 
@@ -314,9 +317,9 @@ class Turn:
 
     async def _context_messages(self, text: str) -> list[ChatMessage]:
         conv = self.conv
-        history = await asyncio.to_thread(
-            lambda: self.host.history.recent_messages(conv.history_turns, budget_chars=6000)
-        )
+        # The whole conversation, windowed in steps so the model's prompt cache survives.
+        everything = await asyncio.to_thread(self.host.history.recent_messages)
+        history = stable_window(everything, conv.history_turns, HISTORY_BUDGET_CHARS)
         return llm_messages(conv.system_prompt, history, text)
 
     async def speak(self) -> None:
