@@ -37,6 +37,7 @@ from app.engine.events import ErrorRaised, Event, Notice, ProviderSwitched, Spee
 from app.engine.health import ErrorBook, ProviderHealth, TelemetryObserver, check_health
 from app.engine.listener import Listener, Utterance
 from app.engine.options import SessionOptions, SessionParts
+from app.engine.reply import llm_messages
 from app.engine.speaker import Speaker
 from app.engine.speculation import SpeculativeReply, Speculator
 from app.engine.stages import RunnerSetup, StageSet, StageSlot, build_all, changed_kinds, close_slot, promote
@@ -44,7 +45,7 @@ from app.engine.switching import load_models, rebuild_stage, switch_stages
 from app.engine.tasks import Background, caller_cancelled, wait_for_task
 from app.engine.turn import APOLOGY, Turn, TurnInput
 from app.plugin.errors import VoiceError
-from app.plugin.provider_api import QuickAnswers
+from app.plugin.provider_api import PromptPriming, QuickAnswers
 from app.plugin.registry import get_registry
 from app.store.history import History
 from app.store.paths import AppPaths
@@ -186,6 +187,18 @@ class Session:
     async def _warm_all(self) -> None:
         await load_models(self.ctx, self.stages, self._promote, self.telemetry)
         self.ready.set()
+        await self._prime_llm()
+
+    async def _prime_llm(self) -> None:
+        """Let a model with a prompt cache read the system prompt now, not in the first turn
+        (on 2 cores ~0.9 s less before its first word)."""
+        slot = self.stages.slots.get("llm")
+        if slot is None or not isinstance(slot.provider, PromptPriming):
+            return
+        try:
+            await slot.provider.prime(llm_messages(self.settings.conversation.system_prompt, [], "Hello."))
+        except Exception as exc:  # the first turn will say what is wrong, if anything still is
+            log.info("priming the language model failed: %s", exc)
 
     def _promote(self, slot: StageSlot, index: int) -> None:
         """Run on `slot.chain[index]` from now on (the chosen provider cannot load here)."""

@@ -183,6 +183,14 @@ class QuickAnswers(Protocol):
     def try_answer(self, text: str) -> str | None: ...
 
 
+@runtime_checkable
+class PromptPriming(Protocol):
+    """An LLM that keeps a prompt cache: `prime` evaluates the start of a prompt (the
+    system prompt) ahead of the first turn, so that turn only evaluates its own words."""
+
+    async def prime(self, messages: list[ChatMessage]) -> None: ...
+
+
 class TTSProvider(Provider):
     kind: ClassVar[StageKind] = "tts"
 

