@@ -105,16 +105,19 @@ def test_hands_free_window_survives_a_long_session_and_quits_cleanly_mid_reply(
     heard = [t.user_text for t in turns]
     assert len(answered) >= asked * 0.9, f"{len(answered)} of {asked} questions answered: {heard}"
 
-    warm = [mb for at, mb in private if WARM_UP_S - 10 <= at <= WARM_UP_S]
-    late = [mb for at, mb in private if at >= SOAK_S - 30]
-    growth = statistics.median(late) - max(warm)
+    # Medians over a minute: memory swings by tens of MB between a turn's peak and the trim
+    # after it (app.memory), so a single sample says little either way.
+    warm = [mb for at, mb in private if WARM_UP_S <= at <= WARM_UP_S + 60]
+    late = [mb for at, mb in private if at >= SOAK_S - 60]
+    growth = statistics.median(late) - statistics.median(warm)
     peak = max(mb for _, mb in rss)
     gaps = sorted(float(r["worst_gap_ms"]) for r in soak_rows)
     worst_gap = gaps[-1]
     within = sum(g <= GUI_STALL_MS for g in gaps) / len(gaps)
     report(
         request,
-        f"soak {SOAK_S:.0f} s: {asked} questions, {len(answered)} answered; private memory {max(warm):.0f} → "
+        f"soak {SOAK_S:.0f} s: {asked} questions, {len(answered)} answered; "
+        f"private memory {statistics.median(warm):.0f} → "
         f"{statistics.median(late):.0f} MB (growth {growth:+.1f} MB), peak resident {peak:.0f} MB; "
         f"worst GUI stall {worst_gap:.0f} ms, {within:.1%} of 2 s windows ≤ {GUI_STALL_MS:.0f} ms; "
         f"longest GC pause {max(float(r.get('worst_gc_ms', 0)) for r in soak_rows):.1f} ms; "

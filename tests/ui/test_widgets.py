@@ -66,7 +66,7 @@ def test_skills_schema_gives_a_nullable_text_and_a_checkbox(qtbot: Any) -> None:
     qtbot.addWidget(form)
     box = form.editor("twenty_four_hour")
     assert isinstance(box, QCheckBox) and box.isChecked()
-    assert form.values() == {"timezone": None, "twenty_four_hour": True}
+    assert form.values() == {"timezone": None, "twenty_four_hour": True, "unanswered": "explain"}
 
 
 class _PathsAndKeys(BaseModel):

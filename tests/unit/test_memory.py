@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import ctypes
-import threading
-import time
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,53 +13,55 @@ import pytest
 from app import memory
 from app.engine.events import TurnFinished
 
+ROOT = Path(__file__).resolve().parents[2]
+
 glibc = pytest.mark.skipif(memory._glibc() is None, reason="glibc only")
 
 
-def _rss_mb() -> float:
+#: Run in a fresh interpreter: in the test process other tests' free memory would absorb
+#: the allocations, and nothing would be left to hand back.
+_FRAGMENT_AND_TRIM = """
+import ctypes, threading, time
+from app import memory
+
+def rss():
     with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+        return next(int(l.split()[1]) / 1024 for l in f if l.startswith("VmRSS:"))
 
-
-def _fragment_and_free(mb: int) -> None:
-    """Many small native blocks from one thread, all freed but one in 64: glibc keeps the
-    pages of such a heap until it is trimmed (the pattern of inference buffers)."""
+def fragment_and_free(mb):
+    # Many small native blocks from one thread, all but one in 64 freed: the survivors
+    # pin the heap, so glibc keeps the free pages between them (the pattern of
+    # inference buffers) until it is trimmed.
     libc = memory._glibc()
-    assert libc is not None
     libc.malloc.restype = ctypes.c_void_p
     libc.free.argtypes = [ctypes.c_void_p]
     blocks = [libc.malloc(16 * 1024) for _ in range(mb * 64)]
     for i, b in enumerate(blocks):
         if i % 64:
             libc.free(b)
-    # One in 64 stays allocated until the end, so the heap top cannot simply shrink.
-    kept = blocks[::64]
-    time.sleep(0)
-    for b in kept[:-1]:
-        libc.free(b)
+
+before = rss()
+t = threading.Thread(target=fragment_and_free, args=(200,))
+t.start(); t.join()
+held = rss()
+trimmer = memory.MemoryTrimmer(min_interval_s=0)
+assert trimmer.trim_soon()
+while trimmer._busy.locked():
+    time.sleep(0.01)
+print(before, held, rss())
+"""
 
 
 @glibc
 def test_trim_hands_freed_heap_pages_back_to_the_system() -> None:
-    done = threading.Event()
-
-    def worker() -> None:
-        _fragment_and_free(200)
-        done.set()
-
-    before = _rss_mb()
-    t = threading.Thread(target=worker)
-    t.start()
-    t.join()
-    assert done.is_set()
-    held = _rss_mb()
-    assert held - before > 50, "the test needs glibc to keep the freed pages"
-    trimmer = memory.MemoryTrimmer(min_interval_s=0)
-    assert trimmer.trim_soon()
-    deadline = time.monotonic() + 10
-    while trimmer._busy.locked() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert held - _rss_mb() > 50, f"RSS {before:.0f} → {held:.0f} → {_rss_mb():.0f} MB"
+    out = subprocess.run(
+        [sys.executable, "-c", _FRAGMENT_AND_TRIM], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr
+    before, held, after = map(float, out.stdout.split())
+    kept = held - before
+    assert kept > 30, f"the test needs glibc to keep the freed pages: {before:.0f} → {held:.0f} MB"
+    assert after - before < kept / 2, f"RSS {before:.0f} → {held:.0f} → {after:.0f} MB"
 
 
 @glibc

@@ -161,7 +161,8 @@ def test_models_list_verify_fetch_pick_up_a_plugin_model(plugin_path: Path, voxd
     listed = voxdesk("models", "list", site=plugin_path, home=voxdesk_home)
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if line.startswith("canned-replies-v1"))
-    assert row.split()[1] == "llm" and row.split()[4] == "no", row  # declared, not installed yet
+    # ID, KIND, SIZE (2 words), MEMORY, INSTALLED: declared, not installed yet
+    assert row.split()[1] == "llm" and row.split()[5] == "no", row
 
     missing = voxdesk("models", "verify", "canned-replies-v1", site=plugin_path, home=voxdesk_home)
     assert missing.returncode == 3, missing.stdout + missing.stderr
