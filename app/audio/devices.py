@@ -341,8 +341,9 @@ class SupervisedStream:
     direction: Direction = "input"
     open_timeout_s = 5.0
     close_timeout_s = 2.0
-    #: No callback for this long (after the first) means the device is gone.
-    stall_s = 0.4
+    #: No callback for this long (after the first) means the device is gone. A busy 2-core
+    #: machine was seen to pause a healthy stream's callbacks for 0.5 s.
+    stall_s = 0.7
     #: How long a fresh stream may take to deliver its first callback.
     start_grace_s = 2.5
 
@@ -464,12 +465,21 @@ class SupervisedStream:
 
     async def _watch(self) -> None:
         tick = min(0.1, self.stall_s / 4)
+        last_tick = time.monotonic()
         while not self._stopping:
             await asyncio.sleep(tick)
+            now = time.monotonic()
+            starved, last_tick = now - last_tick > tick + self.stall_s / 2, now
             if self._stream is None:
                 await self._reopen_default("no open audio stream")
                 continue
-            why = self._stalled(time.monotonic())
+            if starved:
+                # This task itself ran late: the process was starved (a busy machine, a
+                # library holding the GIL while models load), and so was the audio
+                # callback. That is no lost device: judge it from now on.
+                self._last_callback = max(self._last_callback, now)
+                continue
+            why = self._stalled(now)
             if why:
                 await self._reopen_default(why)
 

@@ -94,6 +94,8 @@ def test_spoken_question_on_the_mic_is_answered_on_the_speaker(
             time.sleep(0.5)
             parec.terminate()
             parec.wait(5)
+    while not lines.empty():  # what the app said after it started listening
+        seen.append(lines.get_nowait())
     assert app.returncode == 0, "".join(seen)
     (turn,) = json.loads(out)["turns"]
     assert {"what", "time"} <= set(re.findall(r"[a-z]+", turn["user"].lower())), turn
@@ -102,7 +104,7 @@ def test_spoken_question_on_the_mic_is_answered_on_the_speaker(
 
     # The speaker really played the answer: transcribe what the monitor heard.
     pcm = np.frombuffer(recording.read_bytes(), "<i2").astype(np.float32) / 32768
-    assert np.max(np.abs(pcm)) > 0.05, "nothing reached the speaker"
+    assert np.max(np.abs(pcm)) > 0.05, f"nothing reached the speaker: {''.join(seen)[-3000:]}"
     write_wav(tmp_path / "heard.wav", pcm, 16_000)
     from faster_whisper import WhisperModel
 

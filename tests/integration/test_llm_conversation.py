@@ -158,7 +158,7 @@ async def test_a_primed_model_answers_its_first_question_from_the_cached_system_
         await fresh.warmup()
         await fresh.prime(context_messages("", [], "Hello.", NOW))
         primed = fresh.last_stats
-        assert primed is not None and primed.cached_tokens == 0 and primed.completion_tokens <= 1
+        assert primed is not None and primed.cached_tokens == 0 and primed.completion_tokens <= 2
         said = await Conversation(fresh).say("What is the capital of France?")
         _report("first question after priming", said)
         assert "paris" in said.text.lower()
