@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from app.plugin.priority import lower_this_process
+
 # -- protocol names (shared with the parent) ---------------------------------
 LOAD, FIT, CHAT, SHUTDOWN = "load", "fit", "chat", "shutdown"
 HELLO, OK, TOKEN, DONE, ERROR = "hello", "ok", "token", "done", "error"
@@ -375,6 +377,7 @@ def serve(rx: Connection, tx: Connection, cancel_upto: CancelFlag) -> None:
     # The parent decides when this process ends; Ctrl+C in a terminal reaches the
     # whole process group and must not print a traceback from here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    lower_this_process()  # generation must not make the window stutter (app.plugin.priority)
     model: _LoadedModel | None = None
     try:
         tx.send((HELLO, 0, os.getpid()))

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.model_spec import ModelFile, ModelOption, ModelPackage, ModelSpec, PathCheckResult, SelfCheck
+from app.plugin.priority import lower_this_thread
 from app.plugin.provider_api import (
     SAMPLE_RATE,
     AudioChunk,
@@ -117,7 +118,9 @@ class FasterWhisperSTT(STTProvider):
         """`fn(*args, cancel)` on the decode thread; a cancelled caller stops it at the
         next segment (one Whisper window) instead of letting it run to the end."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="faster-whisper")
+            # Nicer than the GUI and audio threads; CTranslate2's own threads, started
+            # from here when the model loads, inherit it (app.plugin.priority).
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="faster-whisper", initializer=lower_this_thread)
         cancel = threading.Event()
         self._cancels.add(cancel)
         try:
