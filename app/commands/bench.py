@@ -6,7 +6,7 @@ deliver them. Voice-to-voice runs from the end of the question's speech to the
 reply's first sample reaching the sink, and is reported apart for questions the local
 skills answer and for open ones the LLM answers. The run is repeated with telemetry
 off to show what telemetry costs. `--answers` runs the answers check instead
-(app/commands/bench_answers.py).
+(app/commands/bench_answers.py), `--turn-taking` the turn-taking bench (bench_turns.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,15 @@ from typing import Any
 from app.commands.bench_questions import OPEN_QUESTIONS, SKILLS_QUESTIONS
 from app.commands.bench_run import ask_spoken
 from app.commands.bench_speech import QUESTION_VOICE, QUESTION_WPM, synthesise_questions
-from app.commands.bench_stats import KEY_STAGES, LOCAL, hit_rate, latency_summary, percentile_ms, split_turns
+from app.commands.bench_stats import (
+    KEY_STAGES,
+    LOCAL,
+    hit_rate,
+    latency_summary,
+    per_turn,
+    percentile_ms,
+    split_turns,
+)
 from app.engine.events import TurnFinished
 from app.plugin.errors import ErrorCode, VoiceError
 from app.store.paths import AppPaths
@@ -48,14 +56,14 @@ def question_plan(turns: int) -> list[tuple[str, str]]:
     return plan
 
 
-def _cpu_seconds() -> float:
+def cpu_seconds() -> float:
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 async def _measure(settings: Settings, paths: AppPaths, plan: list[tuple[str, Path]], label: str) -> dict[str, Any]:
     wavs = [w for _, w in plan]
-    cpu0, t0 = _cpu_seconds(), time.monotonic()
+    cpu0, t0 = cpu_seconds(), time.monotonic()
     limit = 60 + 30 * len(wavs)
     try:
         async with asyncio.timeout(limit):
@@ -80,7 +88,9 @@ async def _measure(settings: Settings, paths: AppPaths, plan: list[tuple[str, Pa
         "speculative": {"used": used, "discarded": discarded, "hit_rate": hit_rate(used, discarded)},
         "errors": [t.error for t in run.turns if t.error],
         "turns": [_turn_row(t) for t in run.turns],
-        "cpu_percent_of_one_core": round(100 * (_cpu_seconds() - cpu0) / wall, 1) if wall else None,
+        "cpu_percent_of_one_core": round(100 * (cpu_seconds() - cpu0) / wall, 1) if wall else None,
+        # Loading the models is in it too (a few CPU-seconds, spread over the run's turns).
+        "cpu_seconds_per_turn": per_turn(cpu_seconds() - cpu0, len(run.turns)),
     }
 
 
@@ -206,7 +216,8 @@ def voice_table(report: dict[str, Any]) -> list[str]:
         "",
         f"speculative replies: {rate}",
         f"peak RSS {report['peak_rss_mb']} MB (workers {report['peak_rss_children_mb']} MB); "
-        f"telemetry overhead {report['telemetry_overhead_percent']} %",
+        f"telemetry overhead {report['telemetry_overhead_percent']} %; "
+        f"CPU {on.get('cpu_seconds_per_turn')} CPU-seconds per turn (loading included)",
     ]
     if on["other"]:
         fell_back = sum(t["asked"] == "open" and t["user"] != "" for t in on["other"])
@@ -235,6 +246,10 @@ def bench_command(args: argparse.Namespace, paths: AppPaths, settings: Settings)
     validate_stages(settings)
     if args.answers:
         return _answers_command(args, paths, settings)
+    if args.turn_taking:
+        from app.commands.bench_turns import turn_taking_command
+
+        return turn_taking_command(args, paths, settings)
     report = asyncio.run(run_bench(settings, paths, max(1, args.turns), not args.no_telemetry_compare))
     if args.json:
         json.dump(report, sys.stdout, indent=2)

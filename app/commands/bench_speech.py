@@ -39,15 +39,19 @@ def espeak_program() -> str:
     return found
 
 
-async def speak_with_espeak(text: str, out: Path, program: str) -> Path:
-    """One question as a 16 kHz mono WAV with silence around it."""
+async def speak_with_espeak(
+    text: str, out: Path, program: str, *, voice: tuple[str, int] = (QUESTION_VOICE, QUESTION_WPM), pad: bool = True
+) -> Path:
+    """One question as a 16 kHz mono WAV with silence around it, in `voice` (espeak-ng voice,
+    words a minute); with `pad=False` none: the turn-taking bench lays its own."""
+    name, wpm = voice
     raw = out.with_suffix(".espeak.wav")
     proc = await asyncio.create_subprocess_exec(
         program,
         "-v",
-        QUESTION_VOICE,
+        name,
         "-s",
-        str(QUESTION_WPM),
+        str(wpm),
         "-w",
         str(raw),
         "--",
@@ -61,10 +65,12 @@ async def speak_with_espeak(text: str, out: Path, program: str) -> Path:
             "bench.questions",
             ErrorCode.PROVIDER_ERROR,
             f"espeak-ng failed ({err.decode(errors='replace').strip() or f'exit {proc.returncode}'}) "
-            "— check `espeak-ng --voices=en` lists en-us",
+            f"— check `espeak-ng --voices=en` lists {name}",
         )
     audio = await asyncio.to_thread(load_wav, raw, SAMPLE_RATE)
     raw.unlink(missing_ok=True)
+    if not pad:
+        return await asyncio.to_thread(write_wav, out, audio * 0.8, SAMPLE_RATE)
     lead, tail = np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32), np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)
     return await asyncio.to_thread(write_wav, out, np.concatenate([lead, audio * 0.8, tail]), SAMPLE_RATE)
 

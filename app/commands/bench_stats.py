@@ -18,7 +18,7 @@ from app.engine.events import TurnFinished
 #: the turn started, as the engine's timings are.
 KEY_STAGES = (
     ("vad_endpoint", "endpoint wait"),
-    ("stt", "STT"),
+    ("stt", "STT wait"),
     ("llm_first_token", "LLM first token"),
     ("tts_first_audio", "TTS first audio"),
 )
@@ -88,6 +88,11 @@ def latency_summary(turns: Sequence[TurnFinished]) -> dict[str, Any]:
         "stages": stages,
         "errors": [t.error for t in turns if t.error],
     }
+
+
+def per_turn(cpu_s: float, turns: int) -> float | None:
+    """CPU-seconds per turn (self and worker processes), or None with no turns."""
+    return round(cpu_s / turns, 2) if turns else None
 
 
 def hit_rate(used: int | None, discarded: int | None) -> float | None:

@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="instead: ask everyday questions as text; report the share answered right and the spoken length",
     )
+    p.add_argument(
+        "--turn-taking",
+        action="store_true",
+        help="instead: a labelled set of finished and paused sentences; end-of-turn delay and cut-offs per detector",
+    )
 
     p = sub.add_parser("history", parents=[common], help="list past conversations or export one")
     p.add_argument("action", choices=["list", "export"])
