@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip wheel setuptools
 	$(BIN)/pip install -q -e '.[all,dev,package]'
+	# The Smart Turn model (BSD-2) ships inside the pipecat-ai wheel: installed for that
+	# one data file, without pipecat's own dependencies (nothing of it is imported).
+	$(BIN)/pip install -q --no-deps 'pipecat-ai==1.14.0'
 	rm -f $(VENV)/.installed-* && touch $@
 
 setup-test: setup

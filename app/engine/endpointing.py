@@ -2,9 +2,19 @@
 
 Frames are 512 samples at 16 kHz (32 ms). A turn starts after `min_speech_ms` of
 speech (so a cough or a click is not a turn) and keeps `pre_roll_ms` of audio from
-before the start, because VAD fires a little after the first phoneme. It ends after
-`end_silence_ms` of silence; `SilenceStart` is sent at the first silent frame so the
-engine can transcribe speculatively while it waits to be sure.
+before the start, because VAD fires a little after the first phoneme.
+
+How long a pause ends the turn depends on what the engine learns during it.
+`SilenceStart` is sent early in each pause: the engine then transcribes
+speculatively and asks the turn detector, and reports back (`hear_verdict`,
+`hear_text`, tagged with the pause they belong to):
+- the detector calls it finished and the words may end there → `min_silence_ms`;
+- the words stop mid-sentence ("set a timer for"), or the detector calls it
+  unfinished and the words cannot say → up to `patience_ms`;
+- no answer yet, no detector (or one without an opinion), or the two disagree →
+  the silence rule, `end_silence_ms` (a late answer never holds a turn up).
+Speech resuming starts over. The answers arrive between frames, so `hear_*` may
+end the turn at once.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ class SpeechStart:
 @dataclass(frozen=True)
 class SilenceStart:
     silent_s: float  # silence already heard when this is sent
+    pause: int = 0  # which pause: answers about an older one are ignored
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,17 @@ class EndpointerOptions(TypedDict, total=False):
     pre_roll_ms: int  # audio kept from before the start (300)
     speculate_after_ms: int  # silence after which a speculative transcript starts (120)
     hangover_ms: int  # dips this short do not break a starting utterance (300)
+    decides: bool  # a turn detector answers at pauses (False: the silence rule alone)
+    min_silence_ms: int  # a finished sentence ends the turn after this much silence (160)
+    patience_ms: int  # an unfinished one waits this long for more words (1500)
+
+
+class _Pending:
+    """No answer yet in this pause."""
+
+
+PENDING = _Pending()
+Answer = bool | None | _Pending
 
 
 class Endpointer:
@@ -67,6 +89,10 @@ class Endpointer:
         # Gaps between words are shorter than this; waiting for it keeps the engine from
         # starting (and then throwing away) a speculative transcription at every gap.
         self.speculate_frames = min(self.end_silence_frames, max(1, round(speculate_after_ms / FRAME_MS)))
+        self.decides = options.get("decides", False)
+        self.min_silence_frames = max(self.speculate_frames, round(options.get("min_silence_ms", 160) / FRAME_MS))
+        self.patience_frames = max(self.min_silence_frames, round(options.get("patience_ms", 1500) / FRAME_MS))
+        self.pause = 0
         # A candidate survives dips up to the VAD's hangover (between words), so a quick
         # first word such as "what" counts towards the start and lands in the pre-roll.
         self.candidate_gap_frames = max(1, round(hangover_ms / FRAME_MS))
@@ -80,6 +106,52 @@ class Endpointer:
         self._gap = 0  # consecutive non-speech frames in the candidate
         self._silence_run = 0
         self._pre.clear()
+        self._forget_answers()
+
+    def _forget_answers(self) -> None:
+        self._finished: Answer = PENDING  # the turn detector: has the user finished?
+        self._unfinished_words: Answer = PENDING  # do the words stop mid-sentence?
+
+    def silence_frames_needed(self) -> int:
+        """How much silence ends the turn, given what is known about this pause."""
+        if not self.decides:
+            return self.end_silence_frames
+        finished, dangling = self._finished, self._unfinished_words
+        if finished is None:  # a detector without an opinion (`silence`): the silence rule
+            return self.end_silence_frames
+        if dangling is True:
+            return self.patience_frames
+        if isinstance(finished, _Pending) or isinstance(dangling, _Pending):
+            return self.end_silence_frames
+        if finished:
+            return self.min_silence_frames
+        # The detector hears an unfinished sentence: wait, unless the words say it may end.
+        return self.end_silence_frames if dangling is False else self.patience_frames
+
+    def hear_verdict(self, pause: int, finished: bool | None) -> list[EndpointEvent]:
+        """The turn detector's answer about `pause` (None: it has no opinion)."""
+        if pause == self.pause:
+            self._finished = finished
+        return self._end_if_due(pause)
+
+    def hear_text(self, pause: int, unfinished: bool | None) -> list[EndpointEvent]:
+        """Whether the transcript of `pause` stops mid-sentence (None: cannot tell / no text)."""
+        if pause == self.pause:
+            self._unfinished_words = unfinished
+        return self._end_if_due(pause)
+
+    def _end_if_due(self, pause: int) -> list[EndpointEvent]:
+        if pause != self.pause or not self.in_speech or self._silence_run < self.speculate_frames:
+            return []
+        if self._silence_run < self.silence_frames_needed():
+            return []
+        return [self._end()]
+
+    def _end(self) -> SpeechEnd:
+        self.in_speech = False
+        self._speech_run = 0
+        self._silence_run = 0
+        return SpeechEnd()
 
     def process(self, frame: np.ndarray, prob: float) -> list[EndpointEvent]:
         events: list[EndpointEvent] = []
@@ -108,14 +180,14 @@ class Endpointer:
         if prob >= self.release:
             if self._silence_run >= self.speculate_frames:
                 events.append(SpeechResumed())
+                self._forget_answers()
             self._silence_run = 0
             return events
         self._silence_run += 1
         if self._silence_run == self.speculate_frames:
-            events.append(SilenceStart(self._silence_run * FRAME_MS / 1000))
-        if self._silence_run >= self.end_silence_frames:
-            events.append(SpeechEnd())
-            self.in_speech = False
-            self._speech_run = 0
-            self._silence_run = 0
+            self.pause += 1
+            self._forget_answers()
+            events.append(SilenceStart(self._silence_run * FRAME_MS / 1000, self.pause))
+        if self._silence_run >= self.silence_frames_needed():
+            events.append(self._end())
         return events

@@ -2,7 +2,9 @@
 
 While the user speaks, the STT provider streams partial transcripts; when silence
 begins, a speculative final transcription starts so it is usually ready when the
-endpoint fires. The listener knows nothing of turns: it tells its host (the session)
+endpoint fires, and the turn detector is asked whether the user has finished. Both
+answers go back to the endpointer, which ends a finished turn early and waits on an
+unfinished one (app/engine/endpointing.py). The listener knows nothing of turns: it tells its host (the session)
 when speech starts (`on_speech_start`, which may barge in) and hands over a finished
 utterance with its transcript task (`on_utterance`). Its `pauses` observer (the
 session's speculator) hears of each speculative transcription and of its cancelling,
@@ -24,12 +26,13 @@ import numpy as np
 from app.audio.streams import AudioSource
 from app.engine.context import EngineContext, wire_device
 from app.engine.echo_gate import EchoGate
-from app.engine.endpointing import Endpointer, SilenceStart, SpeechEnd, SpeechResumed, SpeechStart
+from app.engine.endpointing import Endpointer, EndpointEvent, SilenceStart, SpeechEnd, SpeechResumed, SpeechStart
 from app.engine.events import AudioLevel, Notice, PartialTranscript, SpeechStarted, State
 from app.engine.stages import StageSet, StageSlot
 from app.engine.tasks import wait_for_task
+from app.engine.turn_words import sounds_unfinished
 from app.plugin.errors import VoiceError, as_voice_error
-from app.plugin.provider_api import SAMPLE_RATE, STTProvider, VADProvider
+from app.plugin.provider_api import SAMPLE_RATE, STTProvider, TurnProvider, TurnVerdict, VADProvider
 from app.store.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,8 @@ class Utterance:
     partial_task: asyncio.Task[None] | None = None
     speculative: asyncio.Task[str] | None = None
     speculative_len: int = 0
+    #: The turn detector's last answer: (probability it was finished, seconds it took).
+    turn_verdict: tuple[float | None, float] | None = None
 
     def audio(self) -> np.ndarray:
         return np.concatenate(self.frames) if self.frames else np.zeros(0, np.float32)
@@ -110,6 +115,9 @@ def make_endpointer(settings: Settings, stages: StageSet) -> Endpointer:
         hangover_ms=vad.hangover_ms if vad else 300,
         end_silence_ms=c.endpoint_silence_ms,
         pre_roll_ms=300,
+        decides="turn" in stages.slots,
+        min_silence_ms=c.turn_min_silence_ms,
+        patience_ms=c.turn_patience_ms,
     )
 
 
@@ -288,7 +296,8 @@ class Listener:
                 self.begin_utterance(now - len(ev.pre_roll) / SAMPLE_RATE, [ev.pre_roll])
         elif isinstance(ev, SilenceStart) and utt is not None:
             utt.last_speech_at = now - ev.silent_s
-            self._start_speculative(utt)
+            self._start_speculative(utt, ev.pause)
+            self._ask_turn(utt, ev.pause)
         elif isinstance(ev, SpeechResumed) and utt is not None:
             self._cancel_speculative(utt)
             self._start_partials(utt)
@@ -341,17 +350,57 @@ class Listener:
             utt.partial_task = None
             utt.partial_feed = None
 
-    def _start_speculative(self, utt: Utterance) -> None:
+    def _start_speculative(self, utt: Utterance, pause: int) -> None:
         """Silence began: transcribe now so the text is ready when the endpoint fires."""
         self._cancel_speculative(utt)
         self._stop_partials(utt)  # free the CPU for the final decode
         stt = self.host.stages.slots.get("stt")
         if stt is None:
+            self._answer(self.endpointer.hear_text(pause, None))
             return
         utt.speculative_len = len(utt.frames)
         utt.speculative = self.ctx.spawn(self.transcribe(stt, utt.audio()), "stt-speculative")
+        utt.speculative.add_done_callback(lambda task: self._heard_words(task, pause))
         if self.pauses is not None:
             self.pauses.paused(utt, utt.speculative)
+
+    def _heard_words(self, task: asyncio.Task[str], pause: int) -> None:
+        """The pause's transcript is in: do its words stop mid-sentence?"""
+        if task.cancelled():
+            return
+        text = "" if task.exception() is not None else task.result()
+        language = self.host.settings.conversation.language
+        self._answer(self.endpointer.hear_text(pause, sounds_unfinished(text, language)))
+
+    def _ask_turn(self, utt: Utterance, pause: int) -> None:
+        """Ask the turn detector about the utterance so far, off the capture path."""
+        slot = self.host.stages.slots.get("turn")
+        if slot is None:
+            return
+        audio = utt.audio()
+
+        async def call(p: object) -> TurnVerdict:
+            assert isinstance(p, TurnProvider)
+            return await p.predict(audio)
+
+        async def ask() -> None:
+            t0 = self.ctx.clock()
+            # Later than the silence rule it no longer matters: the turn has ended by then.
+            limit = self.host.settings.conversation.endpoint_silence_ms / 1000
+            try:
+                verdict = await slot.runner.call(call, timeout=limit)
+            except VoiceError as exc:
+                log.debug("turn detector gave no answer: %s", exc)
+                verdict = TurnVerdict(None)
+            utt.turn_verdict = (verdict.probability, self.ctx.clock() - t0)
+            self._answer(self.endpointer.hear_verdict(pause, verdict.finished))
+
+        self.ctx.spawn(ask(), "turn-detect")
+
+    def _answer(self, events: list[EndpointEvent]) -> None:
+        """Events an answer caused (the turn may end at once)."""
+        for ev in events:
+            self._on_endpoint(ev, self.ctx.clock())
 
     def _cancel_speculative(self, utt: Utterance) -> None:
         if utt.speculative is not None:

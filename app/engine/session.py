@@ -399,9 +399,9 @@ class Session:
     async def apply_settings(self, new: Settings) -> list[ProviderSwitched]:
         """Switch changed stages for the next turn; a failing new provider keeps the old."""
         switch = await switch_stages(self.registry, (self.settings, self.stages), new, self._runners)
+        changed = changed_kinds(self.settings, switch.settings)
         reset_endpointer = (
-            "vad" in changed_kinds(self.settings, switch.settings)
-            or switch.settings.conversation != self.settings.conversation
+            "vad" in changed or "turn" in changed or switch.settings.conversation != self.settings.conversation
         )
         self.stages, self.settings = switch.stages, switch.settings
         # Apply is the user saying "try again" (often after fixing a key): providers

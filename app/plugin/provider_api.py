@@ -24,8 +24,8 @@ import numpy as np
 SAMPLE_RATE = 16_000
 FRAME_SAMPLES = 512  # 32 ms at 16 kHz — Silero's native frame
 
-StageKind = Literal["vad", "stt", "llm", "tts"]
-KINDS: tuple[StageKind, ...] = ("vad", "stt", "llm", "tts")
+StageKind = Literal["vad", "stt", "llm", "tts", "turn"]
+KINDS: tuple[StageKind, ...] = ("vad", "stt", "llm", "tts", "turn")
 
 T = TypeVar("T")
 
@@ -189,6 +189,30 @@ class PromptPriming(Protocol):
     system prompt) ahead of the first turn, so that turn only evaluates its own words."""
 
     async def prime(self, messages: list[ChatMessage]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TurnVerdict:
+    """A turn detector's view of a pause: has the user finished speaking?
+
+    `finished` is None when the detector has no opinion: the endpointer then keeps to
+    its silence rule. `probability` (that the turn is over) is for telemetry."""
+
+    finished: bool | None
+    probability: float | None = None
+
+
+class TurnProvider(Provider):
+    """Decides at a pause whether the user has finished their turn (end-of-turn detection).
+
+    Called with the utterance so far (16 kHz mono, the pause included) once silence
+    begins; it must answer fast (tens of ms) and off the event loop."""
+
+    kind: ClassVar[StageKind] = "turn"
+
+    @abstractmethod
+    async def predict(self, audio: np.ndarray, *, transcript: str | None = None) -> TurnVerdict:
+        """The verdict on `audio` (the utterance so far); `transcript` is its partial text, if any."""
 
 
 class TTSProvider(Provider):

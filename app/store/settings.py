@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.plugin.errors import ErrorCode, VoiceError
+from app.plugin.provider_api import KINDS
 from app.store.safe_files import atomic_write_text, keep_copy, move_aside, storage_problem
 
 SCHEMA_VERSION = 1
@@ -71,7 +72,18 @@ class ConversationSettings(_Section):
         max_length=4000,
     )
     language: str = Field("en", min_length=2, max_length=8)
-    endpoint_silence_ms: int = Field(450, ge=100, le=3000, description="Silence that ends a turn")
+    endpoint_silence_ms: int = Field(
+        450, ge=100, le=3000, description="Silence that ends a turn when the turn detector gives no answer"
+    )
+    turn_min_silence_ms: int = Field(
+        160,
+        ge=64,
+        le=1000,
+        description="Least silence before a sentence the turn detector calls finished ends the turn",
+    )
+    turn_patience_ms: int = Field(
+        1500, ge=300, le=5000, description="Longest wait for more words when the sentence sounds unfinished"
+    )
     min_speech_ms: int = Field(200, ge=50, le=2000, description="Shorter sounds are not turns")
     hands_free: bool = True
     half_duplex: bool = Field(True, description="Ignore the microphone while speaking (speakers, no headset)")
@@ -104,6 +116,8 @@ class Settings(BaseModel):
         )
     )
     tts: StageSettings = Field(default_factory=lambda: StageSettings(provider="piper"))
+    # The end-of-turn model decides at each pause; the silence rule is its fallback.
+    turn: StageSettings = Field(default_factory=lambda: StageSettings(provider="smart-turn", fallbacks=["silence"]))
     audio: AudioSettings = Field(default_factory=AudioSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
@@ -445,7 +459,7 @@ def apply_overrides(settings: Settings, items: Iterable[str]) -> Settings:
             if not isinstance(nxt, dict):
                 raise VoiceError("settings.set", ErrorCode.INVALID_CONFIG, f"{'.'.join(path)}: not a section")
             node = nxt
-        if path[0] in ("vad", "stt", "llm", "tts") and path[1:] == ["provider"] and node.get("provider") != value:
+        if path[0] in KINDS and path[1:] == ["provider"] and node.get("provider") != value:
             # A new provider does not inherit the old one's options (later --set options.* still apply).
             node["options"] = {}
         node[path[-1]] = value

@@ -65,6 +65,8 @@ from app.plugin.provider_api import (
     STTProvider,
     Transcript,
     TTSProvider,
+    TurnProvider,
+    TurnVerdict,
     VADProvider,
 )
 from app.plugin.registry import ProviderInfo, Registry
@@ -468,6 +470,45 @@ class ToneTTS(TTSProvider):
         self.closed += 1
 
 
+# ---------------------------------------------------------------------------- turn detector
+
+
+class TurnConfig(_Config):
+    finished: bool | None = Field(None, description="every answer; None: no opinion (the silence rule)")
+    answers: list[bool | None] | None = Field(None, description="answers in order (then `finished`)")
+    delay_s: float = Field(0.0, description="virtual seconds each answer takes")
+    fail: bool = False
+
+
+class ScriptedTurn(TurnProvider):
+    """Answers from a script after `delay_s` on the fake clock; `asked` records the
+    length (in samples) of each utterance it was asked about."""
+
+    name = "fake"
+
+    def __init__(self, cfg: TurnConfig, clock: FakeClock) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.asked: list[int] = []
+        self.closed = 0
+
+    async def predict(self, audio: np.ndarray, *, transcript: str | None = None) -> TurnVerdict:
+        i = len(self.asked)
+        self.asked.append(len(audio))
+        await self.clock.sleep(self.cfg.delay_s)
+        if self.cfg.fail:
+            raise VoiceError("turn.fake", ErrorCode.PROVIDER_ERROR, f"scripted turn failure on call {i}")
+        answers = self.cfg.answers or []
+        finished = answers[i] if i < len(answers) else self.cfg.finished
+        return TurnVerdict(finished, None if finished is None else float(finished))
+
+    async def health(self) -> Health:
+        return Health(HealthStatus.OK)
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
 # ---------------------------------------------------------------------------- skills
 
 
@@ -506,7 +547,7 @@ FAKE_NAMES = ("fake", "backup")
 
 
 def register_fakes(registry: Registry, clock: FakeClock, *, replace: bool = False) -> Registry:
-    """Register a fake VAD, STT, LLM and TTS as "fake" and "backup" (same classes, own configs)."""
+    """Register a fake VAD, STT, LLM, TTS and turn detector as "fake" and "backup" (same classes, own configs)."""
     for name in FAKE_NAMES:
 
         def vad(cfg: Any) -> Provider:
@@ -520,6 +561,9 @@ def register_fakes(registry: Registry, clock: FakeClock, *, replace: bool = Fals
 
         def tts(cfg: Any, _name: str = name) -> Provider:
             return ToneTTS(cast(TTSConfig, cfg), clock, _name)
+
+        def turn(cfg: Any) -> Provider:
+            return ScriptedTurn(cast(TurnConfig, cfg), clock)
 
         registry.register(
             "vad",
@@ -552,6 +596,14 @@ def register_fakes(registry: Registry, clock: FakeClock, *, replace: bool = Fals
             config_model=TTSConfig,
             replace=replace,
             info=ProviderInfo("Tone TTS", "test double: short tones", streaming=True),
+        )
+        registry.register(
+            "turn",
+            name,
+            turn,
+            config_model=TurnConfig,
+            replace=replace,
+            info=ProviderInfo("Scripted turn detector", "test double: scripted answers"),
         )
     return registry
 
@@ -879,6 +931,7 @@ def fake_settings(
     stt: dict[str, Any] | None = None,
     llm: dict[str, Any] | None = None,
     tts: dict[str, Any] | None = None,
+    turn: dict[str, Any] | None = None,
     backups: dict[str, dict[str, Any]] | None = None,
     **conversation: Any,
 ) -> Settings:
@@ -889,7 +942,7 @@ def fake_settings(
     320 ms of silence ends it; skills are off (the fake registry has none)."""
     s = Settings()
     s.telemetry.enabled = False
-    options = {"vad": vad, "stt": stt, "llm": llm, "tts": tts}
+    options = {"vad": vad, "stt": stt, "llm": llm, "tts": tts, "turn": turn}
     for kind, opts in options.items():
         backup = (backups or {}).get(kind)
         setattr(
@@ -1055,6 +1108,7 @@ __all__ = [
     "Harness",
     "MemorySink",
     "MemorySource",
+    "ScriptedTurn",
     "ScriptedVAD",
     "ToneTTS",
     "WaitFor",

@@ -112,7 +112,7 @@ def test_listing_imports_no_heavy_library() -> None:
         import sys
         from app.plugin.registry import get_registry
         reg = get_registry()
-        for kind in ("vad", "stt", "llm", "tts"):
+        for kind in ("vad", "stt", "llm", "tts", "turn"):
             for name in reg.list_providers(kind):
                 reg.info(kind, name)
                 reg.spec(kind, name).config_schema()
@@ -143,9 +143,9 @@ def test_models_and_self_checks_are_declared_by_providers_and_listing_them_stays
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == (
-        "18 18 [('llm', 'llama-cpp'), ('stt', 'faster-whisper'), ('tts', 'piper')] "
-        "['whisper-tiny.en', 'qwen2.5-coder-0.5b-instruct-q4_k_m', 'piper-en_US-joe-medium'] "
-        "['ctranslate2', 'faster-whisper', 'llama-cpp', 'onnxruntime', 'piper', 'silero-vad'] []"
+        "19 19 [('llm', 'llama-cpp'), ('stt', 'faster-whisper'), ('tts', 'piper'), ('turn', 'smart-turn')] "
+        "['whisper-tiny.en', 'qwen2.5-coder-0.5b-instruct-q4_k_m', 'piper-en_US-joe-medium', 'smart-turn-v3.2'] "
+        "['ctranslate2', 'faster-whisper', 'llama-cpp', 'onnxruntime', 'onnxruntime', 'piper', 'silero-vad'] []"
     )
 
 
@@ -276,4 +276,4 @@ def test_spec_schema_exposed() -> None:
 
 
 def test_every_kind_known() -> None:
-    assert KINDS == ("vad", "stt", "llm", "tts")
+    assert KINDS == ("vad", "stt", "llm", "tts", "turn")

@@ -1,0 +1,36 @@
+"""Does a transcript stop on a word that cannot end a sentence?
+
+"Set a timer for", "What's the weather in", "Add milk and" — an article, a
+preposition, a conjunction or a filler at the end means the user is still speaking,
+whatever the intonation sounded like. The turn model hears *how* it was said; this
+reads *what* was said, so a pause before the last words does not cut them off.
+English only: other languages rely on the model alone.
+"""
+
+from __future__ import annotations
+
+import re
+
+_CONTINUES = """a an the my your his her its our their some every
+    for to of in at with about from into onto by than as via per
+    and or but because if while until unless whether nor
+    um uh er erm hmm uhm
+    what's where's who's how's it's there's i'm you're we're they're let's"""
+#: Words after which an English sentence goes on.
+CONTINUES = frozenset(_CONTINUES.split())
+
+_WORD = re.compile(r"[a-z']+")
+
+
+def sounds_unfinished(text: str, language: str = "en") -> bool | None:
+    """True when `text` ends mid-sentence, False when it may end there, None when it
+    cannot tell (another language, or no words)."""
+    if not language.lower().startswith("en"):
+        return None
+    stripped = text.strip()
+    if stripped.endswith((",", "...", "…", "-", "—")):
+        return True
+    words = _WORD.findall(stripped.lower().replace("’", "'"))
+    if not words:
+        return None
+    return words[-1] in CONTINUES

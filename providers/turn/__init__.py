@@ -1,0 +1,1 @@
+"""Turn detectors: decide at a pause whether the user has finished speaking."""
