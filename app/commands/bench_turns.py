@@ -36,7 +36,7 @@ from app.commands.bench_run import bench_session
 from app.commands.bench_speech import espeak_program, speak_with_espeak
 from app.commands.bench_stats import percentile_ms
 from app.commands.converse import TurnCollector
-from app.engine.events import TurnFinished
+from app.engine.events import SpeechEnded, TurnFinished
 from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.provider_api import SAMPLE_RATE
 from app.store.paths import AppPaths
@@ -309,30 +309,50 @@ def heard_words(transcript: str, words: Sequence[str]) -> bool:
     return any(w.startswith(want) for w in said for want in words)
 
 
-def judge(u: Utterance, turns: Sequence[TurnFinished]) -> str:
+@dataclass(frozen=True)
+class Heard:
+    """What one utterance made: its turns, and how long each utterance the engine ended lasted
+    (SpeechEnded.duration_s, in capture time: a cut at the pause is as long as the first half)."""
+
+    utterance: Utterance
+    turns: Sequence[TurnFinished]
+    speech_s: Sequence[float] = ()
+
+
+def judge(h: Heard) -> str:
     """ "unheard", "ok", "split" (a complete one heard as two turns) or "cut_off" (an incomplete one
-    ended at its pause: two turns, or one whose transcript lacks the second half — the half-duplex
-    engine may not listen while it answers the first)."""
-    heard = [t for t in turns if t.user_text.strip()]
+    ended at its pause: two turns, or the engine's utterance ended before the second half — the
+    half-duplex engine may not even hear the second half while it answers the first)."""
+    u = h.utterance
+    heard = [t for t in h.turns if t.user_text.strip()]
     if not heard:
         return "unheard"
     if u.label == "complete":
         return "split" if len(heard) > 1 else "ok"
-    return "cut_off" if len(heard) > 1 or not heard_words(heard[0].user_text, u.tail_words) else "ok"
+    if len(heard) > 1:
+        return "cut_off"
+    if h.speech_s and u.second_at_s is not None and u.pause_s is not None:
+        # Halfway through the pause: robust to the VAD's onset and hangover either side.
+        return "cut_off" if max(h.speech_s) < u.second_at_s - LEAD_S - u.pause_s / 2 else "ok"
+    return "ok" if heard_words(heard[0].user_text, u.tail_words) else "cut_off"
 
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
 
-def _row(u: Utterance, turns: Sequence[TurnFinished]) -> dict[str, Any]:
+def _row(h: Heard) -> dict[str, Any]:
+    u, turns = h.utterance, h.turns
     return {
         "name": u.name,
         "label": u.label,
         "text": u.text,
         "voice": u.voice,
         "pause_s": u.pause_s,
-        "outcome": judge(u, turns),
+        "outcome": judge(h),
+        "speech_s": [round(x, 3) for x in h.speech_s],
+        # Whisper heard the words after the pause in the first turn (a check on the judge above).
+        "second_half_in_transcript": heard_words(turns[0].user_text, u.tail_words) if u.tail_words and turns else None,
         "turns": [
             {
                 "user": t.user_text,
@@ -346,23 +366,16 @@ def _row(u: Utterance, turns: Sequence[TurnFinished]) -> dict[str, Any]:
     }
 
 
-def summarise(
-    heard: Sequence[tuple[Utterance, Sequence[TurnFinished]]], cpu_s: float, idle_cpu_percent: float | None
-) -> dict[str, Any]:
+def summarise(heard: Sequence[Heard], cpu_s: float, idle_cpu_percent: float | None) -> dict[str, Any]:
     """One detector's figures over the utterances it heard (pure: tested with made-up turns)."""
-    rows = [_row(u, turns) for u, turns in heard]
-    complete = [(u, ts) for u, ts in heard if u.label == "complete"]
+    rows = [_row(h) for h in heard]
+    # Complete utterances heard as one turn: how long the user waited after speaking, and for the reply.
+    done = [h.turns[-1] for h in heard if h.utterance.label == "complete" and judge(h) == "ok"]
+    endpoint = [t.timings["vad_endpoint"] for t in done if "vad_endpoint" in t.timings]
+    v2v = [t.voice_to_voice_s for t in done if t.voice_to_voice_s is not None]
+    complete = [r for r in rows if r["label"] == "complete"]
     incomplete = [r for r in rows if r["label"] == "incomplete"]
-    # The endpoint of a complete utterance heard as one turn: how long the user waited after speaking.
-    endpoint = [
-        ts[-1].timings["vad_endpoint"]
-        for u, ts in complete
-        if judge(u, ts) == "ok" and "vad_endpoint" in ts[-1].timings
-    ]
-    v2v = [
-        ts[-1].voice_to_voice_s for u, ts in complete if judge(u, ts) == "ok" and ts[-1].voice_to_voice_s is not None
-    ]
-    all_turns = [t for _, ts in heard for t in ts if t.user_text.strip()]
+    all_turns = [t for h in heard for t in h.turns if t.user_text.strip()]
     stt = [t.timings["stt"] for t in all_turns if "stt" in t.timings]
     judged = [r for r in incomplete if r["outcome"] != "unheard"]
     cut = sum(r["outcome"] == "cut_off" for r in judged)
@@ -383,6 +396,10 @@ def summarise(
             "cut_off": cut,
             "cut_off_share": round(cut / len(judged), 3) if judged else None,
             "unheard": len(incomplete) - len(judged),
+            # Whisper missed the words after the pause though the turn held them (misheard, not cut).
+            "second_half_misheard": sum(
+                r["outcome"] == "ok" and r["second_half_in_transcript"] is False for r in judged
+            ),
         },
         "stt_wait_p50_ms": percentile_ms(stt, 0.5),
         "stt_wait_p95_ms": percentile_ms(stt, 0.95),
@@ -390,7 +407,7 @@ def summarise(
         "cpu_seconds": round(cpu_s, 2),
         "cpu_seconds_per_turn": round(cpu_s / len(all_turns), 2) if all_turns else None,
         "idle_cpu_percent_of_one_core": idle_cpu_percent,
-        "errors": [t.error for _, ts in heard for t in ts if t.error],
+        "errors": [t.error for h in heard for t in h.turns if t.error],
         "rows": rows,
     }
 
@@ -425,23 +442,25 @@ def detector_settings(settings: Settings, detector: str) -> Settings:
 async def _hear_all(settings: Settings, paths: AppPaths, corpus: Sequence[Utterance], idle_wav: Path) -> dict[str, Any]:
     from app.commands.bench import cpu_seconds
 
-    heard: list[tuple[Utterance, list[TurnFinished]]] = []
+    heard: list[Heard] = []
+    ended: list[float] = []
     async with bench_session(settings, paths) as (session, sink):
         collector = TurnCollector(session)
+        session.add_listener(lambda ev: ended.append(ev.duration_s) if isinstance(ev, SpeechEnded) else None)
         cpu0 = cpu_seconds()
         for u in corpus:
-            before = len(collector.turns)
+            before, ended_before = len(collector.turns), len(ended)
             await session.set_audio(WavFileSource(u.wav, realtime=True), sink)
             await session.wait_capture_done()
             await session.wait_idle()
             # Every turn the utterance made is kept (ask_spoken keeps the last): two mean it was cut.
-            heard.append((u, collector.turns[before:]))
+            heard.append(Heard(u, collector.turns[before:], ended[ended_before:]))
         cpu = cpu_seconds() - cpu0
         cpu0, t0 = cpu_seconds(), time.monotonic()
         await session.set_audio(WavFileSource(idle_wav, realtime=True), sink)
         await session.wait_capture_done()
         idle = round(100 * (cpu_seconds() - cpu0) / (time.monotonic() - t0), 1)
-        spurious = len(collector.turns) - sum(len(ts) for _, ts in heard)
+        spurious = len(collector.turns) - sum(len(h.turns) for h in heard)
     summary = summarise(heard, cpu, idle)
     summary["idle_turns"] = spurious
     return summary

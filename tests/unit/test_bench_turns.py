@@ -26,6 +26,7 @@ from app.commands.bench_turns import (
     RECORDINGS,
     TAIL_S,
     VOICES,
+    Heard,
     Label,
     Utterance,
     build_corpus,
@@ -156,39 +157,50 @@ def _turn(
 
 
 def _utt(name: str, label: Label, tail: tuple[str, ...] = ()) -> Utterance:
+    # Lead-in 0.5 s, first half to 1.2 s, a 0.8 s pause, the second half from 2.0 s.
     return Utterance(name, label, "text", "espeak-ng en-us 140 wpm", Path(f"/{name}.wav"), 0.8, 2.0, tail)
+
+
+def _h(u: Utterance, turns: list[TurnFinished], speech_s: tuple[float, ...] = ()) -> Heard:
+    return Heard(u, turns, speech_s)
 
 
 def test_outcomes_of_complete_and_paused_utterances() -> None:
     done, paused = _utt("c", "complete"), _utt("p", "incomplete", ("paris",))
-    assert judge(done, [_turn("What time is it?")]) == "ok"
-    assert judge(done, [_turn("What time"), _turn("is it?")]) == "split"
-    assert judge(done, []) == judge(done, [_turn("  ")]) == "unheard"
-    assert judge(paused, [_turn("What's the weather in Paris?")]) == "ok"
-    assert judge(paused, [_turn("What's the weather in"), _turn("Paris")]) == "cut_off"
-    # Cut, and the second half lost (a half-duplex engine does not listen while it answers).
-    assert judge(paused, [_turn("What's the weather in")]) == "cut_off"
-    assert judge(_utt("m", "incomplete", ("minute",)), [_turn("Set a timer for 5 minutes")]) == "ok"
+    assert judge(_h(done, [_turn("What time is it?")])) == "ok"
+    assert judge(_h(done, [_turn("What time"), _turn("is it?")])) == "split"
+    assert judge(_h(done, [])) == judge(_h(done, [_turn("  ")])) == "unheard"
+    assert judge(_h(paused, [_turn("What's the weather in"), _turn("Paris")])) == "cut_off"
+    # Without the engine's utterance lengths, the transcript says whether the second half was heard...
+    assert judge(_h(paused, [_turn("What's the weather in Paris?")])) == "ok"
+    assert judge(_h(paused, [_turn("What's the weather in")])) == "cut_off"
+    assert judge(_h(_utt("m", "incomplete", ("minute",)), [_turn("Set a timer for 5 minutes")])) == "ok"
+    # ...with them, their length does: the engine ended its utterance in the pause (at 0.7 s of speech),
+    # or after the second half began (1.5 s), whatever Whisper made of the words.
+    assert judge(_h(paused, [_turn("What's the weather in Paris?")], (0.7,))) == "cut_off"
+    assert judge(_h(paused, [_turn("What's the weather in bars")], (1.9,))) == "ok"
+    assert judge(_h(paused, [_turn("weather in")], (0.7, 0.3))) == "cut_off"  # the second half, dropped
 
 
 def test_the_summary_counts_and_percentiles() -> None:
     heard = [
-        (_utt("c1", "complete"), [_turn("a", endpoint_s=0.1, stt_s=0.02, v2v=0.3)]),
-        (_utt("c2", "complete"), [_turn("b", endpoint_s=0.2, stt_s=0.04, v2v=0.5)]),
-        (_utt("c3", "complete"), [_turn("c", endpoint_s=0.3, stt_s=0.06, v2v=0.7)]),
+        _h(_utt("c1", "complete"), [_turn("a", endpoint_s=0.1, stt_s=0.02, v2v=0.3)]),
+        _h(_utt("c2", "complete"), [_turn("b", endpoint_s=0.2, stt_s=0.04, v2v=0.5)]),
+        _h(_utt("c3", "complete"), [_turn("c", endpoint_s=0.3, stt_s=0.06, v2v=0.7)]),
         # Split: its endpoint is not a finished sentence's, so it is left out of the endpoint figures.
-        (_utt("c4", "complete"), [_turn("d", endpoint_s=9.0), _turn("e", endpoint_s=9.0)]),
-        (_utt("c5", "complete"), []),
-        (_utt("p1", "incomplete", ("paris",)), [_turn("weather in Paris", stt_s=0.08)]),
-        (_utt("p2", "incomplete", ("paris",)), [_turn("weather in", stt_s=0.1), _turn("Paris", stt_s=0.1)]),
-        (_utt("p3", "incomplete", ("paris",)), [_turn("weather in", error="boom")]),
-        (_utt("p4", "incomplete", ("paris",)), []),
+        _h(_utt("c4", "complete"), [_turn("d", endpoint_s=9.0), _turn("e", endpoint_s=9.0)]),
+        _h(_utt("c5", "complete"), []),
+        _h(_utt("p1", "incomplete", ("paris",)), [_turn("weather in bars", stt_s=0.08)], (1.9,)),
+        _h(_utt("p2", "incomplete", ("paris",)), [_turn("weather in", stt_s=0.1), _turn("Paris", stt_s=0.1)]),
+        _h(_utt("p3", "incomplete", ("paris",)), [_turn("weather in", error="boom")]),
+        _h(_utt("p4", "incomplete", ("paris",)), []),
     ]
     s = summarise(heard, cpu_s=9.9, idle_cpu_percent=1.5)
     c, i = s["complete"], s["incomplete"]
     assert (c["utterances"], c["measured"], c["split"], c["unheard"]) == (5, 3, 1, 1)
     assert (c["endpoint_p50_ms"], c["endpoint_p95_ms"], c["voice_to_voice_p50_ms"]) == (200.0, 290.0, 500.0)
     assert (i["utterances"], i["judged"], i["cut_off"], i["unheard"], i["cut_off_share"]) == (4, 3, 2, 1, 0.667)
+    assert i["second_half_misheard"] == 1  # p1: whole, though Whisper wrote "bars"
     assert s["turns"] == 9  # every heard turn, the extra ones of cut and split utterances too
     assert s["cpu_seconds_per_turn"] == 1.1 and s["idle_cpu_percent_of_one_core"] == 1.5
     assert s["stt_wait_p50_ms"] == 50.0  # of 20, 40, 50, 50, 50, 60, 80, 100, 100 ms
@@ -197,11 +209,11 @@ def test_the_summary_counts_and_percentiles() -> None:
 
 
 def test_the_table_marks_the_bars_and_says_what_was_not_measured() -> None:
-    good = summarise([(_utt("c", "complete"), [_turn("a", endpoint_s=0.2, stt_s=0.03, v2v=0.4)])], 1.0, 2.0)
+    good = summarise([_h(_utt("c", "complete"), [_turn("a", endpoint_s=0.2, stt_s=0.03, v2v=0.4)])], 1.0, 2.0)
     bad = summarise(
         [
-            (_utt("c", "complete"), [_turn("a", endpoint_s=0.45, stt_s=0.2, v2v=0.9)]),
-            (_utt("p", "incomplete", ("paris",)), [_turn("in")]),
+            _h(_utt("c", "complete"), [_turn("a", endpoint_s=0.45, stt_s=0.2, v2v=0.9)]),
+            _h(_utt("p", "incomplete", ("paris",)), [_turn("in")]),
         ],
         6.0,
         None,
