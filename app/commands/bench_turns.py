@@ -320,20 +320,22 @@ class Heard:
 
 
 def judge(h: Heard) -> str:
-    """ "unheard", "ok", "split" (a complete one heard as two turns) or "cut_off" (an incomplete one
-    ended at its pause: two turns, or the engine's utterance ended before the second half — the
-    half-duplex engine may not even hear the second half while it answers the first)."""
+    """ "unheard", "ok", "split" (a complete one ended more than once) or "cut_off" (an incomplete one
+    ended at its pause: two endpoints or turns — the first may have no words — or one utterance that
+    ended before the second half began: the half-duplex engine may not hear it while it answers)."""
     u = h.utterance
     heard = [t for t in h.turns if t.user_text.strip()]
     if not heard:
         return "unheard"
+    ended_twice = len(h.turns) > 1 or len(h.speech_s) > 1
     if u.label == "complete":
-        return "split" if len(heard) > 1 else "ok"
-    if len(heard) > 1:
+        return "split" if ended_twice else "ok"
+    if ended_twice:
         return "cut_off"
-    if h.speech_s and u.second_at_s is not None and u.pause_s is not None:
-        # Halfway through the pause: robust to the VAD's onset and hangover either side.
-        return "cut_off" if max(h.speech_s) < u.second_at_s - LEAD_S - u.pause_s / 2 else "ok"
+    if h.speech_s and u.second_at_s is not None:
+        # Speech up to the second half's start: a whole one is that long plus the second half, a cut
+        # one the first half plus the VAD's pre-roll and hangover (~0.3 s, under the 0.5 s least pause).
+        return "cut_off" if max(h.speech_s) < u.second_at_s - LEAD_S else "ok"
     return "ok" if heard_words(heard[0].user_text, u.tail_words) else "cut_off"
 
 

@@ -175,11 +175,14 @@ def test_outcomes_of_complete_and_paused_utterances() -> None:
     assert judge(_h(paused, [_turn("What's the weather in Paris?")])) == "ok"
     assert judge(_h(paused, [_turn("What's the weather in")])) == "cut_off"
     assert judge(_h(_utt("m", "incomplete", ("minute",)), [_turn("Set a timer for 5 minutes")])) == "ok"
-    # ...with them, their length does: the engine ended its utterance in the pause (at 0.7 s of speech),
-    # or after the second half began (1.5 s), whatever Whisper made of the words.
-    assert judge(_h(paused, [_turn("What's the weather in Paris?")], (0.7,))) == "cut_off"
+    # ...with them, their length does: the engine's utterance ended before the second half began (1.5 s of
+    # speech from the lead-in), or after it, whatever Whisper made of the words.
+    assert judge(_h(paused, [_turn("What's the weather in Paris?")], (1.4,))) == "cut_off"
     assert judge(_h(paused, [_turn("What's the weather in bars")], (1.9,))) == "ok"
-    assert judge(_h(paused, [_turn("weather in")], (0.7, 0.3))) == "cut_off"  # the second half, dropped
+    assert judge(_h(paused, [_turn("weather in")], (1.9, 0.3))) == "cut_off"  # ended twice, second one dropped
+    # A first turn without words (the cut half transcribed as nothing) still ended the sentence early.
+    assert judge(_h(paused, [_turn(""), _turn("Paris")], (1.2, 0.5))) == "cut_off"
+    assert judge(_h(done, [_turn(""), _turn("What time is it")])) == "split"
 
 
 def test_the_summary_counts_and_percentiles() -> None:
