@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.provider_api import FRAME_SAMPLES, SAMPLE_RATE, AudioChunk, HealthStatus, STTProvider
 from app.plugin.registry import get_registry
 from app.store.models import resolve_model
+from providers.stt.faster_whisper import FasterWhisperSTT
 from tests.support.speech import have_espeak, speak, word_error_rate
 
 pytestmark = [
@@ -97,6 +99,111 @@ async def test_stream_of_short_input_gives_one_final_only(stt, speech) -> None:
     results = [t async for t in stt.stream(once())]
     assert len(results) == 1 and results[0].is_final
     assert _wer(SENTENCES[0], results[0].text) <= 0.2
+
+
+# -- the short-window fast path ---------------------------------------------------------
+
+
+class Probe:
+    """The real CTranslate2 Whisper, with its encode/generate calls recorded in order, and an
+    encode that can be held at a gate (so a test can act while a decode is in the encoder)."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+        self.calls: list[tuple[str, int]] = []
+        self.gate: threading.Event | None = None
+        self.in_encoder = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+    def encode(self, features, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls.append(("encode", int(features.shape[-1])))
+        self.in_encoder.set()
+        if self.gate is not None:
+            assert self.gate.wait(30), "the test never opened the gate"
+        return self.real.encode(features, **kwargs)  # type: ignore[attr-defined]
+
+    def generate(self, features, prompts, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls.append(("generate", len(prompts)))
+        return self.real.generate(features, prompts, **kwargs)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def probe(stt) -> Iterator[Probe]:
+    assert isinstance(stt, FasterWhisperSTT) and stt._model is not None
+    real = stt._model.model
+    stt._model.model = probe = Probe(real)
+    yield probe
+    if probe.gate is not None:
+        probe.gate.set()
+    stt._model.model = real
+
+
+def _encodes(probe: Probe) -> list[int]:
+    return [frames for call, frames in probe.calls if call == "encode"]
+
+
+async def test_a_short_command_is_decoded_in_a_short_window(stt, speech, probe) -> None:
+    text = await stt.transcribe(speech[SENTENCES[0]])  # ~2.3 s
+    assert _wer(SENTENCES[0], text) <= 0.1, text
+    assert _encodes(probe) == [1000], probe.calls  # 10 s, the shortest window, not Whisper's 30 s
+
+
+async def test_a_ten_second_utterance_is_decoded_in_a_window_just_longer(stt, speech, probe) -> None:
+    audio = np.concatenate([speech[s] for s in (SENTENCES[1], SENTENCES[2], SENTENCES[0])])
+    seconds = len(audio) / SAMPLE_RATE
+    assert 8.5 < seconds < 10.5, seconds
+    text = await stt.transcribe(audio)
+    reference = " ".join((SENTENCES[1], SENTENCES[2], SENTENCES[0]))
+    assert _wer(reference, text) <= 0.1, text
+    assert _encodes(probe) == [100 * int(np.ceil(seconds + 2))], probe.calls
+
+
+async def test_an_utterance_over_twenty_five_seconds_takes_the_full_window(stt, speech, probe) -> None:
+    gap = np.zeros(SAMPLE_RATE // 2, np.float32)
+    audio = np.concatenate([p for _ in range(3) for s in SENTENCES for p in (speech[s], gap)])
+    assert len(audio) > 25 * SAMPLE_RATE
+    text = await stt.transcribe(audio)
+    assert _wer(" ".join(SENTENCES * 3), text) <= 0.15, text
+    assert set(_encodes(probe)) == {3000}, probe.calls
+
+
+async def test_a_decode_cancelled_in_the_encoder_never_runs_the_decoder(stt, speech, probe) -> None:
+    probe.gate = threading.Event()
+    doomed = asyncio.ensure_future(stt.transcribe(speech[SENTENCES[0]]))
+    assert await asyncio.to_thread(probe.in_encoder.wait, 30)
+    doomed.cancel()
+    probe.gate.set()
+    # The next decode runs on the same thread after the cancelled one has stopped.
+    text = await stt.transcribe(speech[SENTENCES[1]])
+    assert _wer(SENTENCES[1], text) <= 0.1, text
+    assert [call for call, _ in probe.calls] == ["encode", "encode", "generate"], probe.calls
+    assert doomed.cancelled()
+
+
+async def test_a_final_issued_while_a_partial_decodes_does_not_wait_for_it(stt, speech, probe) -> None:
+    audio = speech[SENTENCES[1]]
+    more = asyncio.Event()
+
+    async def microphone() -> AsyncIterator[np.ndarray]:
+        yield audio[: 2 * SAMPLE_RATE]  # enough for a partial; the input stays open
+        await more.wait()
+
+    probe.gate = threading.Event()
+    stream = stt.stream(microphone())
+    consumer = asyncio.ensure_future(anext(stream, None))  # the stream starts its partial
+    assert await asyncio.to_thread(probe.in_encoder.wait, 30)  # ... which is now in the encoder
+    final = asyncio.ensure_future(stt.transcribe(audio))  # the engine's speculative final
+    await asyncio.sleep(0)  # it has asked for the decode thread
+    probe.gate.set()
+    text = await final
+    assert _wer(SENTENCES[1], text) <= 0.1, text
+    # The partial stopped after its encoder: the decoder ran once, for the final.
+    assert probe.calls == [("encode", 1000), ("encode", 1000), ("generate", 1)], probe.calls
+    more.set()
+    rest = [t for t in [await consumer] if t is not None] + [t async for t in stream]
+    assert rest and rest[-1].is_final  # the stream still ends with its own final
 
 
 # -- bad input --------------------------------------------------------------------
