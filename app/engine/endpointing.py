@@ -108,7 +108,8 @@ class Endpointer:
         self._pre.clear()
         self._forget_answers()
 
-    def _forget_answers(self) -> None:
+    def _forget_answers(self, *, pause_open: bool = False) -> None:
+        self._pause_open = pause_open  # answers count only during the pause they are about
         self._finished: Answer = PENDING  # the turn detector: has the user finished?
         self._unfinished_words: Answer = PENDING  # do the words stop mid-sentence?
 
@@ -130,24 +131,28 @@ class Endpointer:
 
     def hear_verdict(self, pause: int, finished: bool | None) -> list[EndpointEvent]:
         """The turn detector's answer about `pause` (None: it has no opinion)."""
-        if pause == self.pause:
+        if self._about_this_pause(pause):
             self._finished = finished
         return self._end_if_due(pause)
 
     def hear_text(self, pause: int, unfinished: bool | None) -> list[EndpointEvent]:
         """Whether the transcript of `pause` stops mid-sentence (None: cannot tell / no text)."""
-        if pause == self.pause:
+        if self._about_this_pause(pause):
             self._unfinished_words = unfinished
         return self._end_if_due(pause)
 
+    def _about_this_pause(self, pause: int) -> bool:
+        return self._pause_open and pause == self.pause and self.in_speech
+
     def _end_if_due(self, pause: int) -> list[EndpointEvent]:
-        if pause != self.pause or not self.in_speech or self._silence_run < self.speculate_frames:
+        if not self._about_this_pause(pause):
             return []
         if self._silence_run < self.silence_frames_needed():
             return []
         return [self._end()]
 
     def _end(self) -> SpeechEnd:
+        self._forget_answers()
         self.in_speech = False
         self._speech_run = 0
         self._silence_run = 0
@@ -186,7 +191,7 @@ class Endpointer:
         self._silence_run += 1
         if self._silence_run == self.speculate_frames:
             self.pause += 1
-            self._forget_answers()
+            self._forget_answers(pause_open=True)
             events.append(SilenceStart(self._silence_run * FRAME_MS / 1000, self.pause))
         if self._silence_run >= self.silence_frames_needed():
             events.append(self._end())

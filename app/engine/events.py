@@ -69,7 +69,8 @@ class TurnFinished(Event):
     reply_text: str
     interrupted: bool
     #: stage → seconds: vad_endpoint, stt, llm_first_token, llm, tts_first_audio, tts, playback_start;
-    #: a speculative reply adds speculative_lead (how long before the endpoint it started)
+    #: a speculative reply adds speculative_lead (how long before the endpoint it started);
+    #: a spoken turn adds turn_detect (the turn detector's answer time) and turn_finished_p
     timings: dict[str, float]
     voice_to_voice_s: float | None
     providers: dict[str, str]

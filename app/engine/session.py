@@ -312,6 +312,7 @@ class Session:
             assert isinstance(held.turn, Turn)
             self._turn, self._turn_task = held.turn, held.task
             held.turn.confirm(endpoint_at, transcript, previous)
+            _note_turn_detection(held.turn, utt)
             return
         self._start_turn(
             TurnInput(
@@ -321,6 +322,8 @@ class Session:
                 endpoint_at=endpoint_at,
             )
         )
+        assert self._turn is not None
+        _note_turn_detection(self._turn, utt)
 
     # -- turns -------------------------------------------------------------
     async def send_text(self, text: str) -> None:
@@ -439,3 +442,13 @@ class Session:
 
 
 __all__ = ["APOLOGY", "ProviderHealth", "Session", "SessionOptions", "SessionParts"]
+
+
+def _note_turn_detection(turn: Turn, utt: Utterance) -> None:
+    """What the turn detector said at the last pause, for the turn's timings and span."""
+    if utt.turn_verdict is None:
+        return
+    probability, took_s = utt.turn_verdict
+    turn.timings["turn_detect"] = took_s
+    if probability is not None:
+        turn.timings["turn_finished_p"] = probability  # a probability, not seconds

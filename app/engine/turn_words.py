@@ -19,6 +19,9 @@ _CONTINUES = """a an the my your his her its our their some every
 #: Words after which an English sentence goes on.
 CONTINUES = frozenset(_CONTINUES.split())
 
+#: Whisper tends to finish a phrase cut short with "it" ("set a timer for" → "set a
+#: timer for it"); after these words a final "it" is taken as that, not as speech.
+_BEFORE_GUESSED_IT = frozenset(["for", "to", "of", "in", "at", "with", "about", "from", "into", "by"])
 _WORD = re.compile(r"[a-z']+")
 
 
@@ -33,4 +36,6 @@ def sounds_unfinished(text: str, language: str = "en") -> bool | None:
     words = _WORD.findall(stripped.lower().replace("’", "'"))
     if not words:
         return None
+    if len(words) >= 2 and words[-1] == "it" and words[-2] in _BEFORE_GUESSED_IT:
+        return True  # at worst a finished "go for it" waits the patience, never a cut-off
     return words[-1] in CONTINUES

@@ -69,3 +69,97 @@ def test_threshold_is_honoured() -> None:
     probs = [0.6] * frames(400) + [0.0] * frames(600)
     assert run(Endpointer(threshold=0.7), probs) == []
     assert next(n for _, n in run(Endpointer(threshold=0.5), probs)) == "SpeechStart"
+
+
+# -- turn detection: what the engine learns during a pause decides how long it lasts --------
+
+
+def deciding() -> Endpointer:
+    return Endpointer(min_speech_ms=200, end_silence_ms=448, decides=True, min_silence_ms=160, patience_ms=1500)
+
+
+def pause_of(ep: Endpointer, silent_frames: int) -> tuple[int, list[str]]:
+    """Speak, then stay silent; returns (the pause's number, events during the silence)."""
+    run(ep, [0.9] * frames(800))
+    names = [n for _, n in run(ep, [0.0] * silent_frames)]
+    return ep.pause, names
+
+
+def silence_until_end(ep: Endpointer, limit_ms: float = 3000) -> float | None:
+    """Feed silence until the turn ends; the silence it took in ms (None: it never ended)."""
+    for i in range(frames(limit_ms)):
+        if any(n == "SpeechEnd" for _, n in run(ep, [0.0])):
+            return (ep.speculate_frames + i + 1) * FRAME_MS
+    return None
+
+
+def test_a_finished_sentence_ends_after_the_short_minimum_silence() -> None:
+    ep = deciding()
+    pause, names = pause_of(ep, ep.speculate_frames)
+    assert names == ["SilenceStart"]
+    assert ep.hear_verdict(pause, True) == [] and ep.hear_text(pause, False) == []
+    waited = silence_until_end(ep)
+    assert waited is not None and 150 <= waited <= 200
+
+
+def test_answers_arriving_after_the_minimum_end_the_turn_at_once() -> None:
+    ep = deciding()
+    pause, _ = pause_of(ep, frames(250))
+    assert ep.hear_verdict(pause, True) == []  # the words are not in yet
+    assert [type(e).__name__ for e in ep.hear_text(pause, False)] == ["SpeechEnd"]
+    assert not ep.in_speech
+
+
+def test_words_that_stop_mid_sentence_wait_for_the_patience() -> None:
+    ep = deciding()
+    pause, _ = pause_of(ep, ep.speculate_frames)
+    ep.hear_verdict(pause, True)  # the intonation sounded final, the words do not
+    ep.hear_text(pause, True)
+    waited = silence_until_end(ep)
+    assert waited is not None and 1450 <= waited <= 1550
+
+
+def test_an_unfinished_verdict_waits_unless_the_words_may_end_there() -> None:
+    ep = deciding()
+    pause, _ = pause_of(ep, ep.speculate_frames)
+    ep.hear_verdict(pause, False)
+    ep.hear_text(pause, None)  # no words to read (another language): the model decides
+    assert ep.silence_frames_needed() == ep.patience_frames
+    ep.hear_text(pause, False)  # the words may end there: the two disagree → the silence rule
+    assert ep.silence_frames_needed() == ep.end_silence_frames
+
+
+def test_no_answer_in_time_falls_back_to_the_silence_rule() -> None:
+    ep = deciding()
+    pause_of(ep, ep.speculate_frames)
+    waited = silence_until_end(ep)
+    assert waited is not None and 440 <= waited <= 480
+
+
+def test_a_detector_without_an_opinion_keeps_the_silence_rule_whatever_the_words() -> None:
+    ep = deciding()
+    pause, _ = pause_of(ep, ep.speculate_frames)
+    ep.hear_verdict(pause, None)
+    ep.hear_text(pause, True)
+    assert ep.silence_frames_needed() == ep.end_silence_frames
+
+
+def test_speech_resuming_forgets_the_pause_and_late_answers_about_it_are_ignored() -> None:
+    ep = deciding()
+    first, _ = pause_of(ep, ep.speculate_frames)
+    assert [n for _, n in run(ep, [0.9] * 3)] == ["SpeechResumed"]
+    assert ep.hear_verdict(first, True) == [] and ep.hear_text(first, False) == []
+    assert ep.silence_frames_needed() == ep.end_silence_frames  # nothing known about the new pause
+    run(ep, [0.0] * ep.speculate_frames)
+    assert ep.pause == first + 1
+    run(ep, [0.0] * frames(200))
+    assert ep.hear_verdict(first, True) == [] and ep.hear_text(first, False) == []
+    assert ep.in_speech  # answers about the old pause did not end the new one
+
+
+def test_without_a_detector_answers_change_nothing() -> None:
+    ep = Endpointer(min_speech_ms=200, end_silence_ms=448)
+    pause, _ = pause_of(ep, ep.speculate_frames)
+    assert ep.hear_verdict(pause, True) == [] and ep.hear_text(pause, False) == []
+    waited = silence_until_end(ep)
+    assert waited is not None and 440 <= waited <= 480

@@ -1,0 +1,29 @@
+"""Which transcripts stop mid-sentence (the turn then waits for more words)."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.engine.turn_words import sounds_unfinished
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Set a timer for", "What's the weather in?", "Add milk and...", "Remind me to", "um", "Call my mum,",
+     "Set a timer for it.", "What is the capital of?", "Tell me about the"],
+)  # fmt: skip
+def test_phrases_that_stop_on_a_word_that_cannot_end_a_sentence_are_unfinished(text: str) -> None:
+    assert sounds_unfinished(text) is True
+
+
+@pytest.mark.parametrize(
+    "text", ["What time is it?", "Who are you?", "Turn it on.", "Set a timer for five minutes.", "Tell me a joke"]
+)
+def test_sentences_that_may_end_there_are_not(text: str) -> None:
+    assert sounds_unfinished(text) is False
+
+
+def test_no_words_or_another_language_cannot_tell() -> None:
+    assert sounds_unfinished("") is None
+    assert sounds_unfinished("...") is True  # a trailing ellipsis alone still says "more to come"
+    assert sounds_unfinished("quelle heure est-il", "fr") is None
