@@ -25,6 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui.stage_titles import stage_title
+
 COLUMNS = ("Stage", "Provider", "Where", "Status", "Errors", "Circuit", "Last error")
 STATUS_COLOURS = {"ok": "#22a35a", "degraded": "#e0a100", "down": "#d64545"}
 
@@ -114,7 +116,11 @@ class HealthPanel(QWidget):
                         item.setToolTip(detail)
                 if c == 6 and problem:
                     item.setToolTip(problem)
-                item.setData(Qt.ItemDataRole.AccessibleTextRole, f"{COLUMNS[c]}: {text}")
+                spoken = text
+                if c == 0 and stage_title(text) != text:  # the id is short; its title is a hover away
+                    spoken = f"{stage_title(text)} ({text})"
+                    item.setToolTip(stage_title(text))
+                item.setData(Qt.ItemDataRole.AccessibleTextRole, f"{COLUMNS[c]}: {spoken}")
                 self.table.setItem(r, c, item)
         self.table.resizeRowsToContents()
         self.checked_label.setText(f"checked {time.strftime('%H:%M:%S')}")

@@ -460,10 +460,7 @@ class MainWindow(QMainWindow):
 
         def finished(result: int) -> None:
             if result == PICK_ANOTHER:
-                dlg = self.open_settings()
-                page = dlg.stage_pages.get(stage)
-                if page is not None:
-                    dlg.tabs.setCurrentWidget(page)
+                self.open_settings().show_stage(stage)  # turn detection is inside Voice detection
             elif dialog.result_path is not None and self.session is not None:
                 self.statusBar().showMessage(f"Downloaded {model_id}; starting {provider}…", 8000)
                 self.spawn(self._reload_stage(stage))

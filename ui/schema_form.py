@@ -77,7 +77,7 @@ class FieldSpec:
 
 
 _UNITS = {"s": "s", "ms": "ms", "dbfs": "dBFS", "hz": "Hz", "mb": "MB"}
-_WORDS = {"id": "ID", "url": "URL", "api": "API", "llm": "LLM", "vad": "VAD", "tts": "TTS", "stt": "STT"}
+_WORDS = {"id": "ID", "url": "URL", "api": "API", "llm": "LLM", "vad": "VAD", "tts": "TTS", "stt": "STT", "cpu": "CPU"}
 _NAMES = {
     "n_ctx": "Context window (tokens)",
     "n_threads": "Threads",

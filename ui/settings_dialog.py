@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from pydantic import BaseModel
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QPushButton,
     QScrollArea,
+    QSlider,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -45,10 +47,20 @@ from app.store.settings import ConversationSettings, Settings, StageSettings, Te
 from ui import theme
 from ui.model_manager import ModelManager
 from ui.schema_form import SchemaForm
+from ui.stage_titles import STAGE_TITLES, stage_title
 
 log = logging.getLogger(__name__)
 
-STAGE_TITLES = {"vad": "Voice detection", "stt": "Speech-to-text", "llm": "Assistant", "tts": "Voice"}
+#: Stages with a tab of their own, in tab order; a kind not named here or in
+#: STAGE_SECTIONS still gets a tab (after these).
+STAGE_TABS = ("llm", "stt", "tts", "vad")
+#: Stages shown as a section of another stage's tab: users think of the end of a turn
+#: as part of voice detection.
+STAGE_SECTIONS = {"turn": "vad"}
+#: Turn detectors that never give a verdict: the silence rule decides, patience is unused.
+NO_VERDICT_TURN = frozenset({"silence"})
+#: Conversation fields edited by a control of their own rather than the Conversation form.
+OWN_CONTROL_FIELDS = frozenset({"turn_patience_ms"})
 ApplyFn = Callable[[Settings], Awaitable[Sequence[ProviderSwitched]]]
 #: Read once when the engine builds its telemetry; `Session.apply_settings` leaves them alone.
 RESTART_FIELDS = ("enabled", "otlp_endpoint")
@@ -91,7 +103,7 @@ class StagePage(QWidget):
         split = QSplitter(Qt.Orientation.Horizontal)
         self._outer.addWidget(split)
         self.list = QListWidget()
-        self.list.setAccessibleName(f"{STAGE_TITLES[kind]} providers")
+        self.list.setAccessibleName(f"{stage_title(kind)} providers")
         for name in registry.list_providers(kind):
             item = QListWidgetItem(self._item_text(name))
             item.setData(Qt.ItemDataRole.UserRole, name)
@@ -130,6 +142,7 @@ class StagePage(QWidget):
         self._options_lay = QVBoxLayout(self.options_box)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)  # the group box draws the frame
         scroll.setWidget(self.options_box)
         self._right.addWidget(scroll, 1)
         self.error = QLabel()
@@ -151,13 +164,17 @@ class StagePage(QWidget):
         missing = " · not installed" if info.missing_requirements() else ""
         return f"{info.display_name}  ·  {where}{missing}"
 
-    def add_panel(self, title: str, panel: QWidget) -> None:
-        """A box of the stage's own below the providers (Settings → Assistant: the models)."""
+    def add_panel(self, title: str, panel: QWidget, share: tuple[int, int] | None = None) -> None:
+        """A box of the stage's own below the providers (Settings → Assistant: the models);
+        `share`: the heights of providers and box, in proportion, from the start."""
         box = QGroupBox(title)
         QVBoxLayout(box).addWidget(panel)
         self._outer.addWidget(box)
-        self._outer.setStretchFactor(0, 3)
-        self._outer.setStretchFactor(1, 2)
+        top, bottom = share or (3, 2)
+        self._outer.setStretchFactor(0, top)
+        self._outer.setStretchFactor(1, bottom)
+        if share is not None:
+            self._outer.setSizes([top * 100, bottom * 100])
 
     def option_value(self, name: str) -> Any:
         """The value of one option of the provider on show, as edited so far."""
@@ -211,6 +228,8 @@ class StagePage(QWidget):
         schema = spec.config_schema()
         self.form = SchemaForm(schema, self._options.get(name, {}), model=spec.config_model, hidden=_secret_field)
         self.form.setAccessibleName(f"{info.display_name} options")
+        if (form_lay := self.form.layout()) is not None:
+            form_lay.setContentsMargins(0, 0, 0, 0)  # the group box has margins of its own
         self._options_lay.addWidget(self.form)
         self.key_row.setVisible(info.needs_api_key)
         self.api_key.clear()
@@ -335,6 +354,91 @@ class StagePage(QWidget):
         return None
 
 
+def _field_bounds(model: type[BaseModel], name: str) -> tuple[int, int]:
+    """A numeric field's `ge`/`le`: the slider's ends follow the settings' own rule."""
+    lo = hi = None
+    for rule in model.model_fields[name].metadata:
+        lo, hi = getattr(rule, "ge", lo), getattr(rule, "le", hi)
+    assert lo is not None and hi is not None, f"{name} needs ge and le"
+    return int(lo), int(hi)
+
+
+class TurnSection(QWidget):
+    """Settings → Voice detection → Turn detection: the detector and its patience."""
+
+    PATIENCE_MS = _field_bounds(ConversationSettings, "turn_patience_ms")  # 0.3–5 s
+    PATIENCE_STEP_MS = 100
+
+    def __init__(self, page: StagePage, patience_ms: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.page = page
+        self._saved_ms = patience_ms
+        if (page_lay := page.layout()) is not None:
+            page_lay.setContentsMargins(0, 0, 0, 0)  # inside a group box: one set of margins
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(page, 1)
+        row = QHBoxLayout()
+        self.patience_label = QLabel("Patience — how long to wait when you pause mid-sentence:")
+        self.patience = QSlider(Qt.Orientation.Horizontal)
+        self.patience.setAccessibleName("Patience: how long to wait when you pause mid-sentence")
+        lo, hi = self.PATIENCE_MS
+        self.patience.setRange(lo // self.PATIENCE_STEP_MS, hi // self.PATIENCE_STEP_MS)  # in tenths of a second
+        self.patience.setPageStep(5)
+        self.patience.setTickPosition(QSlider.TickPosition.TicksBelow)
+        self.patience.setTickInterval(5)
+        self.patience_label.setBuddy(self.patience)
+        self.patience_value = QLabel()
+        self.patience_value.setMinimumWidth(self.patience_value.fontMetrics().horizontalAdvance("5.0 s "))
+        row.addWidget(self.patience_label)
+        row.addWidget(self.patience, 1)
+        row.addWidget(self.patience_value)
+        lay.addLayout(row)
+        self.patience_hint = QLabel()
+        self.patience_hint.setObjectName("bubble_meta")
+        self.patience_hint.setWordWrap(True)
+        lay.addWidget(self.patience_hint)
+        self.patience.valueChanged.connect(self._show_patience)
+        page.list.currentItemChanged.connect(lambda *_: self._follow_provider())
+        self.set_patience_ms(patience_ms)
+        self._show_patience()
+        self._follow_provider()
+
+    def patience_ms(self) -> int:
+        # An untouched slider keeps the saved value exactly (an odd one from the settings
+        # file must not look changed and reset the endpointer).
+        if self.patience.value() == self._slider_value(self._saved_ms):
+            return self._saved_ms
+        return int(self.patience.value() * self.PATIENCE_STEP_MS)
+
+    def _slider_value(self, ms: int) -> int:
+        lo, hi = self.PATIENCE_MS
+        return round(min(max(ms, lo), hi) / self.PATIENCE_STEP_MS)
+
+    def set_patience_ms(self, ms: int) -> None:
+        self.patience.setValue(self._slider_value(ms))
+
+    def patience_text(self) -> str:
+        return f"{self.patience.value() * self.PATIENCE_STEP_MS / 1000:.1f} s"
+
+    def _show_patience(self) -> None:
+        self.patience_value.setText(self.patience_text())
+        self.patience.setAccessibleDescription(self.patience_text())
+
+    def _follow_provider(self) -> None:
+        """Patience only matters to a detector that can call a sentence unfinished."""
+        fixed = self.page.provider in NO_VERDICT_TURN
+        for w in (self.patience_label, self.patience, self.patience_value):
+            w.setEnabled(not fixed)
+        self.patience_hint.setText(
+            "Silence only waits the same pause after every sentence (Conversation → Endpoint silence): "
+            "patience does not apply."
+            if fixed
+            else "A finished sentence ends the turn after a short pause; an unfinished one waits up to "
+            "this long for more words."
+        )
+
+
 class AudioPage(QWidget):
     """Microphone and speaker pickers with a test tone and a mic test."""
 
@@ -454,10 +558,12 @@ class SettingsDialog(QDialog):
         lay = QVBoxLayout(self)
         self.tabs = QTabWidget()
         self.stage_pages: dict[str, StagePage] = {}
-        for kind in ("llm", "stt", "tts", "vad"):
+        tabbed = [*STAGE_TABS, *(k for k in KINDS if k not in STAGE_TABS and k not in STAGE_SECTIONS)]
+        for kind in tabbed:
             page = StagePage(kind, registry, settings.stage(kind))
             self.stage_pages[kind] = page
-            self.tabs.addTab(page, STAGE_TITLES[kind])
+            self.tabs.addTab(page, stage_title(kind))
+        self.turn_section = self._add_turn_section(settings)
         self.model_manager = self._add_model_manager(self.stage_pages["llm"])
         self.audio_page = AudioPage(settings)
         self.tabs.addTab(self.audio_page, "Audio")
@@ -465,6 +571,7 @@ class SettingsDialog(QDialog):
             ConversationSettings.model_json_schema(),
             settings.conversation.model_dump(),
             model=ConversationSettings,
+            hidden=lambda f: f.name in OWN_CONTROL_FIELDS,
         )
         self.conversation_form.setAccessibleName("Conversation options")
         self.tabs.addTab(self._scrolled(self.conversation_form), "Conversation")
@@ -498,6 +605,30 @@ class SettingsDialog(QDialog):
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).clicked.connect(lambda: self._start_apply(True))
         self.buttons.rejected.connect(self.reject)
         lay.addWidget(self.buttons)
+
+    def _add_turn_section(self, settings: Settings) -> TurnSection:
+        """Turn detection sits under the voice detector (STAGE_SECTIONS), with its patience slider."""
+        page = StagePage("turn", self.registry, settings.stage("turn"))
+        self.stage_pages["turn"] = page
+        section = TurnSection(page, settings.conversation.turn_patience_ms)
+        self.stage_pages[STAGE_SECTIONS["turn"]].add_panel(STAGE_TITLES["turn"], section, share=(4, 5))
+        return section
+
+    def tab_of(self, widget: QWidget) -> int:
+        """The index of the tab that shows `widget` (a stage section sits inside another tab); -1 if none."""
+        w: QWidget | None = widget
+        while w is not None:
+            i = self.tabs.indexOf(w)
+            if i >= 0:
+                return i
+            w = w.parentWidget()
+        return -1
+
+    def show_stage(self, kind: str) -> None:
+        """Bring the tab holding `kind`'s provider choice to the front."""
+        page = self.stage_pages.get(kind)
+        if page is not None and (i := self.tab_of(page)) >= 0:
+            self.tabs.setCurrentIndex(i)
 
     def _add_model_manager(self, page: StagePage) -> ModelManager | None:
         """Settings → Assistant lists the language models to download, check and choose."""
@@ -555,11 +686,10 @@ class SettingsDialog(QDialog):
     def validate(self) -> bool:
         ok = True
         first_bad: int | None = None
-        for kind, page in self.stage_pages.items():
+        for page in self.stage_pages.values():
             if not page.validate():
                 ok = False
-                first_bad = first_bad if first_bad is not None else self.tabs.indexOf(page)
-                _ = kind
+                first_bad = first_bad if first_bad is not None else self.tab_of(page)
         for form in (self.conversation_form, self.telemetry_form):
             if not form.validate():
                 ok = False
@@ -574,7 +704,11 @@ class SettingsDialog(QDialog):
         for kind in KINDS:
             data[kind] = self.stage_pages[kind].stage_settings().model_dump()
         data["audio"] = {**data.get("audio", {}), **self.audio_page.values()}
-        data["conversation"] = {**data.get("conversation", {}), **self.conversation_form.values()}
+        data["conversation"] = {
+            **data.get("conversation", {}),
+            **self.conversation_form.values(),
+            "turn_patience_ms": self.turn_section.patience_ms(),
+        }
         data["telemetry"] = {**data.get("telemetry", {}), **self.telemetry_form.values()}
         return Settings.model_validate(data)
 
@@ -610,13 +744,13 @@ class SettingsDialog(QDialog):
         finally:
             self.buttons.setEnabled(True)
         failed = [r for r in results if not r.ok]
-        problems.extend(f"{STAGE_TITLES.get(r.stage, r.stage)}: {r.message}" for r in failed)
+        problems.extend(f"{stage_title(r.stage)}: {r.message}" for r in failed)
         for r in failed:  # the old provider is still in use: show that in the list
             page = self.stage_pages.get(r.stage)
             if page is not None:
                 page.error.setText(r.message)
         if not problems:
-            switched = [f"{STAGE_TITLES.get(r.stage, r.stage)} → {r.provider}" for r in results if r.ok]
+            switched = [f"{stage_title(r.stage)} → {r.provider}" for r in results if r.ok]
             restart = any(getattr(new.telemetry, f) != getattr(self.settings.telemetry, f) for f in RESTART_FIELDS)
             self.settings = new
             self._set_status(
