@@ -31,6 +31,7 @@ async def test_a_spoken_question_is_answered_by_the_reply_started_at_the_pause(t
     # Time for the transcript within the pause on a busy 2-core machine (0.3 to 1.6 s here), so
     # that the reply really starts before the endpoint.
     settings.conversation.endpoint_silence_ms = 3000
+    settings.turn = StageSettings(provider="silence")  # the fixed silence rule, not the turn model
     sink = WavFileSink(None)
     session = Session(settings, resolve_paths().ensure(), sink=sink)
     events: list[Event] = []
@@ -88,6 +89,7 @@ async def test_speech_resuming_stops_the_models_speculative_generation(tmp_path:
     options = {"model": str(smollm2()), "n_ctx": 2048, "max_tokens": 256}
     settings.llm = StageSettings(provider="llama-cpp", options=options)
     settings.conversation.endpoint_silence_ms = 3000  # the pause does not end the question
+    settings.turn = StageSettings(provider="silence")  # (the turn model would end it: it sounds finished)
     settings.conversation.turn_deadline_s = 120.0  # a busy shared 2-core box generates slowly
     sink = WavFileSink(None)
     session = Session(settings, resolve_paths().ensure(), sink=sink)
