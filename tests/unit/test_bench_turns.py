@@ -197,18 +197,20 @@ def test_the_summary_counts_and_percentiles() -> None:
         _h(_utt("p2", "incomplete", ("paris",)), [_turn("weather in", stt_s=0.1), _turn("Paris", stt_s=0.1)]),
         _h(_utt("p3", "incomplete", ("paris",)), [_turn("weather in", error="boom")]),
         _h(_utt("p4", "incomplete", ("paris",)), []),
+        _h(_utt("p5", "incomplete", ("paris",)), [_turn("weather in"), _turn("", error="didn't catch that")]),
     ]
     s = summarise(heard, cpu_s=9.9, idle_cpu_percent=1.5)
     c, i = s["complete"], s["incomplete"]
     assert (c["utterances"], c["measured"], c["split"], c["unheard"]) == (5, 3, 1, 1)
     assert (c["endpoint_p50_ms"], c["endpoint_p95_ms"], c["voice_to_voice_p50_ms"]) == (200.0, 290.0, 500.0)
-    assert (i["utterances"], i["judged"], i["cut_off"], i["unheard"], i["cut_off_share"]) == (4, 3, 2, 1, 0.667)
+    assert (i["utterances"], i["judged"], i["cut_off"], i["unheard"], i["cut_off_share"]) == (5, 4, 3, 1, 0.75)
     assert i["second_half_misheard"] == 1  # p1: whole, though Whisper wrote "bars"
-    assert s["turns"] == 9  # every heard turn, the extra ones of cut and split utterances too
-    assert s["cpu_seconds_per_turn"] == 1.1 and s["idle_cpu_percent_of_one_core"] == 1.5
-    assert s["stt_wait_p50_ms"] == 50.0  # of 20, 40, 50, 50, 50, 60, 80, 100, 100 ms
-    assert s["errors"] == ["boom"] and s["turn_detectors_used"] == ["smart-turn"]
-    assert [r["outcome"] for r in s["rows"]][-4:] == ["ok", "cut_off", "cut_off", "unheard"]
+    assert s["turns"] == 10  # every turn with words, the extra ones of cut and split utterances too
+    assert s["cpu_seconds_per_turn"] == 0.99 and s["idle_cpu_percent_of_one_core"] == 1.5
+    assert s["stt_wait_p50_ms"] == 50.0  # of 20, 40, 50, 50, 50, 50, 60, 80, 100, 100 ms
+    # The fragment with no words is a cut, not a failure of the run.
+    assert s["errors"] == ["boom"] and s["no_words_turns"] == 1 and s["turn_detectors_used"] == ["smart-turn"]
+    assert [r["outcome"] for r in s["rows"]][-5:] == ["ok", "cut_off", "cut_off", "unheard", "cut_off"]
 
 
 def test_the_table_marks_the_bars_and_says_what_was_not_measured() -> None:
