@@ -538,7 +538,7 @@ def turn_table(report: dict[str, Any]) -> list[str]:
         f"{c['utterances']} utterances ({c['complete']} complete, {c['incomplete']} with a pause inside; "
         f"{c['recorded_people']} recorded people, the rest espeak-ng in {len(c['voices']) - 1} voices)",
         "",
-        f"{'detector':<12}{'endpoint p50/p95':>18}{'cut off':>12}{'voice-to-voice':>16}"
+        f"{'detector':<12}{'endpoint p50/p95':>18}{'cut off':>14}{'voice-to-voice':>16}"
         f"{'STT wait':>10}{'CPU s/turn':>12}{'idle CPU':>10}",
     ]
     for name, d in report["detectors"].items():
@@ -554,7 +554,7 @@ def turn_table(report: dict[str, Any]) -> list[str]:
             f"{_num(d['idle_cpu_percent_of_one_core'], ' %', 1)}"
             f"{_bar('idle_cpu_percent_of_one_core', d['idle_cpu_percent_of_one_core'])}",
         ]
-        lines.append(f"{name:<12}{cells[0]:>18}{cells[1]:>12}{cells[2]:>16}{cells[3]:>10}{cells[4]:>12}{cells[5]:>10}")
+        lines.append(f"{name:<12}{cells[0]:>18}{cells[1]:>14}{cells[2]:>16}{cells[3]:>10}{cells[4]:>12}{cells[5]:>10}")
     lines.append("")
     lines.append(
         "endpoint: end of speech → turn ended, complete utterances heard as one turn; cut off: incomplete ones "
