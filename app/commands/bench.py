@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import resource
 import sys
 import tempfile
@@ -23,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.commands.bench_machine import cpu_seconds, load_average, machine
 from app.commands.bench_questions import OPEN_QUESTIONS, SKILLS_QUESTIONS
 from app.commands.bench_run import ask_spoken
 from app.commands.bench_speech import QUESTION_VOICE, QUESTION_WPM, synthesise_questions
@@ -54,11 +53,6 @@ def question_plan(turns: int) -> list[tuple[str, str]]:
         plan.append((LOCAL, SKILLS_QUESTIONS[i % len(SKILLS_QUESTIONS)]))
         plan.append(("open", OPEN_QUESTIONS[i % len(OPEN_QUESTIONS)]))
     return plan
-
-
-def cpu_seconds() -> float:
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 async def _measure(settings: Settings, paths: AppPaths, plan: list[tuple[str, Path]], label: str) -> dict[str, Any]:
@@ -133,38 +127,13 @@ async def run_bench(settings: Settings, paths: AppPaths, turns: int, compare: bo
         "machine": started_on,
         "providers": {k: settings.stage(k).provider for k in ("vad", "stt", "llm", "tts")},
         "questions_voice": f"espeak-ng {QUESTION_VOICE} at {QUESTION_WPM} words a minute",
-        "load_average_1m_after": _load(),
+        "load_average_1m_after": load_average(),
         "bars": BARS,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_rss_children_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         **results,
         "telemetry_overhead_percent": round(100 * (on - off) / off, 1) if on and off else None,
     }
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpu": _cpu_name(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "system": f"{platform.system()} {platform.release()}",
-        # Other work on the machine moves every figure; the load says how much there was.
-        "load_average_1m": _load(),
-    }
-
-
-def _load() -> float | None:
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _ms(v: float | None) -> str:

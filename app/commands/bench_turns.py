@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from app.audio.files import WavFileSource, load_wav, write_wav
+from app.commands.bench_machine import cpu_seconds, machine
 from app.commands.bench_run import bench_session
 from app.commands.bench_speech import espeak_program, speak_with_espeak
 from app.commands.bench_stats import percentile_ms
@@ -431,23 +432,14 @@ BARS: dict[str, float] = {
 DETECTORS = ("smart-turn", "silence")
 
 
-def has_turn_stage(settings: Settings) -> bool:
-    return "turn" in type(settings).model_fields
-
-
 def detector_settings(settings: Settings, detector: str) -> Settings:
     """The settings one detector is measured with: skills alone as the LLM, telemetry kept local."""
-    items = ["llm.provider=skills", "llm.fallbacks=[]"]
-    if has_turn_stage(settings):
-        items.append(f"turn.provider={detector}")
-    s = apply_overrides(settings, items)
+    s = apply_overrides(settings, ["llm.provider=skills", "llm.fallbacks=[]", f"turn.provider={detector}"])
     s.telemetry.otlp_endpoint = None
     return s
 
 
 async def _hear_all(settings: Settings, paths: AppPaths, corpus: Sequence[Utterance], idle_wav: Path) -> dict[str, Any]:
-    from app.commands.bench import cpu_seconds
-
     heard: list[Heard] = []
     ended: list[float] = []
     async with bench_session(settings, paths) as (session, sink):
@@ -474,19 +466,13 @@ async def _hear_all(settings: Settings, paths: AppPaths, corpus: Sequence[Uttera
 
 async def run_turn_bench(settings: Settings, paths: AppPaths, out_dir: Path) -> dict[str, Any]:
     """Both detectors over the same labelled set; out_dir holds the WAVs (and a scratch history)."""
-    from app.commands.bench import machine
-
     started_on = machine()
     corpus = await build_corpus(out_dir)
     idle_wav = write_wav(out_dir / "idle.wav", room_noise(IDLE_S, np.random.default_rng(0)), SAMPLE_RATE)
     bench_paths = AppPaths(paths.config_dir, out_dir / "data", paths.cache_dir)
     detectors: dict[str, Any] = {}
-    skipped: dict[str, str] = {}
     limit = 120 + 15 * len(corpus)
     for detector in DETECTORS:
-        if not has_turn_stage(settings) and detector != "silence":
-            skipped[detector] = "this engine has no turn detector yet (no `turn` settings)"
-            continue
         try:
             async with asyncio.timeout(limit):
                 detectors[detector] = await _hear_all(
@@ -504,7 +490,6 @@ async def run_turn_bench(settings: Settings, paths: AppPaths, out_dir: Path) -> 
         "corpus": corpus_summary(corpus),
         "bars": BARS,
         "detectors": detectors,
-        "skipped": skipped,
     }
 
 
@@ -565,8 +550,6 @@ def turn_table(report: dict[str, Any]) -> list[str]:
         notes = _detector_notes(d)
         if notes:
             lines.append(f"{name}: " + "; ".join(notes))
-    for name, why in report["skipped"].items():
-        lines.append(f"{name}: not measured — {why}")
     return lines
 
 

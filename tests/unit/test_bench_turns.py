@@ -32,7 +32,6 @@ from app.commands.bench_turns import (
     build_corpus,
     check_human_dir,
     detector_settings,
-    has_turn_stage,
     heard_words,
     judge,
     lay_out,
@@ -213,7 +212,7 @@ def test_the_summary_counts_and_percentiles() -> None:
     assert [r["outcome"] for r in s["rows"]][-5:] == ["ok", "cut_off", "cut_off", "unheard", "cut_off"]
 
 
-def test_the_table_marks_the_bars_and_says_what_was_not_measured() -> None:
+def test_the_table_marks_the_bars_and_explains_the_cut_offs() -> None:
     good = summarise([_h(_utt("c", "complete"), [_turn("a", endpoint_s=0.2, stt_s=0.03, v2v=0.4)])], 1.0, 2.0)
     bad = summarise(
         [
@@ -228,14 +227,12 @@ def test_the_table_marks_the_bars_and_says_what_was_not_measured() -> None:
         "load_average_1m_after": 1.2,
         "corpus": {"utterances": 3, "complete": 2, "incomplete": 1, "recorded_people": 0, "voices": ["a", "b"]},
         "detectors": {"smart-turn": good, "silence": bad},
-        "skipped": {"other": "not here"},
     }
     lines = turn_table(report)
     smart = next(line for line in lines if line.startswith("smart-turn"))
     silence = next(line for line in lines if line.startswith("silence "))
     assert "200/200 ms ✓" in smart and "0/0" in smart and "✗" not in smart
     assert "450/450 ms ✗" in silence and "1/1 100% ✗" in silence and "3.00 ✗" in silence and "—" in silence
-    assert any("other: not measured — not here" in line for line in lines)
     assert any("cut off: p" in line for line in lines)
     assert set(BARS) >= {"endpoint_p50_ms", "cut_off_share", "stt_wait_p50_ms", "cpu_seconds_per_turn"}
 
@@ -243,8 +240,7 @@ def test_the_table_marks_the_bars_and_says_what_was_not_measured() -> None:
 def test_each_detector_runs_with_the_skills_alone() -> None:
     s = detector_settings(Settings(), "silence")
     assert (s.llm.provider, s.llm.fallbacks) == ("skills", []) and s.telemetry.otlp_endpoint is None
-    if has_turn_stage(s):
-        assert s.stage("turn").provider == "silence"
+    assert s.stage("turn").provider == "silence"
 
 
 def test_cpu_per_turn() -> None:
