@@ -9,10 +9,11 @@ How long a pause ends the turn depends on what the engine learns during it.
 speculatively and asks the turn detector, and reports back (`hear_verdict`,
 `hear_text`, tagged with the pause they belong to):
 - the detector calls it finished and the words may end there → `min_silence_ms`;
-- the words stop mid-sentence ("set a timer for"), or the detector calls it
-  unfinished and the words cannot say → up to `patience_ms`;
-- no answer yet, no detector (or one without an opinion), or the two disagree →
-  the silence rule, `end_silence_ms` (a late answer never holds a turn up).
+- the words stop mid-sentence ("set a timer for"), or the detector is sure it is
+  unfinished → up to `patience_ms`;
+- no answer yet, no detector (or one without an opinion), a doubtful "unfinished"
+  from the detector, or a "finished" the words contradict… → the silence rule,
+  `end_silence_ms` (a late answer never holds a turn up).
 Speech resuming starts over. The answers arrive between frames, so `hear_*` may
 end the turn at once.
 """
@@ -112,6 +113,7 @@ class Endpointer:
         self._pause_open = pause_open  # answers count only during the pause they are about
         self._finished: Answer = PENDING  # the turn detector: has the user finished?
         self._unfinished_words: Answer = PENDING  # do the words stop mid-sentence?
+        self._sure = True
 
     def silence_frames_needed(self) -> int:
         """How much silence ends the turn, given what is known about this pause."""
@@ -120,19 +122,22 @@ class Endpointer:
         finished, dangling = self._finished, self._unfinished_words
         if finished is None:  # a detector without an opinion (`silence`): the silence rule
             return self.end_silence_frames
-        if dangling is True:
+        if dangling is True or (finished is False and self._sure):
             return self.patience_frames
         if isinstance(finished, _Pending) or isinstance(dangling, _Pending):
             return self.end_silence_frames
         if finished:
             return self.min_silence_frames
-        # The detector hears an unfinished sentence: wait, unless the words say it may end.
-        return self.end_silence_frames if dangling is False else self.patience_frames
+        # A doubtful "unfinished": the silence rule, unless no words can say otherwise
+        # (another language) — then the detector is all there is to go on.
+        return self.patience_frames if dangling is None else self.end_silence_frames
 
-    def hear_verdict(self, pause: int, finished: bool | None) -> list[EndpointEvent]:
-        """The turn detector's answer about `pause` (None: it has no opinion)."""
+    def hear_verdict(self, pause: int, finished: bool | None, *, sure: bool = True) -> list[EndpointEvent]:
+        """The turn detector's answer about `pause` (None: it has no opinion; `sure`: an
+        "unfinished" it is confident of)."""
         if self._about_this_pause(pause):
             self._finished = finished
+            self._sure = sure
         return self._end_if_due(pause)
 
     def hear_text(self, pause: int, unfinished: bool | None) -> list[EndpointEvent]:

@@ -393,7 +393,7 @@ class Listener:
                 log.debug("turn detector gave no answer: %s", exc)
                 verdict = TurnVerdict(None)
             utt.turn_verdict = (verdict.probability, self.ctx.clock() - t0)
-            self._answer(self.endpointer.hear_verdict(pause, verdict.finished))
+            self._answer(self.endpointer.hear_verdict(pause, verdict.finished, sure=verdict.sure))
 
         self.ctx.spawn(ask(), "turn-detect")
 

@@ -13,7 +13,7 @@ import re
 
 _CONTINUES = """a an the my your his her its our their some every
     for to of in at with about from into onto by than as via per
-    and or but because if while until unless whether nor
+    and or but because if while until unless whether nor plus minus times divided multiplied
     um uh er erm hmm uhm
     what's where's who's how's it's there's i'm you're we're they're let's"""
 #: Words after which an English sentence goes on.

@@ -196,10 +196,13 @@ class TurnVerdict:
     """A turn detector's view of a pause: has the user finished speaking?
 
     `finished` is None when the detector has no opinion: the endpointer then keeps to
-    its silence rule. `probability` (that the turn is over) is for telemetry."""
+    its silence rule. `sure` says whether an "unfinished" is worth the long wait (a
+    doubtful one waits only the silence rule). `probability` (that the turn is over) is
+    for telemetry."""
 
     finished: bool | None
     probability: float | None = None
+    sure: bool = True
 
 
 class TurnProvider(Provider):

@@ -53,6 +53,13 @@ class SmartTurnConfig(BaseModel):
     threshold: float = Field(
         0.5, gt=0.0, lt=1.0, description="The turn is finished when the model's probability is at least this"
     )
+    sure_below: float = Field(
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="Below this probability the sentence surely goes on: wait the whole patience "
+        "(between this and the threshold: the usual pause)",
+    )
     cpu_threads: int = Field(1, ge=1, le=8, description="Threads for one decision (one is fastest with other work)")
 
 
@@ -136,7 +143,8 @@ class SmartTurn(TurnProvider):
         if len(samples) < MIN_SAMPLES:
             return TurnVerdict(None)
         probability = await self._run(samples)
-        return TurnVerdict(probability >= self.config.threshold, probability)
+        finished = probability >= self.config.threshold
+        return TurnVerdict(finished, probability, sure=finished or probability < self.config.sure_below)
 
     async def health(self) -> Health:
         if self._session is not None:

@@ -119,14 +119,26 @@ def test_words_that_stop_mid_sentence_wait_for_the_patience() -> None:
     assert waited is not None and 1450 <= waited <= 1550
 
 
-def test_an_unfinished_verdict_waits_unless_the_words_may_end_there() -> None:
+def test_a_sure_unfinished_verdict_waits_for_the_patience_without_waiting_for_the_words() -> None:
     ep = deciding()
     pause, _ = pause_of(ep, ep.speculate_frames)
-    ep.hear_verdict(pause, False)
+    ep.hear_verdict(pause, False)  # sure: "Remind me to buy …" sounds unfinished, whatever the words
+    assert ep.silence_frames_needed() == ep.patience_frames
+    ep.hear_text(pause, False)
+    assert ep.silence_frames_needed() == ep.patience_frames
+
+
+def test_a_doubtful_unfinished_verdict_waits_only_when_the_words_cannot_say() -> None:
+    ep = deciding()
+    pause, _ = pause_of(ep, ep.speculate_frames)
+    ep.hear_verdict(pause, False, sure=False)
+    assert ep.silence_frames_needed() == ep.end_silence_frames  # the words are not in yet
     ep.hear_text(pause, None)  # no words to read (another language): the model decides
     assert ep.silence_frames_needed() == ep.patience_frames
     ep.hear_text(pause, False)  # the words may end there: the two disagree → the silence rule
     assert ep.silence_frames_needed() == ep.end_silence_frames
+    ep.hear_text(pause, True)  # the words stop mid-sentence
+    assert ep.silence_frames_needed() == ep.patience_frames
 
 
 def test_no_answer_in_time_falls_back_to_the_silence_rule() -> None:
