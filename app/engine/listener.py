@@ -115,6 +115,9 @@ def make_endpointer(settings: Settings, stages: StageSet) -> Endpointer:
         hangover_ms=vad.hangover_ms if vad else 300,
         end_silence_ms=c.endpoint_silence_ms,
         pre_roll_ms=300,
+        # Ask the turn detector and start the transcript this early in a pause: both must
+        # be in for a finished sentence to end at the minimum silence (~160-200 ms).
+        speculate_after_ms=96,
         decides="turn" in stages.slots,
         min_silence_ms=c.turn_min_silence_ms,
         patience_ms=c.turn_patience_ms,

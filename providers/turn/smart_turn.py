@@ -54,11 +54,11 @@ class SmartTurnConfig(BaseModel):
         0.5, gt=0.0, lt=1.0, description="The turn is finished when the model's probability is at least this"
     )
     sure_below: float = Field(
-        0.2,
+        0.5,
         ge=0.0,
         lt=1.0,
-        description="Below this probability the sentence surely goes on: wait the whole patience "
-        "(between this and the threshold: the usual pause)",
+        description="Below this probability the sentence surely goes on: wait the whole patience. "
+        "Lower it to answer sooner when the model is in doubt (then the usual pause decides)",
     )
     cpu_threads: int = Field(1, ge=1, le=8, description="Threads for one decision (one is fastest with other work)")
 
