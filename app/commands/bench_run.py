@@ -12,10 +12,9 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from app.audio.files import WavFileSource
-from app.commands.converse import DiscardSink, TurnCollector
+from app.commands.converse import DiscardSink, TurnCollector, unanswered
 from app.engine.events import TurnFinished
 from app.engine.session import Session
 from app.store.paths import AppPaths
@@ -28,7 +27,7 @@ class BenchRun:
 
     turns: list[TurnFinished] = field(default_factory=list)
     skills_name: str | None = None
-    #: (used, discarded) speculative replies; None where this engine does not count them.
+    #: (used, discarded) speculative replies.
     speculative: tuple[int, int] | None = None
 
 
@@ -50,39 +49,17 @@ def _skills_name(session: Session) -> str | None:
     return str(getattr(skills, "name", "quick answers")) if skills is not None else None
 
 
-def speculative_counts(session: Session) -> tuple[int, int] | None:
-    """Speculative replies (used, discarded) as the session's telemetry counted them.
-
-    Read by name, defensively: engines before speculative generation have no such
-    counters, and the bench then says "n/a" rather than a made-up zero."""
-    telemetry: Any = session.telemetry
-    reader = getattr(telemetry, "speculative_counts", None)
-    counts = reader() if callable(reader) else getattr(telemetry, "speculative", None)
-    if isinstance(counts, dict):
-        counts = (counts.get("used"), counts.get("discarded"))
-    if isinstance(counts, tuple) and len(counts) == 2 and all(isinstance(c, int) for c in counts):
-        return int(counts[0]), int(counts[1])
-    return None
-
-
-def _unanswered(session: Session, why: str) -> TurnFinished:
-    """A place-holder turn, so every question keeps its own row in the results."""
-    return TurnFinished(
-        user_text="",
-        reply_text="",
-        interrupted=False,
-        timings={},
-        voice_to_voice_s=None,
-        providers=session.stages.providers_used(),
-        error=why,
-    )
+def speculative_counts(session: Session) -> tuple[int, int]:
+    """Speculative replies (used, discarded) as the session's telemetry counted them."""
+    counts = session.telemetry.speculative_counts()
+    return counts.get("used", 0), counts.get("discarded", 0)
 
 
 def _one_turn(session: Session, turns: list[TurnFinished], before: int, why: str) -> None:
     """Leave exactly one turn for the question asked since `before`: the last one (a
     pause heard as an end makes two, the first cut by the second), or a place-holder."""
     if len(turns) == before:
-        turns.append(_unanswered(session, why))
+        turns.append(unanswered(session, why))
     del turns[before:-1]
 
 

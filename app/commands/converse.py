@@ -68,6 +68,19 @@ def turn_json(ev: TurnFinished) -> dict[str, Any]:
     }
 
 
+def unanswered(session: Session, why: str) -> TurnFinished:
+    """A place-holder turn for an input that got no turn, so every input keeps a row."""
+    return TurnFinished(
+        user_text="",
+        reply_text="",
+        interrupted=False,
+        timings={},
+        voice_to_voice_s=None,
+        providers=session.stages.providers_used(),
+        error=why,
+    )
+
+
 class TurnCollector:
     """Listens to a session and keeps finished turns plus errors, for headless drivers.
 
@@ -220,17 +233,7 @@ async def run_files(  # noqa: PLR0913
                     await session.wait_capture_done()
                     await session.wait_idle()
                     if len(collector.turns) == before:
-                        collector.turns.append(
-                            TurnFinished(
-                                user_text="",
-                                reply_text="",
-                                interrupted=False,
-                                timings={},
-                                voice_to_voice_s=None,
-                                providers=session.stages.providers_used(),
-                                error=f"no speech heard in {path.name}",
-                            )
-                        )
+                        collector.turns.append(unanswered(session, f"no speech heard in {path.name}"))
         except TimeoutError:
             if limit.expired():
                 raise TimedOut(timeout) from None
