@@ -54,7 +54,7 @@ class SmartTurnConfig(BaseModel):
         0.5, gt=0.0, lt=1.0, description="The turn is finished when the model's probability is at least this"
     )
     sure_below: float = Field(
-        0.5,
+        0.3,
         ge=0.0,
         lt=1.0,
         description="Below this probability the sentence surely goes on: wait the whole patience. "
