@@ -7,13 +7,13 @@ before the start, because VAD fires a little after the first phoneme.
 How long a pause ends the turn depends on what the engine learns during it.
 `SilenceStart` is sent early in each pause: the engine then transcribes
 speculatively and asks the turn detector, and reports back (`hear_verdict`,
-`hear_text`, tagged with the pause they belong to):
-- the detector calls it finished and the words may end there → `min_silence_ms`;
-- the words stop mid-sentence ("set a timer for"), or the detector is sure it is
-  unfinished → up to `patience_ms`;
-- no answer yet, no detector (or one without an opinion), a doubtful "unfinished"
-  from the detector, or a "finished" the words contradict… → the silence rule,
-  `end_silence_ms` (a late answer never holds a turn up).
+`hear_text` with the transcript's `Ending`, tagged with the pause they belong to):
+- the words stop mid-sentence ("set a timer for") → up to `patience_ms`;
+- the detector calls it finished, or the words are a finished question → `min_silence_ms`;
+- the detector is sure it is unfinished and the words have no final punctuation
+  either → up to `patience_ms`;
+- no answer yet, no detector (or one without an opinion), or the two disagree →
+  the silence rule, `end_silence_ms` (a late answer never holds a turn up).
 Speech resuming starts over. The answers arrive between frames, so `hear_*` may
 end the turn at once.
 """
@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import TypedDict, Unpack
 
 import numpy as np
+
+from app.engine.turn_words import Ending
 
 FRAME_MS = 512 / 16_000 * 1000
 
@@ -112,25 +114,30 @@ class Endpointer:
     def _forget_answers(self, *, pause_open: bool = False) -> None:
         self._pause_open = pause_open  # answers count only during the pause they are about
         self._finished: Answer = PENDING  # the turn detector: has the user finished?
-        self._unfinished_words: Answer = PENDING  # do the words stop mid-sentence?
+        self._words: Ending | _Pending | None = PENDING  # how the transcript ends
         self._sure = True
+        self._punctuated = False
 
     def silence_frames_needed(self) -> int:
         """How much silence ends the turn, given what is known about this pause."""
         if not self.decides:
             return self.end_silence_frames
-        finished, dangling = self._finished, self._unfinished_words
+        finished, words = self._finished, self._words
         if finished is None:  # a detector without an opinion (`silence`): the silence rule
             return self.end_silence_frames
-        if dangling is True or (finished is False and self._sure):
+        if words is Ending.UNFINISHED:
             return self.patience_frames
-        if isinstance(finished, _Pending) or isinstance(dangling, _Pending):
+        if words is Ending.QUESTION:
+            return self.min_silence_frames
+        if finished is False and self._sure and not self._punctuated:
+            return self.patience_frames
+        if isinstance(finished, _Pending) or isinstance(words, _Pending):
             return self.end_silence_frames
         if finished:
             return self.min_silence_frames
-        # A doubtful "unfinished": the silence rule, unless no words can say otherwise
-        # (another language) — then the detector is all there is to go on.
-        return self.patience_frames if dangling is None else self.end_silence_frames
+        # A doubtful "unfinished", or one the transcript's full stop contradicts: the
+        # silence rule — unless no words can say otherwise, then the detector decides.
+        return self.patience_frames if words is None else self.end_silence_frames
 
     def hear_verdict(self, pause: int, finished: bool | None, *, sure: bool = True) -> list[EndpointEvent]:
         """The turn detector's answer about `pause` (None: it has no opinion; `sure`: an
@@ -140,10 +147,12 @@ class Endpointer:
             self._sure = sure
         return self._end_if_due(pause)
 
-    def hear_text(self, pause: int, unfinished: bool | None) -> list[EndpointEvent]:
-        """Whether the transcript of `pause` stops mid-sentence (None: cannot tell / no text)."""
+    def hear_text(self, pause: int, words: Ending | None, *, punctuated: bool = False) -> list[EndpointEvent]:
+        """How the transcript of `pause` ends (None: cannot tell / no text); `punctuated`:
+        it ends on a full stop or an exclamation mark."""
         if self._about_this_pause(pause):
-            self._unfinished_words = unfinished
+            self._words = words
+            self._punctuated = punctuated
         return self._end_if_due(pause)
 
     def _about_this_pause(self, pause: int) -> bool:

@@ -30,7 +30,7 @@ from app.engine.endpointing import Endpointer, EndpointEvent, SilenceStart, Spee
 from app.engine.events import AudioLevel, Notice, PartialTranscript, SpeechStarted, State
 from app.engine.stages import StageSet, StageSlot
 from app.engine.tasks import wait_for_task
-from app.engine.turn_words import sounds_unfinished
+from app.engine.turn_words import ending, ends_with_full_stop
 from app.plugin.errors import VoiceError, as_voice_error
 from app.plugin.provider_api import SAMPLE_RATE, STTProvider, TurnProvider, TurnVerdict, VADProvider
 from app.store.settings import Settings
@@ -372,8 +372,8 @@ class Listener:
         if task.cancelled():
             return
         text = "" if task.exception() is not None else task.result()
-        language = self.host.settings.conversation.language
-        self._answer(self.endpointer.hear_text(pause, sounds_unfinished(text, language)))
+        words = ending(text, self.host.settings.conversation.language)
+        self._answer(self.endpointer.hear_text(pause, words, punctuated=ends_with_full_stop(text)))
 
     def _ask_turn(self, utt: Utterance, pause: int) -> None:
         """Ask the turn detector about the utterance so far, off the capture path."""

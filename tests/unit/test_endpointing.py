@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.engine.endpointing import FRAME_MS, Endpointer, SpeechStart
+from app.engine.turn_words import Ending
 
 FRAME = np.zeros(512, np.float32)
 
@@ -97,7 +98,7 @@ def test_a_finished_sentence_ends_after_the_short_minimum_silence() -> None:
     ep = deciding()
     pause, names = pause_of(ep, ep.speculate_frames)
     assert names == ["SilenceStart"]
-    assert ep.hear_verdict(pause, True) == [] and ep.hear_text(pause, False) == []
+    assert ep.hear_verdict(pause, True) == [] and ep.hear_text(pause, Ending.OPEN) == []
     waited = silence_until_end(ep)
     assert waited is not None and 150 <= waited <= 200
 
@@ -106,7 +107,7 @@ def test_answers_arriving_after_the_minimum_end_the_turn_at_once() -> None:
     ep = deciding()
     pause, _ = pause_of(ep, frames(250))
     assert ep.hear_verdict(pause, True) == []  # the words are not in yet
-    assert [type(e).__name__ for e in ep.hear_text(pause, False)] == ["SpeechEnd"]
+    assert [type(e).__name__ for e in ep.hear_text(pause, Ending.OPEN)] == ["SpeechEnd"]
     assert not ep.in_speech
 
 
@@ -114,18 +115,29 @@ def test_words_that_stop_mid_sentence_wait_for_the_patience() -> None:
     ep = deciding()
     pause, _ = pause_of(ep, ep.speculate_frames)
     ep.hear_verdict(pause, True)  # the intonation sounded final, the words do not
-    ep.hear_text(pause, True)
+    ep.hear_text(pause, Ending.UNFINISHED)
     waited = silence_until_end(ep)
     assert waited is not None and 1450 <= waited <= 1550
 
 
-def test_a_sure_unfinished_verdict_waits_for_the_patience_without_waiting_for_the_words() -> None:
+def test_a_sure_unfinished_verdict_waits_for_the_patience_unless_the_words_close_the_sentence() -> None:
     ep = deciding()
     pause, _ = pause_of(ep, ep.speculate_frames)
-    ep.hear_verdict(pause, False)  # sure: "Remind me to buy …" sounds unfinished, whatever the words
+    ep.hear_verdict(pause, False)  # sure: "Remind me to buy …" sounds unfinished
+    assert ep.silence_frames_needed() == ep.patience_frames  # no need to wait for the words
+    ep.hear_text(pause, Ending.OPEN)  # "remind me to buy": nothing says otherwise
     assert ep.silence_frames_needed() == ep.patience_frames
-    ep.hear_text(pause, False)
-    assert ep.silence_frames_needed() == ep.patience_frames
+    ep.hear_text(pause, Ending.OPEN, punctuated=True)  # "Open the calendar.": they disagree
+    assert ep.silence_frames_needed() == ep.end_silence_frames
+    ep.hear_text(pause, Ending.QUESTION)  # "What time is it?": a finished question
+    assert ep.silence_frames_needed() == ep.min_silence_frames
+
+
+def test_a_finished_question_ends_quickly_even_before_the_detector_answers() -> None:
+    ep = deciding()
+    pause, _ = pause_of(ep, ep.speculate_frames)
+    ep.hear_text(pause, Ending.QUESTION)
+    assert ep.silence_frames_needed() == ep.min_silence_frames
 
 
 def test_a_doubtful_unfinished_verdict_waits_only_when_the_words_cannot_say() -> None:
@@ -135,9 +147,9 @@ def test_a_doubtful_unfinished_verdict_waits_only_when_the_words_cannot_say() ->
     assert ep.silence_frames_needed() == ep.end_silence_frames  # the words are not in yet
     ep.hear_text(pause, None)  # no words to read (another language): the model decides
     assert ep.silence_frames_needed() == ep.patience_frames
-    ep.hear_text(pause, False)  # the words may end there: the two disagree → the silence rule
+    ep.hear_text(pause, Ending.OPEN)  # the words may end there: the two disagree → the silence rule
     assert ep.silence_frames_needed() == ep.end_silence_frames
-    ep.hear_text(pause, True)  # the words stop mid-sentence
+    ep.hear_text(pause, Ending.UNFINISHED)  # the words stop mid-sentence
     assert ep.silence_frames_needed() == ep.patience_frames
 
 
@@ -152,7 +164,7 @@ def test_a_detector_without_an_opinion_keeps_the_silence_rule_whatever_the_words
     ep = deciding()
     pause, _ = pause_of(ep, ep.speculate_frames)
     ep.hear_verdict(pause, None)
-    ep.hear_text(pause, True)
+    ep.hear_text(pause, Ending.UNFINISHED)
     assert ep.silence_frames_needed() == ep.end_silence_frames
 
 
@@ -160,18 +172,18 @@ def test_speech_resuming_forgets_the_pause_and_late_answers_about_it_are_ignored
     ep = deciding()
     first, _ = pause_of(ep, ep.speculate_frames)
     assert [n for _, n in run(ep, [0.9] * 3)] == ["SpeechResumed"]
-    assert ep.hear_verdict(first, True) == [] and ep.hear_text(first, False) == []
+    assert ep.hear_verdict(first, True) == [] and ep.hear_text(first, Ending.OPEN) == []
     assert ep.silence_frames_needed() == ep.end_silence_frames  # nothing known about the new pause
     run(ep, [0.0] * ep.speculate_frames)
     assert ep.pause == first + 1
     run(ep, [0.0] * frames(200))
-    assert ep.hear_verdict(first, True) == [] and ep.hear_text(first, False) == []
+    assert ep.hear_verdict(first, True) == [] and ep.hear_text(first, Ending.OPEN) == []
     assert ep.in_speech  # answers about the old pause did not end the new one
 
 
 def test_without_a_detector_answers_change_nothing() -> None:
     ep = Endpointer(min_speech_ms=200, end_silence_ms=448)
     pause, _ = pause_of(ep, ep.speculate_frames)
-    assert ep.hear_verdict(pause, True) == [] and ep.hear_text(pause, False) == []
+    assert ep.hear_verdict(pause, True) == [] and ep.hear_text(pause, Ending.OPEN) == []
     waited = silence_until_end(ep)
     assert waited is not None and 440 <= waited <= 480

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.engine.turn_words import sounds_unfinished
+from app.engine.turn_words import Ending, ending, ends_with_full_stop, sounds_unfinished
 
 
 @pytest.mark.parametrize(
@@ -27,3 +27,25 @@ def test_no_words_or_another_language_cannot_tell() -> None:
     assert sounds_unfinished("") is None
     assert sounds_unfinished("...") is True  # a trailing ellipsis alone still says "more to come"
     assert sounds_unfinished("quelle heure est-il", "fr") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "expected"),
+    [
+        ("What time is it?", "en", Ending.QUESTION),
+        ("What is the capital of?", "en", Ending.UNFINISHED),  # the last word wins over the mark
+        ("Quelle heure est-il ?", "fr", Ending.QUESTION),
+        ("Set a timer for five minutes.", "en", Ending.OPEN),
+        ("Add milk and", "en", Ending.UNFINISHED),
+        ("Bonjour,", "fr", Ending.UNFINISHED),
+        ("Bonjour", "fr", None),
+        ("?", "en", None),
+    ],
+)
+def test_how_a_transcript_ends(text: str, language: str, expected: Ending | None) -> None:
+    assert ending(text, language) is expected
+
+
+def test_a_full_stop_is_not_an_ellipsis() -> None:
+    assert ends_with_full_stop("Open the calendar.") and ends_with_full_stop("Stop!")
+    assert not ends_with_full_stop("Add milk and...") and not ends_with_full_stop("What time is it?")
