@@ -30,7 +30,7 @@ CONTINUES = frozenset(_CONTINUES.split())
 #: Whisper tends to finish a phrase cut short with "it" ("set a timer for" → "set a
 #: timer for it"); after these words a final "it" is taken as that, not as speech.
 _BEFORE_GUESSED_IT = frozenset(["for", "to", "of", "in", "at", "with", "about", "from", "into", "by"])
-_WORD = re.compile(r"[a-z']+")
+_WORD = re.compile(r"[a-z0-9']+")
 
 
 def ending(text: str, language: str = "en") -> Ending | None:

@@ -17,9 +17,19 @@ def test_phrases_that_stop_on_a_word_that_cannot_end_a_sentence_are_unfinished(t
 
 
 @pytest.mark.parametrize(
-    "text", ["What time is it?", "Who are you?", "Turn it on.", "Set a timer for five minutes.", "Tell me a joke"]
+    "text",
+    [
+        "What time is it?",
+        "Who are you?",
+        "Turn it on.",
+        "Set a timer for five minutes.",
+        "Tell me a joke",
+        "What is 17 times 23?",
+        "What is 15% of 200?",
+        "Set a timer for 5 minutes",
+    ],
 )
-def test_sentences_that_may_end_there_are_not(text: str) -> None:
+def test_sentences_that_may_end_there_are_not(text: str) -> None:  # numbers are words too
     assert sounds_unfinished(text) is False
 
 
