@@ -925,7 +925,7 @@ async def until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
 # ---------------------------------------------------------------------------- harness
 
 
-def fake_settings(
+def fake_settings(  # noqa: PLR0913 - keyword-only options, one per stage
     *,
     vad: dict[str, Any] | None = None,
     stt: dict[str, Any] | None = None,
