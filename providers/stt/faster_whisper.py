@@ -9,7 +9,7 @@ VAD already cut the utterance).
 Short utterances (up to FAST_MAX_S) take a fast path: faster-whisper's
 `transcribe()` always runs the encoder on a 30 s window, but CTranslate2's
 Whisper accepts a shorter one, so the features are cut to the utterance plus a
-margin (at least `window_s`, 10 s by default) and encoded and decoded directly —
+margin (at least `window_s`, 15 s by default) and encoded and decoded directly —
 on 2 cores a 3 s command costs ~100 ms instead of ~320 ms, with the same words.
 Whisper was trained on 30 s windows, and a short one makes it loop now and then
 ("Stop. Stop. Stop."); the output is capped by the audio length, and a result
@@ -75,7 +75,9 @@ REQUIRED_FILES = ("model.bin", "config.json")
 FAST_MAX_S = 25.0
 #: Shortest fast-path window. Measured on 96 espeak commands (3 voices, 1-10 s) with tiny.en: windows of 4-8 s
 #: looped on 4-18 % of the short ones, 10 s and more on none, and a 10 s encode costs ~20 ms against ~150 ms for 30 s.
-FAST_MIN_WINDOW_S = 10
+#: 15 s: at 10-12 s "…what time it is right now please" (espeak, 120 wpm) came back "right, Al please"; at 15 s
+#: and 30 s it did not (an encode of 15 s costs ~30 ms).
+FAST_MIN_WINDOW_S = 15
 #: Silence after the speech inside the window: Whisper decides where the speech ends from it.
 FAST_MARGIN_S = 2.0
 FRAMES_PER_S = 100  # Whisper's log-Mel hop is 10 ms
@@ -102,7 +104,7 @@ class FasterWhisperConfig(BaseModel):
         ge=5,
         le=30,
         description="Shortest Whisper input window in seconds for utterances up to 25 s (the window is the "
-        "utterance plus 2 s, at least this); empty = adaptive, at least 10 s; 30 = always Whisper's full window",
+        "utterance plus 2 s, at least this); empty = adaptive, at least 15 s; 30 = always Whisper's full window",
     )
     language: str | None = Field("en", description="Language code, or empty to detect (multilingual models)")
     beam_size: int = Field(1, ge=1, le=10, description="1 = greedy, fastest")

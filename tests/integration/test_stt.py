@@ -147,7 +147,7 @@ def _encodes(probe: Probe) -> list[int]:
 async def test_a_short_command_is_decoded_in_a_short_window(stt, speech, probe) -> None:
     text = await stt.transcribe(speech[SENTENCES[0]])  # ~2.3 s
     assert _wer(SENTENCES[0], text) <= 0.1, text
-    assert _encodes(probe) == [1000], probe.calls  # 10 s, the shortest window, not Whisper's 30 s
+    assert _encodes(probe) == [1500], probe.calls  # 15 s, the shortest window, not Whisper's 30 s
 
 
 async def test_a_ten_second_utterance_is_decoded_in_a_window_just_longer(stt, speech, probe) -> None:
@@ -157,7 +157,7 @@ async def test_a_ten_second_utterance_is_decoded_in_a_window_just_longer(stt, sp
     text = await stt.transcribe(audio)
     reference = " ".join((SENTENCES[1], SENTENCES[2], SENTENCES[0]))
     assert _wer(reference, text) <= 0.1, text
-    assert _encodes(probe) == [100 * int(np.ceil(seconds + 2))], probe.calls
+    assert _encodes(probe) == [max(1500, 100 * int(np.ceil(seconds + 2)))], probe.calls
 
 
 async def test_an_utterance_over_twenty_five_seconds_takes_the_full_window(stt, speech, probe) -> None:
@@ -200,7 +200,7 @@ async def test_a_final_issued_while_a_partial_decodes_does_not_wait_for_it(stt, 
     text = await final
     assert _wer(SENTENCES[1], text) <= 0.1, text
     # The partial stopped after its encoder: the decoder ran once, for the final.
-    assert probe.calls == [("encode", 1000), ("encode", 1000), ("generate", 1)], probe.calls
+    assert probe.calls == [("encode", 1500), ("encode", 1500), ("generate", 1)], probe.calls
     more.set()
     rest = [t for t in [await consumer] if t is not None] + [t async for t in stream]
     assert rest and rest[-1].is_final  # the stream still ends with its own final
