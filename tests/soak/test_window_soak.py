@@ -32,9 +32,11 @@ GUI_STALL_MS = 50.0  # the bar for most 2 s windows of the run...
 # in the one or two windows around each question, while the question plays (paplay and
 # PulseAudio), partial and final transcription, the embedded model and Piper all want the
 # 2 cores. 97 % of windows met 50 ms with skills only; 92.5-93.3 % with the model answering
-# one question in four (the README's figures). Pacing partials by CPU headroom (the
-# turn-taking issue) is the way back up.
-GUI_STALL_SHARE = 0.90
+# one question in four (the README's figures); 90.0 % in a clean-clone run with the turn
+# detector added (Smart Turn answers at every pause, on its own un-niced thread). The
+# guard is 88 %: it catches a real regression (a stall in every question's windows
+# would be ~85 %), not the one-window noise between runs.
+GUI_STALL_SHARE = 0.88
 # ...and the most any single one may show. On 2 cores, while faster-whisper and Piper keep
 # both busy (and PulseAudio plays the question), the GUI thread waits for a core now and
 # then: 47-82 ms was seen over 10-minute runs (not the collector, not work on the GUI
