@@ -40,6 +40,9 @@ from tests.support.model_plugins import declare_models
 VOXDESK = str(Path(sys.executable).with_name("voxdesk"))
 ROOT = Path(__file__).resolve().parents[2]
 
+# These tests damage, remove and rebuild the assembled GGUF: each starts from an empty cache.
+pytestmark = pytest.mark.own_model_cache
+
 
 EMBEDDED = EMBEDDED_MODEL_ID
 EXIT_MISSING = 3
