@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,7 @@ def test_a_leaked_task_fails_the_test(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},  # the conftest's helpers live in tests/support
         timeout=120,
     )
     assert out.returncode == 1, out.stdout
