@@ -37,7 +37,7 @@ from app.plugin.errors import ErrorCode, VoiceError, as_voice_error
 from app.plugin.provider_api import AudioChunk, ChatMessage, LLMProvider, Provider, QuickAnswers
 from app.plugin.resilience import Deadline
 from app.store.history import History
-from app.store.settings import Settings
+from app.store.settings import ConversationSettings, Settings
 from app.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,13 @@ class TurnInput:
     speech_start: float | None = None
     speech_end: float | None = None
     endpoint_at: float | None = None
+
+
+def context_messages_for(history: History, conv: ConversationSettings, text: str) -> list[ChatMessage]:
+    """What the model is sent for `text` now: the whole conversation, windowed in steps so
+    the model's prompt cache survives (blocking: it reads the history database)."""
+    window = stable_window(history.recent_messages(), conv.history_turns, HISTORY_BUDGET_CHARS)
+    return llm_messages(conv.system_prompt, window, text)
 
 
 class TurnHost(Protocol):
@@ -316,11 +323,7 @@ class Turn:
             raise
 
     async def _context_messages(self, text: str) -> list[ChatMessage]:
-        conv = self.conv
-        # The whole conversation, windowed in steps so the model's prompt cache survives.
-        everything = await asyncio.to_thread(self.host.history.recent_messages)
-        history = stable_window(everything, conv.history_turns, HISTORY_BUDGET_CHARS)
-        return llm_messages(conv.system_prompt, history, text)
+        return await asyncio.to_thread(context_messages_for, self.host.history, self.conv, text)
 
     async def speak(self) -> None:
         """Sentences → TTS → speaker, each as soon as it is complete; then wait it out."""
