@@ -363,7 +363,9 @@ class Telemetry:
         user_text: str | None = None,
         reply_text: str | None = None,
         speculative: bool = False,
+        echo: tuple[float | None, float] | None = None,
     ) -> None:
+        """`echo` is (ERLE dB, double-talk seconds) over the reply, when a canceller ran."""
         timings = dict(timings)
         if self.settings.capture_content and span is not None:
             # Content only when the user turned it on (off by default: transcripts are private).
@@ -371,6 +373,12 @@ class Telemetry:
             self._defer(lambda: span.set_attributes(content))
         if speculative and span is not None:
             self._defer(lambda: span.set_attribute("voxdesk.speculative", True))
+        if echo is not None and span is not None:
+            erle, double_talk = echo
+            attributes = {"voxdesk.echo.double_talk_s": double_talk}
+            if erle is not None:
+                attributes["voxdesk.echo.erle_db"] = erle
+            self._defer(lambda: span.set_attributes(attributes))
         self._defer(lambda: self._end_turn(span, timings, voice_to_voice_s, interrupted, error))
 
     def _end_turn(

@@ -24,6 +24,7 @@ import numpy as np
 import soxr
 
 from app.audio.devices import AudioDevice, SupervisedStream, require_sounddevice
+from app.audio.far_end import FarEndTap
 from app.audio.streams import AudioSink
 from app.plugin.provider_api import AudioChunk, validate_audio
 
@@ -56,6 +57,7 @@ class DeviceAudioSink(SupervisedStream, AudioSink):
         self._last_audio_at = 0.0
         self._resamplers: dict[int, Any] = {}
         self._idle: asyncio.Event | None = None
+        self.tap = self.far_end = FarEndTap()
 
     # -- PortAudio side ---------------------------------------------------------------
     def _make_stream(self, device: AudioDevice) -> Any:
@@ -79,6 +81,7 @@ class DeviceAudioSink(SupervisedStream, AudioSink):
             self._stamp_callback(now)
             if generation != self._generation:
                 outdata.fill(0)
+                self.tap.push(now, outdata[:, 0].copy(), self.rate)
                 return
             written = 0
             became_idle = False
@@ -98,6 +101,7 @@ class DeviceAudioSink(SupervisedStream, AudioSink):
                 became_idle = written > 0 and not self._buffer
             if written < frames:
                 outdata[written:, :] = 0
+            self.tap.push(now, outdata[:, 0].copy(), self.rate)  # the echo canceller's reference
             if written:
                 self._last_audio_at = now
             if became_idle:

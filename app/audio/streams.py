@@ -19,6 +19,7 @@ import numpy as np
 from app.plugin.provider_api import AudioChunk
 
 if TYPE_CHECKING:
+    from app.audio.far_end import FarEndTap
     from app.plugin.errors import VoiceError
 
 
@@ -50,6 +51,9 @@ class AudioSink(ABC):
     #: Set by the engine (when still None) so device faults and fallbacks reach the user.
     on_error: Callable[[VoiceError], None] | None = None
     on_notice: Callable[[str], None] | None = None
+    #: What a real speaker was handed, by time: the echo canceller's reference. A sink
+    #: nobody hears (a file) has none, and needs no echo cancellation.
+    far_end: FarEndTap | None = None
 
     @abstractmethod
     async def start(self) -> None: ...

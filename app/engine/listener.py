@@ -23,16 +23,25 @@ from typing import Protocol
 
 import numpy as np
 
+from app.audio.far_end import FarEndTap
 from app.audio.streams import AudioSource
 from app.engine.context import EngineContext, wire_device
 from app.engine.echo_gate import EchoGate
+from app.engine.echo_path import POOR_ERLE_DB, EchoPath
 from app.engine.endpointing import Endpointer, EndpointEvent, SilenceStart, SpeechEnd, SpeechResumed, SpeechStart
 from app.engine.events import AudioLevel, Notice, PartialTranscript, SpeechStarted, State
 from app.engine.stages import StageSet, StageSlot
 from app.engine.tasks import wait_for_task
 from app.engine.turn_words import ending, ends_with_full_stop
 from app.plugin.errors import VoiceError, as_voice_error
-from app.plugin.provider_api import SAMPLE_RATE, STTProvider, TurnProvider, TurnVerdict, VADProvider
+from app.plugin.provider_api import (
+    SAMPLE_RATE,
+    EchoCanceller,
+    STTProvider,
+    TurnProvider,
+    TurnVerdict,
+    VADProvider,
+)
 from app.store.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,6 +103,12 @@ class ListenerHost(Protocol):
     def is_speaking(self, at: float) -> bool:
         """Is our own voice in the room at `at` (a reply, an apology, a timer)?"""
 
+    def echo_reference(self) -> FarEndTap | None:
+        """What the speaker device is handed (None for a sink nobody hears, like a file)."""
+
+    def listens_while_speaking(self) -> bool:
+        """Full duplex now: the user may talk over a reply (else the microphone is ignored)."""
+
     def on_speech_start(self, at: float) -> bool:
         """Speech began at `at`; False when it must be ignored (barge-in is off)."""
 
@@ -146,6 +161,9 @@ class Listener:
         self._source_ended = False  # a file source ran out; never replay it
         self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="voxdesk-vad")
         self._vad_failing = False  # told once per outage, not 31 times a second
+        self.echo_path = EchoPath()
+        self._echo_failing = False  # the canceller raised: the microphone as it is, half duplex
+        self._told_poor = False
         self._dropped_seen = 0
         self._dropped_told_at = float("-inf")
 
@@ -251,6 +269,7 @@ class Listener:
         host = self.host
         if host.muted:
             return
+        frame = await self._cancel_echo(frame, captured_at)
         if self.ptt_active:
             if self.utterance is not None:
                 self._feed(self.utterance, frame)
@@ -258,21 +277,63 @@ class Listener:
         if not host.hands_free:
             return
         speaking = host.is_speaking(captured_at)
-        if speaking and host.settings.conversation.half_duplex:
-            return  # speakers: never hear ourselves (replies, apologies, timers alike)
+        if speaking and not host.listens_while_speaking():
+            return  # half duplex: never hear ourselves (replies, apologies, timers alike)
         prob = await self._speech_probability(frame)
         if prob is None:
             return
         # While we speak, a gap in our own timeline (the device or a busy machine running
-        # late) is not silence: the gate then compares against what played recently.
+        # late) is not silence: the gate then compares against what played recently. With
+        # the canceller it judges what echo is left.
         if speaking and not host.echo.is_user_speech(frame, captured_at, still_playing=True):
             prob = 0.0  # our own voice through the speakers
+        elif speaking and prob >= self.endpointer.threshold:
+            self.echo_path.note_user_speech()
         started = False
         for ev in self.endpointer.process(frame, prob):
             started = started or isinstance(ev, SpeechStart)
             self._on_endpoint(ev, captured_at)
         if self.utterance is not None and not started:
             self._feed(self.utterance, frame)
+
+    def _canceller(self) -> tuple[EchoCanceller, FarEndTap] | None:
+        slot = self.host.stages.slots.get("echo")
+        tap = self.host.echo_reference()
+        if slot is None or tap is None or self._echo_failing:
+            return None
+        provider = slot.provider
+        return (provider, tap) if isinstance(provider, EchoCanceller) and provider.cancels_echo else None
+
+    @property
+    def echo_cancelling(self) -> bool:
+        """The microphone is cleaned of the speaker's echo, well enough to talk over it."""
+        return self._canceller() is not None and not self.echo_path.poor
+
+    async def _cancel_echo(self, frame: np.ndarray, captured_at: float) -> np.ndarray:
+        """`frame` without our own voice, on the VAD's worker (in order, off the loop)."""
+        pair = self._canceller()
+        if pair is None:
+            return frame
+        loop = asyncio.get_running_loop()
+        try:
+            cleaned = await loop.run_in_executor(self._vad_pool, self.echo_path.process, *pair, frame, captured_at)
+        except Exception as exc:
+            # Without it the session keeps to half duplex; the conversation goes on.
+            self._echo_failing = True
+            slot = self.host.stages.slots.get("echo")
+            self.ctx.report("echo", slot.name if slot else "echo", as_voice_error("echo", exc))
+            return frame
+        if not self._told_poor and self.echo_path.poor:
+            self._told_poor = True
+            erle = self.echo_path.stats().erle_db or 0.0
+            self.ctx.emit(
+                Notice(
+                    message=f"Talking over VoxDesk is off: its echo canceller removes only {erle:.0f} dB of its "
+                    f"voice here (it needs {POOR_ERLE_DB:.0f}) — it now stops listening while it speaks. "
+                    "Headphones, or a lower speaker volume, help; Settings → Audio has an echo check."
+                )
+            )
+        return cleaned
 
     async def _speech_probability(self, frame: np.ndarray) -> float | None:
         """The VAD's score, or None without a VAD or when it failed (told once per outage)."""

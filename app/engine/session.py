@@ -29,10 +29,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, Unpack
 
+from app.audio.far_end import FarEndTap
 from app.audio.streams import AudioSink, AudioSource
 from app.engine.announcer import Announcer
 from app.engine.context import EngineContext
 from app.engine.echo_gate import EchoGate
+from app.engine.echo_path import EchoStats
 from app.engine.events import ErrorRaised, Event, Notice, ProviderSwitched, SpeechEnded, State, StateChanged
 from app.engine.health import ErrorBook, ProviderHealth, TelemetryObserver, check_health
 from app.engine.listener import Listener, Utterance
@@ -187,6 +189,7 @@ class Session:
     async def _warm_all(self) -> None:
         await load_models(self.ctx, self.stages, self._promote, self.telemetry)
         self.ready.set()
+        self._tell_duplex()
         await self._prime_llm()
 
     async def _prime_llm(self) -> None:
@@ -296,6 +299,38 @@ class Session:
     @property
     def echo(self) -> EchoGate:
         return self.speaker.echo
+
+    def echo_reference(self) -> FarEndTap | None:
+        sink = self.speaker.sink
+        return sink.far_end if sink is not None else None
+
+    def listens_while_speaking(self) -> bool:
+        duplex = self.settings.conversation.duplex
+        if duplex != "auto":
+            return duplex == "full"
+        return self.listener.echo_cancelling
+
+    def echo_stats(self) -> EchoStats | None:
+        """What the echo canceller did over the current reply (None: it is not running)."""
+        return self.listener.echo_path.stats() if self.listener.echo_cancelling else None
+
+    def reset_echo_meter(self) -> None:
+        self.listener.echo_path.reset_meter()
+
+    def _tell_duplex(self) -> None:
+        """Say once, at start, when auto duplex cannot listen during replies and why."""
+        if self.settings.conversation.duplex != "auto" or self.echo_reference() is None:
+            return
+        if self.listener.echo_cancelling:
+            return
+        slot = self.stages.slots.get("echo")
+        why = "echo cancellation is off" if slot is None else f"the echo canceller is {slot.name}"
+        self._emit(
+            Notice(
+                message=f"VoxDesk stops listening while it speaks ({why}): to talk over it, choose the WebRTC "
+                "echo canceller in Settings → Audio, or set duplex to full with a headset."
+            )
+        )
 
     def is_speaking(self, at: float) -> bool:
         # A reply is "ours" for its whole turn (the speaker may run dry between two

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from app.engine.chunking import SentenceChunker
 from app.engine.context import EngineContext
+from app.engine.echo_path import EchoStats
 from app.engine.events import Event, FinalTranscript, ReplyDelta, State, TurnFinished
 from app.engine.history_window import stable_window
 from app.engine.reply import gen_ai_attributes, llm_messages, provider_name, speak_text, spoken_llm_reply, tts_stream
@@ -83,6 +84,8 @@ class TurnHost(Protocol):
     def skills(self) -> QuickAnswers | None: ...
 
     def set_state(self, state: State, turn_id: str | None = None) -> None: ...
+    def echo_stats(self) -> EchoStats | None: ...
+    def reset_echo_meter(self) -> None: ...
 
 
 class Turn:
@@ -251,6 +254,7 @@ class Turn:
         # is not cut (each sentence has its own first-output and idle limits).
         deadline = Deadline(self.conv.turn_deadline_s, clock=self.ctx.clock)
         self._do(self.host.speaker.begin_reply)
+        self._do(self.host.reset_echo_meter)
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.produce(text, deadline))
@@ -453,6 +457,7 @@ class Turn:
                     await self._apologise(reply_text, error)
         await self._store(reply_text)
         v2v = self.voice_to_voice_s
+        echo = self.host.echo_stats()
         self.host.telemetry.end_turn(
             self.span,
             self.timings,
@@ -462,6 +467,7 @@ class Turn:
             user_text=self.text,
             reply_text=reply_text,
             speculative=self.speculative,
+            echo=(echo.erle_db, echo.double_talk_s) if echo is not None and echo.playing_s else None,
         )
         self.ctx.emit(
             TurnFinished(

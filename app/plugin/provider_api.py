@@ -24,8 +24,8 @@ import numpy as np
 SAMPLE_RATE = 16_000
 FRAME_SAMPLES = 512  # 32 ms at 16 kHz — Silero's native frame
 
-StageKind = Literal["vad", "stt", "llm", "tts", "turn"]
-KINDS: tuple[StageKind, ...] = ("vad", "stt", "llm", "tts", "turn")
+StageKind = Literal["vad", "stt", "llm", "tts", "turn", "echo"]
+KINDS: tuple[StageKind, ...] = ("vad", "stt", "llm", "tts", "turn", "echo")
 
 T = TypeVar("T")
 
@@ -216,6 +216,34 @@ class TurnProvider(Provider):
     @abstractmethod
     async def predict(self, audio: np.ndarray, *, transcript: str | None = None) -> TurnVerdict:
         """The verdict on `audio` (the utterance so far); `transcript` is its partial text, if any."""
+
+
+#: The echo canceller's block: 10 ms at 16 kHz. `EchoCanceller.process` takes multiples of it.
+ECHO_BLOCK = 160
+
+
+class EchoCanceller(Provider):
+    """Removes the assistant's own voice, played through the speakers, from the microphone
+    (acoustic echo cancellation), and optionally noise.
+
+    `process(near, far)` gets equal-length 16 kHz mono float32 blocks, a multiple of
+    `ECHO_BLOCK` samples: `near` is what the microphone heard, `far` what was handed to
+    the speaker over the same span (its echo arrives later: the canceller finds the
+    delay). Blocking and stateful: the engine calls it from one worker thread, in order."""
+
+    kind: ClassVar[StageKind] = "echo"
+    #: False for a pass-through: no echo is removed, so the engine keeps to half duplex.
+    cancels_echo: ClassVar[bool] = True
+
+    @abstractmethod
+    def process(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        """`near` without the echo of `far` (same length and dtype)."""
+
+    def set_delay_hint(self, delay_ms: float) -> None:
+        """The devices' own output + input latency: a start for the delay estimate."""
+
+    def reset(self) -> None:
+        """Forget the echo path (another device, another room)."""
 
 
 class TTSProvider(Provider):

@@ -24,7 +24,7 @@ import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -32,7 +32,7 @@ from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.provider_api import KINDS
 from app.store.safe_files import atomic_write_text, keep_copy, move_aside, storage_problem
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SETTINGS_FILE = "settings.json"
 SECRET_KEYS = frozenset(
     {"api_key", "api-key", "apikey", "token", "access_token", "password", "secret", "authorization", "client_secret"}
@@ -45,6 +45,23 @@ DEFAULT_LLM = "llama-cpp"
 DEFAULT_LLM_FALLBACK = "skills"
 #: Behind a model, the skills say the model is not answering (not how to choose one).
 DEFAULT_LLM_FALLBACK_OPTIONS = {"unanswered": "model_unavailable"}
+
+
+Duplex = Literal["auto", "half", "full"]
+
+
+def _migrated(raw: dict[str, Any], version: object) -> dict[str, Any]:
+    """A file of an older schema, in today's terms (nothing the user chose is lost)."""
+    if not isinstance(version, int) or version >= SCHEMA_VERSION:
+        return raw
+    conv = raw.get("conversation")
+    if isinstance(conv, dict) and "half_duplex" in conv:
+        # Schema 1 wrote `half_duplex: true` for everyone (it was the default, before
+        # echo cancellation): that becomes auto; an explicit false stays full duplex.
+        conv = {k: v for k, v in conv.items() if k != "half_duplex"}
+        conv.setdefault("duplex", "full" if raw["conversation"]["half_duplex"] is False else "auto")
+        raw = {**raw, "conversation": conv}
+    return {**raw, "schema_version": SCHEMA_VERSION}
 
 
 class _Section(BaseModel):
@@ -86,7 +103,11 @@ class ConversationSettings(_Section):
     )
     min_speech_ms: int = Field(200, ge=50, le=2000, description="Shorter sounds are not turns")
     hands_free: bool = True
-    half_duplex: bool = Field(True, description="Ignore the microphone while speaking (speakers, no headset)")
+    duplex: Duplex = Field(
+        "auto",
+        description="While VoxDesk speaks: auto listens when echo cancellation works (talk over it), "
+        "half ignores the microphone, full always listens (a headset)",
+    )
     barge_in: bool = True
     skills_first: bool = Field(True, description="Let local skills answer what they know before the LLM")
     history_turns: int = Field(8, ge=0, le=100)
@@ -118,6 +139,8 @@ class Settings(BaseModel):
     tts: StageSettings = Field(default_factory=lambda: StageSettings(provider="piper"))
     # The end-of-turn model decides at each pause; the silence rule is its fallback.
     turn: StageSettings = Field(default_factory=lambda: StageSettings(provider="smart-turn", fallbacks=["silence"]))
+    # The canceller cleans the microphone of VoxDesk's own voice; without it, half duplex.
+    echo: StageSettings = Field(default_factory=lambda: StageSettings(provider="webrtc", fallbacks=["off"]))
     audio: AudioSettings = Field(default_factory=AudioSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
@@ -352,6 +375,7 @@ class SettingsStore:
             )
             raw = {**raw, "schema_version": SCHEMA_VERSION}
             self._unknown = {"schema_version": version}
+        raw = _migrated(raw, version)
         unknown = [] if newer else _unknown_in(raw, SCHEMA_TREE)
         result = validate_leniently(raw)
         self._lossy = bool(notices or result.notices)

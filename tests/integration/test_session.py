@@ -115,7 +115,7 @@ async def test_barge_in_cancels_reply_and_marks_it_interrupted() -> None:
     q1 = speak("what can you do")
     q2 = speak("what time is it")
     sink = WavFileSink(None, realtime=True)  # plays at speaker pace, so there is time to talk over it
-    session, rec = await started(settings(half_duplex=False, barge_in=True), sink=sink)
+    session, rec = await started(settings(duplex="full", barge_in=True), sink=sink)
     try:
         src = ScriptedSource(
             [
@@ -186,7 +186,7 @@ def speaker_loop(session: Session, sink: WavFileSink, question: np.ndarray, run_
 async def test_echo_gate_never_interrupts_itself_through_a_speaker_loop() -> None:
     """Feed the assistant's own reply back into the microphone: it must not barge in."""
     sink = WavFileSink(None, realtime=True)
-    session, rec = await started(settings(half_duplex=False, barge_in=True), sink=sink)
+    session, rec = await started(settings(duplex="full", barge_in=True), sink=sink)
     try:
         await session.set_audio(speaker_loop(session, sink, speak("what can you do"), 20), sink)
         t_end = time.monotonic() + 40

@@ -58,6 +58,7 @@ from app.plugin.provider_api import (
     SAMPLE_RATE,
     AudioChunk,
     ChatMessage,
+    EchoCanceller,
     Health,
     HealthStatus,
     LLMProvider,
@@ -509,6 +510,36 @@ class ScriptedTurn(TurnProvider):
         self.closed += 1
 
 
+class EchoConfig(_Config):
+    cancels: bool = Field(True, description="False: a pass-through, like the `off` canceller")
+    fail: bool = Field(False, description="raise on every block (a canceller that crashes)")
+
+
+class PassEcho(EchoCanceller):
+    """Passes the microphone on: a fake microphone carries no echo, so a perfect canceller
+    has nothing to remove. `processed` counts the samples it saw."""
+
+    name = "fake"
+
+    def __init__(self, cfg: EchoConfig) -> None:
+        self.cfg = cfg
+        self.cancels_echo = cfg.cancels  # type: ignore[misc]
+        self.processed = 0
+        self.closed = 0
+
+    def process(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        if self.cfg.fail:
+            raise VoiceError("echo.fake", ErrorCode.PROVIDER_ERROR, "scripted canceller failure")
+        self.processed += len(near)
+        return near
+
+    async def health(self) -> Health:
+        return Health(HealthStatus.OK)
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
 # ---------------------------------------------------------------------------- skills
 
 
@@ -547,7 +578,8 @@ FAKE_NAMES = ("fake", "backup")
 
 
 def register_fakes(registry: Registry, clock: FakeClock, *, replace: bool = False) -> Registry:
-    """Register a fake VAD, STT, LLM, TTS and turn detector as "fake" and "backup" (same classes, own configs)."""
+    """Register a fake VAD, STT, LLM, TTS, turn detector and echo canceller as "fake" and
+    "backup" (same classes, own configs)."""
     for name in FAKE_NAMES:
 
         def vad(cfg: Any) -> Provider:
@@ -564,6 +596,9 @@ def register_fakes(registry: Registry, clock: FakeClock, *, replace: bool = Fals
 
         def turn(cfg: Any) -> Provider:
             return ScriptedTurn(cast(TurnConfig, cfg), clock)
+
+        def echo(cfg: Any) -> Provider:
+            return PassEcho(cast(EchoConfig, cfg))
 
         registry.register(
             "vad",
@@ -604,6 +639,14 @@ def register_fakes(registry: Registry, clock: FakeClock, *, replace: bool = Fals
             config_model=TurnConfig,
             replace=replace,
             info=ProviderInfo("Scripted turn detector", "test double: scripted answers"),
+        )
+        registry.register(
+            "echo",
+            name,
+            echo,
+            config_model=EchoConfig,
+            replace=replace,
+            info=ProviderInfo("Fake echo canceller", "test double: passes the microphone on"),
         )
     return registry
 
@@ -932,6 +975,7 @@ def fake_settings(  # noqa: PLR0913 - keyword-only options, one per stage
     llm: dict[str, Any] | None = None,
     tts: dict[str, Any] | None = None,
     turn: dict[str, Any] | None = None,
+    echo: dict[str, Any] | None = None,
     backups: dict[str, dict[str, Any]] | None = None,
     **conversation: Any,
 ) -> Settings:
@@ -942,7 +986,7 @@ def fake_settings(  # noqa: PLR0913 - keyword-only options, one per stage
     320 ms of silence ends it; skills are off (the fake registry has none)."""
     s = Settings()
     s.telemetry.enabled = False
-    options = {"vad": vad, "stt": stt, "llm": llm, "tts": tts, "turn": turn}
+    options = {"vad": vad, "stt": stt, "llm": llm, "tts": tts, "turn": turn, "echo": echo}
     for kind, opts in options.items():
         backup = (backups or {}).get(kind)
         setattr(

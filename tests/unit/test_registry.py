@@ -112,7 +112,7 @@ def test_listing_imports_no_heavy_library() -> None:
         import sys
         from app.plugin.registry import get_registry
         reg = get_registry()
-        for kind in ("vad", "stt", "llm", "tts", "turn"):
+        for kind in ("vad", "stt", "llm", "tts", "turn", "echo"):
             for name in reg.list_providers(kind):
                 reg.info(kind, name)
                 reg.spec(kind, name).config_schema()
@@ -145,7 +145,8 @@ def test_models_and_self_checks_are_declared_by_providers_and_listing_them_stays
     assert out.stdout.strip() == (
         "19 19 [('llm', 'llama-cpp'), ('stt', 'faster-whisper'), ('tts', 'piper'), ('turn', 'smart-turn')] "
         "['whisper-tiny.en', 'qwen2.5-coder-0.5b-instruct-q4_k_m', 'piper-en_US-joe-medium', 'smart-turn-v3.2'] "
-        "['ctranslate2', 'faster-whisper', 'llama-cpp', 'onnxruntime', 'onnxruntime', 'piper', 'silero-vad'] []"
+        "['ctranslate2', 'faster-whisper', 'llama-cpp', 'onnxruntime', 'onnxruntime', 'piper', 'pywebrtc-audio', "
+        "'silero-vad'] []"
     )
 
 
@@ -276,4 +277,4 @@ def test_spec_schema_exposed() -> None:
 
 
 def test_every_kind_known() -> None:
-    assert KINDS == ("vad", "stt", "llm", "tts", "turn")
+    assert KINDS == ("vad", "stt", "llm", "tts", "turn", "echo")

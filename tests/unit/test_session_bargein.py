@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(20)
 # Three sentences of 0.5 s each: the user talks over the first one.
 LONG_REPLY = {"replies": [["Hello there. ", "This is the second sentence. ", "And here is a third one."], ["Okay."]]}
 TONE = {"seconds": 0.5, "chunks": 5, "level": 0.05}
-FULL_DUPLEX: dict[str, Any] = {"half_duplex": False, "barge_in": True}
+FULL_DUPLEX: dict[str, Any] = {"duplex": "full", "barge_in": True}
 
 
 def talk_over(h: Any, *, level: float = 0.5, tag: str = "over") -> list[Any]:
@@ -94,7 +94,7 @@ async def test_the_echo_of_our_own_voice_does_not_interrupt_the_reply() -> None:
 
 
 async def test_with_barge_in_off_speech_over_the_reply_is_not_a_turn() -> None:
-    async with fake_session(llm=LONG_REPLY, tts=TONE, half_duplex=False, barge_in=False) as h:
+    async with fake_session(llm=LONG_REPLY, tts=TONE, duplex="full", barge_in=False) as h:
         await h.listen(talk_over(h))
         (turn,) = h.log.of(TurnFinished)
         assert not turn.interrupted and turn.reply_text.endswith("third one.")
@@ -103,7 +103,7 @@ async def test_with_barge_in_off_speech_over_the_reply_is_not_a_turn() -> None:
 
 
 async def test_half_duplex_ignores_the_microphone_while_speaking() -> None:
-    async with fake_session(llm=LONG_REPLY, tts=TONE, half_duplex=True, barge_in=True) as h:
+    async with fake_session(llm=LONG_REPLY, tts=TONE, duplex="half", barge_in=True) as h:
         await h.listen(talk_over(h))
         (turn,) = h.log.of(TurnFinished)
         assert not turn.interrupted

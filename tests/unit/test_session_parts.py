@@ -130,6 +130,12 @@ class Host:
     def is_speaking(self, at: float) -> bool:
         return False
 
+    def echo_reference(self) -> None:
+        return None
+
+    def listens_while_speaking(self) -> bool:
+        return True
+
     def on_speech_start(self, at: float) -> bool:
         return True
 

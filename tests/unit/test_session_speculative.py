@@ -139,7 +139,7 @@ TONE = {"seconds": 0.5, "chunks": 5, "level": 0.05}
 
 async def test_barge_in_cuts_a_speculative_reply_like_any_other() -> None:
     async with fake_session(
-        stt={"texts": ["what can you do", "stop"]}, llm=LONG_REPLY, tts=TONE, half_duplex=False, barge_in=True
+        stt={"texts": ["what can you do", "stop"]}, llm=LONG_REPLY, tts=TONE, duplex="full", barge_in=True
     ) as h:
         await h.listen(
             [

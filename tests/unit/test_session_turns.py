@@ -187,7 +187,14 @@ async def test_timings_measure_each_stage_from_the_start_of_the_reply() -> None:
         assert 0.25 <= t["tts_first_audio"] < 0.45
         assert t["playback_start"] == pytest.approx(t["tts_first_audio"], abs=0.05)
         assert turn.voice_to_voice_s is None  # typed: no voice to start from
-        assert turn.providers == {"vad": "fake", "stt": "fake", "llm": "fake", "tts": "fake", "turn": "fake"}
+        assert turn.providers == {
+            "vad": "fake",
+            "stt": "fake",
+            "llm": "fake",
+            "tts": "fake",
+            "turn": "fake",
+            "echo": "fake",
+        }
 
 
 async def test_each_turn_writes_a_history_row_and_the_llm_sees_the_conversation() -> None:

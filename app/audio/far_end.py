@@ -1,0 +1,95 @@
+"""The echo canceller's reference: exactly what the speaker was handed, at 16 kHz, by time.
+
+The output callback `push`es each block it wrote (silence included), stamped with the
+monotonic time it ran; that is a deque append, nothing else, because a slow callback
+makes the driver drop audio. The capture side (one worker) `take`s, for each
+microphone frame, the reference over the same span: blocks are resampled to 16 kHz
+there, and read in lockstep so the canceller sees one continuous signal. The echo of a
+sample reaches the microphone later (output + input latency + the room); the canceller
+finds that delay itself. When the two clocks drift apart by more than `RESYNC_S`
+(the speaker was parked, a device was switched, the machine stalled), the read
+position jumps back to the time it should be.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+import soxr
+
+RATE = 16_000
+#: How much reference is kept (the echo of a sample arrives within a second).
+KEEP_S = 2.0
+#: The read position may wander from the timestamps by this much before it is reset.
+RESYNC_S = 0.04
+
+
+class FarEndTap:
+    def __init__(self) -> None:
+        self._incoming: deque[tuple[float, np.ndarray, int]] = deque(maxlen=512)
+        self._resamplers: dict[int, Any] = {}
+        self._buf = np.zeros(0, np.float32)
+        self._buf_start = 0  # stream index of _buf[0]
+        self._anchors: deque[tuple[float, int, int]] = deque()  # (time, stream index, length) per block
+        self._cursor: int | None = None
+        self.latency_s = 0.0  # the output device's own latency, for the canceller's delay hint
+        self.resyncs = 0
+
+    # -- output callback thread -------------------------------------------------------------
+    def push(self, at: float, block: np.ndarray, rate: int) -> None:
+        """A block handed to the device at `at` (mono, the device rate). Callback-safe."""
+        self._incoming.append((at, block, rate))
+
+    # -- capture worker -----------------------------------------------------------------------
+    def _drain(self) -> None:
+        while self._incoming:
+            at, block, rate = self._incoming.popleft()
+            if rate != RATE:
+                rs = self._resamplers.get(rate)
+                if rs is None:
+                    rs = self._resamplers[rate] = soxr.ResampleStream(rate, RATE, 1, dtype="float32", quality="LQ")
+                block = rs.resample_chunk(block)
+            end = self._buf_start + len(self._buf)
+            self._anchors.append((at, end, len(block)))
+            self._buf = np.concatenate([self._buf, block.astype(np.float32, copy=False)])
+        drop = len(self._buf) - int(KEEP_S * RATE)
+        if drop > 0:
+            self._buf = self._buf[drop:]
+            self._buf_start += drop
+        while self._anchors and self._anchors[0][1] + self._anchors[0][2] <= self._buf_start:
+            self._anchors.popleft()
+
+    def _index_at(self, t: float) -> int | None:
+        """The stream index of the sample handed at time `t`, or None in a gap (no output)."""
+        for at, start, n in reversed(self._anchors):
+            if at <= t:
+                offset = round((t - at) * RATE)
+                # Past this block's end but before the next one: the output was not running.
+                return start + offset if offset <= n + int(RESYNC_S * RATE) else None
+        return None
+
+    def take(self, end_at: float, n: int) -> np.ndarray:
+        """The `n` reference samples that end at time `end_at` (zeros where nothing played)."""
+        self._drain()
+        expected = self._index_at(end_at)
+        if expected is None:
+            self._cursor = None
+            return np.zeros(n, np.float32)
+        start = expected - n
+        if self._cursor is None or abs(self._cursor - start) > RESYNC_S * RATE:
+            if self._cursor is not None:
+                self.resyncs += 1
+            self._cursor = start
+        lo = self._cursor - self._buf_start
+        self._cursor += n
+        out = np.zeros(n, np.float32)
+        src_lo, src_hi = max(0, lo), min(len(self._buf), lo + n)
+        if src_hi > src_lo:
+            out[src_lo - lo : src_hi - lo] = self._buf[src_lo:src_hi]
+        return out
+
+    def reset(self) -> None:
+        """Another device or a flush of the timeline: start reading afresh."""
+        self._cursor = None

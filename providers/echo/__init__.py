@@ -1,0 +1,1 @@
+"""Echo cancellers: remove the assistant's own voice from the microphone."""
