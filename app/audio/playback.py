@@ -33,6 +33,7 @@ class DeviceAudioSink(SupervisedStream, AudioSink):
     """`AudioSink` over a real speaker, with unplug recovery (see `SupervisedStream`)."""
 
     closes_when_idle = True
+    can_pause = True
 
     direction = "output"
     #: PortAudio block length.
@@ -58,6 +59,7 @@ class DeviceAudioSink(SupervisedStream, AudioSink):
         self._resamplers: dict[int, Any] = {}
         self._idle: asyncio.Event | None = None
         self.tap = self.far_end = FarEndTap()
+        self._paused = False
 
     # -- PortAudio side ---------------------------------------------------------------
     def _make_stream(self, device: AudioDevice) -> Any:
@@ -86,7 +88,7 @@ class DeviceAudioSink(SupervisedStream, AudioSink):
             written = 0
             became_idle = False
             with self._lock:
-                while written < frames and self._buffer:
+                while written < frames and self._buffer and not self._paused:
                     samples, mark_id = self._buffer[0]
                     take = min(frames - written, len(samples))
                     if mark_id == self._mark_id and self._first_sample_time is None:
@@ -154,8 +156,15 @@ class DeviceAudioSink(SupervisedStream, AudioSink):
         if self._idle is not None:
             self._idle.clear()
 
+    def pause(self) -> None:
+        self._paused = True  # the next callback writes silence and keeps the queue
+
+    def resume(self) -> None:
+        self._paused = False
+
     def flush(self) -> None:
         with self._lock:
+            self._paused = False
             self._buffer.clear()
             self._buffered = 0
             # A resampler holds a few ms of the old reply; start the next one clean.
@@ -169,11 +178,15 @@ class DeviceAudioSink(SupervisedStream, AudioSink):
         if self._idle is None:
             return
         rate = max(1, self.rate)
-        budget = self._buffered / rate + 2.0
-        try:
-            await asyncio.wait_for(self._idle.wait(), budget)
-        except TimeoutError:
-            self.flush()
+        while True:
+            budget = self._buffered / rate + 2.0
+            try:
+                await asyncio.wait_for(self._idle.wait(), budget)
+                return
+            except TimeoutError:
+                if not self._paused:  # paused: the queue waits for a decision, not a dead device
+                    self.flush()
+                    return
 
     def mark(self) -> None:
         with self._lock:
@@ -186,6 +199,8 @@ class DeviceAudioSink(SupervisedStream, AudioSink):
 
     @property
     def is_playing(self) -> bool:
+        if self._paused:
+            return False
         return self._buffered > 0 or time.monotonic() - self._last_audio_at < 2 * self.block_s
 
     async def stop(self) -> None:

@@ -83,5 +83,15 @@ class AudioSink(ABC):
     def is_playing(self) -> bool:
         return False
 
+    #: `pause()` holds the queue silently until `resume()` or `flush()` (barge-in that
+    #: may turn out to be our own echo). A sink without it is cut at once instead.
+    can_pause: bool = False
+
+    def pause(self) -> None:
+        raise NotImplementedError
+
+    def resume(self) -> None:
+        raise NotImplementedError
+
     @abstractmethod
     async def stop(self) -> None: ...

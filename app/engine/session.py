@@ -32,6 +32,7 @@ from typing import Any, TypeVar, Unpack
 from app.audio.far_end import FarEndTap
 from app.audio.streams import AudioSink, AudioSource
 from app.engine.announcer import Announcer
+from app.engine.barge_in import BargeInJudge
 from app.engine.context import EngineContext
 from app.engine.echo_gate import EchoGate
 from app.engine.echo_path import EchoStats
@@ -89,6 +90,7 @@ class Session:
         self.speaker = Speaker(self.ctx, parts.get("sink"), self.options.speaker, busy=self._busy)
         self.listener = Listener(self.ctx, self, parts.get("source"))
         self.speculator = Speculator(self._start_held_turn, self.telemetry)
+        self.barge_in = BargeInJudge(self.ctx.sleep)
         self.listener.pauses = self.speculator
         self.announcer = Announcer(self.ctx, self.speaker, self.options.announce_timeout_s)
         self.announcer.now = lambda: (self.state, self.stages, self.settings)
@@ -341,7 +343,17 @@ class Session:
         if self._turn_running():
             if not self.settings.conversation.barge_in:
                 return False
-            self._interrupt(barge_in_at=at)
+            if self.barge_in.pending is None:
+                if self.speaker.pause():  # the words decide (app/engine/barge_in.py)
+                    if self._turn is not None:
+                        self._turn.paused_at = self.clock()
+                    watch = self._spawn(
+                        self.barge_in.watch_dropped(lambda: self.listener.utterance is not None, self.speaker.resume),
+                        "barge-in-watch",
+                    )
+                    self.barge_in.hold(at, watch)
+                else:
+                    self._interrupt(barge_in_at=at)
         self._open_speaker_soon()
         return True
 
@@ -350,10 +362,35 @@ class Session:
             self._spawn(self.speaker.ensure_open(), "open-speaker")
 
     def on_utterance(self, utt: Utterance, transcript: asyncio.Task[str] | None, endpoint_at: float) -> None:
+        pending = self.barge_in.take()
+        if pending is not None and self._turn_running():
+            self._spawn(self._settle_barge_in(utt, transcript, endpoint_at, pending.at), "barge-in")
+            return
+        self._take_utterance(utt, transcript, endpoint_at, endpoint_at)
+
+    async def _settle_barge_in(
+        self, utt: Utterance, transcript: asyncio.Task[str] | None, endpoint_at: float, speech_at: float
+    ) -> None:
+        """The reply is paused: resume it if the speech was its own echo, else cut it."""
+        heard = await self.barge_in.words_of(transcript)
+        turn = self._turn
+        said = "".join(turn.reply) if turn is not None else ""
+        if self._turn_running() and self.barge_in.judge(heard, said):
+            self.speculator.discard()  # a reply to our own words: never shown
+            if turn is not None:
+                turn.paused_at = None
+            self.speaker.resume()
+            self.set_state(State.SPEAKING)
+            return
+        self._take_utterance(utt, transcript, endpoint_at, speech_at)
+
+    def _take_utterance(
+        self, utt: Utterance, transcript: asyncio.Task[str] | None, endpoint_at: float, barge_in_at: float
+    ) -> None:
         self._emit(SpeechEnded(duration_s=max(0.0, utt.last_speech_at - utt.started_at)))
         # One turn at a time: what the user just said supersedes a reply still running.
         previous = self._turn_task if self._turn_running() else None
-        self._interrupt(barge_in_at=endpoint_at)
+        self._interrupt(barge_in_at=barge_in_at)
         held = self.speculator.take(transcript)
         if held is not None:
             # The reply started at the pause becomes this turn; it plays once `previous`

@@ -146,6 +146,18 @@ class Speaker:
         self._ref_cursor = start + chunk.duration_s
         return start
 
+    def pause(self) -> bool:
+        """Hold what is playing (silent at once, nothing lost); False if the sink cannot."""
+        out = self.out
+        if out is None or not out.can_pause:
+            return False
+        out.pause()
+        return True
+
+    def resume(self) -> None:
+        if self.out is not None and self.out.can_pause:
+            self.out.resume()
+
     def cut(self) -> None:
         """Barge-in or stop: silence now and forget the timeline."""
         if self.out is not None:

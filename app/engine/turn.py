@@ -107,6 +107,7 @@ class Turn:
         self.db_turn: int | None = None
         self.interrupted = False
         self.interrupt_at: float | None = None  # set by whoever cancels the turn
+        self.paused_at: float | None = None  # the speaker went silent here, before the cut
         self.error: VoiceError | None = None
         self.voice_to_voice_s: float | None = None
         self._chunks: asyncio.Queue[str | None] = asyncio.Queue()
@@ -173,7 +174,8 @@ class Turn:
             if transcript is not None and not transcript.done():
                 transcript.cancel()
             if self.interrupt_at is not None:
-                self.timings["barge_in_stop"] = self.ctx.clock() - self.interrupt_at
+                silent_at = self.paused_at if self.paused_at is not None else self.ctx.clock()
+                self.timings["barge_in_stop"] = silent_at - self.interrupt_at
             raise
         except VoiceError as exc:
             self.error = exc
