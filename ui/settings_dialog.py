@@ -45,6 +45,7 @@ from app.store.models import catalogue
 from app.store.paths import AppPaths, resolve_paths
 from app.store.settings import ConversationSettings, Settings, StageSettings, TelemetrySettings
 from ui import theme
+from ui.echo_check_panel import EchoCheckPanel
 from ui.model_manager import ModelManager
 from ui.schema_form import SchemaForm
 from ui.stage_titles import STAGE_TITLES, stage_title
@@ -54,9 +55,9 @@ log = logging.getLogger(__name__)
 #: Stages with a tab of their own, in tab order; a kind not named here or in
 #: STAGE_SECTIONS still gets a tab (after these).
 STAGE_TABS = ("llm", "stt", "tts", "vad")
-#: Stages shown as a section of another stage's tab: users think of the end of a turn
-#: as part of voice detection.
-STAGE_SECTIONS = {"turn": "vad"}
+#: Stages shown as a section of another tab: users think of the end of a turn as part of
+#: voice detection, and of the echo canceller as part of their speaker and microphone.
+STAGE_SECTIONS = {"turn": "vad", "echo": "audio"}
 #: Turn detectors that never give a verdict: the silence rule decides, patience is unused.
 NO_VERDICT_TURN = frozenset({"silence"})
 #: Conversation fields edited by a control of their own rather than the Conversation form.
@@ -566,7 +567,8 @@ class SettingsDialog(QDialog):
         self.turn_section = self._add_turn_section(settings)
         self.model_manager = self._add_model_manager(self.stage_pages["llm"])
         self.audio_page = AudioPage(settings)
-        self.tabs.addTab(self.audio_page, "Audio")
+        self.echo_check = EchoCheckPanel(registry, self._chosen_devices, self._echo_stage)
+        self.tabs.addTab(self._audio_tab(settings), "Audio")
         self.conversation_form = SchemaForm(
             ConversationSettings.model_json_schema(),
             settings.conversation.model_dump(),
@@ -613,6 +615,32 @@ class SettingsDialog(QDialog):
         section = TurnSection(page, settings.conversation.turn_patience_ms)
         self.stage_pages[STAGE_SECTIONS["turn"]].add_panel(STAGE_TITLES["turn"], section, share=(4, 5))
         return section
+
+    def _audio_tab(self, settings: Settings) -> QWidget:
+        """Devices on top, then the echo canceller (STAGE_SECTIONS) and the echo check."""
+        page = StagePage("echo", self.registry, settings.stage("echo"))
+        self.stage_pages["echo"] = page
+        if (page_lay := page.layout()) is not None:
+            page_lay.setContentsMargins(0, 0, 0, 0)  # inside a group box: one set of margins
+        box = QGroupBox(STAGE_TITLES["echo"])
+        QVBoxLayout(box).addWidget(page)
+        tab = QWidget()
+        lay = QVBoxLayout(tab)
+        lay.addWidget(self.audio_page)
+        lay.addWidget(box, 1)
+        lay.addWidget(self.echo_check)
+        return tab
+
+    def _echo_stage(self) -> StageSettings | str:
+        """The echo stage as edited: the check judges the canceller about to be applied."""
+        page = self.stage_pages["echo"]
+        if not page.validate():  # an invalid option is left out of the form's values
+            return page.error.text() or f"{STAGE_TITLES['echo']}: some options need fixing (see the messages in red)"
+        return page.stage_settings()
+
+    def _chosen_devices(self) -> tuple[str | None, str | None]:
+        chosen = self.audio_page.values()
+        return chosen["input_device"], chosen["output_device"]
 
     def tab_of(self, widget: QWidget) -> int:
         """The index of the tab that shows `widget` (a stage section sits inside another tab); -1 if none."""
@@ -772,6 +800,7 @@ class SettingsDialog(QDialog):
         for page in self.stage_pages.values():
             page.cancel_background()
         self.audio_page.cancel_background()
+        self.echo_check.cancel_background()
         if self.model_manager is not None:
             self.model_manager.shutdown()  # a download stops; its part is kept for a resume
         with contextlib.suppress(RuntimeError):

@@ -8,6 +8,7 @@ STAGE_TITLES = {
     "llm": "Assistant",
     "tts": "Voice",
     "turn": "Turn detection",
+    "echo": "Echo cancellation",
 }
 
 
