@@ -35,6 +35,7 @@ from typing import Any, Literal, TypeVar, cast
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.audio.far_end import FarEndTap
 from app.audio.streams import AudioSink, AudioSource
 from app.engine.events import (
     AudioLevel,
@@ -160,6 +161,9 @@ class VADConfig(_Config):
     threshold: float = 0.5
     hangover_ms: int = 300
     fail_calls: list[int] = Field(default_factory=list, description="0-based calls that raise")
+    speech_above: float | None = Field(
+        None, description="speech (0.9) when the frame's RMS is at least this: for frames that lost their tags"
+    )
 
 
 @dataclass
@@ -191,7 +195,9 @@ class ScriptedVAD(VADProvider):
         if i in self.cfg.fail_calls:
             self.calls.append(VADCall(-1.0, tag))
             raise VoiceError("vad.fake", ErrorCode.PROVIDER_ERROR, f"scripted VAD failure on frame {i}")
-        if self.cfg.probs:
+        if self.cfg.speech_above is not None:
+            p = 0.9 if float(np.sqrt(np.mean(np.square(frame)))) >= self.cfg.speech_above else 0.0
+        elif self.cfg.probs:
             p = self.cfg.probs[i] if i < len(self.cfg.probs) else self.cfg.after
         else:
             p = float(getattr(frame, "probability", 0.0))
@@ -856,6 +862,37 @@ class MemorySink(AudioSink):
 
     def rates(self) -> list[int]:
         return [p.sample_rate for p in self.played]
+
+
+class _DueTap(FarEndTap):
+    """Hands over each chunk once the clock reaches it, as a device callback would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued: list[Played] = []
+
+    def take(self, end_at: float, n: int) -> np.ndarray:
+        while self.queued and self.queued[0].at <= end_at:
+            p = self.queued.pop(0)
+            self.push(p.at, np.asarray(p.samples, np.float32), p.sample_rate)
+        return super().take(end_at, n)
+
+
+class TappedSink(MemorySink):
+    """A `MemorySink` that, like a device speaker, hands what it plays to a `FarEndTap`
+    (stamped with the fake clock when it sounds): the echo canceller's reference."""
+
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        super().__init__(clock or FakeClock())
+        self.tap = self.far_end = _DueTap()
+
+    def play(self, chunk: AudioChunk) -> None:
+        super().play(chunk)
+        self.tap.queued.append(self.played[-1])
+
+    def flush(self) -> None:
+        super().flush()
+        self.tap.queued.clear()
 
 
 # ---------------------------------------------------------------------------- events
