@@ -64,6 +64,7 @@ class TurnTiming:
     stages: dict[str, float]
     voice_to_voice_s: float | None
     speculative: bool = False  # the reply was started at the pause, before the endpoint
+    echo_erle_db: float | None = None  # echo the canceller removed over the reply
 
 
 @dataclass(frozen=True)
@@ -122,12 +123,14 @@ class _SnapshotSpanProcessor(SpanProcessor):
                 if k.startswith("voxdesk.timing.")
             }
             v2v = attrs.get("voxdesk.voice_to_voice_s")
+            erle = attrs.get("voxdesk.echo.erle_db")
             timing = TurnTiming(
                 str(attrs.get("voxdesk.turn_id", "")),
                 span.end_time / 1e9,
                 stages,
                 float(v2v) if v2v is not None else None,  # type: ignore[arg-type]
                 bool(attrs.get("voxdesk.speculative", False)),
+                float(erle) if erle is not None else None,  # type: ignore[arg-type]
             )
             with self._lock:
                 self.turns.append(timing)

@@ -100,6 +100,19 @@ def rolling_percentiles(values: Sequence[float], window: int = ROLLING_WINDOW) -
     return p50, p95
 
 
+def barge_in_text(turns: Sequence[Any]) -> str:
+    """The last barge-in's reaction (speech start → speaker silent), its p95, and the echo removed."""
+    stops = [t.stages["barge_in_stop"] for t in turns if "barge_in_stop" in t.stages]
+    erle = next((t.echo_erle_db for t in reversed(turns) if getattr(t, "echo_erle_db", None) is not None), None)
+    text = "Barge-in reaction: —"
+    if stops:
+        _, p95 = rolling_percentiles(stops)
+        text = f"Barge-in reaction: {_ms(stops[-1])} (p95 {_ms(float(p95[-1]))} over {min(len(stops), ROLLING_WINDOW)})"
+    if erle is not None:
+        text += f" · echo removed {erle:.0f} dB"
+    return text
+
+
 class LatencyPanel(QWidget):
     """Last-turn bar, per-stage p50/p95 table, rolling chart. Feed it with `update_snapshot`."""
 
@@ -122,6 +135,10 @@ class LatencyPanel(QWidget):
         self.speculative_label = QLabel("Replies started in the pause: —")
         self.speculative_label.setAccessibleName("Speculative replies used and discarded")
         lay.addWidget(self.speculative_label)
+        # Talking over a reply: how fast it went quiet, and how much echo the canceller removed.
+        self.barge_in_label = QLabel("Barge-in reaction: —")
+        self.barge_in_label.setAccessibleName("Barge-in reaction time and echo removed")
+        lay.addWidget(self.barge_in_label)
 
         grid = QGridLayout()
         grid.setHorizontalSpacing(12)
@@ -217,6 +234,7 @@ class LatencyPanel(QWidget):
         used, discarded = snap.speculative.get("used", 0), snap.speculative.get("discarded", 0)
         if used or discarded:
             self.speculative_label.setText(f"Replies started in the pause: {used} used, {discarded} discarded")
+        self.barge_in_label.setText(barge_in_text(turns))
         # Rows are segments (gaps between the engine's points), so every column is
         # computed from the turns here, not from the snapshot's per-stage durations.
         per_turn = [segments(t.stages, t.voice_to_voice_s) for t in turns]

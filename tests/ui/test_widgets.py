@@ -354,3 +354,14 @@ def test_audio_devices_are_listed_off_the_gui_thread_and_the_saved_one_kept(qtbo
     status, data, text, final_data = run(scenario(), timeout=30)
     assert status == "Looking for audio devices…" and data == "My USB Mic"  # Apply keeps it meanwhile
     assert text == "My USB Mic (not connected)" and final_data == "My USB Mic"
+
+
+def test_latency_panel_shows_barge_in_reaction_and_the_echo_removed(qtbot: Any) -> None:
+    panel = LatencyPanel()
+    qtbot.addWidget(panel)
+    panel.update_snapshot(_snapshot())
+    assert panel.barge_in_label.text() == "Barge-in reaction: —"
+    cut = [TurnTiming(f"b{i}", time.time(), {**REAL_TURN, "barge_in_stop": 0.1 + i / 100}, None) for i in range(3)]
+    last = TurnTiming("e", time.time(), dict(REAL_TURN), REAL_V2V, echo_erle_db=41.6)
+    panel.update_snapshot(TelemetrySnapshot(turns=[*cut, last]))
+    assert panel.barge_in_label.text() == "Barge-in reaction: 120 ms (p95 119 ms over 3) · echo removed 42 dB"

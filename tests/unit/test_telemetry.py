@@ -132,3 +132,19 @@ def test_content_goes_on_the_turn_span_only_when_the_user_turned_it_on() -> None
         else:
             assert not any("text" in k for k in attrs)
         t.shutdown(0.5)
+
+
+def test_a_turn_carries_the_echo_removed_and_the_double_talk_on_its_span() -> None:
+    t = Telemetry()
+    exporter = InMemorySpanExporter()
+    assert t._tracer_provider is not None
+    t._tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    span = t.start_turn("turn-echo")
+    t.end_turn(span, {"barge_in_stop": 0.12}, None, interrupted=True, echo=(38.5, 0.4))
+    assert t.flush()
+    (turn,) = [s for s in exporter.get_finished_spans() if s.name == "voice.turn"]
+    assert turn.attributes["voxdesk.echo.erle_db"] == 38.5
+    assert turn.attributes["voxdesk.echo.double_talk_s"] == 0.4
+    assert turn.attributes["voxdesk.timing.barge_in_stop"] == 0.12
+    (timing,) = t.snapshot().turns
+    assert timing.echo_erle_db == 38.5
