@@ -3,7 +3,7 @@ chosen microphone, and say how much of the echo the chosen canceller removes.
 
 The check runs on the app's asyncio loop (qasync: the GUI thread); the devices open in
 PortAudio's own threads and the canceller runs in a worker (`run_echo_check`), so the
-window stays responsive for the ~5 s it takes.
+window stays responsive for the 4-6 s it takes.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ IDLE_HINT = (
     "Plays a 3-second test sound on the speaker and listens with the microphone: shows the echo's delay "
     "and how much of it the echo canceller removes. Keep the room quiet meanwhile."
 )
-RUNNING = "Playing the test sound and listening… (about 5 seconds)"
+RUNNING = "Playing the test sound and listening… (a few seconds)"
 
 
 class EchoCheckPanel(QGroupBox):

@@ -27,13 +27,17 @@ import numpy as np
 from app.audio.far_end import FarEndTap
 from app.audio.streams import AudioSink, AudioSource
 from app.engine.echo_path import HEARD_RMS, EchoPath
-from app.plugin.errors import VoiceError
+from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.provider_api import ECHO_BLOCK, SAMPLE_RATE, AudioChunk, EchoCanceller
 
 OP = "audio.echo_check"
 SOUND_S = 3.0
-#: Recording starts this long before the sound (a fresh stream settles) …
+#: The sound starts once the microphone has delivered this long without a pause …
 LEAD_S = 0.3
+#: (frames arrive every 32 ms, in bursts on a busy machine; longer between them is a pause)
+STALL_S = 0.15
+#: A microphone that delivers nothing steady for this long is a broken one.
+START_TIMEOUT_S = 6.0
 #: … and goes on this long after it (the echo of the last sample is still on its way).
 TAIL_S = 0.7
 #: Echo delays beyond this are no echo a canceller can follow.
@@ -55,6 +59,11 @@ class EchoCheckResult:
     verdict: str
     ok: bool  # talking over VoxDesk will work on these devices
     detail: str = ""
+
+    @property
+    def measured(self) -> bool:
+        """A verdict on the echo (False: a device or the canceller failed first)."""
+        return self.verdict in (WORKS, HEADSET, POOR)
 
     def summary(self) -> str:
         """One line for the window and the command line."""
@@ -111,41 +120,68 @@ async def run_echo_check(
         return EchoCheckResult(None, None, f"Echo check failed: {exc.message}", False)
 
 
+class _Capture:
+    """The microphone and its reference, frame by frame in step, and whether frames flow."""
+
+    def __init__(self, source: AudioSource, tap: FarEndTap) -> None:
+        self.source, self.tap = source, tap
+        self.near: list[np.ndarray] = []
+        self.far: list[np.ndarray] = []
+        self._flowing_since = self._last = 0.0
+
+    async def run(self) -> None:
+        async for at, frame in self.source.frames():
+            now = time.monotonic()
+            if now - self._last > STALL_S:
+                self._flowing_since = now
+            self._last = now
+            self.near.append(frame)
+            self.far.append(self.tap.take(at, len(frame)))
+
+    async def steady(self) -> None:
+        """Until frames have flowed for LEAD_S: a fresh PulseAudio stream may deliver
+        nothing for ~2 s (or a few blocks, then a pause), and a sound played meanwhile
+        would be half missing from the recording."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            now = time.monotonic()
+            if self._last and now - self._last < STALL_S and now - self._flowing_since >= LEAD_S:
+                return
+            if now > deadline:
+                raise VoiceError(OP, ErrorCode.AUDIO_DEVICE, "the microphone delivers no steady audio")
+            await asyncio.sleep(0.02)
+
+    def audio(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.near:
+            return np.zeros(0, np.float32), np.zeros(0, np.float32)
+        return np.concatenate(self.near), np.concatenate(self.far)
+
+
 async def _record(
     sink: AudioSink, source: AudioSource, tap: FarEndTap, sound: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(microphone, reference) over the sound and its tail, frame by frame in step."""
-    near: list[np.ndarray] = []
-    far: list[np.ndarray] = []
+    """(microphone, reference) over the sound and its tail."""
     await source.start()
     try:
         await sink.start()
     except BaseException:
         await source.stop()
         raise
-
     _skip_unrated_blocks(tap)
-
-    async def collect() -> None:
-        async for at, frame in source.frames():
-            near.append(frame)
-            far.append(tap.take(at, len(frame)))
-
-    task = asyncio.create_task(collect(), name="voxdesk-echo-check-record")
+    capture = _Capture(source, tap)
+    task = asyncio.create_task(capture.run(), name="voxdesk-echo-check-record")
     try:
-        await asyncio.sleep(LEAD_S)
+        await capture.steady()
         sink.mark()
         sink.play(AudioChunk(sound, SAMPLE_RATE))
         await sink.drain()
         await asyncio.sleep(TAIL_S)
     finally:
-        await source.stop()  # ends `frames()`, so the collector returns
+        await source.stop()  # ends `frames()`, so the capture returns
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(task, 2.0)
         await sink.stop()
-    if not near:
-        return np.zeros(0, np.float32), np.zeros(0, np.float32)
-    return np.concatenate(near), np.concatenate(far)
+    return capture.audio()
 
 
 def _skip_unrated_blocks(tap: FarEndTap) -> None:

@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead: a labelled set of finished and paused sentences; end-of-turn delay and cut-offs per detector",
     )
 
+    p = sub.add_parser(
+        "echo-check", parents=[common], help="play a test sound and measure how much echo the canceller removes"
+    )
+    p.add_argument("--mic", metavar="DEVICE", help="the microphone (default: the one in the settings)")
+    p.add_argument("--speaker", metavar="DEVICE", help="the speaker (default: the one in the settings)")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("history", parents=[common], help="list past conversations or export one")
     p.add_argument("action", choices=["list", "export"])
     p.add_argument("ids", nargs="*", metavar="CONVERSATION")
@@ -214,6 +221,10 @@ def _dispatch(
         from app.commands.converse import converse_command
 
         return converse_command(args, paths, settings)
+    if cmd == "echo-check":
+        from app.commands.echo_check import echo_check_command
+
+        return echo_check_command(args, settings, sys.stdout)
     if cmd == "bench":
         from app.commands.bench import bench_command
 

@@ -4,6 +4,7 @@ and the real WebRTC canceller (pywebrtc-audio) against the pass-through `off`.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -60,9 +61,16 @@ def pulse() -> Iterator[dict[str, str]]:
 @contextmanager
 def room_echo(latency_ms: int = 60) -> Iterator[None]:
     """What the speaker plays comes back into the microphone `latency_ms` later, like
-    laptop speakers (sink `mic`'s monitor is the PCM vox_mic)."""
+    laptop speakers (sink `mic`'s monitor is the PCM vox_mic). The loopback's rate
+    adjustment is off: it moves a fresh loopback's delay during the first seconds
+    (1 check in 6 then saw 8 dB removed), which no room does."""
     module = _pactl(
-        "load-module", "module-loopback", "source=speaker.monitor", "sink=mic", f"latency_msec={latency_ms}"
+        "load-module",
+        "module-loopback",
+        "source=speaker.monitor",
+        "sink=mic",
+        f"latency_msec={latency_ms}",
+        "adjust_time=0",
     ).strip()
     try:
         yield
@@ -119,3 +127,21 @@ def test_judge_finds_the_delay_of_a_simulated_echo_and_webrtc_removes_it() -> No
     noise_only = (0.01 * rng.standard_normal(len(far))).astype(np.float32)
     heard_nothing = judge(canceller("webrtc"), noise_only, far)
     assert heard_nothing.verdict == HEADSET and heard_nothing.delay_ms is None, heard_nothing
+
+
+@pytest.mark.audio
+@pytest.mark.usefixtures("pulse")
+def test_the_command_line_check_exits_by_its_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.commands.cli import main
+
+    devices = ["echo-check", "--mic", "vox_mic", "--speaker", "vox_speaker", "--json"]
+    with room_echo(60):
+        cancelled = main(devices)
+        cancelled_out = json.loads(capsys.readouterr().out)
+        passed_through = main([*devices, "--set", "echo.provider=off"])
+        passed_through_out = json.loads(capsys.readouterr().out)
+    assert cancelled == 0 and cancelled_out["verdict"] == WORKS, cancelled_out
+    assert cancelled_out["canceller"] == "webrtc"
+    assert cancelled_out["erle_db"] >= 25 and 60 <= cancelled_out["delay_ms"] <= 300
+    assert passed_through == 1 and passed_through_out["verdict"] == POOR, passed_through_out
+    assert main(["echo-check", "--set", "echo.options.noise_level=9"]) == 2  # the canceller refuses it
