@@ -145,3 +145,17 @@ def test_the_command_line_check_exits_by_its_verdict(capsys: pytest.CaptureFixtu
     assert cancelled_out["erle_db"] >= 25 and 60 <= cancelled_out["delay_ms"] <= 300
     assert passed_through == 1 and passed_through_out["verdict"] == POOR, passed_through_out
     assert main(["echo-check", "--set", "echo.options.noise_level=9"]) == 2  # the canceller refuses it
+
+
+def test_a_quiet_echo_left_below_the_rooms_noise_is_no_problem() -> None:
+    """The ERLE cannot exceed the echo-to-noise ratio: an echo 8 dB over the room's noise
+    that the canceller takes below that noise passes, though fewer than 25 dB went."""
+    far = np.concatenate([np.zeros(8000, np.float32), check_sound(), np.zeros(11200, np.float32)])
+    rng = np.random.default_rng(5)
+    noise = (10 ** (-45 / 20) * rng.standard_normal(len(far))).astype(np.float32)
+    near = (0.1 * np.roll(far, 1600) + noise).astype(np.float32)
+    result = judge(canceller("webrtc"), near, far)
+    assert result.erle_db is not None and result.erle_db < 25, result
+    assert result.ok and result.verdict == WORKS and "below the room's noise" in result.detail, result
+    # The same echo without the canceller is left as it was: no pass for that.
+    assert not judge(canceller("off"), near, far).ok
