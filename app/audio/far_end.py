@@ -40,7 +40,8 @@ class FarEndTap:
     # -- output callback thread -------------------------------------------------------------
     def push(self, at: float, block: np.ndarray, rate: int) -> None:
         """A block handed to the device at `at` (mono, the device rate). Callback-safe."""
-        self._incoming.append((at, block, rate))
+        if rate > 0:  # a stream's first callbacks can run before its rate is known
+            self._incoming.append((at, block, rate))
 
     # -- capture worker -----------------------------------------------------------------------
     def _drain(self) -> None:

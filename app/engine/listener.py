@@ -50,6 +50,7 @@ MIN_UTTERANCE_SAMPLES = SAMPLE_RATE // 4  # push-to-talk taps shorter than this 
 DROPPED_NOTICE_EVERY_S = 30.0
 LEVEL_EVERY = 2  # ~15 level updates per second is plenty for a meter
 DROPPED_CHECK_EVERY = 32  # about once a second
+ECHO_RETRY_S = 30.0  # a canceller that raised is tried again after this
 
 
 @dataclass
@@ -162,7 +163,8 @@ class Listener:
         self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="voxdesk-vad")
         self._vad_failing = False  # told once per outage, not 31 times a second
         self.echo_path = EchoPath()
-        self._echo_failing = False  # the canceller raised: the microphone as it is, half duplex
+        self._echo_failed_at: float | None = None  # the canceller raised: as it is, half duplex, for a while
+        self._echo_told = False
         self._told_poor = False
         self._dropped_seen = 0
         self._dropped_told_at = float("-inf")
@@ -299,8 +301,12 @@ class Listener:
     def _canceller(self) -> tuple[EchoCanceller, FarEndTap] | None:
         slot = self.host.stages.slots.get("echo")
         tap = self.host.echo_reference()
-        if slot is None or tap is None or self._echo_failing:
+        if slot is None or tap is None:
             return None
+        if self._echo_failed_at is not None:
+            if self.ctx.clock() - self._echo_failed_at < ECHO_RETRY_S:
+                return None
+            self._echo_failed_at = None  # try again: a passing fault (a device switch) should not last
         provider = slot.provider
         return (provider, tap) if isinstance(provider, EchoCanceller) and provider.cancels_echo else None
 
@@ -318,11 +324,18 @@ class Listener:
         try:
             cleaned = await loop.run_in_executor(self._vad_pool, self.echo_path.process, *pair, frame, captured_at)
         except Exception as exc:
-            # Without it the session keeps to half duplex; the conversation goes on.
-            self._echo_failing = True
-            slot = self.host.stages.slots.get("echo")
-            self.ctx.report("echo", slot.name if slot else "echo", as_voice_error("echo", exc))
+            # Without it the session keeps to half duplex (retrying now and then); the
+            # conversation goes on. Told once per outage.
+            self._echo_failed_at = self.ctx.clock()
+            self.echo_path = EchoPath()
+            if not self._echo_told:
+                self._echo_told = True
+                slot = self.host.stages.slots.get("echo")
+                self.ctx.report("echo", slot.name if slot else "echo", as_voice_error("echo", exc))
+            else:
+                log.debug("echo canceller still failing: %s", exc)
             return frame
+        self._echo_told = False
         if not self._told_poor and self.echo_path.poor:
             self._told_poor = True
             erle = self.echo_path.stats().erle_db or 0.0
