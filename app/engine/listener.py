@@ -165,6 +165,7 @@ class Listener:
         self.echo_path = EchoPath()
         self._echo_failed_at: float | None = None  # the canceller raised: as it is, half duplex, for a while
         self._echo_told = False
+        self._echo_tap: FarEndTap | None = None
         self._told_poor = False
         self._dropped_seen = 0
         self._dropped_told_at = float("-inf")
@@ -320,6 +321,11 @@ class Listener:
         pair = self._canceller()
         if pair is None:
             return frame
+        if pair[1] is not self._echo_tap:  # another speaker: another echo path, learn it afresh
+            self._echo_tap = pair[1]
+            self.echo_path = EchoPath()
+            with contextlib.suppress(Exception):
+                pair[0].reset()
         loop = asyncio.get_running_loop()
         try:
             cleaned = await loop.run_in_executor(self._vad_pool, self.echo_path.process, *pair, frame, captured_at)
