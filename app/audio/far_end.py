@@ -6,9 +6,9 @@ makes the driver drop audio. The capture side (one worker) `take`s, for each
 microphone frame, the reference over the same span: blocks are resampled to 16 kHz
 there, and read in lockstep so the canceller sees one continuous signal. The echo of a
 sample reaches the microphone later (output + input latency + the room); the canceller
-finds that delay itself. When the two clocks drift apart by more than `RESYNC_S`
-(the speaker was parked, a device was switched, the machine stalled), the read
-position jumps back to the time it should be.
+finds that delay itself. When the read position and the timestamps part (the speaker
+was parked, a device was switched, the machine stalled) it jumps back to the time it
+should be — but not on timestamp jitter, which would make the canceller start over.
 """
 
 from __future__ import annotations
@@ -22,8 +22,14 @@ import soxr
 RATE = 16_000
 #: How much reference is kept (the echo of a sample arrives within a second).
 KEEP_S = 2.0
-#: The read position may wander from the timestamps by this much before it is reset.
+#: The read position may wander from the timestamps by this much before it is reset:
+#: capture timestamps through PulseAudio jitter by -13…+21 ms, and every reset makes the
+#: canceller learn the echo path again.
 RESYNC_S = 0.04
+#: ...but only when it stays that far off for this many reads (~0.5 s), or at once when
+#: it is off by `JUMP_S` (the speaker was parked, a device switched, the machine stalled).
+RESYNC_AFTER = 16
+JUMP_S = 0.15
 
 
 class FarEndTap:
@@ -36,6 +42,7 @@ class FarEndTap:
         self._cursor: int | None = None
         self.latency_s = 0.0  # the output device's own latency, for the canceller's delay hint
         self.resyncs = 0
+        self._off = 0  # reads in a row that were more than RESYNC_S off
 
     # -- output callback thread -------------------------------------------------------------
     def push(self, at: float, block: np.ndarray, rate: int) -> None:
@@ -79,10 +86,14 @@ class FarEndTap:
             self._cursor = None
             return np.zeros(n, np.float32)
         start = expected - n
-        if self._cursor is None or abs(self._cursor - start) > RESYNC_S * RATE:
-            if self._cursor is not None:
-                self.resyncs += 1
+        if self._cursor is None:
             self._cursor = start
+        else:
+            off = abs(self._cursor - start)
+            self._off = self._off + 1 if off > RESYNC_S * RATE else 0
+            if off > JUMP_S * RATE or self._off >= RESYNC_AFTER:
+                self.resyncs += 1
+                self._cursor, self._off = start, 0
         lo = self._cursor - self._buf_start
         self._cursor += n
         out = np.zeros(n, np.float32)

@@ -11,6 +11,7 @@ double talk (the user speaking while it played).
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,8 @@ class EchoPath:
         self._near = np.zeros(0, np.float32)
         self._far = np.zeros(0, np.float32)
         self._out = np.zeros(ECHO_BLOCK, np.float32)  # the 10 ms the cleaned stream runs behind
+        #: The last verdict on the canceller (`judge`): True when it removes too little.
+        self.poor = False
         self.reset_meter()
 
     def reset_meter(self) -> None:
@@ -51,6 +54,9 @@ class EchoPath:
         self._playing_frames = 0
         self._double_talk_frames = 0
         self._last = (0.0, 0.0)  # the last frame's (near, cleaned) energy, if the speaker played
+        # Per-frame ERLE where the microphone heard something: its median is not dragged
+        # down by the odd frame of the user's voice the VAD did not flag.
+        self._frame_erle: deque[float] = deque(maxlen=4000)
 
     def process(self, canceller: EchoCanceller, tap: FarEndTap, frame: np.ndarray, captured_at: float) -> np.ndarray:
         """`frame` (captured ending at `captured_at`) without the speaker's echo."""
@@ -68,6 +74,8 @@ class EchoPath:
             self._playing_frames += 1
             self._near_energy += self._last[0]
             self._out_energy += self._last[1]
+            if self._last[0] > HEARD_RMS**2 * len(frame):
+                self._frame_erle.append(10 * math.log10(self._last[0] / max(self._last[1], 1e-12)))
         return result
 
     def note_user_speech(self) -> None:
@@ -79,6 +87,8 @@ class EchoPath:
         self._playing_frames -= 1
         self._near_energy -= self._last[0]
         self._out_energy -= self._last[1]
+        if self._last[0] > HEARD_RMS**2 * 512 and self._frame_erle:
+            self._frame_erle.pop()
         self._last = (0.0, 0.0)
 
     def stats(self) -> EchoStats:
@@ -90,7 +100,17 @@ class EchoPath:
             erle = 10 * math.log10(max(self._near_energy, 1e-12) / max(self._out_energy, 1e-12))
         return EchoStats(erle, playing_s, self._double_talk_frames * frame_s)
 
-    @property
-    def poor(self) -> bool:
-        erle = self.stats().erle_db
-        return erle is not None and erle < POOR_ERLE_DB
+    def median_erle(self) -> float | None:
+        """The typical echo removed per frame over the reply (None: too little heard)."""
+        if len(self._frame_erle) * 512 / SAMPLE_RATE < JUDGE_AFTER_S:
+            return None
+        return float(np.median(np.fromiter(self._frame_erle, float)))
+
+    def judge(self) -> bool:
+        """Update `poor` from this reply's frames; call it while nobody is speaking (the
+        user's voice over the reply is not echo left behind). True when it changed to poor."""
+        erle = self.median_erle()
+        if erle is None:
+            return False
+        was, self.poor = self.poor, erle < POOR_ERLE_DB
+        return self.poor and not was

@@ -96,6 +96,10 @@ class Endpointer:
         self.min_silence_frames = max(self.speculate_frames, round(options.get("min_silence_ms", 160) / FRAME_MS))
         self.patience_frames = max(self.min_silence_frames, round(options.get("patience_ms", 1500) / FRAME_MS))
         self.pause = 0
+        #: Set while a reply plays through the echo canceller: its double-talk suppression
+        #: leaves the user's voice in fragments, so speech starts on less (a false start
+        #: only pauses the reply until its words are heard: app/engine/barge_in.py).
+        self.sensitive = False
         # A candidate survives dips up to the VAD's hangover (between words), so a quick
         # first word such as "what" counts towards the start and lands in the pre-roll.
         self.candidate_gap_frames = max(1, round(hangover_ms / FRAME_MS))
@@ -178,14 +182,17 @@ class Endpointer:
             self._pre.append(frame)
             if self._candidate:
                 self._candidate += 1
-            if prob >= self.threshold:
+            threshold, needed, share = self.threshold, self.min_speech_frames, 0.4
+            if self.sensitive:
+                threshold, needed, share = threshold * 0.6, max(2, needed * 2 // 3), 0.25
+            if prob >= threshold:
                 self._candidate = self._candidate or 1
                 self._speech_run += 1
                 self._gap = 0
                 # Mostly speech, not scattered clicks: taps or keyboard blips that each
                 # fire a frame must not add up to a turn.
-                dense = self._speech_run * 5 >= self._candidate * 2
-                if self._speech_run >= self.min_speech_frames and dense:
+                dense = self._speech_run >= self._candidate * share
+                if self._speech_run >= needed and dense:
                     keep = min(len(self._pre), self._candidate + self.pre_roll_frames)
                     events.append(SpeechStart(np.concatenate(list(self._pre)[-keep:])))
                     self.in_speech = True

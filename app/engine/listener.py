@@ -292,6 +292,7 @@ class Listener:
             prob = 0.0  # our own voice through the speakers
         elif speaking and prob >= self.endpointer.threshold:
             self.echo_path.note_user_speech()
+        self.endpointer.sensitive = speaking and self.echo_cancelling
         started = False
         for ev in self.endpointer.process(frame, prob):
             started = started or isinstance(ev, SpeechStart)
@@ -342,9 +343,9 @@ class Listener:
                 log.debug("echo canceller still failing: %s", exc)
             return frame
         self._echo_told = False
-        if not self._told_poor and self.echo_path.poor:
+        if self.utterance is None and self.echo_path.judge() and not self._told_poor:
             self._told_poor = True
-            erle = self.echo_path.stats().erle_db or 0.0
+            erle = max(0.0, self.echo_path.median_erle() or 0.0)
             self.ctx.emit(
                 Notice(
                     message=f"Talking over VoxDesk is off: its echo canceller removes only {erle:.0f} dB of its "
