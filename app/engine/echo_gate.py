@@ -93,3 +93,10 @@ class EchoGate:
             self._ratios.append((now, mic / ref))
             return False
         return True
+
+    def louder_than_echo(self, mic_frame: np.ndarray, now: float) -> bool:
+        """The frame is clearly more than the echo of what played (False when nothing has
+        played lately: then there is no echo to measure it against)."""
+        if max((r for t, r in self._ref if t >= now - 3.0), default=0.0) <= 1e-5:
+            return False
+        return self.is_user_speech(mic_frame, now, still_playing=True)

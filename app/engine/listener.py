@@ -101,6 +101,10 @@ class ListenerHost(Protocol):
     def echo(self) -> EchoGate:
         """What the speaker played, to tell our own voice from the user's."""
 
+    @property
+    def raw_echo(self) -> EchoGate:
+        """The same, for the microphone before the echo canceller."""
+
     def is_speaking(self, at: float) -> bool:
         """Is our own voice in the room at `at` (a reply, an apology, a timer)?"""
 
@@ -272,7 +276,7 @@ class Listener:
         host = self.host
         if host.muted:
             return
-        frame = await self._cancel_echo(frame, captured_at)
+        raw, frame = frame, await self._cancel_echo(frame, captured_at)
         if self.ptt_active:
             if self.utterance is not None:
                 self._feed(self.utterance, frame)
@@ -292,7 +296,12 @@ class Listener:
             prob = 0.0  # our own voice through the speakers
         elif speaking and prob >= self.endpointer.threshold:
             self.echo_path.note_user_speech()
-        self.endpointer.sensitive = speaking and self.echo_cancelling
+        cancelling = speaking and self.echo_cancelling
+        if cancelling and raw is not frame and host.raw_echo.louder_than_echo(raw, captured_at):
+            # Double talk: the canceller's suppression chops the user's voice, but the raw
+            # microphone is clearly louder than the room's echo could make it.
+            prob = max(prob, self.endpointer.threshold)
+        self.endpointer.sensitive = cancelling
         started = False
         for ev in self.endpointer.process(frame, prob):
             started = started or isinstance(ev, SpeechStart)

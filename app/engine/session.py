@@ -302,6 +302,10 @@ class Session:
     def echo(self) -> EchoGate:
         return self.speaker.echo
 
+    @property
+    def raw_echo(self) -> EchoGate:
+        return self.speaker.raw_echo
+
     def echo_reference(self) -> FarEndTap | None:
         sink = self.speaker.sink
         return sink.far_end if sink is not None else None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from app.audio.streams import AudioSink
 from app.engine.context import EngineContext, wire_device
-from app.engine.echo_gate import EchoGate
+from app.engine.echo_gate import EchoGate, EchoGateOptions
 from app.plugin.errors import VoiceError
 from app.plugin.provider_api import AudioChunk
 
@@ -44,7 +44,11 @@ class Speaker:
         self.ctx = ctx
         self.sink = sink
         self.options = options or SpeakerOptions()
-        self.echo = EchoGate()
+        self.echo = EchoGate()  # judges the microphone after the echo canceller (what echo is left)
+        # ...and before it, against the room's own echo: the user talking over a reply is
+        # caught here when the canceller's double-talk suppression has chopped the voice
+        # (a false alarm only pauses the reply until its words are heard).
+        self.raw_echo = EchoGate(EchoGateOptions(margin_db=6.0))
         self.is_open = False
         self.closed = False  # the session is closing: never park or re-open again
         self._busy = busy  # a turn or an utterance is under way: do not park
@@ -132,6 +136,7 @@ class Speaker:
         if self.out is not None:
             self.out.mark()
         self.echo.reset()
+        self.raw_echo.reset()
 
     def play(self, chunk: AudioChunk) -> float:
         """Queue a chunk; returns when it should start to sound (on the session's clock)."""
@@ -143,6 +148,7 @@ class Speaker:
         # if the device has run dry. The echo gate compares the mic against it.
         start = max(self._ref_cursor, self.ctx.clock())
         self.echo.add_reference(start, chunk.samples, chunk.sample_rate)
+        self.raw_echo.add_reference(start, chunk.samples, chunk.sample_rate)
         self._ref_cursor = start + chunk.duration_s
         return start
 
@@ -164,6 +170,7 @@ class Speaker:
             self.out.flush()
         self._ref_cursor = 0.0
         self.echo.reset()
+        self.raw_echo.reset()
 
     async def drain(self) -> None:
         if self.out is not None:

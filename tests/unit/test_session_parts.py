@@ -123,7 +123,8 @@ class Host:
     def __init__(self, settings: Settings, stages: StageSet) -> None:
         self.settings, self.stages = settings, stages
         self.muted, self.hands_free = False, True
-        self.echo = Speaker(Parts(FakeClock()).ctx, None).echo
+        speaker = Speaker(Parts(FakeClock()).ctx, None)
+        self.echo, self.raw_echo = speaker.echo, speaker.raw_echo
         self.states: list[State] = []
         self.heard: list[tuple[Utterance, asyncio.Task[str] | None]] = []
 
