@@ -87,6 +87,9 @@ class SimulatedRoom:
             "source=speaker.monitor",
             "sink=mic",
             f"latency_msec={s.delay_ms}",
+            # A fixed delay: by default the loopback keeps retuning it for seconds, which
+            # no room does (the canceller then chases a moving echo).
+            "adjust_time=0",
             "source_dont_move=true",
             "sink_dont_move=true",
         ).strip()
