@@ -36,11 +36,11 @@ class FarEndTap:
     def __init__(self) -> None:
         self._incoming: deque[tuple[float, np.ndarray, int]] = deque(maxlen=512)
         self._resamplers: dict[int, Any] = {}
-        self._buf = np.zeros(0, np.float32)
-        self._buf_start = 0  # stream index of _buf[0]
+        # A ring of the last KEEP_S of reference: stream index k lives at k % its size.
+        self._ring = np.zeros(int(KEEP_S * RATE), np.float32)
+        self._end = 0  # stream index of the next sample written
         self._anchors: deque[tuple[float, int, int]] = deque()  # (time, stream index, length) per block
         self._cursor: int | None = None
-        self.latency_s = 0.0  # the output device's own latency, for the canceller's delay hint
         self.resyncs = 0
         self._off = 0  # reads in a row that were more than RESYNC_S off
 
@@ -59,15 +59,19 @@ class FarEndTap:
                 if rs is None:
                     rs = self._resamplers[rate] = soxr.ResampleStream(rate, RATE, 1, dtype="float32", quality="LQ")
                 block = rs.resample_chunk(block)
-            end = self._buf_start + len(self._buf)
-            self._anchors.append((at, end, len(block)))
-            self._buf = np.concatenate([self._buf, block.astype(np.float32, copy=False)])
-        drop = len(self._buf) - int(KEEP_S * RATE)
-        if drop > 0:
-            self._buf = self._buf[drop:]
-            self._buf_start += drop
-        while self._anchors and self._anchors[0][1] + self._anchors[0][2] <= self._buf_start:
+            self._anchors.append((at, self._end, len(block)))
+            self._write(block.astype(np.float32, copy=False)[-len(self._ring) :])
+        start = self._end - len(self._ring)
+        while self._anchors and self._anchors[0][1] + self._anchors[0][2] <= start:
             self._anchors.popleft()
+
+    def _write(self, block: np.ndarray) -> None:
+        size = len(self._ring)
+        at = self._end % size
+        first = min(len(block), size - at)
+        self._ring[at : at + first] = block[:first]
+        self._ring[: len(block) - first] = block[first:]
+        self._end += len(block)
 
     def _index_at(self, t: float) -> int | None:
         """The stream index of the sample handed at time `t`, or None in a gap (no output)."""
@@ -94,12 +98,14 @@ class FarEndTap:
             if off > JUMP_S * RATE or self._off >= RESYNC_AFTER:
                 self.resyncs += 1
                 self._cursor, self._off = start, 0
-        lo = self._cursor - self._buf_start
+        lo = self._cursor
         self._cursor += n
         out = np.zeros(n, np.float32)
-        src_lo, src_hi = max(0, lo), min(len(self._buf), lo + n)
+        size = len(self._ring)
+        src_lo, src_hi = max(lo, self._end - size, 0), min(self._end, lo + n)
         if src_hi > src_lo:
-            out[src_lo - lo : src_hi - lo] = self._buf[src_lo:src_hi]
+            idx = np.arange(src_lo, src_hi) % size
+            out[src_lo - lo : src_hi - lo] = self._ring[idx]
         return out
 
     def reset(self) -> None:
