@@ -9,6 +9,7 @@ STAGE_TITLES = {
     "tts": "Voice",
     "turn": "Turn detection",
     "echo": "Echo cancellation",
+    "wake": "Wake word",
 }
 
 

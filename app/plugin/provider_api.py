@@ -24,8 +24,8 @@ import numpy as np
 SAMPLE_RATE = 16_000
 FRAME_SAMPLES = 512  # 32 ms at 16 kHz — Silero's native frame
 
-StageKind = Literal["vad", "stt", "llm", "tts", "turn", "echo"]
-KINDS: tuple[StageKind, ...] = ("vad", "stt", "llm", "tts", "turn", "echo")
+StageKind = Literal["vad", "stt", "llm", "tts", "turn", "echo", "wake"]
+KINDS: tuple[StageKind, ...] = ("vad", "stt", "llm", "tts", "turn", "echo", "wake")
 
 T = TypeVar("T")
 
@@ -244,6 +244,42 @@ class EchoCanceller(Provider):
 
     def reset(self) -> None:
         """Forget the echo path (another device, another room)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WakeDetection:
+    """A wake phrase just ended in the audio fed to `WakeWordDetector.process`."""
+
+    phrase: str  # the phrase's id, e.g. "okay_nabu"
+    probability: float  # the model's score for it, 0..1
+    #: How far before the end of the audio just fed the phrase ended, in seconds (models
+    #: decide a few frames late; the engine times "wake word → listening" from here).
+    ended_ago_s: float = 0.0
+
+
+class WakeWordDetector(Provider):
+    """Listens for a wake phrase ("okay nabu") on the microphone stream.
+
+    `process` gets the capture stream in order (16 kHz mono float32, any length, usually
+    one 512-sample frame) and says when a phrase has just been heard. Blocking and
+    stateful: the engine calls it from one worker thread, in order, with the microphone
+    open the whole time, so it must be cheap (a few % of one core)."""
+
+    kind: ClassVar[StageKind] = "wake"
+    #: False for `none`: nothing is listened for, so the wake-word activation is unavailable.
+    listens: ClassVar[bool] = True
+
+    @property
+    @abstractmethod
+    def phrases(self) -> tuple[str, ...]:
+        """The phrase ids this detector listens for."""
+
+    @abstractmethod
+    def process(self, audio: np.ndarray) -> WakeDetection | None:
+        """Feed the next stretch of the stream; a detection when a phrase ended in it."""
+
+    def reset(self) -> None:
+        """Forget the stream so far (after a detection, or when the stream restarts)."""
 
 
 class TTSProvider(Provider):

@@ -141,6 +141,8 @@ class Settings(BaseModel):
     turn: StageSettings = Field(default_factory=lambda: StageSettings(provider="smart-turn", fallbacks=["silence"]))
     # The canceller cleans the microphone of VoxDesk's own voice; without it, half duplex.
     echo: StageSettings = Field(default_factory=lambda: StageSettings(provider="webrtc", fallbacks=["off"]))
+    # What the wake-word activation listens for; `none` leaves push-to-talk and the hotkey.
+    wake: StageSettings = Field(default_factory=lambda: StageSettings(provider="none"))
     audio: AudioSettings = Field(default_factory=AudioSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)

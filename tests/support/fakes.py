@@ -70,6 +70,8 @@ from app.plugin.provider_api import (
     TurnProvider,
     TurnVerdict,
     VADProvider,
+    WakeDetection,
+    WakeWordDetector,
 )
 from app.plugin.registry import ProviderInfo, Registry
 from app.store.history import History, Turn
@@ -546,6 +548,45 @@ class PassEcho(EchoCanceller):
         self.closed += 1
 
 
+class WakeConfig(_Config):
+    on_tag: str = Field("wake", description="a frame with this tag ends the wake phrase")
+    phrase: str = "okay_nabu"
+    fail: bool = Field(False, description="raise on every frame (a detector that crashes)")
+
+
+class TaggedWake(WakeWordDetector):
+    """Hears the wake phrase in a frame tagged `on_tag` (scripted sources tag their frames)."""
+
+    name = "fake"
+
+    def __init__(self, cfg: WakeConfig) -> None:
+        self.cfg = cfg
+        self.fed = 0
+        self.resets = 0
+        self.closed = 0
+
+    @property
+    def phrases(self) -> tuple[str, ...]:
+        return (self.cfg.phrase,)
+
+    def process(self, audio: np.ndarray) -> WakeDetection | None:
+        if self.cfg.fail:
+            raise VoiceError("wake.fake", ErrorCode.PROVIDER_ERROR, "scripted wake-word failure")
+        self.fed += len(audio)
+        if str(getattr(audio, "tag", "")) == self.cfg.on_tag:
+            return WakeDetection(self.cfg.phrase, 0.97)
+        return None
+
+    def reset(self) -> None:
+        self.resets += 1
+
+    async def health(self) -> Health:
+        return Health(HealthStatus.OK)
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
 # ---------------------------------------------------------------------------- skills
 
 
@@ -653,6 +694,14 @@ def register_fakes(registry: Registry, clock: FakeClock, *, replace: bool = Fals
             config_model=EchoConfig,
             replace=replace,
             info=ProviderInfo("Fake echo canceller", "test double: passes the microphone on"),
+        )
+        registry.register(
+            "wake",
+            name,
+            TaggedWake,
+            config_model=WakeConfig,
+            replace=replace,
+            info=ProviderInfo("Tagged wake word", "test double: hears the phrase in tagged frames"),
         )
     return registry
 
@@ -1013,6 +1062,7 @@ def fake_settings(  # noqa: PLR0913 - keyword-only options, one per stage
     tts: dict[str, Any] | None = None,
     turn: dict[str, Any] | None = None,
     echo: dict[str, Any] | None = None,
+    wake: dict[str, Any] | None = None,
     backups: dict[str, dict[str, Any]] | None = None,
     **conversation: Any,
 ) -> Settings:
@@ -1023,7 +1073,7 @@ def fake_settings(  # noqa: PLR0913 - keyword-only options, one per stage
     320 ms of silence ends it; skills are off (the fake registry has none)."""
     s = Settings()
     s.telemetry.enabled = False
-    options = {"vad": vad, "stt": stt, "llm": llm, "tts": tts, "turn": turn, "echo": echo}
+    options = {"vad": vad, "stt": stt, "llm": llm, "tts": tts, "turn": turn, "echo": echo, "wake": wake}
     for kind, opts in options.items():
         backup = (backups or {}).get(kind)
         setattr(

@@ -277,4 +277,4 @@ def test_spec_schema_exposed() -> None:
 
 
 def test_every_kind_known() -> None:
-    assert KINDS == ("vad", "stt", "llm", "tts", "turn", "echo")
+    assert KINDS == ("vad", "stt", "llm", "tts", "turn", "echo", "wake")

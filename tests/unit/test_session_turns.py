@@ -194,6 +194,7 @@ async def test_timings_measure_each_stage_from_the_start_of_the_reply() -> None:
             "tts": "fake",
             "turn": "fake",
             "echo": "fake",
+            "wake": "fake",
         }
 
 
