@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
 
+from app.audio.cpu_load import CpuMeter
 from app.plugin.errors import ErrorCode, VoiceError
 
 Direction = Literal["input", "output"]
@@ -346,6 +347,12 @@ class SupervisedStream:
     stall_s = 0.7
     #: How long a fresh stream may take to deliver its first callback.
     start_grace_s = 2.5
+    #: While every core is busy (models loading, decodes), the sound server itself is
+    #: starved and stops asking for audio: silence that long is a busy machine, not a
+    #: lost device, until it lasts this long.
+    starved_stall_s = 4.0
+    #: Share of all cores busy since the last callback that counts as starved.
+    starved_busy = 0.85
 
     def __init__(
         self,
@@ -372,6 +379,7 @@ class SupervisedStream:
         self._stopping = False
         self._watchdog: Any = None  # asyncio.Task
         self._loop: Any = None
+        self._cpu = CpuMeter()
 
     # -- for subclasses -------------------------------------------------------------
     def _make_stream(self, device: AudioDevice) -> Any:  # pragma: no cover - abstract
@@ -459,9 +467,16 @@ class SupervisedStream:
             return None
         if not self._callbacks_seen:
             return "the audio device never started"
-        if now - self._last_callback > self.stall_s:
-            return f"no audio from the device for {now - self._last_callback:.1f} s"
+        silent_s = now - self._last_callback
+        if silent_s > self.stall_s:
+            if silent_s <= self.starved_stall_s and self._machine_saturated():
+                return None
+            return f"no audio from the device for {silent_s:.1f} s"
         return None
+
+    def _machine_saturated(self) -> bool:
+        busy = self._cpu.busy_fraction(since=self._last_callback)
+        return busy is not None and busy >= self.starved_busy
 
     async def _watch(self) -> None:
         tick = min(0.1, self.stall_s / 4)
@@ -469,6 +484,7 @@ class SupervisedStream:
         while not self._stopping:
             await asyncio.sleep(tick)
             now = time.monotonic()
+            self._cpu.sample(now)
             starved, last_tick = now - last_tick > tick + self.stall_s / 2, now
             if self._stream is None:
                 await self._reopen_default("no open audio stream")
