@@ -1,0 +1,65 @@
+"""A real Qt app (xcb under the test's Xvfb) holding a GlobalHotkey; the test drives it over stdin.
+
+Commands, one per line: `start <sequence>`, `stop`, `quit`. Output, one JSON object per line:
+{"status": {...}} after start, {"event": "pressed"|"released", "gui_thread": bool}, {"stopped": true}."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from dataclasses import asdict
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QApplication
+
+from ui.global_hotkey import GlobalHotkey
+
+
+def say(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+class Commands(QObject):
+    line = Signal(str)
+
+
+def main() -> None:
+    app = QApplication(sys.argv)
+    hotkey = GlobalHotkey()
+    gui = threading.current_thread()
+
+    def event(name: str) -> None:
+        say({"event": name, "gui_thread": threading.current_thread() is gui})
+
+    hotkey.pressed.connect(lambda: event("pressed"))
+    hotkey.released.connect(lambda: event("released"))
+    hotkey.status_changed.connect(lambda s: say({"late_status": asdict(s)}))
+
+    def run(line: str) -> None:
+        cmd, _, arg = line.strip().partition(" ")
+        if cmd == "start":
+            say({"status": asdict(hotkey.start(arg)), "platform": app.platformName()})
+        elif cmd == "stop":
+            hotkey.stop()
+            say({"stopped": True})
+        elif cmd == "quit":
+            hotkey.stop()
+            app.quit()
+
+    commands = Commands()
+    commands.line.connect(run, Qt.ConnectionType.QueuedConnection)
+
+    def read() -> None:
+        for line in sys.stdin:
+            commands.line.emit(line)
+        commands.line.emit("quit")
+
+    threading.Thread(target=read, daemon=True).start()
+    say({"ready": True})
+    app.exec()
+
+
+if __name__ == "__main__":
+    main()

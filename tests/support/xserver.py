@@ -1,0 +1,40 @@
+"""A private Xvfb on a display number the server picks itself (-displayfd), so parallel tests never collide."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def xvfb(timeout_s: float = 15.0) -> Iterator[str]:
+    """Yield the display name (":N") of a fresh Xvfb; it is killed on exit."""
+    exe = shutil.which("Xvfb")
+    if exe is None:
+        raise FileNotFoundError("Xvfb is not installed (apt-get install xvfb)")
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        [exe, "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    try:
+        ready, _, _ = select.select([read_fd], [], [], timeout_s)
+        number = os.read(read_fd, 64).decode().strip() if ready else ""
+        if not number:
+            raise RuntimeError("Xvfb did not report its display number")
+        yield f":{number}"
+    finally:
+        os.close(read_fd)
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
