@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from app.memory import fix_mmap_threshold, limit_malloc_arenas
 from app.plugin.priority import lower_this_process
 
 # -- protocol names (shared with the parent) ---------------------------------
@@ -378,6 +379,8 @@ def serve(rx: Connection, tx: Connection, cancel_upto: CancelFlag) -> None:
     # whole process group and must not print a traceback from here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     lower_this_process()  # generation must not make the window stutter (app.plugin.priority)
+    limit_malloc_arenas()
+    fix_mmap_threshold()  # per-token buffers must not fragment the heap (app.memory)
     model: _LoadedModel | None = None
     try:
         tx.send((HELLO, 0, os.getpid()))

@@ -105,3 +105,9 @@ def test_a_finished_turn_triggers_a_trim(monkeypatch: pytest.MonkeyPatch) -> Non
     assert calls == ["trim"]
     unsubscribe()
     assert session.listeners == []
+
+
+@glibc
+def test_a_fixed_mmap_threshold_is_accepted_by_glibc() -> None:
+    # What it does for the llama.cpp worker is measured by the soak (tests/soak).
+    assert memory.fix_mmap_threshold()
