@@ -52,11 +52,12 @@ class PortalHotkey:
         self._gave_up_waiting = False  # `start` has returned: a later answer goes to on_status
 
     def start(self, seq: HotkeySequence) -> HotkeyStatus:
+        from jeepney.auth import AuthenticationError
         from jeepney.io.threading import DBusRouter, open_dbus_connection
 
         try:
             self._conn = open_dbus_connection(self._bus)
-        except (OSError, KeyError, ValueError, StopIteration):
+        except (OSError, KeyError, ValueError, StopIteration, AuthenticationError):
             return HotkeyStatus(False, BACKEND, UNAVAILABLE + " — no session bus is reachable")
         self._router = DBusRouter(self._conn)
         try:

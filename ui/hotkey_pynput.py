@@ -29,12 +29,10 @@ class PynputHotkey:
     def start(self, seq: HotkeySequence) -> HotkeyStatus:
         try:
             from pynput import keyboard
-        except ImportError as exc:  # pynput missing, or no backend for this system
-            return HotkeyStatus(
-                False, BACKEND, f"The global hotkey needs the pynput package ({exc}); reinstall VoxDesk"
-            )
-        mods = _modifier_keys(keyboard, seq.modifiers, self._platform)
-        main = _main_key(keyboard, seq)
+        except ModuleNotFoundError:
+            return HotkeyStatus(False, BACKEND, "The global hotkey needs the pynput package: reinstall VoxDesk")
+        except ImportError as exc:  # pynput found no keyboard backend on this system
+            return HotkeyStatus(False, BACKEND, f"The global hotkey cannot watch this keyboard: {exc}")
         listener: Any = None
 
         def on_press(key: Any) -> None:
@@ -52,6 +50,9 @@ class PynputHotkey:
                 self._on_event(False)
 
         listener = keyboard.Listener(on_press=on_press, on_release=on_release)
+        # Compared in pynput's canonical form (left/right modifiers as one, special keys by key code).
+        mods = {listener.canonical(k) for k in _modifier_keys(keyboard, seq.modifiers, self._platform)}
+        main = listener.canonical(_main_key(keyboard, seq))
         listener.start()
         listener.wait()
         self._listener = listener
@@ -64,7 +65,7 @@ class PynputHotkey:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.stop()
-            listener.join(timeout=5)
+            listener.join(timeout=1)  # a daemon thread: one slow to end (Xorg's waits for an event) is left
         self._held.clear()
         if self._down:
             self._down = False

@@ -1,13 +1,14 @@
 """A real Qt app (xcb under the test's Xvfb) holding a GlobalHotkey; the test drives it over stdin.
 
 Commands, one per line: `start <sequence>`, `stop`, `quit`. Output, one JSON object per line:
-{"status": {...}} after start, {"event": "pressed"|"released", "gui_thread": bool}, {"stopped": true}."""
+{"status": {...}, "start_ms": …} after start, {"event": "pressed"|"released", "gui_thread": bool}, {"stopped": true}."""
 
 from __future__ import annotations
 
 import json
 import sys
 import threading
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -40,10 +41,14 @@ def main() -> None:
     def run(line: str) -> None:
         cmd, _, arg = line.strip().partition(" ")
         if cmd == "start":
-            say({"status": asdict(hotkey.start(arg)), "platform": app.platformName()})
+            t0 = time.perf_counter()
+            status = hotkey.start(arg)
+            took = time.perf_counter() - t0
+            say({"status": asdict(status), "start_ms": round(took * 1000, 1), "platform": app.platformName()})
         elif cmd == "stop":
+            t0 = time.perf_counter()
             hotkey.stop()
-            say({"stopped": True})
+            say({"stopped": True, "stop_ms": round((time.perf_counter() - t0) * 1000, 1)})
         elif cmd == "quit":
             hotkey.stop()
             app.quit()

@@ -6,6 +6,7 @@ offscreen for the whole session), driven over stdin, reporting over stdout."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import queue
@@ -38,8 +39,9 @@ needs_x = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def display() -> Iterator[str]:
+    """A fresh X server per test: a failed test's held keys or grabs never reach the next one."""
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb)")
     with xvfb() as name:
@@ -60,6 +62,7 @@ class Child:
             text=True,
         )
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.start_ms: list[float] = []  # how long each start held the GUI thread
         threading.Thread(target=self._read, daemon=True).start()
         self.expect("ready", timeout=20)
 
@@ -91,7 +94,10 @@ class Child:
 
     def start(self, sequence: str) -> dict[str, Any]:
         self.send(f"start {sequence}")
-        return self.expect("status", timeout=10)["status"]
+        msg = self.expect("status", timeout=10)
+        assert msg["platform"] == "xcb"
+        self.start_ms.append(msg["start_ms"])
+        return dict(msg["status"])
 
     def close(self) -> str:
         if self.proc.poll() is None:
@@ -209,7 +215,14 @@ def test_chord_held_in_another_app_gives_one_pressed_and_one_released(
     assert child.quiet(0.3) == []
     # The grab took the chord: the focused application never saw the space.
     assert focus.keycode("space") not in focus.presses()
-    print(f"pressed reached the GUI thread {pressed_after * 1000:.0f} ms after xdotool started")
+    child.send("stop")
+    stop_ms = child.expect("stopped")["stop_ms"]
+    # start and stop run on the GUI thread: they must not stall it.
+    assert child.start_ms[0] < 1000 and stop_ms < 1000, (child.start_ms, stop_ms)
+    print(
+        f"\nx11: start {child.start_ms[0]:.1f} ms, stop {stop_ms:.1f} ms on the GUI thread; "
+        f"pressed reached it {pressed_after * 1000:.0f} ms after xdotool was launched"
+    )
 
 
 @needs_x
@@ -293,6 +306,35 @@ def test_timestamp_debouncing_alone_also_gives_one_press(display: str) -> None:
         stop_s = time.monotonic() - t0
     assert events == [True, False]
     assert stop_s < 1.0
+
+
+@needs_x
+def test_pynput_backend_tracks_press_and_release(display: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Windows/macOS backend's own logic, run on pynput's X11 listener (the same Listener API)."""
+    if importlib.util.find_spec("pynput") is None:
+        pytest.skip("pynput is not installed (pip install pynput); CI's dev extra has it")
+    # pynput picks its backend when first imported: the display must be set before.
+    monkeypatch.setenv("DISPLAY", display)
+    monkeypatch.setenv("PYNPUT_BACKEND", "xorg")
+    from ui.hotkey_pynput import PynputHotkey
+
+    events: list[bool] = []
+    hotkey = PynputHotkey(events.append, "linux")
+    try:
+        assert hotkey.start(parse_sequence("Ctrl+Alt+Space")).active
+        time.sleep(0.3)
+        xdotool(display, "key", "space", "ctrl+space", "alt+space")  # not the chord
+        xdotool(display, "keydown", CHORD)
+        time.sleep(1.0)  # auto-repeat: Windows and X both send repeated presses
+        xdotool(display, "keyup", CHORD)
+        time.sleep(0.3)
+        assert events == [True, False]
+        xdotool(display, "keydown", CHORD)
+        time.sleep(0.3)
+    finally:
+        hotkey.stop()
+        xdotool(display, "keyup", CHORD)
+    assert events == [True, False, True, False], "stop while held must end the turn"
 
 
 # --- no desktop, bad input ---
@@ -393,8 +435,9 @@ def test_portal_shortcut_press_and_release(wayland_child: Child, session_bus: st
         assert wayland_child.expect("event") == {"event": "released", "gui_thread": True}
 
         wayland_child.send("stop")
-        wayland_child.expect("stopped")
+        stop_ms = wayland_child.expect("stopped")["stop_ms"]
         assert portal.closed == portal.sessions[-1:]
+        print(f"\nportal: start {wayland_child.start_ms[0]:.1f} ms, stop {stop_ms:.1f} ms on the GUI thread")
         portal.activate("push-to-talk")
         assert wayland_child.quiet(0.3) == []
     finally:
