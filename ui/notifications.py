@@ -17,6 +17,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ DESKTOP_ENTRY = "voxdesk"  # resources/voxdesk.desktop; its Icon= name too
 BUS_NAME = "org.freedesktop.Notifications"
 OBJECT_PATH = "/org/freedesktop/Notifications"
 REPLY_TIMEOUT_S = 3.0  # a server that is D-Bus-activated on first use needs a moment
+RETRY_AFTER_S = 30.0  # after a failure, notes go straight to the fallback for this long (no 3 s wait each)
 ICON_SIZE = 64
 TRAY_MESSAGE_MS = {False: 8000, True: 20000}
 
@@ -126,9 +128,11 @@ class Notifier(QObject):
         self.delivered.emit("dbus", title)
 
     def _fallback(self, note: Note, reason: str) -> None:
-        if self.tray is not None and self.tray.isVisible():
+        tray = self.tray
+        # A shown icon with no tray host (GNOME, before the panel starts) would take the message silently.
+        if tray is not None and tray.isVisible() and QSystemTrayIcon.isSystemTrayAvailable():
             icon: Any = QSystemTrayIcon.MessageIcon.Warning if note.urgent else self._app_icon
-            self.tray.showMessage(note.title, note.body, icon, TRAY_MESSAGE_MS[note.urgent])
+            tray.showMessage(note.title, note.body, icon, TRAY_MESSAGE_MS[note.urgent])
             if reason:
                 log.info("notification via the tray (%s): %s", reason, note.title)
             self.delivered.emit("tray", note.title)
@@ -160,14 +164,17 @@ class _DBusWorker(threading.Thread):
         self.join(timeout=0.2)  # it may sit in a call to a stuck server; as a daemon thread it cannot block exit
 
     def run(self) -> None:
+        failed_at, reason = -RETRY_AFTER_S, ""
         while (note := self._queue.get()) is not None:
+            if time.monotonic() - failed_at < RETRY_AFTER_S:
+                self._report(self._owner._dbus_failed, note, reason)
+                continue
             try:
                 self._send(note)
             except Exception as exc:  # no bus, no server, a timeout, a broken connection
                 self._disconnect()
-                self._report(
-                    self._owner._dbus_failed, note, f"D-Bus notifications unavailable: {exc or type(exc).__name__}"
-                )
+                failed_at, reason = time.monotonic(), f"D-Bus notifications unavailable: {exc or type(exc).__name__}"
+                self._report(self._owner._dbus_failed, note, reason)
             else:
                 self._report(self._owner._dbus_sent, note.title)
         self._disconnect()

@@ -25,7 +25,7 @@ class Tray(QObject):
     mute_toggled = Signal(bool)
 
     def __init__(self, window: QWidget, *, tray_available: bool | None = None) -> None:
-        """`tray_available` overrides the desktop's answer (tests); None asks Qt."""
+        """`tray_available` overrides the desktop's answer (tests); None asks Qt, each time."""
         super().__init__(window)
         self.window = window
         self.state = "idle"
@@ -56,9 +56,11 @@ class Tray(QObject):
         self.quit_action.triggered.connect(self.quit_requested)
         self.menu.addAction(self.quit_action)
 
+        # The icon is made even while no tray is there: Qt docks it when a tray host appears
+        # later (a panel that starts after VoxDesk at login), and takes it out when it goes.
+        self._forced = tray_available
         self.icon: QSystemTrayIcon | None = None
-        has_tray = QSystemTrayIcon.isSystemTrayAvailable() if tray_available is None else tray_available
-        if has_tray:
+        if tray_available is not False:
             self.icon = QSystemTrayIcon(state_icon("idle"), self)
             self.icon.setContextMenu(self.menu)
             self.icon.activated.connect(self._activated)
@@ -67,8 +69,10 @@ class Tray(QObject):
 
     @property
     def available(self) -> bool:
-        """False when the desktop has no tray: then say NO_TRAY_MESSAGE and keep the window."""
-        return self.icon is not None
+        """Whether the desktop shows a tray now; when False say NO_TRAY_MESSAGE and keep the window."""
+        if self.icon is None:
+            return False
+        return self._forced or QSystemTrayIcon.isSystemTrayAvailable()
 
     # -- what the app tells the tray --------------------------------------------------
     def set_state(self, state: str) -> None:

@@ -1,7 +1,9 @@
 """Drives the real tray icon on a real X tray host (run under Xvfb + trayer by tests/ui/test_tray.py).
 
 Run: DISPLAY=:N QT_QPA_PLATFORM=xcb python -m tests.support.tray_probe [--shot PATH]
-Prints one line `RESULT {json}`: whether the icon docked, the badge colour read back from
+It makes the tray icon first, prints WAITING_FOR_TRAY_HOST and waits for the test to start
+the tray host (as when a panel starts after VoxDesk at login). Then it prints one line
+`RESULT {json}`: whether the icon docked, the badge colour read back from
 the screen per state, whether a real left click (xdotool) hid and showed the window and a
 right click opened the menu, and whether the notification fallback showed a tray balloon.
 """
@@ -17,7 +19,7 @@ from typing import Any
 
 
 def main() -> int:
-    from PySide6.QtWidgets import QApplication, QSystemTrayIcon, QWidget
+    from PySide6.QtWidgets import QApplication, QWidget
 
     from ui import theme
     from ui.notifications import Notifier
@@ -50,9 +52,18 @@ def main() -> int:
     window.resize(320, 160)
     window.move(40, 80)
     window.show()
-    result["tray_available"] = wait(QSystemTrayIcon.isSystemTrayAvailable)
     tray = Tray(window)
-    result["available"] = tray.available
+    notifier = Notifier(lambda: True, tray=tray.icon)  # D-Bus first; the test leaves no bus address
+    routes: list[str] = []
+    notifier.delivered.connect(lambda how, _title: routes.append(how))
+    # No tray host yet: not available, and a notification has nowhere to go but the log.
+    result["available_before_host"] = tray.available
+    notifier.notify("Early", "before the panel started")
+    wait(lambda: bool(routes), 5)
+    result["routes_before_host"] = list(routes)
+    routes.clear()
+    print("WAITING_FOR_TRAY_HOST", flush=True)
+    result["tray_available"] = wait(lambda: tray.available, 20)
     if tray.icon is None:
         print("RESULT " + json.dumps(result), flush=True)
         return 1
@@ -92,11 +103,15 @@ def main() -> int:
     settle(app.doubleClickInterval() / 1000 + 0.2)  # two quick clicks are a double-click, not two toggles
     xdotool("click", "1")
     result["shown_by_click"] = wait(window.isVisible, 5)
+    # A double-click (a Windows habit) is a Trigger then a DoubleClick: it must toggle once, not twice.
+    settle(app.doubleClickInterval() / 1000 + 0.2)
+    xdotool("click", "--repeat", "2", "--delay", "60", "1")
+    settle(app.doubleClickInterval() / 1000 + 0.3)
+    result["double_click_hides"] = not window.isVisible()
+    xdotool("click", "1")
+    wait(window.isVisible, 5)
 
-    # The notification fallback with no D-Bus: Qt's own balloon by the tray icon.
-    notifier = Notifier(lambda: True, tray=icon, use_dbus=False)
-    routes: list[str] = []
-    notifier.delivered.connect(lambda how, _title: routes.append(how))
+    # No session bus: the notification falls back to Qt's own balloon by the tray icon.
     notifier.notify("Timer", "Your 5 minute tea timer is done")
     balloon = wait(
         lambda: any(w.metaObject().className() == "QBalloonTip" and w.isVisible() for w in app.topLevelWidgets()), 5

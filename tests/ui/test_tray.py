@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -300,29 +301,45 @@ def test_the_real_dialog_answered_by_a_timer(
 
 # -- a real tray host ------------------------------------------------------------------------
 def test_on_a_real_tray_host_the_icon_docks_shows_states_and_answers_clicks(tmp_path: Path) -> None:
-    """Xvfb on a free display, trayer owning _NET_SYSTEM_TRAY_S0, the app on Qt's xcb platform;
-    real clicks come from xdotool. The probe reads the docked icon's badge back from the screen."""
+    """Xvfb on a free display, the app on Qt's xcb platform, then trayer (owning _NET_SYSTEM_TRAY_S0)
+    starting after it; real clicks come from xdotool. The probe reads the docked icon's badge back
+    from the screen."""
     shot = os.environ.get("VOXDESK_TRAY_SHOT", str(tmp_path / "tray-shot.png"))
-    with xvfb() as display, tray_host(display):
-        env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}  # Qt's XEmbed tray
+    env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}  # no bus: the tray's balloon
+    env.pop("XDG_RUNTIME_DIR", None)
+    with xvfb() as display, (tmp_path / "probe.err").open("w+") as err:
         env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "tests.support.tray_probe", "--shot", shot],
             cwd=REPO,
             env=env,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=err,
             text=True,
-            timeout=120,
         )
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-    assert line is not None, f"probe failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        try:
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            first = proc.stdout.readline() if ready else ""
+            assert first.strip() == "WAITING_FOR_TRAY_HOST", f"probe: {first!r}; {err.seek(0) or err.read()}"
+            with tray_host(display):  # the panel starts after the app
+                stdout, _ = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err.seek(0)
+        stderr = err.read()
+    line = next((ln for ln in stdout.splitlines() if ln.startswith("RESULT ")), None)
+    assert line is not None, f"probe failed ({proc.returncode}):\n{stdout}\n{stderr}"
     r = json.loads(line[len("RESULT ") :])
-    assert r["tray_available"] and r["available"] and r["docked"], r
+    assert r["available_before_host"] is False and r["routes_before_host"] == ["log"], r
+    assert r["tray_available"] and r["docked"], r
     for state in STATES:
         assert close_to(tuple(r["badge_rgb"][state]), rgb(QColor(BADGE_COLOURS[state])), tol=20), (state, r)
     assert r["tooltips"]["listening"] == "VoxDesk — Listening"
     assert r["tooltips"]["muted"] == "VoxDesk — Muted"
-    assert r["hidden_by_click"] and r["shown_by_click"], r
+    assert r["hidden_by_click"] and r["shown_by_click"] and r["double_click_hides"], r
     assert r["balloon"] and r["routes"] == ["tray"], r
     assert r["menu_by_right_click"] and r["submenu_shown"], r
     assert r["wake_word_item"] == {
