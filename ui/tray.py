@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
 from ui.tray_icons import STATE_LABELS, STATES, state_icon
 
 NO_TRAY_MESSAGE = "No system tray on this desktop: VoxDesk stays in its window"
+# The activation modes settings know (activation.mode), with their menu labels.
 ACTIVATION_MODES = {"push_to_talk": "Push-to-talk", "wake_word": "Wake word", "always": "Always listening"}
 
 
