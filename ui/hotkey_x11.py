@@ -51,10 +51,11 @@ class X11Hotkey:
             display = Display(self._display_name)
         except (error.DisplayError, error.ConnectionClosedError, OSError) as exc:
             name = self._display_name or os.environ.get("DISPLAY", "")
-            return HotkeyStatus(False, BACKEND, f"Cannot reach the X display {name} for the global hotkey: {exc}")
-        keysym = XK.string_to_keysym(seq.keysym)
-        keycodes = sorted({code for code, _ in display.keysym_to_keycodes(keysym)})
-        if not keycodes:
+            return HotkeyStatus(
+                False, BACKEND, f"The global hotkey cannot reach the X display {name} ({exc}); use the window's button"
+            )
+        keys = _keycodes_for(display, XK.string_to_keysym(seq.keysym))
+        if not keys:
             display.close()
             return HotkeyStatus(
                 False,
@@ -64,17 +65,18 @@ class X11Hotkey:
         base = _modifier_mask(display, seq.modifiers)
         root = display.screen().root
         catcher = error.CatchError(error.BadAccess)
-        for keycode in keycodes:
+        for keycode, shift in keys.items():
             for locks in _lock_combinations(display):
-                root.grab_key(keycode, base | locks, False, X.GrabModeAsync, X.GrabModeAsync, onerror=catcher)
-                self._grabs.append((keycode, base | locks))
+                mods = base | shift | locks
+                root.grab_key(keycode, mods, False, X.GrabModeAsync, X.GrabModeAsync, onerror=catcher)
+                self._grabs.append((keycode, mods))
         display.sync()
         self._display = display
         if catcher.get_error() is not None:
             self._release()
             return HotkeyStatus(False, BACKEND, conflict_message(seq))
         self.detectable_repeat = self._xkb_auto_repeat and _set_detectable_auto_repeat(display)
-        self._keycodes = set(keycodes)
+        self._keycodes = set(keys)
         self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._listen, name="voxdesk-hotkey-x11", daemon=True)
         self._thread.start()
@@ -105,7 +107,10 @@ class X11Hotkey:
             pass
         finally:
             self._grabs = []
-            display.close()
+            try:
+                display.close()
+            except Exception:  # already closed by the server
+                pass
         if self._held:  # never leave a turn open when the grab goes
             self._held = False
             self._on_event(False)
@@ -164,6 +169,16 @@ def _is_auto_repeat(release: Any, queued: deque[Any], display: Any, fd: int) -> 
         return False
     nxt = queued[0]
     return bool(nxt.type == X.KeyPress and nxt.detail == release.detail and nxt.time == release.time)
+
+
+def _keycodes_for(display: Any, keysym: int) -> dict[int, int]:
+    """keycode → the Shift it needs: a keysym only on a shifted level ("plus" on a US layout) needs Shift too."""
+    from Xlib import X
+
+    levels: dict[int, set[int]] = {}
+    for code, index in display.keysym_to_keycodes(keysym):
+        levels.setdefault(code, set()).add(index % 2)
+    return {code: 0 if 0 in lv else X.ShiftMask for code, lv in levels.items()}
 
 
 def _modifier_mask(display: Any, modifiers: Iterable[str]) -> int:

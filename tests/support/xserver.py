@@ -8,11 +8,23 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+@dataclass
+class Xvfb:
+    display: str  # ":N"
+    proc: subprocess.Popen[bytes]
+
+    def kill(self) -> None:
+        """The X server going away under its clients (a crash, a logout)."""
+        self.proc.kill()
+        self.proc.wait()
 
 
 @contextmanager
-def xvfb(timeout_s: float = 15.0) -> Iterator[str]:
-    """Yield the display name (":N") of a fresh Xvfb; it is killed on exit."""
+def xvfb(timeout_s: float = 15.0) -> Iterator[Xvfb]:
+    """A fresh Xvfb; it is stopped on exit."""
     exe = shutil.which("Xvfb")
     if exe is None:
         raise FileNotFoundError("Xvfb is not installed (apt-get install xvfb)")
@@ -29,7 +41,7 @@ def xvfb(timeout_s: float = 15.0) -> Iterator[str]:
         number = os.read(read_fd, 64).decode().strip() if ready else ""
         if not number:
             raise RuntimeError("Xvfb did not report its display number")
-        yield f":{number}"
+        yield Xvfb(f":{number}", proc)
     finally:
         os.close(read_fd)
         proc.terminate()

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,8 @@ def display() -> Iterator[str]:
     """A fresh X server per test: a failed test's held keys or grabs never reach the next one."""
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb)")
-    with xvfb() as name:
-        yield name
+    with xvfb() as server:
+        yield server.display
 
 
 class Child:
@@ -335,6 +335,61 @@ def test_pynput_backend_tracks_press_and_release(display: str, monkeypatch: pyte
         hotkey.stop()
         xdotool(display, "keyup", CHORD)
     assert events == [True, False, True, False], "stop while held must end the turn"
+
+
+@needs_x
+def test_a_shifted_keysym_is_grabbed_with_shift(display: str) -> None:
+    """ "+" is Shift+= on this layout: Ctrl++ means Ctrl+Shift+=, and plain Ctrl+= stays the application's."""
+    from ui.hotkey_x11 import X11Hotkey
+
+    events: list[bool] = []
+    hotkey = X11Hotkey(events.append, display)
+    assert hotkey.start(parse_sequence("Ctrl++")).active
+    try:
+        xdotool(display, "key", "ctrl+equal")
+        time.sleep(0.3)
+        assert events == []
+        xdotool(display, "key", "ctrl+shift+equal")
+        time.sleep(0.3)
+        assert events == [True, False]
+    finally:
+        hotkey.stop()
+
+
+@needs_x
+def test_a_key_missing_from_the_layout_and_an_unreachable_display_say_so(display: str) -> None:
+    from ui.hotkey_x11 import X11Hotkey
+
+    status = X11Hotkey(print, display).start(parse_sequence("Ctrl+F35"))  # Xvfb's keymap stops at F12
+    assert not status.active and status.message.startswith("This keyboard layout has no F35 key")
+    status = X11Hotkey(print, ":4242").start(parse_sequence("Ctrl+Alt+Space"))
+    assert not status.active and "cannot reach the X display :4242" in status.message
+
+
+def test_the_x_server_going_away_ends_a_held_turn_and_stop_still_returns() -> None:
+    if shutil.which("Xvfb") is None or shutil.which("xdotool") is None:
+        pytest.skip("needs Xvfb and xdotool (apt-get install xvfb xdotool); CI has both")
+    from ui.hotkey_x11 import X11Hotkey
+
+    events: list[bool] = []
+    with xvfb() as server:
+        hotkey = X11Hotkey(events.append, server.display)
+        assert hotkey.start(parse_sequence("Ctrl+Alt+Space")).active
+        xdotool(server.display, "keydown", CHORD)
+        wait_for(lambda: events == [True])
+        server.kill()
+        wait_for(lambda: events == [True, False])
+        t0 = time.monotonic()
+        hotkey.stop()
+        hotkey.stop()
+        assert time.monotonic() - t0 < 1.0
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
 
 
 # --- no desktop, bad input ---
