@@ -22,6 +22,7 @@ from ui.hotkey_status import HotkeyStatus
 __all__ = ["DEFAULT_SEQUENCE", "GlobalHotkey", "HotkeyStatus"]
 
 DEFAULT_SEQUENCE = "Ctrl+Alt+Space"
+_PACKAGES = {"Xlib": "the python-xlib package", "jeepney": "the jeepney package", "pynput": "the pynput package"}
 
 
 class _Backend(Protocol):
@@ -61,7 +62,11 @@ class GlobalHotkey(QObject):
             self.status = HotkeyStatus(False, "none", choice.reason)
             return self.status
         backend = self._make(choice.backend)
-        status = backend.start(seq)
+        try:
+            status = backend.start(seq)
+        except ModuleNotFoundError as exc:  # a broken install: say which package, never raise into Settings
+            package = _PACKAGES.get((exc.name or "").split(".")[0], exc.name)
+            status = HotkeyStatus(False, choice.backend, f"The global hotkey needs {package}: reinstall VoxDesk")
         if status.active or status.backend == "portal":  # a portal waiting on the user still needs stopping
             self._backend = backend
         self.status = status

@@ -6,6 +6,7 @@ Commands, one per line: `start <sequence>`, `stop`, `quit`. Output, one JSON obj
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -27,6 +28,9 @@ class Commands(QObject):
 
 
 def main() -> None:
+    # A broken install, on demand: these packages fail to import as if missing.
+    for name in filter(None, os.environ.get("HOTKEY_CHILD_WITHOUT", "").split(",")):
+        sys.modules[name] = None  # type: ignore[assignment]
     app = QApplication(sys.argv)
     hotkey = GlobalHotkey()
     gui = threading.current_thread()

@@ -338,6 +338,21 @@ def test_pynput_backend_tracks_press_and_release(display: str, monkeypatch: pyte
 
 
 @needs_x
+def test_a_missing_backend_package_is_named(display: str) -> None:
+    c = Child(child_env(display, HOTKEY_CHILD_WITHOUT="Xlib"))
+    try:
+        status = c.start("Ctrl+Alt+Space")
+    finally:
+        stderr = c.close()
+    assert c.proc.returncode == 0, stderr
+    assert status == {
+        "active": False,
+        "backend": "x11",
+        "message": "The global hotkey needs the python-xlib package: reinstall VoxDesk",
+    }
+
+
+@needs_x
 def test_a_shifted_keysym_is_grabbed_with_shift(display: str) -> None:
     """ "+" is Shift+= on this layout: Ctrl++ means Ctrl+Shift+=, and plain Ctrl+= stays the application's."""
     from ui.hotkey_x11 import X11Hotkey
