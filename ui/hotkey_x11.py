@@ -41,6 +41,7 @@ class X11Hotkey:
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = -1, -1
         self._held = False
+        self._keycodes: set[int] = set()
         self.detectable_repeat = False
 
     def start(self, seq: HotkeySequence) -> HotkeyStatus:
