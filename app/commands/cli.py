@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="instead: a labelled set of finished and paused sentences; end-of-turn delay and cut-offs per detector",
     )
+    p.add_argument(
+        "--wake-word",
+        action="store_true",
+        help="instead: each wake-word model on its phrase in other voices (clean and noisy) and on 10 min of other "
+        "speech; detected share, false wakes, delay and CPU",
+    )
 
     p = sub.add_parser(
         "echo-check", parents=[common], help="play a test sound and measure how much echo the canceller removes"
