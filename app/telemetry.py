@@ -239,6 +239,8 @@ class Telemetry:
         self._error_counts: dict[tuple[str, str, str], int] = {}
         self._speculative = meter.create_counter("voxdesk.speculative_replies")
         self._speculative_counts = {"used": 0, "discarded": 0}
+        self._wakes = meter.create_counter("voxdesk.wake_words")
+        self._wake_hist = meter.create_histogram("voxdesk.wake.latency", unit="s")
         # Bounded: if the telemetry thread ever stalls, the pipeline drops records rather
         # than growing without limit (dropped ones are counted in `dropped`).
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=_QUEUE_MAX)
@@ -412,6 +414,15 @@ class Telemetry:
         """A reply started at the pause was "used" (played) or "discarded" (never heard)."""
         self._speculative_counts[outcome] = self._speculative_counts.get(outcome, 0) + 1
         self._defer(lambda: self._speculative.add(1, {"outcome": outcome}))
+
+    def record_wake(self, phrase: str, latency_s: float) -> None:
+        """The wake phrase was heard `latency_s` after it ended (the detector's delay)."""
+
+        def record() -> None:
+            self._wakes.add(1, {"phrase": phrase})
+            self._wake_hist.record(latency_s, {"phrase": phrase})
+
+        self._defer(record)
 
     def speculative_counts(self) -> dict[str, int]:
         """Speculative replies so far by outcome ("used", "discarded"), counted in-process."""

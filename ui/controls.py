@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import QEvent, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QLinearGradient, QPainter, QPaintEvent, QPalette
+from PySide6.QtGui import QColor, QLinearGradient, QPainter, QPaintEvent, QPalette, QStandardItemModel
 from PySide6.QtWidgets import (
+    QComboBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -24,6 +25,13 @@ from PySide6.QtWidgets import (
 from ui import theme
 
 FLOOR_DBFS = -60.0
+#: How a turn starts (settings: activation.mode), as the mode picker lists them.
+ACTIVATION_LABELS = {"push_to_talk": "Push-to-talk", "wake_word": "Wake word", "always": "Always listening"}
+ACTIVATION_TIPS = {
+    "push_to_talk": "Hold Space, the talk button or the global hotkey while you speak",
+    "wake_word": "Say the wake word, then your question; follow-ups need no wake word for a few seconds",
+    "always": "Listen all the time and answer when you stop speaking",
+}
 STATE_TEXT = {"idle": "Idle", "listening": "Listening", "thinking": "Thinking", "speaking": "Speaking"}
 
 
@@ -141,7 +149,7 @@ class Controls(QWidget):
     """Everything under the conversation: talk, toggles, text entry, state and level."""
 
     talk = Signal(bool)
-    hands_free_toggled = Signal(bool)
+    activation_chosen = Signal(str)  # a key of ACTIVATION_LABELS
     mute_toggled = Signal(bool)
     stop_requested = Signal()
     text_submitted = Signal(str)
@@ -167,13 +175,14 @@ class Controls(QWidget):
         self.talk_button.held.connect(self.talk)
         row.addWidget(self.talk_button)
 
-        self.hands_free = QToolButton()
-        self.hands_free.setText("Hands-free")
-        self.hands_free.setCheckable(True)
-        self.hands_free.setAccessibleName("Hands-free listening")
-        self.hands_free.setToolTip("Listen all the time and answer when you stop speaking (Ctrl+L)")
-        self.hands_free.toggled.connect(self.hands_free_toggled)
-        row.addWidget(self.hands_free)
+        self.activation = QComboBox()
+        self.activation.setAccessibleName("How to start talking")
+        for mode, label in ACTIVATION_LABELS.items():
+            self.activation.addItem(label, mode)
+            self.activation.setItemData(self.activation.count() - 1, ACTIVATION_TIPS[mode], Qt.ItemDataRole.ToolTipRole)
+        self.activation.setToolTip("How to start talking")
+        self.activation.activated.connect(lambda i: self.activation_chosen.emit(self.activation.itemData(i)))
+        row.addWidget(self.activation)
 
         self.mute = QToolButton()
         self.mute.setCheckable(True)
@@ -229,6 +238,26 @@ class Controls(QWidget):
         if text:
             self.text.clear()
             self.text_submitted.emit(text)
+
+    def set_activation(self, mode: str, available: dict[str, str | None]) -> None:
+        """Show `mode` as chosen; a mode with a reason (not None) is disabled and says why."""
+        model = self.activation.model()
+        assert isinstance(model, QStandardItemModel)
+        for i in range(self.activation.count()):
+            name = self.activation.itemData(i)
+            reason = available.get(name)
+            item = model.item(i)
+            item.setEnabled(reason is None)
+            tip = ACTIVATION_TIPS[name] if reason is None else f"Unavailable: {reason}"
+            item.setToolTip(tip)
+        index = self.activation.findData(mode)
+        if index >= 0 and index != self.activation.currentIndex():
+            self.activation.setCurrentIndex(index)  # `activated` is for the user's picks only
+        self.activation.setToolTip(ACTIVATION_TIPS.get(mode, ""))
+
+    @property
+    def activation_mode(self) -> str:
+        return str(self.activation.currentData())
 
     def set_state(self, state: str) -> None:
         self.state.set_state(state)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QEvent, QObject, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractItemView,
@@ -40,11 +40,15 @@ from app.plugin.errors import ErrorCode
 from app.store.paths import AppPaths
 from app.store.settings import Settings, SettingsStore
 from ui import theme
-from ui.controls import Controls
+from ui.close_to_tray import CloseAction, decide_close
+from ui.controls import ACTIVATION_LABELS, Controls
 from ui.conversation_view import ConversationView
+from ui.global_hotkey import GlobalHotkey
 from ui.health_panel import HealthPanel
+from ui.hotkey_status import HotkeyStatus
 from ui.latency_panel import LatencyPanel
-from ui.tray import Tray
+from ui.notifications import Notifier
+from ui.tray import NO_TRAY_MESSAGE, Tray
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,8 @@ TEXT_INPUTS = (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox, QComboBox
 #: Widgets where Space already means something (type, press, select): keyboard users
 #: who Tab to them must get that, not push-to-talk. The talk button is the exception.
 SPACE_OWNERS = (*TEXT_INPUTS, QAbstractButton, QAbstractItemView)
+#: Errors worth a system notification when the window is out of sight: the user must act.
+NOTIFY_CODES = frozenset({ErrorCode.AUDIO_DEVICE.value, ErrorCode.MODEL_MISSING.value, ErrorCode.AUTH.value})
 
 
 class _SpaceToTalk(QObject):
@@ -102,6 +108,8 @@ class MainWindow(QMainWindow):
         self._health_task: asyncio.Task[Any] | None = None
         self._health_stale = False
         self._offered_download: set[tuple[str, str]] = set()
+        self._quit_asked = False  # Quit (menu, tray, Ctrl+Q), not the window's close button
+        self._hotkey_note = ""
         self.qsettings = QSettings(str(paths.config_dir / "window.ini"), QSettings.Format.IniFormat)
 
         # Closing is asynchronous (the engine shuts down first); Qt must not quit on its own.
@@ -137,17 +145,24 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Starting…")
 
         self._build_menus()
-        self.controls.hands_free.setChecked(settings.conversation.hands_free)
         self.controls.talk.connect(self._on_talk)
-        self.controls.hands_free_toggled.connect(lambda on: self.session and self.session.set_hands_free(on))
-        self.controls.mute_toggled.connect(lambda on: self.session and self.session.set_muted(on))
+        self.controls.activation_chosen.connect(self.choose_activation)
+        self.controls.mute_toggled.connect(self._set_muted)
         self.controls.stop_requested.connect(lambda: self.session and self.session.stop_speaking())
         self.controls.text_submitted.connect(lambda text: self.spawn(self._send_text(text)))
         self.health.check_requested.connect(lambda: self.spawn(self.check_health()))
         self._space = _SpaceToTalk(self)
         QApplication.instance().installEventFilter(self._space)  # type: ignore[union-attr]
         self.tray = Tray(self)
-        self.tray.quit_requested.connect(self.close)
+        self.tray.quit_requested.connect(self.quit_app)
+        self.tray.activation_chosen.connect(self.choose_activation)
+        self.tray.mute_toggled.connect(self.controls.mute.setChecked)
+        self.notifier = Notifier(self, tray=self.tray.icon)
+        self.hotkey = GlobalHotkey(self)
+        self.hotkey.pressed.connect(lambda: self._on_talk(True))
+        self.hotkey.released.connect(lambda: self._on_talk(False))
+        self.hotkey.status_changed.connect(self._hotkey_changed)
+        self._show_activation(settings.activation.mode, {})
 
         self._poll = QTimer(self)
         self._poll.setInterval(POLL_MS)
@@ -166,11 +181,19 @@ class MainWindow(QMainWindow):
         self._action(conv, "&Settings…", QKeySequence.StandardKey.Preferences, self.open_settings)
         self._action(conv, "Settings…", "Ctrl+,", self.open_settings, visible=False)
         conv.addSeparator()
-        self._action(conv, "&Quit", QKeySequence.StandardKey.Quit, self.close)
+        self._action(conv, "&Quit", QKeySequence.StandardKey.Quit, self.quit_app)
         voice = bar.addMenu("&Voice")
         self._action(voice, "Stop speaking", "Esc", lambda: self.session and self.session.stop_speaking())
         self._action(voice, "Mute microphone", "Ctrl+M", self.controls.mute.toggle)
-        self._action(voice, "Hands-free", "Ctrl+L", self.controls.hands_free.toggle)
+        modes = voice.addMenu("&Activation")
+        group = QActionGroup(self)
+        self.activation_actions: dict[str, QAction] = {}
+        keys = {"push_to_talk": "Ctrl+1", "wake_word": "Ctrl+2", "always": "Ctrl+L"}
+        for mode, label in ACTIVATION_LABELS.items():
+            act = self._action(modes, label, keys[mode], lambda m=mode: self.choose_activation(m))
+            act.setCheckable(True)
+            group.addAction(act)
+            self.activation_actions[mode] = act
         self._action(voice, "Type a message", "Ctrl+T", self.controls.text.setFocus)
         view = bar.addMenu("&View")
         self.panels_action = self._action(view, "Latency && health panels", "F9", self._toggle_side)
@@ -242,12 +265,13 @@ class MainWindow(QMainWindow):
         self.session = session
         self.settings = session.settings
         self._unsubscribe = session.add_listener(self.on_event)
-        session.set_hands_free(self.controls.hands_free.isChecked())
+        self._bind_hotkey(self.settings.activation.hotkey)
         self.statusBar().showMessage("Loading speech models in the background…")
         await session.start()
         ready = getattr(session, "ready", None)
         if ready is not None:
             await ready.wait()
+        self.sync_activation()
         if not self._closing:
             await self.check_health()
 
@@ -260,6 +284,62 @@ class MainWindow(QMainWindow):
     def _on_talk(self, pressed: bool) -> None:
         if self.session is not None:
             self.session.push_to_talk(pressed)
+
+    def _set_muted(self, on: bool) -> None:
+        self.tray.set_muted(on)
+        if self.session is not None:
+            self.session.set_muted(on)
+
+    # -- activation: push-to-talk, wake word, always listening ------------------------
+    def choose_activation(self, mode: str) -> None:
+        """The user picked a mode (controls, Voice menu, tray): switch now and remember it."""
+        if self.session is not None and self.session.set_activation(mode) is not None:
+            self.sync_activation()  # unavailable: the session said why; show the mode in use
+            return
+        if mode != self.settings.activation.mode:
+            activation = self.settings.activation.model_copy(update={"mode": mode})
+            self.spawn(self._apply_settings(self.settings.model_copy(update={"activation": activation})))
+        self.sync_activation(mode)
+
+    def sync_activation(self, mode: str | None = None) -> None:
+        """Show the session's mode, with the modes it cannot use here disabled and why."""
+        session = self.session
+        if session is None:
+            self._show_activation(mode or self.settings.activation.mode, {})
+            return
+        self._show_activation(mode or session.activation.mode, session.activation_choices())
+
+    def _show_activation(self, mode: str, choices: dict[str, str | None]) -> None:
+        self.controls.set_activation(mode, choices)
+        self.tray.set_activation(mode, choices)
+        for name, act in self.activation_actions.items():
+            reason = choices.get(name)
+            act.setEnabled(reason is None)
+            act.setToolTip(ACTIVATION_LABELS[name] if reason is None else f"Unavailable: {reason}")
+            act.setChecked(name == mode)
+
+    def _bind_hotkey(self, sequence: str) -> None:
+        if not sequence.strip():
+            self.hotkey.stop()
+            self._hotkey_note = ""
+            return
+        self._hotkey_changed(self.hotkey.start(sequence))
+
+    def _hotkey_changed(self, status: HotkeyStatus) -> None:
+        """Say once why the global hotkey does not work here (Settings → Activation keeps saying it)."""
+        note = "" if status.active else status.message
+        if note and note != self._hotkey_note:
+            self.statusBar().showMessage(note, 10000)
+        self._hotkey_note = note
+
+    def activation_notes(self) -> list[str]:
+        """What this desktop does not allow, for Settings → Activation."""
+        return [n for n in (self._hotkey_note, "" if self.tray.available else NO_TRAY_MESSAGE) if n]
+
+    def quit_app(self) -> None:
+        """Quit for real (menu, tray, Ctrl+Q): no "keep running in the tray?" question."""
+        self._quit_asked = True
+        self.close()
 
     async def check_health(self) -> None:
         if self.session is None:
@@ -322,6 +402,7 @@ class MainWindow(QMainWindow):
 
         registry = self.session.registry if self.session is not None else get_registry()
         dialog = SettingsDialog(self.settings, registry, self._apply_settings, self)
+        dialog.set_activation_notes(self.activation_notes())
         dialog.audio_page.test_tone_requested.connect(lambda name: self.spawn(self._test_tone(dialog, name)))
         dialog.audio_page.mic_test_requested.connect(lambda name: self.spawn(self._mic_test(dialog, name)))
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -337,6 +418,9 @@ class MainWindow(QMainWindow):
             return []
         results = list(await self.session.apply_settings(new))
         self.settings = self.session.settings
+        if new.activation.hotkey != old.activation.hotkey:
+            self._bind_hotkey(new.activation.hotkey)
+        self.sync_activation()
         if (new.audio.input_device, new.audio.output_device) != (
             old.audio.input_device,
             old.audio.output_device,
@@ -408,6 +492,8 @@ class MainWindow(QMainWindow):
             self.controls.set_state(e.state.value)
             self.tray.set_state(e.state.value)
             self._dirty = True
+            if self.session is not None and self.session.activation.mode != self.controls.activation_mode:
+                self.sync_activation()  # the session changed it (a wake word that cannot load)
         elif isinstance(e, ev.PartialTranscript):
             self.view.user_partial(e.turn_id, e.text)
         elif isinstance(e, ev.FinalTranscript):
@@ -418,20 +504,32 @@ class MainWindow(QMainWindow):
             self.view.turn_finished(e.turn_id, e.user_text, e.reply_text, e.interrupted)
             self._dirty = True
         elif isinstance(e, ev.ErrorRaised):
-            self.view.error(f"{e.stage} · {e.provider}: {e.message}", e.turn_id)
-            self._dirty = True
-            self._refresh_health_soon()
-            if e.code == ErrorCode.MODEL_MISSING.value:
-                self._offer_download(e.stage, e.provider, e.message)
+            self._on_error(e)
         elif isinstance(e, ev.Notice):
-            self.statusBar().showMessage(e.message, 8000)
-            if e.turn_id is not None or (getattr(self.session, "ready", None) and self.session.ready.is_set()):
-                self.view.notice(e.message)
+            self._on_notice(e)
         elif isinstance(e, ev.ProviderSwitched):
             text = f"{e.stage} → {e.provider}" if e.ok else f"{e.stage}: kept the old provider — {e.message}"
             self.statusBar().showMessage(text, 8000)
             self._dirty = True
             self._refresh_health_soon()
+            if e.stage == "wake":
+                self.sync_activation()
+
+    def _on_error(self, e: ev.ErrorRaised) -> None:
+        self.view.error(f"{e.stage} · {e.provider}: {e.message}", e.turn_id)
+        self._dirty = True
+        self._refresh_health_soon()
+        if e.code in NOTIFY_CODES:
+            self.notifier.notify(f"VoxDesk: {e.stage}", e.message, urgent=True, key=f"error:{e.stage}")
+        if e.code == ErrorCode.MODEL_MISSING.value:
+            self._offer_download(e.stage, e.provider, e.message)
+
+    def _on_notice(self, e: ev.Notice) -> None:
+        self.statusBar().showMessage(e.message, 8000)
+        if e.alert:  # a timer going off: seen (and heard) with the window hidden too
+            self.notifier.notify("VoxDesk", e.message, key="alert")
+        if e.turn_id is not None or (getattr(self.session, "ready", None) and self.session.ready.is_set()):
+            self.view.notice(e.message)
 
     def _refresh_panels(self) -> None:
         if not self._dirty or self.session is None:
@@ -484,10 +582,24 @@ class MainWindow(QMainWindow):
             event.accept()
             return
         event.ignore()
+        if not self._closing and not self._quit_asked and event.spontaneous() and self._keeps_running():
+            return
         if not self._closing:
             self._closing = True
             self.statusBar().showMessage("Closing…")
             self._shutdown_task = asyncio.ensure_future(self.shutdown())
+
+    def _keeps_running(self) -> bool:
+        """The window's close button with a tray: keep running there (asked the first time)."""
+        remembered = self.settings.window.close_to_tray
+        decision = decide_close(self, remembered, self.tray.available)
+        if decision.remembered != remembered:
+            window = self.settings.window.model_copy(update={"close_to_tray": decision.remembered})
+            self.spawn(self._apply_settings(self.settings.model_copy(update={"window": window})))
+        if decision.action is CloseAction.TO_TRAY:
+            self.hide()
+            self.tray.set_state(self.tray.state)  # its menu now says "Show VoxDesk"
+        return decision.action is not CloseAction.QUIT
 
     async def shutdown(self) -> None:
         """Stop audio, cancel work, flush telemetry — all within QUIT_BUDGET_S."""
@@ -510,6 +622,8 @@ class MainWindow(QMainWindow):
                 await asyncio.wait_for(self.session.aclose(), max(0.2, deadline - loop.time()))
             except (TimeoutError, Exception) as exc:  # quitting must not hang or crash
                 log.warning("session did not close cleanly: %s", exc)
+        self.hotkey.stop()
+        self.notifier.close()
         self.tray.hide()
         self._closed = True
         self.close()

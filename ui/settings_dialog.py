@@ -43,7 +43,7 @@ from app.plugin.provider_api import KINDS
 from app.plugin.registry import Registry
 from app.store.models import catalogue
 from app.store.paths import AppPaths, resolve_paths
-from app.store.settings import ConversationSettings, Settings, StageSettings, TelemetrySettings
+from app.store.settings import ActivationSettings, ConversationSettings, Settings, StageSettings, TelemetrySettings
 from ui import theme
 from ui.echo_check_panel import EchoCheckPanel
 from ui.model_manager import ModelManager
@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 STAGE_TABS = ("llm", "stt", "tts", "vad")
 #: Stages shown as a section of another tab: users think of the end of a turn as part of
 #: voice detection, and of the echo canceller as part of their speaker and microphone.
-STAGE_SECTIONS = {"turn": "vad", "echo": "audio"}
+STAGE_SECTIONS = {"turn": "vad", "echo": "audio", "wake": "activation"}
 #: Turn detectors that never give a verdict: the silence rule decides, patience is unused.
 NO_VERDICT_TURN = frozenset({"silence"})
 #: Conversation fields edited by a control of their own rather than the Conversation form.
@@ -569,6 +569,7 @@ class SettingsDialog(QDialog):
         self.audio_page = AudioPage(settings)
         self.echo_check = EchoCheckPanel(registry, self._chosen_devices, self._echo_stage)
         self.tabs.addTab(self._audio_tab(settings), "Audio")
+        self.tabs.addTab(self._activation_tab(settings), "Activation")
         self.conversation_form = SchemaForm(
             ConversationSettings.model_json_schema(),
             settings.conversation.model_dump(),
@@ -630,6 +631,36 @@ class SettingsDialog(QDialog):
         lay.addWidget(box, 1)
         lay.addWidget(self.echo_check)
         return tab
+
+    def _activation_tab(self, settings: Settings) -> QWidget:
+        """How turns start (mode, hotkey, chime), then the wake-word detector, then what the
+        desktop allows (the hotkey's and the tray's notes, set by the window)."""
+        self.activation_form = SchemaForm(
+            ActivationSettings.model_json_schema(), settings.activation.model_dump(), model=ActivationSettings
+        )
+        self.activation_form.setAccessibleName("Activation options")
+        page = StagePage("wake", self.registry, settings.stage("wake"))
+        self.stage_pages["wake"] = page
+        if (page_lay := page.layout()) is not None:
+            page_lay.setContentsMargins(0, 0, 0, 0)
+        box = QGroupBox(STAGE_TITLES["wake"])
+        QVBoxLayout(box).addWidget(page)
+        self.activation_notes = QLabel()
+        self.activation_notes.setObjectName("bubble_meta")
+        self.activation_notes.setWordWrap(True)
+        self.activation_notes.setAccessibleName("Hotkey and tray status")
+        self.activation_notes.hide()
+        tab = QWidget()
+        lay = QVBoxLayout(tab)
+        lay.addWidget(self.activation_form)
+        lay.addWidget(self.activation_notes)
+        lay.addWidget(box, 1)
+        return tab
+
+    def set_activation_notes(self, notes: Sequence[str]) -> None:
+        """What the desktop does not allow here (no global hotkey, no tray), one line each."""
+        self.activation_notes.setText("\n".join(notes))
+        self.activation_notes.setVisible(bool(notes))
 
     def _echo_stage(self) -> StageSettings | str:
         """The echo stage as edited: the check judges the canceller about to be applied."""
@@ -718,7 +749,7 @@ class SettingsDialog(QDialog):
             if not page.validate():
                 ok = False
                 first_bad = first_bad if first_bad is not None else self.tab_of(page)
-        for form in (self.conversation_form, self.telemetry_form):
+        for form in (self.conversation_form, self.activation_form, self.telemetry_form):
             if not form.validate():
                 ok = False
         if first_bad is not None:
@@ -737,6 +768,7 @@ class SettingsDialog(QDialog):
             **self.conversation_form.values(),
             "turn_patience_ms": self.turn_section.patience_ms(),
         }
+        data["activation"] = {**data.get("activation", {}), **self.activation_form.values()}
         data["telemetry"] = {**data.get("telemetry", {}), **self.telemetry_form.values()}
         return Settings.model_validate(data)
 

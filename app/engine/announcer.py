@@ -55,7 +55,7 @@ class Announcer:
                 prov.on_timer = self.announce
 
     async def announce(self, text: str) -> None:
-        self.ctx.emit(Notice(message=text))
+        self.ctx.emit(Notice(message=text, alert=True))
         state, stages, settings = self.now()
         slot = stages.slots.get("tts")
         if state not in (State.IDLE, State.LISTENING) or slot is None:

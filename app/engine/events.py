@@ -95,6 +95,19 @@ class Notice(Event):
     #: Progress ("Loading speech models…", "Ready."): a window may show it in passing,
     #: a headless run prints it only with --verbose. Everything else is always told.
     transient: bool = False
+    #: The user must see it even with the window hidden (a timer going off): a system notification.
+    alert: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WakeWordHeard(Event):
+    """The wake phrase was heard: VoxDesk listens (and stopped a reply it was saying)."""
+
+    phrase: str
+    probability: float
+    #: When the phrase ended, on the session's clock (the detector decides a little later).
+    phrase_end: float
+    stopped_reply: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,6 +25,7 @@ import numpy as np
 
 from app.audio.far_end import FarEndTap
 from app.audio.streams import AudioSource
+from app.engine.activation import Activation, WakeListener, wake_detector
 from app.engine.context import EngineContext, wire_device
 from app.engine.echo_gate import EchoGate
 from app.engine.echo_path import POOR_ERLE_DB, EchoPath
@@ -41,6 +42,7 @@ from app.plugin.provider_api import (
     TurnProvider,
     TurnVerdict,
     VADProvider,
+    WakeDetection,
 )
 from app.store.settings import Settings
 
@@ -95,7 +97,18 @@ class ListenerHost(Protocol):
     @property
     def muted(self) -> bool: ...
     @property
-    def hands_free(self) -> bool: ...
+    def hands_free(self) -> bool:
+        """The microphone stays open without the talk button (wake word or always listening)."""
+
+    @property
+    def activation(self) -> Activation:
+        """Whether speech may start a turn now, and whether to listen for the wake word."""
+
+    def on_wake(self, heard: WakeDetection, captured_at: float) -> None:
+        """The wake phrase ended in the frame captured at `captured_at`."""
+
+    def went_to_sleep(self) -> None:
+        """The wake word's awake window closed with nobody speaking."""
 
     @property
     def echo(self) -> EchoGate:
@@ -173,9 +186,20 @@ class Listener:
         self._told_poor = False
         self._dropped_seen = 0
         self._dropped_told_at = float("-inf")
+        self.wake = WakeListener(ctx, self._vad_pool, host.on_wake)
+        self._awake = False  # speech could start a turn at the last frame
 
     def reset_endpointer(self) -> None:
         self.endpointer = make_endpointer(self.host.settings, self.host.stages)
+
+    def listen_afresh(self) -> None:
+        """Forget what was heard so far (the wake phrase must not count as the question)."""
+        self.drop_utterance()
+        self.reset_endpointer()
+        slot = self.host.stages.slots.get("vad")
+        if slot is not None and isinstance(slot.provider, VADProvider):
+            with contextlib.suppress(Exception):
+                slot.provider.reset()
 
     @property
     def live(self) -> bool:
@@ -281,8 +305,17 @@ class Listener:
             if self.utterance is not None:
                 self._feed(self.utterance, frame)
             return
-        if not host.hands_free:
+        activation = host.activation
+        detector = wake_detector(host.stages) if activation.wants_wake_word else None
+        if detector is not None and await self.wake.hear(detector, frame, captured_at):
+            self._awake = True
+            return  # the session woke up: the endpointer starts afresh with the next frame
+        if not activation.hears_speech(captured_at) and self.utterance is None:
+            if self._awake:
+                self._awake = False
+                host.went_to_sleep()
             return
+        self._awake = True
         speaking = host.is_speaking(captured_at)
         if speaking and not host.listens_while_speaking():
             return  # half duplex: never hear ourselves (replies, apologies, timers alike)

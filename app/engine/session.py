@@ -31,12 +31,30 @@ from typing import Any, TypeVar, Unpack
 
 from app.audio.far_end import FarEndTap
 from app.audio.streams import AudioSink, AudioSource
+from app.engine.activation import (
+    Activation,
+    phrase_title,
+    play_chime,
+    unavailable_notice,
+    wake_detector,
+    wake_unavailable_reason,
+)
+from app.engine.activation import rest_state as activation_rest_state
 from app.engine.announcer import Announcer
 from app.engine.barge_in import BargeInJudge
 from app.engine.context import EngineContext
 from app.engine.echo_gate import EchoGate
 from app.engine.echo_path import EchoStats
-from app.engine.events import ErrorRaised, Event, Notice, ProviderSwitched, SpeechEnded, State, StateChanged
+from app.engine.events import (
+    ErrorRaised,
+    Event,
+    Notice,
+    ProviderSwitched,
+    SpeechEnded,
+    State,
+    StateChanged,
+    WakeWordHeard,
+)
 from app.engine.health import ErrorBook, ProviderHealth, TelemetryObserver, check_health
 from app.engine.listener import Listener, Utterance
 from app.engine.options import SessionOptions, SessionParts
@@ -48,11 +66,11 @@ from app.engine.switching import load_models, rebuild_stage, switch_stages
 from app.engine.tasks import Background, caller_cancelled, wait_for_task
 from app.engine.turn import APOLOGY, Turn, TurnInput, context_messages_for
 from app.plugin.errors import VoiceError
-from app.plugin.provider_api import PromptPriming, QuickAnswers
+from app.plugin.provider_api import PromptPriming, QuickAnswers, WakeDetection
 from app.plugin.registry import get_registry
 from app.store.history import History
 from app.store.paths import AppPaths
-from app.store.settings import Settings
+from app.store.settings import ActivationMode, Settings
 from app.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -78,7 +96,7 @@ class Session:
         self.history.on_notice = self.background.notice_from_any_thread
         self.state = State.IDLE
         self.stages = StageSet()
-        self.hands_free = settings.conversation.hands_free
+        self.activation = Activation(settings.activation)
         self.muted = False
         self._listeners: list[Callable[[Event], None]] = []
         self._turn: Turn | None = None
@@ -129,7 +147,11 @@ class Session:
 
     def rest_state(self) -> State:
         # LISTENING only while the microphone really runs (it may be missing or broken).
-        return State.LISTENING if (self.listener.live and self.hands_free and not self.muted) else State.IDLE
+        return activation_rest_state(self.activation, self.listener.live, self.muted, self.clock())
+
+    @property
+    def hands_free(self) -> bool:
+        return self.activation.opens_microphone
 
     @property
     def source(self) -> AudioSource | None:
@@ -192,6 +214,7 @@ class Session:
         await load_models(self.ctx, self.stages, self._promote, self.telemetry)
         self.ready.set()
         self._tell_duplex()
+        self._check_wake_word()
         await self._prime_llm()
 
     async def _prime_llm(self) -> None:
@@ -260,11 +283,65 @@ class Session:
 
     # -- controls ----------------------------------------------------------
     def set_hands_free(self, on: bool) -> None:
-        self.hands_free = on
-        if not on and not self.listener.ptt_active:
+        """Always listening (on) or push-to-talk (off)."""
+        self.set_activation("always" if on else "push_to_talk")
+
+    def activation_choices(self) -> dict[ActivationMode, str | None]:
+        """Each mode, with why it cannot be chosen now (None: it can)."""
+        _, failed, _ = self.errors.get("wake", self.settings.wake.provider)
+        wake = wake_unavailable_reason(self.stages, failed) if self.ready.is_set() else None
+        return {"push_to_talk": None, "wake_word": wake, "always": None}
+
+    def set_activation(self, mode: ActivationMode) -> str | None:
+        """Switch how turns start; returns why not, when the mode is unavailable here."""
+        if mode == "wake_word" and (why := self.activation_choices()["wake_word"]) is not None:
+            self._emit(unavailable_notice(why))
+            return why
+        self.activation.set_mode(mode)
+        if not self.activation.opens_microphone and not self.listener.ptt_active:
             self.listener.drop_utterance()
         self._spawn(self._sync_capture(), "sync-capture")
         self.set_state(self.rest_state() if self._turn_task is None else self.state)
+        return None
+
+    def _check_wake_word(self) -> None:
+        """Models loaded: a wake-word mode without a working detector says so, once, and the
+        session keeps to push-to-talk (the settings keep the user's choice)."""
+        if self.activation.mode == "wake_word" and (why := self.activation_choices()["wake_word"]) is not None:
+            self._emit(unavailable_notice(why))
+            self.activation.set_mode("push_to_talk")
+            self._spawn(self._sync_capture(), "sync-capture")
+        elif self.activation.mode == "wake_word" and (detector := wake_detector(self.stages)) is not None:
+            phrase = phrase_title(detector.phrases[0]) if detector.phrases else "the wake word"
+            self._emit(Notice(message=f"Say “{phrase}” to talk.", transient=True))
+
+    def on_wake(self, heard: WakeDetection, captured_at: float) -> None:
+        """The wake phrase: stop a reply, chime, and listen for the question."""
+        stopped = self._turn_running()
+        if stopped:
+            self.barge_in.take()
+            self._interrupt(barge_in_at=captured_at)
+        self.listener.listen_afresh()
+        now = self.clock()
+        self.activation.woke(now)
+        event = self._emit(
+            WakeWordHeard(
+                phrase=heard.phrase,
+                probability=heard.probability,
+                phrase_end=captured_at - heard.ended_ago_s,
+                stopped_reply=stopped,
+            )
+        )
+        self.telemetry.record_wake(heard.phrase, now - event.phrase_end)
+        if self.settings.activation.chime:
+            self._spawn(play_chime(self.speaker, event), "wake-chime")
+        else:
+            self._open_speaker_soon()
+        self.set_state(State.LISTENING)
+
+    def went_to_sleep(self) -> None:
+        if self._turn_task is None and self.listener.utterance is None and not self.listener.ptt_active:
+            self.set_state(self.rest_state())
 
     def set_muted(self, on: bool) -> None:
         self.muted = on
@@ -392,6 +469,7 @@ class Session:
         self, utt: Utterance, transcript: asyncio.Task[str] | None, endpoint_at: float, barge_in_at: float
     ) -> None:
         self._emit(SpeechEnded(duration_s=max(0.0, utt.last_speech_at - utt.started_at)))
+        self.activation.hold()  # awake (for the wake word) until the reply is over
         # One turn at a time: what the user just said supersedes a reply still running.
         previous = self._turn_task if self._turn_running() else None
         self._interrupt(barge_in_at=barge_in_at)
@@ -460,6 +538,7 @@ class Session:
     def _after_turn(self) -> None:
         if asyncio.current_task() is self._turn_task:
             self._turn_task = None
+            self.activation.turn_ended(self.clock())
             self.speaker.park_later()
             if self.ready.is_set() and not self._closed:
                 self._spawn(self._prime_next_turn(), "prime-next-turn")
@@ -499,6 +578,9 @@ class Session:
             "vad" in changed or "turn" in changed or switch.settings.conversation != self.settings.conversation
         )
         self.stages, self.settings = switch.stages, switch.settings
+        self.activation.update(self.settings.activation)
+        if self.settings.activation.mode != self.activation.mode:
+            self.set_activation(self.settings.activation.mode)  # says so when it cannot
         # Apply is the user saying "try again" (often after fixing a key): providers
         # disabled for AUTH or with an open breaker get a fresh chance.
         for slot in self.stages.slots.values():

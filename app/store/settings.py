@@ -32,7 +32,7 @@ from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.provider_api import KINDS
 from app.store.safe_files import atomic_write_text, keep_copy, move_aside, storage_problem
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SETTINGS_FILE = "settings.json"
 SECRET_KEYS = frozenset(
     {"api_key", "api-key", "apikey", "token", "access_token", "password", "secret", "authorization", "client_secret"}
@@ -48,6 +48,10 @@ DEFAULT_LLM_FALLBACK_OPTIONS = {"unanswered": "model_unavailable"}
 
 
 Duplex = Literal["auto", "half", "full"]
+#: How a turn starts: only while the talk button or hotkey is held, after the wake word, or
+#: whenever someone speaks.
+ActivationMode = Literal["push_to_talk", "wake_word", "always"]
+ACTIVATION_MODES: tuple[ActivationMode, ...] = ("push_to_talk", "wake_word", "always")
 
 
 def _migrated(raw: dict[str, Any], version: object) -> dict[str, Any]:
@@ -61,6 +65,17 @@ def _migrated(raw: dict[str, Any], version: object) -> dict[str, Any]:
         conv = {k: v for k, v in conv.items() if k != "half_duplex"}
         conv.setdefault("duplex", "full" if raw["conversation"]["half_duplex"] is False else "auto")
         raw = {**raw, "conversation": conv}
+    conv = raw.get("conversation")
+    if isinstance(conv, dict) and "hands_free" in conv:
+        # Schema 2's hands-free switch became the activation mode (schema 3).
+        hands_free = conv["hands_free"]
+        conv = {k: v for k, v in conv.items() if k != "hands_free"}
+        kept = raw.get("activation")
+        activation = {
+            "mode": "push_to_talk" if hands_free is False else "always",
+            **(kept if isinstance(kept, dict) else {}),
+        }
+        raw = {**raw, "conversation": conv, "activation": activation}
     return {**raw, "schema_version": SCHEMA_VERSION}
 
 
@@ -102,7 +117,6 @@ class ConversationSettings(_Section):
         1500, ge=300, le=5000, description="Longest wait for more words when the sentence sounds unfinished"
     )
     min_speech_ms: int = Field(200, ge=50, le=2000, description="Shorter sounds are not turns")
-    hands_free: bool = True
     duplex: Duplex = Field(
         "auto",
         description="While VoxDesk speaks: auto listens when echo cancellation works (talk over it), "
@@ -113,6 +127,32 @@ class ConversationSettings(_Section):
     history_turns: int = Field(8, ge=0, le=100)
     turn_deadline_s: float = Field(30.0, gt=1.0, le=600.0)
     first_output_deadline_s: float = Field(8.0, gt=0.1, le=120.0)
+
+
+class ActivationSettings(_Section):
+    mode: ActivationMode = Field(
+        "always",
+        description="How you start talking: push-to-talk (the button or the hotkey), the wake word, "
+        "or always listening (every sentence near the computer is a question)",
+    )
+    wake_timeout_s: float = Field(
+        8.0, ge=2.0, le=60.0, description="After the wake word, how long VoxDesk waits for you to start speaking"
+    )
+    follow_up_s: float = Field(
+        6.0, ge=0.0, le=60.0, description="After a reply, how long a follow-up question needs no wake word"
+    )
+    chime: bool = Field(True, description="Play a short chime when the wake word is heard")
+    hotkey: str = Field(
+        "Ctrl+Alt+Space",
+        max_length=64,
+        description="Global push-to-talk shortcut, held while you speak, in any application; empty for none",
+    )
+
+
+class WindowSettings(_Section):
+    close_to_tray: bool | None = Field(
+        None, description="Closing the window keeps VoxDesk running in the tray (asked the first time)"
+    )
 
 
 class TelemetrySettings(_Section):
@@ -145,6 +185,8 @@ class Settings(BaseModel):
     wake: StageSettings = Field(default_factory=lambda: StageSettings(provider="none"))
     audio: AudioSettings = Field(default_factory=AudioSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
+    activation: ActivationSettings = Field(default_factory=ActivationSettings)
+    window: WindowSettings = Field(default_factory=WindowSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
 
     def stage(self, kind: str) -> StageSettings:

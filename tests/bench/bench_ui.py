@@ -28,7 +28,7 @@ def main() -> int:
     home = tempfile.mkdtemp(prefix="voxdesk-bench-ui-")
     cfg = Path(home, "config")
     cfg.mkdir(parents=True)
-    (cfg / "settings.json").write_text(json.dumps({"conversation": {"hands_free": False}}))
+    (cfg / "settings.json").write_text(json.dumps({"activation": {"mode": "push_to_talk"}}))
     env = {**os.environ, "VOXDESK_HOME": home, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
     t0 = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "app", "-v"], env=env, stderr=subprocess.PIPE, text=True)

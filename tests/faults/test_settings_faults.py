@@ -153,7 +153,7 @@ def test_save_on_a_full_disk_is_a_voice_error_and_leaves_no_debris(small_disk: C
     "item,expect",
     [
         ("nosuch.key=1", "unknown setting nosuch.key"),
-        ("conversation.hands_fre=false", "did you mean conversation.hands_free"),
+        ("activation.mod=always", "did you mean activation.mode"),
         ("telemetri.enabled=false", "did you mean telemetry.enabled"),
         ("llm.provder=skills", "did you mean llm.provider"),
     ],
@@ -187,7 +187,8 @@ def test_unknown_keys_in_the_file_are_kept_and_told_once(tmp_path: Path) -> None
     home = make_home(tmp_path / "home")
     settings_file = home / "config" / "settings.json"
     raw = {
-        "conversation": {"hands_fre": False, "language": "de"},
+        "conversation": {"language": "de"},
+        "activation": {"mod": "always"},
         "telemetri": {"enabled": False},
         "llm": {"provider": "skills", "options": {"anything": 1}},
     }
@@ -195,7 +196,7 @@ def test_unknown_keys_in_the_file_are_kept_and_told_once(tmp_path: Path) -> None
     out = voxdesk(home, "history", "list")
     assert out.returncode == 0, out.stderr
     [line] = stderr_lines(out.stderr)  # one message for all of them
-    assert "conversation.hands_fre" in line and "did you mean conversation.hands_free" in line
+    assert "activation.mod" in line and "did you mean activation.mode" in line
     assert "telemetri" in line and "did you mean telemetry" in line
     assert "anything" not in line  # provider options are the provider's business
     assert "kept" in line
@@ -204,4 +205,4 @@ def test_unknown_keys_in_the_file_are_kept_and_told_once(tmp_path: Path) -> None
     assert result.settings.conversation.language == "de"
     store.save(result.settings)
     again = json.loads(settings_file.read_text())
-    assert again["conversation"]["hands_fre"] is False and again["telemetri"] == {"enabled": False}
+    assert again["activation"]["mod"] == "always" and again["telemetri"] == {"enabled": False}

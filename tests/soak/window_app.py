@@ -49,7 +49,7 @@ class WindowApp:
                 "-m",
                 "app",
                 "--set",
-                "conversation.hands_free=true",
+                "activation.mode=always",
                 "--set",
                 "audio.input_device=vox_mic",
                 "--set",

@@ -555,7 +555,8 @@ class WakeConfig(_Config):
 
 
 class TaggedWake(WakeWordDetector):
-    """Hears the wake phrase in a frame tagged `on_tag` (scripted sources tag their frames)."""
+    """Hears the wake phrase in frames tagged `on_tag` (scripted sources tag their frames),
+    on the first frame after them."""
 
     name = "fake"
 
@@ -564,6 +565,7 @@ class TaggedWake(WakeWordDetector):
         self.fed = 0
         self.resets = 0
         self.closed = 0
+        self._in_phrase = False
 
     @property
     def phrases(self) -> tuple[str, ...]:
@@ -573,12 +575,14 @@ class TaggedWake(WakeWordDetector):
         if self.cfg.fail:
             raise VoiceError("wake.fake", ErrorCode.PROVIDER_ERROR, "scripted wake-word failure")
         self.fed += len(audio)
-        if str(getattr(audio, "tag", "")) == self.cfg.on_tag:
-            return WakeDetection(self.cfg.phrase, 0.97)
-        return None
+        tagged = str(getattr(audio, "tag", "")) == self.cfg.on_tag
+        ended, self._in_phrase = self._in_phrase and not tagged, tagged
+        # Like a real detector: it decides on the frame after the phrase ended.
+        return WakeDetection(self.cfg.phrase, 0.97, ended_ago_s=len(audio) / SAMPLE_RATE) if ended else None
 
     def reset(self) -> None:
         self.resets += 1
+        self._in_phrase = False
 
     async def health(self) -> Health:
         return Health(HealthStatus.OK)
@@ -1069,6 +1073,7 @@ def fake_settings(  # noqa: PLR0913 - keyword-only options, one per stage
     """Settings that choose the "fake" provider for every stage; `backups` adds a
     "backup" fallback per stage with its options; the rest goes to `conversation`.
 
+    `activation_<key>` goes to the activation section (`activation_mode="push_to_talk"`).
     Conversation defaults are shortened for speed: 96 ms of speech starts a turn,
     320 ms of silence ends it; skills are off (the fake registry has none)."""
     s = Settings()
@@ -1093,8 +1098,11 @@ def fake_settings(  # noqa: PLR0913 - keyword-only options, one per stage
         "first_output_deadline_s": 2.0,
         **conversation,
     }
+    activation = {k.removeprefix("activation_"): conv.pop(k) for k in list(conv) if k.startswith("activation_")}
     for key, value in conv.items():
         setattr(s.conversation, key, value)
+    for key, value in activation.items():
+        setattr(s.activation, key, value)
     return s
 
 

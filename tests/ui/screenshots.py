@@ -32,7 +32,7 @@ def main() -> int:
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     paths = resolve_paths(tempfile.mkdtemp(prefix="voxdesk-shots-")).ensure()
-    settings = Settings.model_validate({"conversation": {"hands_free": True}})
+    settings = Settings.model_validate({"activation": {"mode": "always"}})
     store = SettingsStore(paths.config_dir)
     window = MainWindow(paths, settings, store)
     window.resize(1240, 760)

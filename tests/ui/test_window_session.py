@@ -26,7 +26,7 @@ def _settings(**stages: Any) -> Settings:
         "stt": {"provider": "faster-whisper"},
         "llm": {"provider": "skills"},
         "tts": {"provider": "piper"},
-        "conversation": {"hands_free": False},
+        "activation": {"mode": "push_to_talk"},
         **stages,
     }
     return Settings.model_validate(data)
@@ -158,7 +158,7 @@ def test_gui_thread_never_stalls_over_50ms_during_a_spoken_turn(qtbot: Any, run:
     from tests.support.sources import Piece, ScriptedSource
     from tests.support.speech import speak
 
-    settings = _settings(vad={"provider": "silero"}, conversation={"hands_free": True})
+    settings = _settings(vad={"provider": "silero"}, activation={"mode": "always"})
     window, session = _open(qtbot, run, settings)
     meter = GuiGapMeter()
     seen: list[tuple[float, str]] = []  # (when, event): which phase a stall fell in

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.engine.activation import Activation
 from app.engine.context import EngineContext
 from app.engine.events import ErrorRaised, Event, Notice, SpeechStarted, State, TurnFinished
 from app.engine.listener import Listener, Utterance
@@ -18,7 +19,7 @@ from app.engine.options import SessionOptions
 from app.engine.speaker import Speaker, SpeakerOptions
 from app.engine.stages import StageSet, build_slot
 from app.plugin.errors import VoiceError
-from app.plugin.provider_api import AudioChunk
+from app.plugin.provider_api import AudioChunk, WakeDetection
 from app.plugin.registry import Registry
 from app.store.settings import Settings, StageSettings
 from tests.support.fakes import (
@@ -123,6 +124,8 @@ class Host:
     def __init__(self, settings: Settings, stages: StageSet) -> None:
         self.settings, self.stages = settings, stages
         self.muted, self.hands_free = False, True
+        self.activation = Activation(settings.activation)  # always listening
+        self.woken: list[WakeDetection] = []
         speaker = Speaker(Parts(FakeClock()).ctx, None)
         self.echo, self.raw_echo = speaker.echo, speaker.raw_echo
         self.states: list[State] = []
@@ -148,6 +151,12 @@ class Host:
 
     def rest_state(self) -> State:
         return State.LISTENING
+
+    def on_wake(self, heard: WakeDetection, captured_at: float) -> None:
+        self.woken.append(heard)
+
+    def went_to_sleep(self) -> None:
+        self.states.append(State.IDLE)
 
 
 def listener_parts(clock: FakeClock, **vad: Any) -> tuple[Parts, Host]:

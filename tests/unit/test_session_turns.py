@@ -236,7 +236,7 @@ async def test_a_spoken_turn_stores_its_voice_to_voice_latency() -> None:
 
 
 async def test_push_to_talk_turns_what_was_said_while_pressed_into_a_turn() -> None:
-    async with fake_session(hands_free=False) as h:
+    async with fake_session(activation_mode="push_to_talk") as h:
         source = await h.listen([speech(2000)], hold=True, wait=False)
         assert not h.session.microphone_live  # hands-free off: the microphone stays closed
         h.session.push_to_talk(True)
@@ -256,7 +256,7 @@ async def test_push_to_talk_turns_what_was_said_while_pressed_into_a_turn() -> N
 
 
 async def test_push_to_talk_enters_listening_before_speech_starts() -> None:
-    async with fake_session(hands_free=False) as h:
+    async with fake_session(activation_mode="push_to_talk") as h:
         await h.listen([speech(2000)], hold=True, wait=False)
         h.session.push_to_talk(True)
         assert h.log.labels()[:2] == ["state:listening", "speech_started"]
@@ -264,7 +264,7 @@ async def test_push_to_talk_enters_listening_before_speech_starts() -> None:
 
 
 async def test_a_push_to_talk_tap_is_too_short_to_be_a_turn() -> None:
-    async with fake_session(hands_free=False) as h:
+    async with fake_session(activation_mode="push_to_talk") as h:
         await h.listen([speech(2000)], hold=True, wait=False)
         h.session.push_to_talk(True)
         h.session.push_to_talk(False)
