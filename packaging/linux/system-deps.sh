@@ -9,7 +9,8 @@ run_pkgs=(libportaudio2 libasound2-plugins espeak-ng libxcb-cursor0 libegl1 libg
           libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
           libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 libxcb-image0 build-essential cmake
           python3-venv)
-test_pkgs=(pulseaudio alsa-utils sox xvfb xauth patchelf binutils desktop-file-utils dpkg-dev pocketsphinx-testdata)
+test_pkgs=(pulseaudio alsa-utils sox xvfb xauth patchelf binutils desktop-file-utils dpkg-dev pocketsphinx-testdata
+           xdotool trayer dbus-daemon)
 pkgs=("${run_pkgs[@]}")
 [ "$mode" = test ] && pkgs+=("${test_pkgs[@]}")
 
