@@ -2,7 +2,7 @@
 
 The library creates its interpreters with default options, and TFLite then runs the
 mel-spectrogram and embedding models on a thread pool whose workers spin between the
-80 ms hops: ~6 % of one core, where one thread does the same work on ~3.5 %
+80 ms hops: ~6 % of one core, where one thread does the same work on ~3.5–4 %
 (2-core EPYC VM).
 The C API cannot change an interpreter's threads, so each is created again from the
 same model with one thread, and the library's handles are swapped for the new ones.

@@ -242,3 +242,26 @@ def test_without_the_package_it_is_unavailable_and_says_how_to_fix_it(
     assert module in out["missing"]
     if darwin:
         assert "macOS 15" in out["error"] and "macOS 15" in out["health"][1]
+
+
+@pytest.mark.slow
+def test_open_wake_word_runs_its_models_on_the_calling_thread_only() -> None:
+    """TFLite's default thread pool spins between hops (~6 % of a core instead of ~4 %):
+    the provider rebuilds the interpreters on one thread, so all the CPU is the caller's."""
+    import time
+
+    det = get_registry().create("wake", "open-wake-word", {})
+    assert isinstance(det, WakeWordDetector)
+    asyncio.run(det.warmup())
+    noise = room_noise(10.0, np.random.default_rng(5), -40.0)
+    thread0, process0 = time.thread_time(), time.process_time()
+    assert _feed(det, noise) == []
+    on_thread, in_process = time.thread_time() - thread0, time.process_time() - process0
+    assert in_process <= on_thread * 1.2 + 0.02, (on_thread, in_process)
+    asyncio.run(det.aclose())
+
+
+def test_an_unknown_library_layout_is_left_alone() -> None:
+    from providers.wake._tflite_threads import run_on_one_thread
+
+    assert run_on_one_thread(object(), object()) is False
