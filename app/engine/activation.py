@@ -150,7 +150,7 @@ async def play_chime(speaker: Speaker, heard: WakeWordHeard) -> None:
     if out is None:
         return
     out.mark()
-    speaker.play(chime())
+    speaker.play_cue(chime())
     for _ in range(100):  # the device says when the first sample went out
         started = speaker.first_sample_time
         if started is not None:

@@ -124,6 +124,9 @@ class ListenerHost(Protocol):
     def echo_reference(self) -> FarEndTap | None:
         """What the speaker device is handed (None for a sink nobody hears, like a file)."""
 
+    def only_chime(self, at: float) -> bool:
+        """All that plays at `at` is the wake chime: listen through it."""
+
     def listens_while_speaking(self) -> bool:
         """Full duplex now: the user may talk over a reply (else the microphone is ignored)."""
 
@@ -316,7 +319,9 @@ class Listener:
                 host.went_to_sleep()
             return
         self._awake = True
-        speaking = host.is_speaking(captured_at)
+        # The wake chime is no reply: the user often goes straight on from the wake phrase,
+        # and Silero does not take its two pure tones for speech.
+        speaking = host.is_speaking(captured_at) and not host.only_chime(captured_at)
         if speaking and not host.listens_while_speaking():
             return  # half duplex: never hear ourselves (replies, apologies, timers alike)
         prob = await self._speech_probability(frame)

@@ -415,6 +415,9 @@ class Session:
             )
         )
 
+    def only_chime(self, at: float) -> bool:
+        return self._turn_task is None and self.speaker.only_cue(at)
+
     def is_speaking(self, at: float) -> bool:
         # A reply is "ours" for its whole turn (the speaker may run dry between two
         # sentences); apologies and timers count while they play, plus a short tail.

@@ -57,6 +57,7 @@ class Speaker:
         self._parking = False
         self._ref_cursor = 0.0
         self._last_playing_at = float("-inf")
+        self._cue_until = float("-inf")  # the wake chime (and its echo) is over by then
 
     @property
     def out(self) -> AudioSink | None:
@@ -152,6 +153,17 @@ class Speaker:
         self._ref_cursor = start + chunk.duration_s
         return start
 
+    def play_cue(self, chunk: AudioChunk) -> float:
+        """A short sound that is not a reply (the wake chime): the microphone stays open
+        through it. Returns when it starts to sound."""
+        start = self.play(chunk)
+        self._cue_until = start + chunk.duration_s + self.options.echo_tail_s
+        return start
+
+    def only_cue(self, at: float) -> bool:
+        """Nothing but the cue plays at `at`."""
+        return at < self._cue_until and self._ref_cursor <= self._cue_until - self.options.echo_tail_s + 1e-6
+
     def pause(self) -> bool:
         """Hold what is playing (silent at once, nothing lost); False if the sink cannot."""
         out = self.out
@@ -169,6 +181,7 @@ class Speaker:
         if self.out is not None:
             self.out.flush()
         self._ref_cursor = 0.0
+        self._cue_until = float("-inf")
         self.echo.reset()
         self.raw_echo.reset()
 

@@ -181,8 +181,9 @@ class Settings(BaseModel):
     turn: StageSettings = Field(default_factory=lambda: StageSettings(provider="smart-turn", fallbacks=["silence"]))
     # The canceller cleans the microphone of VoxDesk's own voice; without it, half duplex.
     echo: StageSettings = Field(default_factory=lambda: StageSettings(provider="webrtc", fallbacks=["off"]))
-    # What the wake-word activation listens for; `none` leaves push-to-talk and the hotkey.
-    wake: StageSettings = Field(default_factory=lambda: StageSettings(provider="none"))
+    # What the wake-word activation listens for ("Hey Mycroft"); without it, push-to-talk
+    # and the hotkey still work.
+    wake: StageSettings = Field(default_factory=lambda: StageSettings(provider="micro-wake-word", fallbacks=["none"]))
     audio: AudioSettings = Field(default_factory=AudioSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
     activation: ActivationSettings = Field(default_factory=ActivationSettings)

@@ -49,7 +49,7 @@ _close = close_window
 def test_typed_question_streams_a_reply_and_the_window_closes_cleanly(qtbot: Any, run: Any) -> None:
     threads_before = {t.ident for t in threading.enumerate()}
     window, session = _open(qtbot, run, _settings())
-    assert window.health.table.rowCount() == 9  # a row per provider (turn and echo: two each; wake: none)
+    assert window.health.table.rowCount() == 10  # a row per provider (turn, echo and wake: two each)
 
     seen_while_streaming: list[str] = []
     finished: list[ev.TurnFinished] = []

@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from app.engine.chime import RATE as CHIME_RATE
-from app.engine.events import FinalTranscript, Notice, State, StateChanged, TurnFinished, WakeWordHeard
+from app.engine.events import (
+    FinalTranscript,
+    Notice,
+    SpeechStarted,
+    State,
+    StateChanged,
+    TurnFinished,
+    WakeWordHeard,
+)
 from app.store.settings import SettingsStore
 from tests.support.fakes import WaitFor, fake_session, silence, speech
 
@@ -52,6 +60,20 @@ async def test_the_wake_word_chimes_listens_and_the_question_is_answered() -> No
         assert chime.at < h.log.at(h.log.of(FinalTranscript)[0])
         states = [e.state for e in h.log.of(StateChanged)]
         assert states[:2] == [State.IDLE, State.LISTENING] or State.LISTENING in states
+
+
+async def test_speech_straight_after_the_phrase_is_heard_through_the_chime() -> None:
+    # Half duplex, yet the microphone stays open through the chime: people say the
+    # question in the same breath as the wake phrase.
+    async with fake_session(stt={"texts": ["what time is it"]}, llm={"replies": [["Noon."]]}, **WAKE) as h:
+        await h.listen([wake_phrase(), speech(384, tag="question"), silence(480)])
+        (turn,) = h.log.of(TurnFinished)
+        (chime,) = chimes(h)
+        first_word = h.mic.stamps("question")[0]
+        assert first_word < chime.end  # spoken over the chime...
+        assert turn.user_text == "what time is it"
+        utterance_start = h.log.at(h.log.of(SpeechStarted)[0])
+        assert utterance_start - first_word < 0.2  # ...and heard from its start
 
 
 async def test_a_follow_up_within_the_window_needs_no_wake_word_and_later_speech_is_ignored() -> None:

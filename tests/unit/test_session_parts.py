@@ -155,6 +155,9 @@ class Host:
     def on_wake(self, heard: WakeDetection, captured_at: float) -> None:
         self.woken.append(heard)
 
+    def only_chime(self, at: float) -> bool:
+        return False
+
     def went_to_sleep(self) -> None:
         self.states.append(State.IDLE)
 
