@@ -384,7 +384,9 @@ class Session:
         return self.speaker.raw_echo
 
     def echo_reference(self) -> FarEndTap | None:
-        sink = self.speaker.sink
+        # A parked (closed) speaker plays nothing: no echo to cancel, and the canceller's
+        # ~1 % of a core is saved while VoxDesk waits for the wake word.
+        sink = self.speaker.out
         return sink.far_end if sink is not None else None
 
     def listens_while_speaking(self) -> bool:
