@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +39,12 @@ class RecordingSink(WavFileSink):
     def __init__(self) -> None:
         super().__init__(None, realtime=True)  # speaker pace: there is a reply to talk over
         self.rates: list[int] = []
+        self.chimes_at: list[float] = []  # when each chime was handed to the speaker
 
     def play(self, chunk: AudioChunk) -> None:
         self.rates.append(chunk.sample_rate)
+        if chunk.sample_rate == CHIME_RATE:
+            self.chimes_at.append(time.monotonic())
         super().play(chunk)
 
 
@@ -110,3 +114,6 @@ async def test_the_wake_word_wakes_the_real_engine_and_stops_its_reply(tmp_path:
         print(f"wake: detected {(w.at - w.phrase_end) * 1000:.0f} ms after the phrase ended (p={w.probability:.2f})")
         assert w.at - w.phrase_end <= 0.5
     assert sink.rates.count(CHIME_RATE) == 2  # a chime for each wake
+    for w, chimed in zip(wakes, sink.chimes_at, strict=True):
+        print(f"wake: chime {(chimed - w.phrase_end) * 1000:.0f} ms after the phrase ended")
+        assert chimed - w.phrase_end <= 0.3  # the bar: wake word → listening (chime starts) ≤ 300 ms
