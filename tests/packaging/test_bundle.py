@@ -27,7 +27,9 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "packaging" / "dist"
 BUNDLE = DIST / "voxdesk"
-LITE_LIMIT_MB = 400
+# 391 MB before the wake words; they add two TensorFlow Lite runtimes with their models
+# (16 MB: each package loads the copy beside it) and the hotkey's X11/D-Bus clients (2 MB).
+LITE_LIMIT_MB = 420
 SELF_TEST_TIMEOUT_S = 420
 LINE = re.compile(r"^(ok|FAIL|missing) ([^:]+): (.*)$")
 
