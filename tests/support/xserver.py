@@ -23,14 +23,14 @@ class Xvfb:
 
 
 @contextmanager
-def xvfb(timeout_s: float = 15.0) -> Iterator[Xvfb]:
+def xvfb(timeout_s: float = 15.0, screen: str = "1280x800x24") -> Iterator[Xvfb]:
     """A fresh Xvfb; it is stopped on exit."""
     exe = shutil.which("Xvfb")
     if exe is None:
         raise FileNotFoundError("Xvfb is not installed (apt-get install xvfb)")
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(
-        [exe, "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        [exe, "-displayfd", str(write_fd), "-screen", "0", screen, "-nolisten", "tcp"],
         pass_fds=(write_fd,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

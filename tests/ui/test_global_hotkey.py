@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.support.fake_portal import FakeShortcutsPortal
-from tests.support.private_dbus import private_session_bus
+from tests.support.session_bus import private_session_bus
 from tests.support.xserver import xvfb
 from ui.hotkey_choice import choose_backend
 from ui.hotkey_portal import UNAVAILABLE
@@ -468,11 +468,11 @@ def test_wayland_without_the_portal_says_so(wayland_child: Child) -> None:
 
 
 @pytest.fixture
-def session_bus(tmp_path: Path) -> Iterator[str]:
+def session_bus() -> Iterator[str]:
     if shutil.which("dbus-daemon") is None:
         pytest.skip("dbus-daemon is not installed (apt-get install dbus-daemon); CI has it")
-    with private_session_bus(tmp_path) as bus:
-        yield bus
+    with private_session_bus() as bus:
+        yield bus.address
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
-from tests.support.x_display import tray_host, xvfb
+from tests.support.x_display import tray_host
+from tests.support.xserver import xvfb
 from ui import theme
 from ui.close_to_tray import (
     DONT_ASK_LABEL,
@@ -307,7 +308,8 @@ def test_on_a_real_tray_host_the_icon_docks_shows_states_and_answers_clicks(tmp_
     shot = os.environ.get("VOXDESK_TRAY_SHOT", str(tmp_path / "tray-shot.png"))
     env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}  # no bus: the tray's balloon
     env.pop("XDG_RUNTIME_DIR", None)
-    with xvfb() as display, (tmp_path / "probe.err").open("w+") as err:
+    with xvfb(screen="800x600x24") as server, (tmp_path / "probe.err").open("w+") as err:
+        display = server.display
         env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.support.tray_probe", "--shot", shot],
