@@ -58,8 +58,11 @@ async def test_the_wake_word_chimes_listens_and_the_question_is_answered() -> No
         (chime,) = chimes(h)
         assert chime.at - h.log.at(heard) < 0.05
         assert chime.at < h.log.at(h.log.of(FinalTranscript)[0])
-        states = [e.state for e in h.log.of(StateChanged)]
-        assert states[:2] == [State.IDLE, State.LISTENING] or State.LISTENING in states
+        # Asleep until the phrase; listening straight after it.
+        after = h.log.events[h.log.events.index(heard) + 1 :]
+        assert next(e.state for e in after if isinstance(e, StateChanged)) is State.LISTENING
+        before = h.log.events[: h.log.events.index(heard)]
+        assert State.LISTENING not in [e.state for e in before if isinstance(e, StateChanged)]
 
 
 async def test_speech_straight_after_the_phrase_is_heard_through_the_chime() -> None:
