@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
@@ -29,6 +29,16 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "voxdesk.providers"
 
 Factory = Callable[[Any], Provider]
+
+#: Where a provider does its work: this computer, a server the user runs (on their
+#: network), a cloud service, or either of the last two (an OpenAI-compatible API).
+Runs = Literal["local", "server", "cloud", "server-or-cloud"]
+RUNS_LABELS: Mapping[str, str] = {
+    "local": "this computer",
+    "server": "your server",
+    "cloud": "cloud",
+    "server-or-cloud": "your server or cloud",
+}
 
 
 @dataclass(frozen=True)
@@ -45,11 +55,25 @@ class ProviderInfo:
     extra: Mapping[str, Any] = field(default_factory=dict)
     #: Python modules it needs; `available()` checks they can be found.
     requires: tuple[str, ...] = ()
+    #: Where it runs; None = from `local` ("local", else "cloud").
+    runs: Runs | None = None
+    #: What it needs besides its Python modules, a few words each ("an API key", "a Wyoming server").
+    needs: tuple[str, ...] = ()
+
+    @property
+    def where(self) -> Runs:
+        return self.runs or ("local" if self.local else "cloud")
+
+    @property
+    def where_label(self) -> str:
+        """`where` in words: this computer, your server, cloud, or your server or cloud."""
+        return RUNS_LABELS[self.where]
 
     @property
     def capabilities(self) -> dict[str, Any]:
         return {
             "local": self.local,
+            "runs": self.where,
             "offline": self.local,
             "needs_api_key": self.needs_api_key,
             "streaming": self.streaming,

@@ -217,6 +217,8 @@ SPEC = ProviderSpec(
         description="Chat through any OpenAI-compatible API: OpenAI, Ollama, LM Studio, vLLM, llama.cpp "
         "server. Cloud services need an API key (keychain); local servers usually need none.",
         local=False,
+        runs="server-or-cloud",
+        needs=("an OpenAI-compatible server you run, or a cloud service and its API key",),
         needs_api_key=True,
         streaming=True,
         requires=("httpx",),

@@ -118,6 +118,8 @@ SPEC = ProviderSpec(
         description="Speech-to-text through /v1/audio/transcriptions (OpenAI Whisper, Speaches, LocalAI, "
         "vLLM). Cloud services need an API key (keychain); local servers usually need none.",
         local=False,
+        runs="server-or-cloud",
+        needs=("an OpenAI-compatible server you run, or a cloud service and its API key",),
         needs_api_key=True,
         streaming=False,
         requires=("httpx",),

