@@ -10,6 +10,13 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # llama-cpp-python compiles from source (no wheel on the index): pip caches the wheel
 # it builds, so this happens once per machine. Use both cores.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
+# Build llama.cpp for x86-64-v3 (AVX2, FMA, F16C), not for this machine's CPU: a native
+# build on a Xeon with AMX crashed in its first decode (AMX kernels, SIGSEGV), and the
+# installers must run on the laptops they are copied to. pip's cache is keyed by the
+# sdist only: after changing these, reinstall with --no-cache-dir.
+ifeq ($(shell uname -m),x86_64)
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
+endif
 
 .PHONY: run test setup setup-test lint package package-full clean
 
