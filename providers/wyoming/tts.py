@@ -165,7 +165,13 @@ class WyomingTTS(TTSProvider):
 
         async def cleaned() -> AsyncIterator[str]:
             async for text in texts:
-                yield cleaner.feed(text)
+                said = cleaner.feed(text)
+                # The cleaner trims; the server finds sentence ends by the spaces between pieces.
+                if said and text[:1].isspace():
+                    said = " " + said
+                if said and text[-1:].isspace():
+                    said += " "
+                yield said
 
         async with contextlib.aclosing(self.client.synthesize_stream(cleaned(), self._voice(info))) as sounds:
             async for sound in sounds:
