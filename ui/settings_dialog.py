@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -108,6 +109,7 @@ class StagePage(QWidget):
         for name in registry.list_providers(kind):
             item = QListWidgetItem(self._item_text(name))
             item.setData(Qt.ItemDataRole.UserRole, name)
+            item.setToolTip(self._item_tip(name))
             self.list.addItem(item)
         split.addWidget(self.list)
 
@@ -161,9 +163,17 @@ class StagePage(QWidget):
             info = self.registry.info(self.kind, name)
         except VoiceError:
             return f"{name}  (unavailable)"
-        where = "offline" if info.local else "online"
         missing = " · not installed" if info.missing_requirements() else ""
-        return f"{info.display_name}  ·  {where}{missing}"
+        return f"{info.display_name}  ·  {info.where_label}{missing}"
+
+    def _item_tip(self, name: str) -> str:
+        """Where it runs and what it needs, for the list's tooltip."""
+        try:
+            info = self.registry.info(self.kind, name)
+        except VoiceError as exc:
+            return exc.message
+        needs = list(info.needs) or (["an API key"] if info.needs_api_key else [])
+        return f"Runs on {info.where_label}" + (f"; needs {', '.join(needs)}" if needs else "")
 
     def add_panel(self, title: str, panel: QWidget, share: tuple[int, int] | None = None) -> None:
         """A box of the stage's own below the providers (Settings → Assistant: the models);
@@ -243,8 +253,11 @@ class StagePage(QWidget):
         badges = [
             f'<span style="background:{c["ok_bg"]};color:{c["ok_fg"]}">&nbsp;offline&nbsp;</span>'
             if info.local
-            else f'<span style="background:{c["remote_bg"]};color:{c["remote_fg"]}">&nbsp;online&nbsp;</span>'
+            else f'<span style="background:{c["remote_bg"]};color:{c["remote_fg"]}">&nbsp;online&nbsp;</span>',
+            f"runs on {html.escape(info.where_label)}",
         ]
+        if info.needs:
+            badges.append("needs " + html.escape(", ".join(info.needs)))
         if info.streaming:
             badges.append("streaming")
         if info.needs_api_key:

@@ -248,13 +248,15 @@ def _print(data: Any, as_json: bool, text: Any) -> int:
 
 
 def _providers_text(rows: list[dict[str, Any]]) -> str:
+    """Per stage: name, where it runs (this computer / your server / cloud), whether it is
+    usable here, and what it needs besides this install."""
     out = []
-    for kind in ("vad", "stt", "llm", "tts"):
+    for kind in dict.fromkeys(r["kind"] for r in rows):
         out.append(f"{kind.upper()}")
         for r in (r for r in rows if r["kind"] == kind):
-            where = "local" if r.get("local") else "remote"
             status = "usable" if r["usable"] else f"not usable: {r['why']}"
-            out.append(f"  {r['name']:<20} {where:<7} {status}")
+            needs = f" · needs {', '.join(r['needs'])}" if r.get("needs") else ""
+            out.append(f"  {r['name']:<20} {r.get('where', '?'):<21} {status}{needs}")
     return "\n".join(out) + "\n"
 
 

@@ -32,6 +32,9 @@ def providers_report() -> list[dict[str, Any]]:
                     "display_name": info.display_name,
                     "description": info.description,
                     "local": info.local,
+                    "runs": info.where,
+                    "where": info.where_label,
+                    "needs": list(info.needs) + (["an API key"] if info.needs_api_key and not info.needs else []),
                     "capabilities": info.capabilities,
                     "usable": not missing,
                     "why": f"missing Python package(s): {', '.join(missing)} — pip install 'voxdesk[all]'"

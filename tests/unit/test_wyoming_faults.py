@@ -298,16 +298,6 @@ def test_good_addresses_are_kept_normalised() -> None:
     assert reg.validate("tts", "wyoming", {"uri": "tcp://[::1]:10200"}).uri == "tcp://[::1]:10200"  # type: ignore[attr-defined]
 
 
-def test_where_it_runs_is_declared() -> None:
-    reg = get_registry()
-    for kind in ("stt", "tts"):
-        info = reg.info(kind, "wyoming")
-        assert info.where == "server" and info.where_label == "your server" and not info.local
-        assert info.needs and "Wyoming" in info.needs[0]
-    assert reg.info("stt", "openai-compatible").where_label == "your server or cloud"
-    assert reg.info("stt", "faster-whisper").where == "local"
-
-
 async def test_cancelling_a_request_closes_its_connection() -> None:
     """Barge-in: closing the stream mid-answer must not leave the request running."""
     async with FakeServer("silent") as srv:
