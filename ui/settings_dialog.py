@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import html
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
+    QCompleter,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -83,6 +84,18 @@ def _secret_field(spec: Any) -> bool:
     return bool(spec.kind == "secret")
 
 
+@runtime_checkable
+class ServerChoices(Protocol):
+    """A provider that asks its server what it offers for some options (a Wyoming server's
+    voices); its spec declares them as `extra["server_choices"]`."""
+
+    async def choices(self) -> Mapping[str, Sequence[str]]: ...
+
+
+#: How long Settings waits for a server to say what it offers.
+ASK_SERVER_S = 8.0
+
+
 class StagePage(QWidget):
     """Provider list on the left, the chosen provider's details and options on the right."""
 
@@ -141,6 +154,14 @@ class StagePage(QWidget):
         fb = QFormLayout()
         fb.addRow("Fallbacks:", self.fallbacks)
         self._right.addLayout(fb)
+        self.ask_server = QPushButton("Ask the server what it offers")
+        self.ask_server.setAccessibleName("Ask the server what it offers")
+        self.ask_server.clicked.connect(self._ask_clicked)
+        self.offers = QLabel()
+        self.offers.setObjectName("bubble_meta")
+        self.offers.setWordWrap(True)
+        self._right.addWidget(self.ask_server)
+        self._right.addWidget(self.offers)
         self.options_box = QGroupBox("Options")
         self._options_lay = QVBoxLayout(self.options_box)
         scroll = QScrollArea()
@@ -246,6 +267,66 @@ class StagePage(QWidget):
         self.api_key.clear()
         if info.needs_api_key:
             self._show_key_status(name)
+        self.ask_server.setVisible(bool(info.extra.get("server_choices")))
+        self.offers.clear()
+
+    def _ask_clicked(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a bare widget): nothing to run the question on
+            return
+        task = loop.create_task(self.ask_server_choices())
+        self._key_tasks.add(task)
+        task.add_done_callback(self._key_tasks.discard)
+
+    async def ask_server_choices(self) -> None:
+        """Ask the server (at the address being edited) what it offers; its answers become
+        suggestions on the options' fields and a line under them."""
+        name, form = self.provider, self.form
+        if form is None:
+            return
+        self.offers.setText("asking the server…")
+        try:
+            provider = self.registry.create(self.kind, name, form.values())
+        except VoiceError as exc:
+            self.offers.setText(exc.message)
+            return
+        try:
+            if not isinstance(provider, ServerChoices):
+                raise VoiceError(f"{self.kind}.{name}", "UNAVAILABLE", "this provider cannot ask its server")
+            async with asyncio.timeout(ASK_SERVER_S):
+                offered = await provider.choices()
+        except VoiceError as exc:
+            offered, why = {}, exc.message
+        except TimeoutError:
+            offered, why = {}, f"the server gave no answer within {ASK_SERVER_S:g} s"
+        else:
+            why = ""
+        finally:
+            with contextlib.suppress(Exception):
+                await provider.aclose()
+        with contextlib.suppress(RuntimeError):  # the dialog may have closed meanwhile
+            if self.provider == name and self.form is form:
+                self.offers.setText(why or self._show_offers(form, offered))
+
+    @staticmethod
+    def _show_offers(form: SchemaForm, offered: Mapping[str, Sequence[str]]) -> str:
+        parts = []
+        for option, values in offered.items():
+            if not values:
+                continue
+            if option in form.fields_by_name() and isinstance(editor := form.editor(option), QLineEdit):
+                completer = QCompleter(list(values), editor)
+                completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+                completer.setFilterMode(Qt.MatchFlag.MatchContains)
+                editor.setCompleter(completer)
+            shown = ", ".join(values[:4]) + (", …" if len(values) > 4 else "")
+            parts.append(f"{len(values)} {option}{'s' if len(values) > 1 else ''} ({shown})")
+        return (
+            "The server offers " + "; ".join(parts) + " — type in a field to pick one."
+            if parts
+            else ("The server lists no choices.")
+        )
 
     def _badges_html(self, info: Any) -> str:
         """Badges in the theme's colours (rich text cannot use the stylesheet's)."""

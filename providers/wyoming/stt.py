@@ -86,6 +86,13 @@ class WyomingSTT(STTProvider):
     async def list_languages(self) -> list[str]:
         return sorted({lang for m in (await self.discover()).asr_models for lang in m.languages})
 
+    async def choices(self) -> dict[str, list[str]]:
+        """What Settings may offer for this provider's options, as the server lists them."""
+        info = await self.discover()
+        self.client.require(info, "asr")
+        langs = sorted({lang for m in info.asr_models for lang in m.languages})
+        return {"model": [m.name for m in info.asr_models], "language": ["auto", *langs]}
+
     async def warmup(self) -> None:
         """Ask what the server offers; an unreachable one is left to the first turn (and the
         stage's fallback), so a server that comes up later is used without a restart."""
@@ -155,6 +162,7 @@ SPEC = ProviderSpec(
         streaming=True,
         sample_rates=(SAMPLE_RATE,),
         requires=("wyoming",),
-        extra={"protocol": "wyoming", "default_port": 10300},
+        # `choices()` answers for these options from the server (Settings offers them).
+        extra={"protocol": "wyoming", "default_port": 10300, "server_choices": ("model", "language")},
     ),
 )

@@ -94,6 +94,17 @@ class WyomingTTS(TTSProvider):
     async def list_languages(self) -> list[str]:
         return sorted({lang for v in (await self.discover()).voices for lang in v.languages})
 
+    async def choices(self) -> dict[str, list[str]]:
+        """What Settings may offer for this provider's options, as the server lists them."""
+        info = await self.discover()
+        self.client.require(info, "tts")
+        voice = next((v for v in info.voices if v.name == self.config.voice), None)
+        return {
+            "voice": [v.name for v in info.voices],
+            "language": sorted({lang for v in info.voices for lang in v.languages}),
+            "speaker": list(voice.speakers) if voice else [],
+        }
+
     async def warmup(self) -> None:
         """Ask what the server offers and have it speak a word, so it loads the voice now and
         the first sentence is quick. An unreachable server is left to the first turn (and
@@ -198,6 +209,7 @@ SPEC = ProviderSpec(
         needs=("a Wyoming text-to-speech server on your network",),
         streaming=True,
         requires=("wyoming",),
-        extra={"protocol": "wyoming", "default_port": 10200},
+        # `choices()` answers for these options from the server (Settings offers them).
+        extra={"protocol": "wyoming", "default_port": 10200, "server_choices": ("voice", "language", "speaker")},
     ),
 )

@@ -13,138 +13,15 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
-import wyoming.event
-from wyoming.asr import Transcript
-from wyoming.audio import AudioChunk, AudioStart, AudioStop
-from wyoming.error import Error
-from wyoming.event import Event, async_read_event, async_write_event
-from wyoming.info import AsrModel, AsrProgram, Attribution, Info, TtsProgram, TtsVoice
 
 from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.provider_api import STTProvider, TTSProvider
 from app.plugin.registry import get_registry
 from app.plugin.resilience import Deadline, RecordingObserver, RetryPolicy, StageRunner
+from tests.support.wyoming_servers import FakeServer
 
-ATTR = Attribution(name="test", url="http://127.0.0.1/")
-INFO = Info(
-    asr=[
-        AsrProgram(
-            name="fake-asr",
-            attribution=ATTR,
-            installed=True,
-            description="fake",
-            version="9.9",
-            models=[AsrModel("tiny", ATTR, True, "tiny", "1", languages=["en", "fr"])],
-        )
-    ],
-    tts=[
-        TtsProgram(
-            name="fake-tts",
-            attribution=ATTR,
-            installed=True,
-            description="fake",
-            version="9.9",
-            voices=[TtsVoice("voice-a", ATTR, True, "a", None, languages=["en"])],
-        )
-    ],
-)
 TIMEOUT_S = 0.5
 QUESTION = np.zeros(16000, np.float32)
-
-
-class FakeServer:
-    """Answers describe with INFO, then behaves as `mode` says."""
-
-    def __init__(self, mode: str) -> None:
-        self.mode = mode
-        self.server: asyncio.Server | None = None
-        self.port = 0
-        self.handlers: set[asyncio.Task[None]] = set()
-
-    @property
-    def uri(self) -> str:
-        return f"tcp://127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> FakeServer:
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        for t in list(self.handlers):
-            t.cancel()
-        await asyncio.gather(*self.handlers, return_exceptions=True)
-        await self.server.wait_closed()
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.handlers.add(task)
-        try:
-            await self._serve(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self.handlers.discard(task)
-            writer.close()
-
-    async def _write(self, event: Event, writer: asyncio.StreamWriter, version: str | None = None) -> None:
-        saved = wyoming.event._VERSION_NUMBER
-        if version is not None:
-            wyoming.event._VERSION_NUMBER = version  # what an older server's writer puts in the header
-        try:
-            await async_write_event(event, writer)
-        finally:
-            wyoming.event._VERSION_NUMBER = saved
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        mode = self.mode
-        while (event := await async_read_event(reader)) is not None:
-            if event.type == "describe":
-                if mode == "old-describe":
-                    await self._write(INFO.event(), writer, version="0.4.0")
-                else:
-                    await self._write(INFO.event(), writer)
-                continue
-            if mode == "silent":
-                continue
-            if mode == "garbage":
-                writer.write(b"this is not json\n")
-                await writer.drain()
-                continue
-            if event.type == "audio-start" and mode == "close-mid-audio":
-                return  # drops the connection while the client is still sending audio
-            if event.type in ("audio-stop", "synthesize"):
-                await self._answer(event, writer)
-                if mode.startswith("close"):
-                    return
-
-    async def _answer(self, request: Event, writer: asyncio.StreamWriter) -> None:
-        mode = self.mode
-        stt = request.type == "audio-stop"
-        if mode == "old":
-            answer = Transcript("hello").event() if stt else AudioStart(22050, 2, 1).event()
-            await self._write(answer, writer, version="0.4.0")
-        elif mode == "unexpected":
-            await self._write(Event("synthesize", {"text": "?"}) if stt else Transcript("?").event(), writer)
-        elif mode == "error":
-            await self._write(Error(text="model crashed", code="RuntimeError").event(), writer)
-        elif mode == "close-mid-event":
-            # A header promising 4000 bytes of audio, 10 of them, then the connection ends.
-            writer.write(b'{"type": "audio-chunk", "data": {"rate": 22050, "width": 2, "channels": 1}, ')
-            writer.write(b'"payload_length": 4000, "version": "1.10.2"}\n' + b"\x00" * 10)
-            await writer.drain()
-        elif mode == "close-mid-stream" and not stt:
-            await self._write(AudioStart(22050, 2, 1).event(), writer)
-            await self._write(AudioChunk(22050, 2, 1, b"\x01\x00" * 2205).event(), writer)
-        elif stt:
-            await self._write(Transcript("hello there").event(), writer)
-        else:
-            await self._write(AudioStart(22050, 2, 1).event(), writer)
-            await self._write(AudioChunk(22050, 2, 1, b"\x01\x00" * 2205).event(), writer)
-            await self._write(AudioStop().event(), writer)
 
 
 def stt_for(uri: str) -> STTProvider:

@@ -70,3 +70,31 @@ def test_settings_lists_where_each_provider_runs(qtbot: Any) -> None:
     page.select("wyoming")
     assert "runs on your server" in page.badges.text() and "needs a Wyoming" in page.badges.text()
     assert page.form is not None and page.form.editor("uri") is not None
+
+
+async def test_settings_asks_the_server_what_it_offers(qtbot: Any) -> None:
+    """Settings → Voice → Wyoming: the server's voices and languages become suggestions on
+    the fields; a server that is not there is said so, in its words."""
+    from PySide6.QtWidgets import QLineEdit
+
+    from app.store.settings import Settings
+    from tests.support.wyoming_servers import FakeServer
+    from ui.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(Settings(), get_registry())
+    qtbot.addWidget(dialog)
+    page = dialog.stage_pages["tts"]
+    page.select("piper")
+    assert page.ask_server.isHidden()  # only providers that declare server choices get the button
+    page.select("wyoming")
+    assert not page.ask_server.isHidden()
+    assert page.form is not None
+    async with FakeServer("ok") as srv:
+        page.form.set_values({"uri": srv.uri})
+        await page.ask_server_choices()
+    assert page.offers.text().startswith("The server offers 1 voice (voice-a); 1 language (en)"), page.offers.text()
+    voice = page.form.editor("voice")
+    assert isinstance(voice, QLineEdit) and voice.completer() is not None
+    assert voice.completer().model().data(voice.completer().model().index(0, 0)) == "voice-a"
+    await page.ask_server_choices()  # the fake has gone: its port is closed now
+    assert page.offers.text() == f"Wyoming server at {srv.uri} is not answering: start it or check the address"
