@@ -9,10 +9,12 @@ stalled (accepts, never answers) or gone, a turn takes no longer than with it up
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import statistics
 import threading
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -42,7 +44,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[tuple[object, int]]:
+async def receiver() -> AsyncIterator[tuple[Any, int]]:
     port = free_port()
     tap = oteltap.OtelTapHttpProtobufReceiver(oteltap.OtelTapHttpProtobufReceiverSettings(http_port=port))
     await tap.start()
@@ -90,6 +92,10 @@ def settings_for(endpoint: str | None) -> Settings:
     return s
 
 
+def answered(turns: list[TurnFinished], count: int) -> bool:
+    return len(turns) >= count
+
+
 async def ask(endpoint: str | None, questions: list[str]) -> list[TurnFinished]:
     """A real session on the default models answers `questions` spoken one after another."""
     session = Session(settings_for(endpoint), resolve_paths().ensure())
@@ -100,7 +106,7 @@ async def ask(endpoint: str | None, questions: list[str]) -> list[TurnFinished]:
         await asyncio.wait_for(session.ready.wait(), 180)
         pieces = [Piece(speak(questions[0]))]
         for i, q in enumerate(questions[1:], start=1):
-            pieces.append(Piece(speak(q), wait_for=lambda n=i: len(turns) >= n, then_wait_s=0.5))
+            pieces.append(Piece(speak(q), wait_for=functools.partial(answered, turns, i), then_wait_s=0.5))
         sink = WavFileSink(None, realtime=True)
         await session.set_audio(ScriptedSource(pieces), sink)
         await asyncio.wait_for(session.wait_capture_done(), 180)
@@ -112,26 +118,26 @@ async def ask(endpoint: str | None, questions: list[str]) -> list[TurnFinished]:
     return turns
 
 
-def attrs(message: object) -> dict[str, object]:
+def attrs(message: Any) -> dict[str, object]:
     """OTLP KeyValue list → plain dict (strings, numbers and booleans are all we send)."""
     out: dict[str, object] = {}
-    for kv in message.attributes:  # type: ignore[attr-defined]
+    for kv in message.attributes:
         value = kv.value
         out[kv.key] = getattr(value, value.WhichOneof("value")) if value.WhichOneof("value") else None
     return out
 
 
-async def test_turn_spans_and_metrics_reach_a_real_receiver(receiver: tuple[object, int]) -> None:
+async def test_turn_spans_and_metrics_reach_a_real_receiver(receiver: tuple[Any, int]) -> None:
     tap, port = receiver
-    spans: list[object] = []
-    metrics: list[object] = []
+    spans: list[Any] = []
+    metrics: list[Any] = []
 
     async def gather_spans() -> None:
-        async for span in tap.stream_traces():  # type: ignore[attr-defined]
+        async for span in tap.stream_traces():
             spans.append(span)
 
     async def gather_metrics() -> None:
-        async for metric in tap.stream_metrics():  # type: ignore[attr-defined]
+        async for metric in tap.stream_metrics():
             metrics.append(metric)
 
     # Listen before anything is sent: the receiver streams what arrives from now on.
@@ -150,30 +156,26 @@ async def test_turn_spans_and_metrics_reach_a_real_receiver(receiver: tuple[obje
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
 
-    turn_spans = [s for s in spans if s.name == "voice.turn"]  # type: ignore[attr-defined]
-    assert len(turn_spans) == len(turns), [s.name for s in spans]  # type: ignore[attr-defined]
+    turn_spans = [s for s in spans if s.name == "voice.turn"]
+    assert len(turn_spans) == len(turns), [s.name for s in spans]
     for turn in turn_spans:
         a = attrs(turn)
         assert str(a["voxdesk.turn_id"]), a
         assert float(a["voxdesk.voice_to_voice_s"]) > 0, a  # type: ignore[arg-type]
         assert any(k.startswith("voxdesk.timing.") for k in a), a
         assert "voxdesk.user_text" not in a and "voxdesk.reply_text" not in a  # content capture is off
-        children = [
-            s
-            for s in spans
-            if s.trace_id == turn.trace_id and s.parent_span_id == turn.span_id  # type: ignore[attr-defined]
-        ]
-        names = {c.name for c in children}  # type: ignore[attr-defined]
+        children = [s for s in spans if s.trace_id == turn.trace_id and s.parent_span_id == turn.span_id]
+        names = {c.name for c in children}
         assert names >= CHILDREN, names
         for child in children:
             ca = attrs(child)
-            assert ca["voxdesk.stage"] and ca["voxdesk.provider"], (child.name, ca)  # type: ignore[attr-defined]
+            assert ca["voxdesk.stage"] and ca["voxdesk.provider"], (child.name, ca)
     # The open question went to the embedded model: its span carries the gen_ai.* attributes.
-    llm_spans = [attrs(s) for s in spans if s.name == "voice.llm"]  # type: ignore[attr-defined]
+    llm_spans = [attrs(s) for s in spans if s.name == "voice.llm"]
     assert any(a.get("gen_ai.operation.name") == "chat" and "gen_ai.system" in a for a in llm_spans), llm_spans
     assert {a["voxdesk.provider"] for a in llm_spans} >= {"skills", "llama-cpp"}, llm_spans
 
-    by_name = {m.name: m for m in metrics}  # type: ignore[attr-defined]
+    by_name = {m.name: m for m in metrics}
     assert set(by_name) >= METRICS, sorted(by_name)
     v2v = by_name["voxdesk.turn.voice_to_voice"]
     assert v2v.unit == "s" and sum(p.count for p in v2v.histogram.data_points) >= len(turns)
