@@ -15,6 +15,7 @@ on 127.0.0.1 speaking the real wire format with wyoming's own event writer.
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import signal
 import socket
@@ -181,10 +182,14 @@ INFO = Info(
 
 
 class FakeServer:
-    """Answers describe with INFO, then behaves as `mode` says."""
+    """Answers describe with INFO, then behaves as `mode` says; `streams`: its info says it
+    streams synthesis, and it answers synthesize-start/chunk/stop (texts kept in `texts`)."""
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, *, streams: bool = False) -> None:
         self.mode = mode
+        self.info = copy.deepcopy(INFO)
+        self.info.tts[0].supports_synthesize_streaming = streams
+        self.texts: list[str] = []
         self.server: asyncio.Server | None = None
         self.port = 0
         self.handlers: set[asyncio.Task[None]] = set()
@@ -229,14 +234,19 @@ class FakeServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         mode = self.mode
+        streaming = False
         while (event := await async_read_event(reader)) is not None:
             if event.type == "describe":
                 if mode == "old-describe":
-                    await self._write(INFO.event(), writer, version="0.4.0")
+                    await self._write(self.info.event(), writer, version="0.4.0")
                 else:
-                    await self._write(INFO.event(), writer)
+                    await self._write(self.info.event(), writer)
                 continue
             if mode == "silent":
+                continue
+            streaming = streaming or event.type == "synthesize-start"
+            if streaming:
+                await self._stream_answer(event, writer)
                 continue
             if mode == "garbage":
                 writer.write(b"this is not json\n")
@@ -248,6 +258,15 @@ class FakeServer:
                 await self._answer(event, writer)
                 if mode.startswith("close"):
                     return
+
+    async def _stream_answer(self, event: Event, writer: asyncio.StreamWriter) -> None:
+        if event.type == "synthesize-chunk":
+            self.texts.append(str(event.data.get("text")))
+            await self._write(AudioStart(22050, 2, 1).event(), writer)  # a sentence per chunk, at once
+            await self._write(AudioChunk(22050, 2, 1, b"\x01\x00" * 100).event(), writer)
+            await self._write(AudioStop().event(), writer)
+        elif event.type == "synthesize-stop":
+            await self._write(Event("synthesize-stopped"), writer)
 
     async def _answer(self, request: Event, writer: asyncio.StreamWriter) -> None:
         mode = self.mode

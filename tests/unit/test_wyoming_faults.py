@@ -186,3 +186,33 @@ async def test_cancelling_a_request_closes_its_connection() -> None:
             await task
         await asyncio.sleep(0.05)
         assert not srv.handlers  # the server saw the connection end
+
+
+async def _pieces(texts: list[str], gap_s: float = 0.05) -> AsyncIterator[str]:
+    for t in texts:
+        yield t
+        await asyncio.sleep(gap_s)
+
+
+async def test_streamed_text_to_a_server_that_streams_synthesis() -> None:
+    async with FakeServer("ok", streams=True) as srv:
+        tts = tts_for(srv.uri)
+        got = [len(c.samples) async for c in tts.stream(_pieces(["Hello **there**. ", "Second one. "]))]
+        assert got == [100, 100]  # audio for each piece as the server sent it
+        assert srv.texts == ["Hello there. ", "Second one. "]  # cleaned, the spaces between pieces kept
+    async with FakeServer("ok") as srv:  # no streaming in its info: one synthesize per piece
+        tts = tts_for(srv.uri)
+        assert [len(c.samples) async for c in tts.stream(_pieces(["One. ", "Two. "]))] == [2205, 2205]
+
+
+async def test_a_silent_server_times_out_after_the_streamed_text_ends() -> None:
+    """While text is still being sent the server may rightly be quiet; after that, only
+    for the deadline."""
+    async with FakeServer("silent", streams=True) as srv:
+        tts = tts_for(srv.uri)
+        t0 = time.monotonic()
+        with pytest.raises(VoiceError) as err:
+            _ = [c async for c in tts.stream(_pieces(["One. ", "Two. ", "Three. "], gap_s=0.4))]
+        took = time.monotonic() - t0
+    assert err.value.code is ErrorCode.TIMEOUT
+    assert 1.2 + TIMEOUT_S - 0.1 < took < 1.2 + TIMEOUT_S + 1.0  # text for 1.2 s, then the deadline
