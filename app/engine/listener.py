@@ -34,6 +34,7 @@ from app.engine.events import AudioLevel, Notice, PartialTranscript, SpeechStart
 from app.engine.stages import StageSet, StageSlot
 from app.engine.tasks import wait_for_task
 from app.engine.turn_words import ending, ends_with_full_stop
+from app.plugin import languages
 from app.plugin.errors import VoiceError, as_voice_error
 from app.plugin.provider_api import (
     SAMPLE_RATE,
@@ -191,6 +192,7 @@ class Listener:
         self._dropped_told_at = float("-inf")
         self.wake = WakeListener(ctx, self._vad_pool, host.on_wake)
         self._awake = False  # speech could start a turn at the last frame
+        self._language_told: set[str] = set()  # "this voice cannot speak it", once each
 
     def reset_endpointer(self) -> None:
         self.endpointer = make_endpointer(self.host.settings, self.host.stages)
@@ -571,7 +573,27 @@ class Listener:
             return await p.transcribe(audio, language=lang)
 
         try:
-            return await slot.runner.call(call, timeout=conv.first_output_deadline_s)
+            text = await slot.runner.call(call, timeout=conv.first_output_deadline_s)
         except VoiceError as exc:
             exc.counted = True  # the stage runner counted it
             raise
+        self._check_voice_speaks(slot)
+        return text
+
+    def _check_voice_speaks(self, stt: StageSlot) -> None:
+        """The language just heard (detected with `auto`, else the one set) is one the voice
+        cannot speak: tell the user once, with a voice that can (the voice says which)."""
+        lang = self.host.settings.conversation.language
+        if lang == languages.AUTO:
+            heard = stt.provider.detected_language if isinstance(stt.provider, languages.ReportsLanguage) else None
+            if heard is None:
+                return
+            lang = heard
+        tts = self.host.stages.slots.get("tts")
+        voice = tts.provider if tts is not None else None
+        if not isinstance(voice, languages.SpeaksLanguages):
+            return
+        problem = voice.language_problem(lang)
+        if problem is not None and problem not in self._language_told:
+            self._language_told.add(problem)
+            self.ctx.emit(Notice(message=problem))

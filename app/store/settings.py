@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from app.plugin import languages
 from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.provider_api import KINDS
 from app.store.safe_files import atomic_write_text, keep_copy, move_aside, storage_problem
@@ -103,7 +104,13 @@ class ConversationSettings(_Section):
         "You are VoxDesk, a helpful voice assistant. Answer briefly in plain spoken sentences.",
         max_length=4000,
     )
-    language: str = Field("en", min_length=2, max_length=8)
+    language: str = Field(
+        "en",
+        min_length=2,
+        max_length=8,
+        description="Language you speak: auto (detected each turn; needs a multilingual speech model) or a code "
+        "such as en, fr, de — speech recognition, the assistant's answers and the voice follow it",
+    )
     endpoint_silence_ms: int = Field(
         450, ge=100, le=3000, description="Silence that ends a turn when the turn detector gives no answer"
     )
@@ -127,6 +134,12 @@ class ConversationSettings(_Section):
     history_turns: int = Field(8, ge=0, le=100)
     turn_deadline_s: float = Field(30.0, gt=1.0, le=600.0)
     first_output_deadline_s: float = Field(8.0, gt=0.1, le=120.0)
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        # A typo is refused by name; a region ("en-GB") is kept as written (users of it normalise).
+        return languages.AUTO if languages.normalise(value) == languages.AUTO else value.strip()
 
 
 class ActivationSettings(_Section):

@@ -47,6 +47,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.plugin import languages
 from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.model_spec import ModelFile, ModelOption, ModelPackage, ModelSpec, PathCheckResult, SelfCheck
 from app.plugin.priority import lower_this_thread
@@ -107,7 +108,11 @@ class FasterWhisperConfig(BaseModel):
         description="Shortest Whisper input window in seconds for utterances up to 25 s (the window is the "
         "utterance plus 2 s, at least this); empty = adaptive, at least 15 s; 30 = always Whisper's full window",
     )
-    language: str | None = Field("en", description="Language code, or empty to detect (multilingual models)")
+    language: str | None = Field(
+        "en",
+        description="Language code, or auto / empty to detect it (multilingual models); "
+        "the conversation's language, when the engine passes one, comes first",
+    )
     beam_size: int = Field(1, ge=1, le=10, description="1 = greedy, fastest")
     without_timestamps: bool = True
     condition_on_previous_text: bool = False
@@ -186,6 +191,8 @@ class FastResult:
 
     text: str
     suspect: str | None = None
+    #: The language it was decoded in (detected when none was set).
+    language: str | None = None
 
 
 def _avg_logprob(tokens: list[int], result: Any) -> float:
@@ -222,6 +229,34 @@ class FasterWhisperSTT(STTProvider):
         self._cancels: set[threading.Event] = set()
         self._partial_cancels: set[threading.Event] = set()
         self._tokenizers: dict[str, Any] = {}
+        #: The language of the last final transcript (and of the last partial), detected or set.
+        self._detected: str | None = None
+        self._partial_language: str | None = None
+
+    @property
+    def detected_language(self) -> str | None:
+        """The language the last final transcript was in: detected with `auto`, else the one set."""
+        return self._detected
+
+    def _language(self, language: str | None) -> str | None:
+        """The code to decode in, None to detect: the caller's language (the conversation's),
+        else this provider's own setting; `auto` detects."""
+        chosen = language if language is not None else self.config.language
+        try:
+            return languages.for_recognizer(chosen)
+        except ValueError as exc:
+            raise VoiceError(OP, ErrorCode.INVALID_CONFIG, str(exc)) from None
+
+    def _check_language(self, model: Any, lang: str | None) -> None:
+        """An English-only model asked for another language would silently write English."""
+        if lang is not None and lang != "en" and not model.model.is_multilingual:
+            raise VoiceError(
+                OP,
+                ErrorCode.INVALID_CONFIG,
+                f"{self.config.model} understands English only, and the language is set to {languages.name(lang)} "
+                f"— pick the multilingual model {MULTILINGUAL_MODEL} in Settings → Speech-to-text "
+                "(or set the language to English)",
+            )
 
     async def _run(self, fn: Callable[..., T], *args: Any, partial: bool = False) -> T:
         """`fn(*args, cancel)` on the decode thread; a cancelled caller stops it at the
@@ -346,15 +381,18 @@ class FasterWhisperSTT(STTProvider):
     def _decode(self, samples: np.ndarray, language: str | None, cancel: threading.Event | None = None) -> str:
         """Final text: the fast path when it applies and looks right, else the full 30 s path."""
         model = self._ensure_model()
-        lang = language or self.config.language or None
-        if self._fast_applies(model, samples, lang):
+        lang = self._language(language)
+        self._check_language(model, lang)
+        if self._fast_applies(model, samples):
             fast = self._decode_fast(model, samples, lang, cancel)
             if fast is None:  # cancelled
                 return ""
             if fast.suspect is None:
+                self._detected = fast.language
                 return fast.text
             log.debug("fast decode looks wrong (%s): decoding the full window", fast.suspect)
-        return self._decode_full(model, samples, lang, cancel)
+        text, self._detected = self._decode_full(model, samples, lang, cancel)
+        return text
 
     def _decode_partial(
         self, samples: np.ndarray, language: str | None, cancel: threading.Event
@@ -363,18 +401,20 @@ class FasterWhisperSTT(STTProvider):
         full-window retry: an unsure one is simply skipped."""
         t = time.perf_counter()
         model = self._ensure_model()
-        lang = language or self.config.language or None
-        if self._fast_applies(model, samples, lang):
+        lang = self._language(language)
+        self._check_language(model, lang)
+        if self._fast_applies(model, samples):
             fast = self._decode_fast(model, samples, lang, cancel)
             text = fast.text if fast is not None and fast.suspect is None else None
+            heard = fast.language if fast is not None else None
         else:
-            text = self._decode_full(model, samples, lang, cancel)
+            text, heard = self._decode_full(model, samples, lang, cancel)
+        self._partial_language = heard
         return (None if cancel.is_set() else text), time.perf_counter() - t
 
-    def _fast_applies(self, model: Any, samples: np.ndarray, lang: str | None) -> bool:
-        # Language detection and Whisper's own VAD live in the full path only.
-        known_language = lang is not None or not model.model.is_multilingual
-        return known_language and not self.config.vad_filter and len(samples) <= FAST_MAX_S * SAMPLE_RATE
+    def _fast_applies(self, model: Any, samples: np.ndarray) -> bool:
+        # Whisper's own VAD lives in the full path only (the language is detected in both).
+        return not self.config.vad_filter and len(samples) <= FAST_MAX_S * SAMPLE_RATE
 
     def _tokenizer(self, model: Any, lang: str | None) -> Any:
         from faster_whisper.tokenizer import Tokenizer
@@ -406,6 +446,10 @@ class FasterWhisperSTT(STTProvider):
             )
             if cancel is not None and cancel.is_set():  # a cancelled decode stops here, after the encoder
                 return None
+            if lang is None and model.model.is_multilingual:
+                # Detected from the same short window, so detection costs no second encode.
+                lang = model.model.detect_language(encoded)[0][0][0][2:-2]
+                tokenizer = self._tokenizer(model, lang)
             prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
             budget = TOKENS_BASE + math.ceil(TOKENS_PER_S * len(samples) / SAMPLE_RATE)
             result = model.model.generate(
@@ -421,17 +465,21 @@ class FasterWhisperSTT(STTProvider):
         except Exception as exc:
             raise VoiceError(OP, ErrorCode.PROVIDER_ERROR, f"transcription failed: {exc}") from exc
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        heard = lang if model.model.is_multilingual else "en"
         if result.no_speech_prob > NO_SPEECH_MIN and _avg_logprob(tokens, result) < LOG_PROB_MIN:
-            return FastResult("")  # no speech: faster-whisper drops such a window too
+            return FastResult("", language=heard)  # no speech: faster-whisper drops such a window too
         text = tokenizer.decode(tokens).strip()
-        return FastResult(text, _suspect(tokens, text, budget, result))
+        return FastResult(text, _suspect(tokens, text, budget, result), heard)
 
-    def _decode_full(self, model: Any, samples: np.ndarray, lang: str | None, cancel: threading.Event | None) -> str:
+    def _decode_full(
+        self, model: Any, samples: np.ndarray, lang: str | None, cancel: threading.Event | None
+    ) -> tuple[str, str | None]:
+        """(text, the language it is in) from faster-whisper's own 30 s windows."""
         cfg = self.config
         if cancel is not None and cancel.is_set():
-            return ""
+            return "", lang
         try:
-            segments, _info = model.transcribe(
+            segments, info = model.transcribe(
                 samples,
                 language=lang,
                 beam_size=cfg.beam_size,
@@ -446,7 +494,7 @@ class FasterWhisperSTT(STTProvider):
                 texts.append(seg.text.strip())
                 if cancel is not None and cancel.is_set():
                     break
-            return " ".join(texts).strip()
+            return " ".join(texts).strip(), info.language
         except VoiceError:
             raise
         except Exception as exc:
@@ -479,7 +527,7 @@ class FasterWhisperSTT(STTProvider):
         interval = self.config.partial_interval_s
         share = self.config.partial_cpu_share or partial_cpu_share(_cores())
         step = int(interval * SAMPLE_RATE)
-        lang = language or self.config.language or None
+        lang = self._language(language)  # checked before the first chunk; decodes get `language` itself
         try:
             async for chunk in audio:
                 samples = validate_audio(OP, chunk)
@@ -494,7 +542,7 @@ class FasterWhisperSTT(STTProvider):
                         heard = (pending_len, text)
                         if text and text != last_partial:
                             last_partial = text
-                            yield Transcript(text, is_final=False, language=lang)
+                            yield Transcript(text, is_final=False, language=self._partial_language or lang)
                 now = time.monotonic()
                 if (
                     pending is None
@@ -506,7 +554,7 @@ class FasterWhisperSTT(STTProvider):
                 ):
                     parts = [np.concatenate(parts)]
                     pending_len, last_start = total, now
-                    pending = asyncio.ensure_future(self._run(self._decode_partial, parts[0], lang, partial=True))
+                    pending = asyncio.ensure_future(self._run(self._decode_partial, parts[0], language, partial=True))
             full = np.concatenate(parts) if parts else np.zeros(0, np.float32)
             if pending is not None and _only_silence_after(full, pending_len):
                 # That partial heard all the speech (what came after is the endpointer's
@@ -517,10 +565,11 @@ class FasterWhisperSTT(STTProvider):
                     heard = (pending_len, text)
             # A partial that did not hear everything is abandoned: `transcribe` cancels it.
             if heard is not None and total >= MIN_SAMPLES and _only_silence_after(full, heard[0]):
-                yield Transcript(heard[1], is_final=True, language=lang)
+                self._detected = self._partial_language or lang
+                yield Transcript(heard[1], is_final=True, language=self._detected)
                 return
-            final = await self.transcribe(full, language=lang)
-            yield Transcript(final, is_final=True, language=lang)
+            final = await self.transcribe(full, language=language)
+            yield Transcript(final, is_final=True, language=self._detected or lang)
         finally:
             if pending is not None and not pending.done():
                 pending.cancel()

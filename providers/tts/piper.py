@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.engine.speech_text import SpeechTextCleaner, clean_for_speech, split_for_speech
+from app.plugin import languages
 from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.model_spec import FileCheck, ModelFile, ModelOption, ModelPackage, ModelSpec, PathCheckResult, SelfCheck
 from app.plugin.provider_api import AudioChunk, Health, HealthStatus, StageKind, TTSProvider, run_blocking
@@ -161,6 +162,30 @@ def _read_voice_config(model: Path) -> dict[str, Any]:
     return {"raw": data, "sample_rate": rate}
 
 
+def voice_language(raw: dict[str, Any]) -> str | None:
+    """The language a voice speaks ("fr"), from its .onnx.json: `language.family`, else
+    `language.code` or espeak-ng's voice ("fr-fr"); None when it does not say."""
+    lang = raw.get("language")
+    espeak = raw.get("espeak")
+    candidates = [
+        lang.get("family") if isinstance(lang, dict) else None,
+        lang.get("code") if isinstance(lang, dict) else None,
+        espeak.get("voice") if isinstance(espeak, dict) else None,
+    ]
+    for value in candidates:
+        if isinstance(value, str) and value:
+            try:
+                return languages.normalise(value)
+            except ValueError:
+                continue
+    return None
+
+
+def voices_for(language: str) -> list[str]:
+    """Catalogue voices that speak `language` (a code), by their ids (`piper-fr_FR-siwis-medium`)."""
+    return [m.id for m in MODELS if m.id.removeprefix("piper-").split("_", 1)[0] == language]
+
+
 def _load_voice(model: Path, threads: int) -> PiperVoice:
     """Load the ONNX voice with our own session options (thread count, no spinning)."""
     try:
@@ -209,6 +234,35 @@ class PiperTTS(TTSProvider):
         self._workers: set[_Worker] = set()
         #: Why the voice could not be loaded, so health() can say so without retrying.
         self._load_error: VoiceError | None = None
+        self._language: str | None = None
+
+    # -- language -------------------------------------------------------------
+    def spoken_language(self) -> str | None:
+        """The language this voice speaks, from its .onnx.json (None when it cannot be read)."""
+        if self._language is None:
+            try:
+                self._language = voice_language(_read_voice_config(self._resolve())["raw"])
+            except VoiceError:
+                return None
+        return self._language
+
+    def language_problem(self, language: str) -> str | None:
+        """None when this voice speaks `language` (or cannot tell: `auto`, an unreadable
+        voice), else one sentence telling the user which voice to download and choose."""
+        try:
+            wanted = languages.normalise(language)
+        except ValueError:
+            return None
+        spoken = self.spoken_language()
+        if wanted == languages.AUTO or spoken is None or spoken == wanted:
+            return None
+        voice, said = Path(self.config.voice).stem, languages.name(wanted)
+        head = f"The voice {voice} speaks {languages.name(spoken)}, not {said}, so replies in {said} will sound wrong"
+        offers = voices_for(wanted)
+        if offers:
+            fetch = " or ".join(f"`voxdesk models fetch {v}`" for v in offers)
+            return f"{head} — download a {said} voice ({fetch}) and choose it in Settings → Voice."
+        return f"{head} — choose a Piper voice (.onnx file) that speaks {said} in Settings → Voice."
 
     # -- life cycle ---------------------------------------------------------
     @property
@@ -470,6 +524,11 @@ MODELS = (
     _voice("en_US-lessac-medium", 63, "see MODEL_CARD (Blizzard 2013 dataset terms)"),
     _voice("en_US-amy-medium", 63, "see MODEL_CARD in rhasspy/piper-voices"),
     _voice("en_GB-alan-medium", 63, "see MODEL_CARD in rhasspy/piper-voices"),
+    # Voices for other languages (the conversation's language picks which one to offer).
+    # Upstream's hashes were not checked offline: the first download records what it got.
+    _voice("fr_FR-siwis-medium", 63, "see MODEL_CARD in rhasspy/piper-voices"),
+    _voice("de_DE-thorsten-medium", 63, "see MODEL_CARD in rhasspy/piper-voices"),
+    _voice("es_ES-davefx-medium", 63, "see MODEL_CARD in rhasspy/piper-voices"),
 )
 
 

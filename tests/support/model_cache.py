@@ -19,7 +19,7 @@ from app.store.paths import AppPaths
 
 @dataclass(frozen=True)
 class Seed:
-    """A model's assembled folder, as its file's (size, mtime) when it was built."""
+    """One file of a model's assembled folder, with its (size, mtime) when it was built."""
 
     folder: Path
     file: Path
@@ -33,9 +33,13 @@ def build_seeds(root: Path) -> list[Seed]:
         if spec.package is None or not spec.package.parts:
             continue
         built = package_location(spec.id, paths=paths)
-        if built is not None:
-            st = built.stat()
-            seeds.append(Seed(built.parent, built, (st.st_size, st.st_mtime_ns)))
+        if built is None:
+            continue
+        # A single-file model points at its file; a folder model (whisper-base) at its folder.
+        files = [built] if built.is_file() else sorted(p for p in built.iterdir() if p.name != MANIFEST)
+        for file in files:
+            st = file.stat()
+            seeds.append(Seed(file.parent, file, (st.st_size, st.st_mtime_ns)))
     return seeds
 
 
@@ -49,12 +53,16 @@ def rebuild(seeds: list[Seed], bad: list[Seed]) -> None:
 
 def seed_home(home: Path, seeds: list[Seed]) -> None:
     """Hard-link each seed's file (and copy its manifest) into `home`'s model cache."""
+    failed: set[str] = set()
     for seed in seeds:
         dest = home / "cache" / "models" / seed.folder.name
+        if seed.folder.name in failed:
+            continue
         dest.mkdir(parents=True, exist_ok=True)
         try:
             os.link(seed.file, dest / seed.file.name)
         except OSError:
+            failed.add(seed.folder.name)
             shutil.rmtree(dest, ignore_errors=True)  # another filesystem: the app assembles its own
             continue
         shutil.copy2(seed.folder / MANIFEST, dest / MANIFEST)

@@ -19,13 +19,14 @@ def have_espeak() -> bool:
     return shutil.which("espeak-ng") is not None
 
 
-def speak(text: str, rate: int = SAMPLE_RATE, *, words_per_minute: int = 150) -> np.ndarray:
-    """espeak-ng speech as float32 mono at `rate` (resampled with sox)."""
+def speak(text: str, rate: int = SAMPLE_RATE, *, words_per_minute: int = 150, voice: str = "en-us") -> np.ndarray:
+    """espeak-ng speech as float32 mono at `rate` (resampled with sox); `voice` is espeak-ng's
+    (`fr`, `de`… for other languages)."""
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         out = Path(tmp) / "out.wav"
         subprocess.run(
-            ["espeak-ng", "-v", "en-us", "-s", str(words_per_minute), "-w", str(raw), text],
+            ["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(raw), text],
             check=True,
             capture_output=True,
         )
