@@ -202,7 +202,7 @@ async def test_a_stalled_or_missing_receiver_does_not_slow_a_turn(stalled_port: 
             v2v[name] += [t.voice_to_voice_s or float("nan") for t in await ask(endpoint, [SKILL_QUESTION] * 2)]
     medians = {name: statistics.median(values) for name, values in v2v.items()}
     print("voice-to-voice median: " + ", ".join(f"{n} {m * 1000:.0f} ms" for n, m in medians.items()), v2v)
-    # An export on the turn's path would wait out its 2 s timeout; the noise of a shared
-    # 2-core machine between sessions is a few hundred milliseconds at worst.
+    # An export on the turn's path would wait out the exporter's 2 s timeout (stalled) and
+    # its retries; what sessions differ by on a busy 2-core machine was up to ~0.5 s.
     base = medians["no export"]
-    assert medians["stalled"] < base + 0.3 and medians["gone"] < base + 0.3, v2v
+    assert medians["stalled"] < base + 0.75 and medians["gone"] < base + 0.75, v2v
