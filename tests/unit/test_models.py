@@ -430,3 +430,92 @@ def test_a_missing_part_is_named_and_a_model_with_no_part_keeps_the_fetch_advice
         resolve_model(spec.id, paths=paths)
     assert explain_damaged_package(spec.id, err.value, "llm.test") is err.value
     assert "voxdesk models fetch" in err.value.message
+
+
+# -- a folder model split across packages (Whisper base: model.bin in parts, files beside) ----
+
+
+@pytest.fixture
+def split_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModelSpec, dict[str, bytes]]]:
+    """A folder model whose `model.bin` is two parts of two distributions, the second also
+    shipping `config.json` beside it; the download list names other files (as upstream's does)."""
+    site = tmp_path / "site"
+    chunks = [random.Random(i).randbytes(120_000) for i in (3, 4)]
+    config = b'{"lang_ids": [1, 2]}'
+    write_distribution(site, "voxdesk-test-folder-1", "2.0", {"voxdesk_test_folder_1/data/model.bin.part1": chunks[0]})
+    write_distribution(
+        site,
+        "voxdesk-test-folder-2",
+        "2.0",
+        {"voxdesk_test_folder_2/data/model.bin.part2": chunks[1], "voxdesk_test_folder_2/data/config.json": config},
+    )
+    monkeypatch.syspath_prepend(str(site))
+    whole = b"".join(chunks)
+    package = ModelPackage(
+        "voxdesk-test-folder-1==2.0 voxdesk-test-folder-2==2.0",
+        sha256={"model.bin": hashlib.sha256(whole).hexdigest(), "config.json": hashlib.sha256(config).hexdigest()},
+        parts=(
+            ("voxdesk-test-folder-1", "voxdesk_test_folder_1/data/model.bin.part1"),
+            ("voxdesk-test-folder-2", "voxdesk_test_folder_2/data/model.bin.part2"),
+        ),
+        joined="model.bin",
+        beside=(("config.json", "voxdesk-test-folder-2", "voxdesk_test_folder_2/data/config.json"),),
+        joined_size=len(whole),
+        version="2.0",
+    )
+    files = (
+        ModelFile("model.bin", "http://127.0.0.1:9/model.bin"),
+        ModelFile("vocabulary.txt", "http://127.0.0.1:9/v"),
+    )
+    spec = ModelSpec("test-split-folder", "stt", "split folder test model", files, "MIT", package=package)
+    undo = declare_models(spec)
+    yield spec, {"model.bin": whole, "config.json": config}
+    undo()
+
+
+def test_a_split_folder_model_is_joined_with_its_other_files_beside_it(split_folder, paths: AppPaths) -> None:
+    spec, expected = split_folder
+    folder = resolve_model(spec.id, paths=paths)
+    assert folder == paths.models_dir / spec.id and folder.is_dir()
+    for name, data in expected.items():
+        assert (folder / name).read_bytes() == data
+    report = verify_model(spec.id, paths=paths)
+    assert report.ok and report.source == "package" and [c.name for c in report.files] == ["model.bin", "config.json"]
+    # A changed copy beside the joined file is replaced from the package on the next use.
+    (folder / "config.json").write_bytes(b"{}")
+    assert not verify_model(spec.id, paths=paths).ok
+    assert fetch_model(spec.id, paths=paths).repaired == ("config.json",)
+    assert (folder / "config.json").read_bytes() == expected["config.json"]
+
+
+def test_a_changed_file_beside_the_parts_names_its_package_and_command(
+    split_folder, paths: AppPaths, tmp_path: Path
+) -> None:
+    spec, _ = split_folder
+    config = tmp_path / "site" / "voxdesk_test_folder_2" / "data" / "config.json"
+    config.write_bytes(b'{"lang_ids": [9, 9]}')  # same size, other bytes
+    with pytest.raises(VoiceError) as err:
+        resolve_model(spec.id, paths=paths)
+    explained = explain_damaged_package(spec.id, err.value, "stt.test")
+    assert explained.code is ErrorCode.MODEL_MISSING
+    assert "voxdesk-test-folder-2 has a changed voxdesk_test_folder_2/data/config.json" in explained.message
+    assert explained.message.endswith("pip install --force-reinstall voxdesk-test-folder-2==2.0")
+    assert "folder-1" not in explained.message
+
+
+def test_a_missing_or_truncated_part_of_a_folder_model_is_named(split_folder, paths: AppPaths, tmp_path: Path) -> None:
+    spec, _ = split_folder
+    part1 = tmp_path / "site" / "voxdesk_test_folder_1" / "data" / "model.bin.part1"
+    part1.write_bytes(part1.read_bytes()[:-10])
+    with pytest.raises(VoiceError) as err:
+        resolve_model(spec.id, paths=paths)
+    assert "expected 240000" in err.value.message  # the pinned size, checked before any hashing
+    explained = explain_damaged_package(spec.id, err.value, "stt.test")
+    assert "voxdesk-test-folder-1 has a truncated" in explained.message
+    assert explained.message.endswith("pip install --force-reinstall voxdesk-test-folder-1==2.0")
+    part1.unlink()
+    with pytest.raises(VoiceError) as err:
+        resolve_model(spec.id, paths=paths)
+    explained = explain_damaged_package(spec.id, err.value, "stt.test")
+    assert "voxdesk-test-folder-1 lacks its file" in explained.message
+    assert not (paths.models_dir / spec.id / "model.bin").exists()
