@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,12 +112,13 @@ class Sound:
 
 
 def version_tuple(version: str) -> tuple[int, ...] | None:
+    """``"1.2.0rc1"`` → (1, 2, 0); None when it does not start like a version."""
     parts = []
     for p in version.split(".")[:3]:
-        digits = "".join(c for c in p if c.isdigit())
-        if not digits:
+        digits = re.match(r"\d+", p)
+        if digits is None:
             return None
-        parts.append(int(digits))
+        parts.append(int(digits.group()))
     return tuple(parts)
 
 
