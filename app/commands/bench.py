@@ -7,7 +7,8 @@ reply's first sample reaching the sink, and is reported apart for questions the 
 skills answer and for open ones the LLM answers. The run is repeated with telemetry
 off to show what telemetry costs. `--answers` runs the answers check instead
 (app/commands/bench_answers.py), `--turn-taking` the turn-taking bench (bench_turns.py),
-`--wake-word` the wake-word bench (bench_wake.py).
+`--wake-word` the wake-word bench (bench_wake.py), `--stt` the speech-recognition accuracy
+bench that picks the offline default (bench_stt.py).
 """
 
 from __future__ import annotations
@@ -224,6 +225,10 @@ def bench_command(args: argparse.Namespace, paths: AppPaths, settings: Settings)
         from app.commands.bench_wake import wake_word_command
 
         return wake_word_command(args, paths, settings)
+    if getattr(args, "stt", False):
+        from app.commands.bench_stt import stt_command
+
+        return stt_command(args, paths, settings)
     report = asyncio.run(run_bench(settings, paths, max(1, args.turns), not args.no_telemetry_compare))
     if args.json:
         json.dump(report, sys.stdout, indent=2)
