@@ -4,7 +4,7 @@ attributes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -44,10 +44,17 @@ def tts_stream(slot: StageSlot, text: str, used: list[str], timeout: float) -> A
         used.append(provider_name(slot, p))
         assert isinstance(p, TTSProvider)
         got = False
-        async for chunk in p.synthesize(text):
-            if len(chunk.samples):
-                got = True
-                yield chunk
+        # Closed at once when the listener barges in: a voice on a server releases its
+        # connection now, not when the garbage collector finds the generator.
+        chunks = p.synthesize(text)
+        try:
+            async for chunk in chunks:
+                if len(chunk.samples):
+                    got = True
+                    yield chunk
+        finally:
+            if isinstance(chunks, AsyncGenerator):
+                await chunks.aclose()
         if not got and any(ch.isalnum() for ch in text):
             raise VoiceError(
                 f"tts.{used[-1]}",
