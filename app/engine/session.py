@@ -224,7 +224,8 @@ class Session:
         if slot is None or not isinstance(slot.provider, PromptPriming):
             return
         try:
-            await slot.provider.prime(llm_messages(self.settings.conversation.system_prompt, [], "Hello."))
+            conv = self.settings.conversation
+            await slot.provider.prime(llm_messages(conv.system_prompt, [], "Hello.", language=conv.language))
         except Exception as exc:  # the first turn will say what is wrong, if anything still is
             log.info("priming the language model failed: %s", exc)
 

@@ -34,6 +34,7 @@ from app.engine.speculation import HeldOutput, SpeculationMissed, same_words
 from app.engine.spoken_reply import ends_sentence
 from app.engine.stages import StageSet, StageSlot, missing_stage_error
 from app.engine.tasks import wait_for_task
+from app.plugin import languages
 from app.plugin.errors import ErrorCode, VoiceError, as_voice_error
 from app.plugin.provider_api import AudioChunk, ChatMessage, LLMProvider, Provider, QuickAnswers
 from app.plugin.resilience import Deadline
@@ -60,11 +61,14 @@ class TurnInput:
     endpoint_at: float | None = None
 
 
-def context_messages_for(history: History, conv: ConversationSettings, text: str) -> list[ChatMessage]:
+def context_messages_for(
+    history: History, conv: ConversationSettings, text: str, heard: str | None = None
+) -> list[ChatMessage]:
     """What the model is sent for `text` now: the whole conversation, windowed in steps so
-    the model's prompt cache survives (blocking: it reads the history database)."""
+    the model's prompt cache survives (blocking: it reads the history database). `heard`
+    is the language the speech recognizer detected in `text`, when it said."""
     window = stable_window(history.recent_messages(), conv.history_turns, HISTORY_BUDGET_CHARS)
-    return llm_messages(conv.system_prompt, window, text)
+    return llm_messages(conv.system_prompt, window, text, language=conv.language, heard=heard)
 
 
 class TurnHost(Protocol):
@@ -329,7 +333,14 @@ class Turn:
             raise
 
     async def _context_messages(self, text: str) -> list[ChatMessage]:
-        return await asyncio.to_thread(context_messages_for, self.host.history, self.conv, text)
+        return await asyncio.to_thread(context_messages_for, self.host.history, self.conv, text, self._heard())
+
+    def _heard(self) -> str | None:
+        """The language the recognizer detected in this turn's words (spoken turns only)."""
+        stt = self.stages.slots.get("stt")
+        if self.input.transcript is None or stt is None or not isinstance(stt.provider, languages.ReportsLanguage):
+            return None
+        return stt.provider.detected_language
 
     async def speak(self) -> None:
         """Sentences → TTS → speaker, each as soon as it is complete; then wait it out."""

@@ -233,6 +233,7 @@ class STTConfig(_Config):
     fail_all: bool = False
     error_code: str = "PROVIDER_ERROR"
     error_kind: Literal["voice", "bug"] = "voice"
+    detected: str | None = Field(None, description="the language it says it heard (detected_language)")
 
 
 @dataclass
@@ -298,6 +299,10 @@ class FakeSTT(STTProvider):
                 said += 1
         buf = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         yield Transcript(await self.transcribe(buf, language=language), is_final=True)
+
+    @property
+    def detected_language(self) -> str | None:
+        return self.cfg.detected
 
     async def warmup(self) -> None:
         if self.cfg.warmup_fails:
