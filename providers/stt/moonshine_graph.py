@@ -2,17 +2,18 @@
 
 The `.ort` files in `moonshine-cpp` store each weight as int8 plus a scale and an
 offset, and the graph turns them back into float32 with three nodes (Cast → Mul → Add)
-that sit in the graph itself. ONNX Runtime does not constant-fold an ORT-format model,
-so every decoder step dequantized all 81 decoder weights again (the tied 32768 × 416
-embedding twice): ~90 ms a token on one core, where the matrix products cost ~5.
+that sit in the graph itself; the decoder's branches then transpose the 32768 × 416
+embedding for the output projection. ONNX Runtime does not constant-fold an ORT-format
+model, so every decoder step did all of that again: ~100 ms a token on one core (shared
+2-core VM), where the matrix products cost a few.
 
-`fold_dequantize` rewrites the flatbuffer so those weights are plain float32
-initializers and the 3 × N nodes are gone. It does not re-serialise the model: the
+`fold_weights` rewrites the flatbuffer so those weights (and the transposed embedding, in
+each branch that uses it) are plain float32 initializers and the nodes that made them are
+gone: ~12 ms a token, the same logits within 1e-4. It does not re-serialise the model: the
 original bytes are kept whole at the end of the new buffer, and a new root
-(InferenceSession → Model → Graph) in front of them points into them (flatbuffer
-offsets only point forward, so new tables in front can reuse every old one). Only the
-Graph's initializer, node and edge lists are new. The float weights are ~4× larger
-(decoder 42 → ~160 MB in memory), which is the price of ~15× faster decoding.
+(InferenceSession → Model → Graph, and the If node's branches) in front of them points
+into them (flatbuffer offsets only point forward, so new tables in front can reuse every
+old one). Float weights are 4× larger: the decoder takes ~330 MB loaded, the encoder ~100.
 """
 
 from __future__ import annotations
