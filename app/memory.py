@@ -29,6 +29,14 @@ ARENA_MAX = 2
 M_MMAP_THRESHOLD = -3
 #: Blocks at least this big get their own mapping, returned whole when freed.
 MMAP_THRESHOLD = 256 * 1024
+#: mallopt() parameter number of M_TRIM_THRESHOLD.
+M_TRIM_THRESHOLD = -1
+#: The app process: audio, features and voice tensors up to a few MB come and go every
+#: sentence. Mapping each of them costs page faults (Piper's first audio 94 → 144 ms at
+#: 256 KB); 4 MB keeps those in the heap and maps the rest, and the trim after each turn
+#: (MemoryTrimmer), not every free, hands the heap's free pages back.
+APP_MMAP_THRESHOLD = 4 * 1024 * 1024
+APP_TRIM_THRESHOLD = 64 * 1024 * 1024
 #: Trims closer together than this add nothing (a turn ends at most every second or so).
 MIN_TRIM_INTERVAL_S = 5.0
 
@@ -69,6 +77,17 @@ def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
     if libc is None:
         return False
     return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
+
+
+def settle_app_heap() -> bool:
+    """The app process's heap: fixed thresholds instead of glibc's rising ones (which let
+    freed per-sentence buffers pile up in the heap); True if applied."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, APP_MMAP_THRESHOLD)) and bool(
+        libc.mallopt(M_TRIM_THRESHOLD, APP_TRIM_THRESHOLD)
+    )
 
 
 class MemoryTrimmer:

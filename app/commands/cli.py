@@ -21,7 +21,7 @@ from typing import Any
 from app import __version__
 from app.commands.exit_codes import EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, EXIT_USAGE, exit_code_for
 from app.commands.terminal_text import escape_control
-from app.memory import limit_malloc_arenas
+from app.memory import limit_malloc_arenas, settle_app_heap
 from app.plugin.errors import VoiceError
 from app.store.paths import AppPaths, resolve_paths
 from app.store.settings import Settings, SettingsStore, apply_overrides
@@ -153,6 +153,7 @@ def _setup_logging(verbose: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     limit_malloc_arenas()  # before any worker thread exists (see app.memory)
+    settle_app_heap()  # per-sentence buffers must not pile up in the heap (see app.memory)
     parser = build_parser()
     args = parser.parse_args(argv)
     args.overrides = [*args.overrides, *getattr(args, "sub_overrides", [])]

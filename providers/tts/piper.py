@@ -205,6 +205,10 @@ def _load_voice(model: Path, threads: int) -> PiperVoice:
     options.inter_op_num_threads = 1
     # Idle worker threads spinning would steal CPU from speech recognition on small machines.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Every sentence has its own length, so every run wants other tensor sizes: ONNX
+    # Runtime's arena keeps each size it ever served (+250-350 MB over 60 sentences,
+    # measured) where malloc hands them back (flat; the app's heap is set up for it).
+    options.enable_cpu_mem_arena = False
     try:
         session = onnxruntime.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
         return PiperVoice(config=PiperConfig.from_dict(config["raw"]), session=session)

@@ -85,9 +85,11 @@ def test_hands_free_window_survives_a_long_session_and_quits_cleanly_mid_reply(
             if warm_row is None and now >= WARM_UP_S:
                 warm_row = len(app.rows())
                 by_process["warm"] = app.memory_by_process("VmRSS")
+                by_process["warm private"] = app.memory_by_process("RssAnon", "RssShmem")
             time.sleep(2.0)
         soak_rows = app.rows()[warm_row:]
         by_process["end"] = app.memory_by_process("VmRSS")
+        by_process["end private"] = app.memory_by_process("RssAnon", "RssShmem")
 
         # Quit mid-reply: ask for a long answer, wait until it is being spoken, then SIGTERM.
         start = len(app.rows())
