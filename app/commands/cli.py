@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead: each wake-word model on its phrase in other voices (clean and noisy) and on 10 min of other "
         "speech; detected share, false wakes, delay and CPU",
     )
+    p.add_argument(
+        "--stt",
+        action="store_true",
+        help="instead: word error rate on recorded people and STT latency after the endpoint for the offline "
+        "speech models (tiny.en, whisper-base, Moonshine base)",
+    )
 
     p = sub.add_parser(
         "echo-check", parents=[common], help="play a test sound and measure how much echo the canceller removes"
