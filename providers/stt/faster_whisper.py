@@ -62,6 +62,7 @@ from app.plugin.provider_api import (
 )
 from app.plugin.registry import ProviderInfo, ProviderSpec
 from app.store.models import explain_damaged_package, resolve_model
+from providers.stt.speech_input import MIN_SAMPLES, prepare_speech
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,7 +70,6 @@ T = TypeVar("T")
 OP = "stt.faster-whisper"
 #: How long closing waits for a decode to reach the end of the 30 s window it is in.
 CLOSE_JOIN_S = 2.0
-MIN_SAMPLES = SAMPLE_RATE // 10  # 100 ms: less than a syllable, nothing to transcribe
 REQUIRED_FILES = ("model.bin", "config.json")
 
 #: Utterances up to this long take the short-window fast path (the window must leave a margin within 30 s).
@@ -350,33 +350,7 @@ class FasterWhisperSTT(STTProvider):
 
     # -- decoding --------------------------------------------------------------
     def _prepare(self, audio: np.ndarray | AudioChunk, sample_rate: int | None) -> np.ndarray:
-        """16 kHz mono float32, or a VoiceError saying what is wrong with the input."""
-        if isinstance(audio, AudioChunk):
-            sample_rate = sample_rate or audio.sample_rate
-            audio = audio.samples
-        samples = validate_audio(OP, audio)
-        rate = sample_rate or SAMPLE_RATE
-        if rate <= 0:
-            raise VoiceError(OP, ErrorCode.INVALID_CONFIG, f"sample rate {rate} Hz is not valid")
-        if rate != SAMPLE_RATE and len(samples):
-            import soxr
-
-            samples = soxr.resample(samples, rate, SAMPLE_RATE).astype(np.float32, copy=False)
-        if len(samples) < MIN_SAMPLES:
-            raise VoiceError(
-                OP,
-                ErrorCode.INVALID_CONFIG,
-                f"audio too short ({len(samples) / SAMPLE_RATE * 1000:.0f} ms) — speak for longer",
-            )
-        limit = self.config.max_audio_s
-        if len(samples) > limit * SAMPLE_RATE:
-            raise VoiceError(
-                OP,
-                ErrorCode.INVALID_CONFIG,
-                f"utterance of {len(samples) / SAMPLE_RATE:.0f} s is longer than the {limit:.0f} s limit — "
-                "speak in shorter turns or raise max_audio_s in Settings",
-            )
-        return samples
+        return prepare_speech(OP, audio, sample_rate, self.config.max_audio_s)
 
     def _decode(self, samples: np.ndarray, language: str | None, cancel: threading.Event | None = None) -> str:
         """Final text: the fast path when it applies and looks right, else the full 30 s path."""

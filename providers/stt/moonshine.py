@@ -50,6 +50,7 @@ from app.plugin.registry import ProviderInfo, ProviderSpec
 from app.store.models import resolve_model
 from app.store.paths import resolve_paths
 from providers.stt.faster_whisper import _only_silence_after, partial_cpu_share
+from providers.stt.speech_input import MIN_SAMPLES, prepare_speech
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,7 +58,6 @@ T = TypeVar("T")
 OP = "stt.moonshine"
 MODEL_ID = "moonshine-base"
 CLOSE_JOIN_S = 2.0
-MIN_SAMPLES = SAMPLE_RATE // 10  # 100 ms: less than a syllable
 DISTRIBUTION, VERSION = "moonshine-cpp", "0.1.4"
 FOLDER = "models/base-en"
 ENCODER, DECODER, TOKENIZER = "encoder_model.ort", "decoder_model_merged.ort", "tokenizer.bin"
@@ -252,33 +252,7 @@ class MoonshineSTT(STTProvider):
 
     # -- decoding --------------------------------------------------------------
     def _prepare(self, audio: np.ndarray | AudioChunk, sample_rate: int | None) -> np.ndarray:
-        """16 kHz mono float32, or a VoiceError saying what is wrong with the input."""
-        if isinstance(audio, AudioChunk):
-            sample_rate = sample_rate or audio.sample_rate
-            audio = audio.samples
-        samples = validate_audio(OP, audio)
-        rate = sample_rate or SAMPLE_RATE
-        if rate <= 0:
-            raise VoiceError(OP, ErrorCode.INVALID_CONFIG, f"sample rate {rate} Hz is not valid")
-        if rate != SAMPLE_RATE and len(samples):
-            import soxr
-
-            samples = soxr.resample(samples, rate, SAMPLE_RATE).astype(np.float32, copy=False)
-        if len(samples) < MIN_SAMPLES:
-            raise VoiceError(
-                OP,
-                ErrorCode.INVALID_CONFIG,
-                f"audio too short ({len(samples) / SAMPLE_RATE * 1000:.0f} ms) — speak for longer",
-            )
-        limit = self.config.max_audio_s
-        if len(samples) > limit * SAMPLE_RATE:
-            raise VoiceError(
-                OP,
-                ErrorCode.INVALID_CONFIG,
-                f"utterance of {len(samples) / SAMPLE_RATE:.0f} s is longer than the {limit:.0f} s limit — "
-                "speak in shorter turns",
-            )
-        return samples
+        return prepare_speech(OP, audio, sample_rate, self.config.max_audio_s)
 
     def _decode(self, samples: np.ndarray, cancel: threading.Event | None = None) -> str:
         model = self._ensure_model()
