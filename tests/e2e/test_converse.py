@@ -35,8 +35,9 @@ def transcribe(path: Path) -> str:
     import soxr
 
     audio = soxr.resample(samples, rate, 16_000).astype(np.float32)
-    model = WhisperModel(str(resolve_model("whisper-tiny.en")), device="cpu", compute_type="int8")
-    segments, _ = model.transcribe(audio, beam_size=1, language="en")
+    # The more accurate whisper-base listens to the reply: tiny.en heard "5:28" as "5.20".
+    model = WhisperModel(str(resolve_model("whisper-base")), device="cpu", compute_type="int8")
+    segments, _ = model.transcribe(audio, beam_size=5, language="en")
     return " ".join(s.text for s in segments)
 
 
