@@ -38,11 +38,10 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,7 +49,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.plugin import languages
 from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.model_spec import ModelFile, ModelOption, ModelPackage, ModelSpec, PathCheckResult, SelfCheck
-from app.plugin.priority import lower_this_thread
 from app.plugin.provider_api import (
     SAMPLE_RATE,
     AudioChunk,
@@ -62,10 +60,10 @@ from app.plugin.provider_api import (
 )
 from app.plugin.registry import ProviderInfo, ProviderSpec
 from app.store.models import explain_damaged_package, resolve_model
+from providers.stt.decode_thread import DecodeThread
 from providers.stt.speech_input import MIN_SAMPLES, prepare_speech
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 OP = "stt.faster-whisper"
 #: How long closing waits for a decode to reach the end of the 30 s window it is in.
@@ -225,9 +223,7 @@ class FasterWhisperSTT(STTProvider):
         # Loading and decoding run on this provider's own thread (the model decodes one
         # thing at a time anyway), so closing can stop and join it: a decode left running
         # in a shared pool would hold up, or abort, the process's exit.
-        self._pool: ThreadPoolExecutor | None = None
-        self._cancels: set[threading.Event] = set()
-        self._partial_cancels: set[threading.Event] = set()
+        self._decoder = DecodeThread("faster-whisper")
         self._tokenizers: dict[str, Any] = {}
         #: The language of the last final transcript (and of the last partial), detected or set.
         self._detected: str | None = None
@@ -257,32 +253,6 @@ class FasterWhisperSTT(STTProvider):
                 f"— pick the multilingual model {MULTILINGUAL_MODEL} in Settings → Speech-to-text "
                 "(or set the language to English)",
             )
-
-    async def _run(self, fn: Callable[..., T], *args: Any, partial: bool = False) -> T:
-        """`fn(*args, cancel)` on the decode thread; a cancelled caller stops it at the
-        next step (after the encoder, or between 30 s windows) instead of letting it run
-        to the end. `partial` decodes are also cancelled by the next final `transcribe()`."""
-        if self._pool is None:
-            # Nicer than the GUI and audio threads; CTranslate2's own threads, started
-            # from here when the model loads, inherit it (app.plugin.priority).
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="faster-whisper", initializer=lower_this_thread)
-        cancel = threading.Event()
-        self._cancels.add(cancel)
-        if partial:
-            self._partial_cancels.add(cancel)
-        try:
-            return await asyncio.wrap_future(self._pool.submit(fn, *args, cancel))
-        except asyncio.CancelledError:
-            cancel.set()
-            raise
-        finally:
-            self._cancels.discard(cancel)
-            self._partial_cancels.discard(cancel)
-
-    def _cancel_partials(self) -> None:
-        """Partials are best effort: the final decode goes first (one decode thread)."""
-        for cancel in list(self._partial_cancels):
-            cancel.set()
 
     # -- model -----------------------------------------------------------------
     def model_dir(self) -> Path:
@@ -346,7 +316,7 @@ class FasterWhisperSTT(STTProvider):
             return self._model
 
     async def warmup(self) -> None:
-        await self._run(lambda _cancel: self._ensure_model())
+        await self._decoder.run(lambda _cancel: self._ensure_model())
 
     # -- decoding --------------------------------------------------------------
     def _prepare(self, audio: np.ndarray | AudioChunk, sample_rate: int | None) -> np.ndarray:
@@ -485,8 +455,8 @@ class FasterWhisperSTT(STTProvider):
         than 16 kHz is resampled; a bare array is taken to be 16 kHz, since samples
         alone cannot say their rate."""
         samples = self._prepare(audio, sample_rate)
-        self._cancel_partials()  # the final starts now, not after a partial
-        return await self._run(self._decode, samples, language)
+        self._decoder.cancel_partials()  # the final starts now, not after a partial
+        return await self._decoder.run(self._decode, samples, language)
 
     async def stream(
         self, audio: AsyncIterable[np.ndarray], *, language: str | None = None
@@ -528,7 +498,9 @@ class FasterWhisperSTT(STTProvider):
                 ):
                     parts = [np.concatenate(parts)]
                     pending_len, last_start = total, now
-                    pending = asyncio.ensure_future(self._run(self._decode_partial, parts[0], language, partial=True))
+                    pending = asyncio.ensure_future(
+                        self._decoder.run(self._decode_partial, parts[0], language, partial=True)
+                    )
             full = np.concatenate(parts) if parts else np.zeros(0, np.float32)
             if pending is not None and _only_silence_after(full, pending_len):
                 # That partial heard all the speech (what came after is the endpointer's
@@ -567,15 +539,8 @@ class FasterWhisperSTT(STTProvider):
     async def aclose(self) -> None:
         """Stop decodes in flight (at the end of their current window), join the decode
         thread within CLOSE_JOIN_S, and drop the model."""
-        for cancel in list(self._cancels):
-            cancel.set()
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-            try:
-                await asyncio.wait_for(asyncio.to_thread(pool.shutdown, True), CLOSE_JOIN_S)
-            except TimeoutError:
-                log.warning("a faster-whisper decode did not stop within %.1f s", CLOSE_JOIN_S)
+        if not await self._decoder.close(CLOSE_JOIN_S):
+            log.warning("a faster-whisper decode did not stop within %.1f s", CLOSE_JOIN_S)
         self._model = None
 
 

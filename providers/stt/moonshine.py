@@ -26,17 +26,15 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.model_spec import ModelFile, ModelOption, ModelPackage, ModelSpec, SelfCheck
-from app.plugin.priority import lower_this_thread
 from app.plugin.provider_api import (
     SAMPLE_RATE,
     AudioChunk,
@@ -49,11 +47,11 @@ from app.plugin.provider_api import (
 from app.plugin.registry import ProviderInfo, ProviderSpec
 from app.store.models import resolve_model
 from app.store.paths import resolve_paths
+from providers.stt.decode_thread import DecodeThread
 from providers.stt.faster_whisper import _only_silence_after, partial_cpu_share
 from providers.stt.speech_input import MIN_SAMPLES, prepare_speech
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 OP = "stt.moonshine"
 MODEL_ID = "moonshine-base"
@@ -160,33 +158,7 @@ class MoonshineSTT(STTProvider):
         self._load_lock = threading.Lock()
         # One decode thread of our own (the sessions decode one thing at a time), so closing
         # can stop and join it.
-        self._pool: ThreadPoolExecutor | None = None
-        self._cancels: set[threading.Event] = set()
-        self._partial_cancels: set[threading.Event] = set()
-
-    async def _run(self, fn: Callable[..., T], *args: Any, partial: bool = False) -> T:
-        """`fn(*args, cancel)` on the decode thread; a cancelled caller stops it at the next
-        decoder step. `partial` decodes are also cancelled by the next final `transcribe()`."""
-        if self._pool is None:
-            # Nicer than the GUI and audio threads; ONNX Runtime's threads, started from
-            # here when the model loads, inherit it.
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="moonshine", initializer=lower_this_thread)
-        cancel = threading.Event()
-        self._cancels.add(cancel)
-        if partial:
-            self._partial_cancels.add(cancel)
-        try:
-            return await asyncio.wrap_future(self._pool.submit(fn, *args, cancel))
-        except asyncio.CancelledError:
-            cancel.set()
-            raise
-        finally:
-            self._cancels.discard(cancel)
-            self._partial_cancels.discard(cancel)
-
-    def _cancel_partials(self) -> None:
-        for cancel in list(self._partial_cancels):
-            cancel.set()
+        self._decoder = DecodeThread("moonshine")
 
     # -- model -----------------------------------------------------------------
     def model_dir(self) -> tuple[Path, bool]:
@@ -248,7 +220,7 @@ class MoonshineSTT(STTProvider):
             return self._model
 
     async def warmup(self) -> None:
-        await self._run(lambda _cancel: self._ensure_model())
+        await self._decoder.run(lambda _cancel: self._ensure_model())
 
     # -- decoding --------------------------------------------------------------
     def _prepare(self, audio: np.ndarray | AudioChunk, sample_rate: int | None) -> np.ndarray:
@@ -288,8 +260,8 @@ class MoonshineSTT(STTProvider):
         is resampled; a bare array is taken to be 16 kHz."""
         check_language(language)
         samples = self._prepare(audio, sample_rate)
-        self._cancel_partials()  # the final starts now, not after a partial
-        return await self._run(self._decode, samples)
+        self._decoder.cancel_partials()  # the final starts now, not after a partial
+        return await self._decoder.run(self._decode, samples)
 
     async def stream(
         self, audio: AsyncIterable[np.ndarray], *, language: str | None = None
@@ -330,7 +302,7 @@ class MoonshineSTT(STTProvider):
                 ):
                     parts = [np.concatenate(parts)]
                     pending_len, last_start = total, now
-                    pending = asyncio.ensure_future(self._run(self._decode_partial, parts[0], partial=True))
+                    pending = asyncio.ensure_future(self._decoder.run(self._decode_partial, parts[0], partial=True))
             full = np.concatenate(parts) if parts else np.zeros(0, np.float32)
             if pending is not None and _only_silence_after(full, pending_len):
                 # That partial heard all the speech (the rest is the endpointer's silence): it is the final.
@@ -370,15 +342,8 @@ class MoonshineSTT(STTProvider):
     async def aclose(self) -> None:
         """Stop decodes in flight (at their next step), join the decode thread within
         CLOSE_JOIN_S, and drop the model."""
-        for cancel in list(self._cancels):
-            cancel.set()
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-            try:
-                await asyncio.wait_for(asyncio.to_thread(pool.shutdown, True), CLOSE_JOIN_S)
-            except TimeoutError:
-                log.warning("a Moonshine decode did not stop within %.1f s", CLOSE_JOIN_S)
+        if not await self._decoder.close(CLOSE_JOIN_S):
+            log.warning("a Moonshine decode did not stop within %.1f s", CLOSE_JOIN_S)
         self._model = None
 
 

@@ -58,7 +58,7 @@ def test_the_speech_recognition_thread_is_lowered(tmp_path: Path) -> None:
     seen: list[int] = []
 
     async def probe() -> None:
-        await stt._run(lambda _cancel: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))  # type: ignore[attr-defined]
+        await stt._decoder.run(lambda _cancel: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))  # type: ignore[attr-defined]
         await stt.aclose()
 
     import asyncio
