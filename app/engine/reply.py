@@ -5,34 +5,18 @@ attributes."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from datetime import datetime
 from typing import Any
 
 from app.engine.speaker import Speaker
-from app.engine.spoken_prompt import context_messages, limits_for
+from app.engine.spoken_prompt import limits_for
 from app.engine.spoken_reply import spoken_only
 from app.engine.stages import StageSlot
 from app.plugin.errors import ErrorCode, VoiceError
-from app.plugin.provider_api import AudioChunk, ChatMessage, LLMProvider, Provider, TTSProvider
+from app.plugin.provider_api import AudioChunk, LLMProvider, Provider, TTSProvider
 
 
 def provider_name(slot: StageSlot, provider: Provider) -> str:
     return next(n for n, p in slot.chain if p is provider)
-
-
-def llm_messages(  # noqa: PLR0913 - the prompt's inputs, the language ones keyword-only
-    user_prompt: str,
-    history: list[ChatMessage],
-    text: str,
-    now: datetime | None = None,
-    *,
-    language: str | None = None,
-    heard: str | None = None,
-) -> list[ChatMessage]:
-    """What the model is sent for `text`: the engine's spoken-assistant system prompt around
-    the user's own (`user_prompt`), the conversation so far, the new message; `language`
-    is the conversation's setting, `heard` what the speech recognizer detected."""
-    return context_messages(user_prompt, history, text, now, language=language, heard=heard)
 
 
 def spoken_llm_reply(deltas: AsyncIterator[str], user_text: str) -> AsyncIterator[str]:

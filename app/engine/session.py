@@ -58,9 +58,9 @@ from app.engine.events import (
 from app.engine.health import ErrorBook, ProviderHealth, TelemetryObserver, check_health
 from app.engine.listener import Listener, Utterance
 from app.engine.options import SessionOptions, SessionParts
-from app.engine.reply import llm_messages
 from app.engine.speaker import Speaker
 from app.engine.speculation import SpeculativeReply, Speculator
+from app.engine.spoken_prompt import context_messages
 from app.engine.stages import RunnerSetup, StageSet, StageSlot, build_all, changed_kinds, close_slot, promote
 from app.engine.switching import load_models, rebuild_stage, switch_stages
 from app.engine.tasks import Background, caller_cancelled, wait_for_task
@@ -225,7 +225,7 @@ class Session:
             return
         try:
             conv = self.settings.conversation
-            await slot.provider.prime(llm_messages(conv.system_prompt, [], "Hello.", language=conv.language))
+            await slot.provider.prime(context_messages(conv.system_prompt, [], "Hello.", language=conv.language))
         except Exception as exc:  # the first turn will say what is wrong, if anything still is
             log.info("priming the language model failed: %s", exc)
 

@@ -28,9 +28,10 @@ from app.engine.context import EngineContext
 from app.engine.echo_path import EchoStats
 from app.engine.events import Event, FinalTranscript, ReplyDelta, State, TurnFinished
 from app.engine.history_window import stable_window
-from app.engine.reply import gen_ai_attributes, llm_messages, provider_name, speak_text, spoken_llm_reply, tts_stream
+from app.engine.reply import gen_ai_attributes, provider_name, speak_text, spoken_llm_reply, tts_stream
 from app.engine.speaker import Speaker
 from app.engine.speculation import HeldOutput, SpeculationMissed, same_words
+from app.engine.spoken_prompt import context_messages
 from app.engine.spoken_reply import ends_sentence
 from app.engine.stages import StageSet, StageSlot, missing_stage_error
 from app.engine.tasks import wait_for_task
@@ -68,7 +69,7 @@ def context_messages_for(
     the model's prompt cache survives (blocking: it reads the history database). `heard`
     is the language the speech recognizer detected in `text`, when it said."""
     window = stable_window(history.recent_messages(), conv.history_turns, HISTORY_BUDGET_CHARS)
-    return llm_messages(conv.system_prompt, window, text, language=conv.language, heard=heard)
+    return context_messages(conv.system_prompt, window, text, language=conv.language, heard=heard)
 
 
 class TurnHost(Protocol):
