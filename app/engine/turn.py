@@ -28,6 +28,7 @@ from app.engine.context import EngineContext
 from app.engine.echo_path import EchoStats
 from app.engine.events import Event, FinalTranscript, ReplyDelta, State, TurnFinished
 from app.engine.history_window import stable_window
+from app.engine.plain_words import SPOKEN_DEFAULT, spoken_sentence
 from app.engine.reply import gen_ai_attributes, provider_name, speak_text, spoken_llm_reply, tts_stream
 from app.engine.speaker import Speaker
 from app.engine.speculation import HeldOutput, SpeculationMissed, same_words
@@ -45,7 +46,7 @@ from app.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-APOLOGY = "Sorry, I couldn't do that just now."
+APOLOGY = SPOKEN_DEFAULT  # when nothing more precise can be said
 #: Earlier turns' text sent to the model at most (the model's own window trims further).
 HISTORY_BUDGET_CHARS = 6000
 APOLOGY_TIMEOUT_S = 10.0
@@ -523,7 +524,9 @@ class Turn:
         slot = self.stages.slots.get("tts")
         if said or slot is None or error.op.startswith("tts"):
             return  # never restart a sentence; the error event says the rest
-        text = "Sorry, I didn't catch that." if error.op.startswith("stt") else APOLOGY
+        # One sentence that says what happened ("I can't reach the assistant server right now.").
+        stage, _, provider = error.op.partition(".")
+        text = spoken_sentence(stage, self.providers.get(stage, provider), error)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
                 speak_text(self.host.speaker, slot, text, self.conv.first_output_deadline_s), APOLOGY_TIMEOUT_S
