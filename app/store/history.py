@@ -61,6 +61,7 @@ EXPORT_VERSION = 1
 TurnStatus = Literal["in_progress", "complete", "interrupted", "error"]
 CRASH_NOTE = "VoxDesk stopped before this turn finished"
 _TITLE_CHARS = 60
+TITLE_MAX_CHARS = 120  # a title the user typed
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +197,7 @@ class History:
         self._last_try = 0.0
         self._dropped = 0
         self._not_found: set[int] = set()
+        self._trash: set[int] = set()  # deleted by the user, still undoable (see trash_conversation)
         self._convs: dict[int, dict[str, Any]] = {}  # provisional id → conversation not yet written
         self._turns: dict[int, dict[str, Any]] = {}  # provisional id → turn not yet written
         self._updates: dict[int, dict[str, Any]] = {}  # stored turn id → changes not yet written
@@ -771,11 +773,22 @@ class History:
         """Make an existing conversation current again."""
         with self._lock:
             cid = self._resolve(conversation_id)
+            if cid in {self._resolve(t) for t in self._trash}:
+                raise VoiceError("history", ErrorCode.NOT_FOUND, f"conversation {conversation_id} was deleted")
             self._conversation(cid)
             self._current = cid
 
-    def list_conversations(self) -> list[Conversation]:
-        """Newest activity first, with turn counts (for the history panel); unsaved ones included."""
+    def list_conversations(self, *, include_empty: bool = False) -> list[Conversation]:
+        """Newest activity first, with turn counts (for the history panel); unsaved ones included.
+
+        Conversations without a turn (the one "New conversation" just opened) and those in
+        the trash (`trash_conversation`) are left out unless `include_empty`."""
+        with self._lock:
+            convs = self._all_conversations()
+            hidden = {self._resolve(c) for c in self._trash}
+            return [c for c in convs if c.id not in hidden and (include_empty or c.turn_count > 0)]
+
+    def _all_conversations(self) -> list[Conversation]:
         with self._lock:
             rows = self._read(
                 "SELECT c.id, c.title, c.started_at, c.updated_at, COUNT(t.id) AS n "
@@ -818,10 +831,113 @@ class History:
                 self._current = None
             return gone
 
+    def rename_conversation(self, conversation_id: int, title: str) -> bool:
+        """Give a conversation the user's title (blank: named after its first question again).
+        False if it does not exist; raises VoiceError when the disk refuses (an explicit action)."""
+        title = " ".join(title.split())[:TITLE_MAX_CHARS]
+        with self._lock:
+            self._check_open()
+            cid = self._resolve(conversation_id)
+            if cid in self._convs:
+                self._convs[cid]["title"] = title
+                return True
+            if cid < 0:
+                return False
+            with self._tx() as conn:
+                if not title:  # as a new conversation is named: after its first question
+                    first = conn.execute(
+                        "SELECT user_text FROM turns WHERE conversation_id = ? AND user_text != '' ORDER BY id LIMIT 1",
+                        (cid,),
+                    ).fetchone()
+                    title = _title(first[0]) if first else ""
+                return conn.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, cid)).rowcount > 0
+
+    def search_conversations(self, query: str) -> list[Conversation]:
+        """Conversations (as `list_conversations` lists them) where every word of `query`
+        is in the title or in a question or reply, ignoring case; a blank query lists all."""
+        words = _fold(query).split()
+        with self._lock:
+            convs = self.list_conversations()
+            if not words:
+                return convs
+            keep = {c.id for c in convs}
+            for word in words:
+                keep &= self._matching(word, convs)
+                if not keep:
+                    break
+            return [c for c in convs if c.id in keep]
+
+    def _matching(self, word: str, convs: list[Conversation]) -> set[int]:
+        """Ids among `convs` whose title or turns contain `word` (already case-folded)."""
+        hits = {c.id for c in convs if word in _fold(c.title)}
+        for conn in (self._conn, self._ro_conn):
+            if conn is not None:  # the read below may use either
+                conn.create_function("voxdesk_fold", 1, _fold, deterministic=True)
+        rows = self._read(
+            "SELECT DISTINCT conversation_id FROM turns "
+            "WHERE instr(voxdesk_fold(user_text), ?) > 0 OR instr(voxdesk_fold(reply_text), ?) > 0",
+            (word, word),
+        )
+        hits |= {r[0] for r in rows}
+        for t in self._turns.values():  # not yet written
+            if word in _fold(t["user_text"]) or word in _fold(t["reply_text"]):
+                hits.add(self._resolve(t["conversation_id"]))
+        return hits
+
+    def trash_conversation(self, conversation_id: int) -> bool:
+        """Delete, undoably: the conversation is no longer listed, searched or resumed, and is
+        removed for good by `empty_trash` (or `close`) unless `restore_conversation` brings it
+        back first. False if it does not exist."""
+        with self._lock:
+            self._check_open()
+            cid = self._resolve(conversation_id)
+            try:
+                self._conversation(cid)
+            except VoiceError as exc:
+                if exc.code == ErrorCode.NOT_FOUND.value:
+                    return False
+                raise
+            self._trash.add(cid)
+            if self._current == cid:
+                self._current = None  # the next turn starts a new conversation
+            return True
+
+    def restore_conversation(self, conversation_id: int) -> bool:
+        """Undo `trash_conversation`; False if it was not in the trash (or is gone for good)."""
+        with self._lock:
+            cid = self._resolve(conversation_id)
+            found = next((t for t in self._trash if self._resolve(t) == cid), None)
+            if found is None:
+                return False
+            self._trash.discard(found)
+            return True
+
+    @property
+    def trashed(self) -> list[int]:
+        """Conversations deleted but still undoable."""
+        with self._lock:
+            return sorted(self._resolve(t) for t in self._trash)
+
+    def empty_trash(self) -> int:
+        """Delete what is in the trash for good; returns how many conversations went.
+
+        One that cannot be deleted now (the disk refuses) stays in the trash for the next try."""
+        removed = 0
+        with self._lock:
+            for cid in list(self._trash):
+                try:
+                    gone = self.delete_conversation(cid)
+                except VoiceError:
+                    log.warning("could not delete conversation %s yet; it stays in the trash", cid, exc_info=True)
+                    continue
+                self._trash.discard(cid)
+                removed += int(gone)
+        return removed
+
     def _conversation(self, conversation_id: int) -> Conversation:
         with self._lock:
             cid = self._resolve(conversation_id)
-            for c in self.list_conversations() if self._has_pending() else ():
+            for c in self._all_conversations() if self._has_pending() else ():
                 if c.id == cid:
                     return c
             if cid > 0:
@@ -1128,6 +1244,7 @@ class History:
         with self._lock:
             if self._closed:
                 return
+            self.empty_trash()  # an undoable delete becomes final when the app closes
             messages += self._flush_locked(force=True)
             if self._has_pending():
                 messages.append(self._keep_unsaved())
@@ -1235,6 +1352,11 @@ def _pick(
         out.append(ChatMessage("user", user))
         out.append(ChatMessage("assistant", reply))
     return out
+
+
+def _fold(text: str | None) -> str:
+    """For matching regardless of case, in any script (SQLite's LIKE folds ASCII only)."""
+    return (text or "").casefold()
 
 
 def _title(user_text: str) -> str:
