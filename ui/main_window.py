@@ -380,8 +380,9 @@ class MainWindow(QMainWindow):
         from ui.history_dialog import HistoryDialog, turns_to_messages
 
         history = self.session.history
+        shown = history.current_conversation
         conversations = await asyncio.to_thread(history.list_conversations)
-        dialog = HistoryDialog(conversations, self, export=history.export)
+        dialog = HistoryDialog(conversations, self, export=history.export, history=history)
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
         def finished(result: int) -> None:
@@ -390,7 +391,11 @@ class MainWindow(QMainWindow):
 
         dialog.finished.connect(finished)
         dialog.open()
-        if await fut and dialog.chosen_id is not None:
+        result = await fut
+        await dialog.settled()  # deletes become final now that the dialog (and its Undo) is gone
+        if shown is not None and shown in dialog.deleted_ids:
+            self.view.clear()  # the conversation on screen was deleted
+        if result and dialog.chosen_id is not None:
             turns = await asyncio.to_thread(history.turns, dialog.chosen_id)
             await asyncio.to_thread(history.resume, dialog.chosen_id)
             self.view.load(turns_to_messages(turns))
