@@ -32,7 +32,16 @@ ACTIVATION_TIPS = {
     "wake_word": "Say the wake word, then your question; follow-ups need no wake word for a few seconds",
     "always": "Listen all the time and answer when you stop speaking",
 }
-STATE_TEXT = {"idle": "Idle", "listening": "Listening", "thinking": "Thinking", "speaking": "Speaking"}
+STATE_TEXT = {
+    "idle": "Idle",
+    "listening": "Listening",
+    "thinking": "Thinking",
+    "speaking": "Speaking",
+    "muted": "Muted",
+}
+MUTED_REASON = "The microphone is muted — unmute it (Ctrl+M) to talk"
+TALK_TIP = "Hold to talk (Space)"
+TALK_DESCRIPTION = "Hold to speak; release to send. Space does the same."
 
 
 class LevelMeter(QWidget):
@@ -98,7 +107,6 @@ class StateIndicator(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         self.dot = QLabel("●")
         self.label = QLabel()
-        self.label.setAccessibleName("Assistant state")
         lay.addWidget(self.dot)
         lay.addWidget(self.label)
         self.state = ""
@@ -108,6 +116,7 @@ class StateIndicator(QWidget):
         self.state = state
         self.dot.setStyleSheet(f"color: {theme.STATE_COLOURS.get(state, '#8a94a6')}; font-size: 16px;")
         self.label.setText(STATE_TEXT.get(state, state.capitalize()))
+        self.label.setAccessibleName(f"Assistant state: {self.label.text()}")
         self.setAccessibleName(f"State: {self.label.text()}")
 
 
@@ -120,8 +129,8 @@ class TalkButton(QPushButton):
         super().__init__("Hold to talk", parent)
         self.setObjectName("talk_button")
         self.setAccessibleName("Talk")
-        self.setAccessibleDescription("Hold to speak; release to send. Space does the same.")
-        self.setToolTip("Hold to talk (Space)")
+        self.setAccessibleDescription(TALK_DESCRIPTION)
+        self.setToolTip(TALK_TIP)
         self.setIcon(theme.icon("mic", "#ffffff"))
         self.setIconSize(QSize(22, 22))
         self.setMinimumWidth(170)
@@ -156,6 +165,8 @@ class Controls(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.muted = False
+        self.engine_state = "idle"
         outer = QVBoxLayout(self)
         outer.setContentsMargins(12, 6, 12, 10)
 
@@ -260,6 +271,26 @@ class Controls(QWidget):
         return str(self.activation.currentData())
 
     def set_state(self, state: str) -> None:
-        self.state.set_state(state)
+        self.engine_state = state
+        self.state.set_state("muted" if self.muted and state in ("idle", "listening") else state)
         if state == "idle":
             self.meter.set_level(FLOOR_DBFS)
+
+    def set_muted(self, on: bool) -> None:
+        """Muted is a state: Talk is disabled and says why, the indicator says Muted."""
+        self.muted = on
+        if self.mute.isChecked() != on:
+            self.mute.blockSignals(True)
+            self.mute.setChecked(on)
+            self.mute.blockSignals(False)
+        self.mute.setText("Unmute" if on else "Mute")
+        self.mute.setAccessibleName("Unmute microphone" if on else "Mute microphone")
+        self.mute.setToolTip(("Unmute" if on else "Mute") + " the microphone (Ctrl+M)")
+        if on:
+            self.talk_button.set_active(False)  # the window muted the engine first: nothing is sent
+        self.talk_button.setEnabled(not on)
+        self.talk_button.setToolTip(MUTED_REASON if on else TALK_TIP)
+        self.talk_button.setAccessibleDescription(MUTED_REASON if on else TALK_DESCRIPTION)
+        self.talk_button.setText("Microphone muted" if on else "Hold to talk")
+        self.meter.set_level(FLOOR_DBFS)
+        self.set_state(self.engine_state)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
+READABLE_CHARS = 75  # the most characters per line in a chat bubble
 ROLE_TITLES = {"user": "You", "assistant": "VoxDesk", "error": "Problem", "notice": ""}
 
 
@@ -47,6 +48,9 @@ class MessageBubble(QFrame):
         if message.role != "notice":
             lay.addWidget(self.meta)
         lay.addWidget(self.text)
+        if message.role in ("user", "assistant"):
+            # Long lines are hard to read on a wide window: about READABLE_CHARS per line.
+            self.setMaximumWidth(self.fontMetrics().averageCharWidth() * READABLE_CHARS + 24)
         self.refresh()
 
     def refresh(self) -> None:

@@ -32,6 +32,17 @@ def _ms(seconds: float | None) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
+def _speak_value(label: QLabel, name: str, value: str) -> None:
+    """A screen reader reads a label's accessible name instead of its text: the name must
+    carry the value, or the value is hidden behind it."""
+    spoken = "no value yet" if value.strip() in ("", "—") else value
+    label.setAccessibleName(f"{name}: {spoken}")
+
+
+def _after_colon(label: QLabel) -> str:
+    return label.text().partition(":")[2].strip()
+
+
 class StackedBar(QWidget):
     """One horizontal bar, one coloured segment per stage; painted, not a chart, so it is cheap."""
 
@@ -127,17 +138,17 @@ class LatencyPanel(QWidget):
         lay.addWidget(title)
 
         self.total_label = QLabel("Voice-to-voice: —")
-        self.total_label.setAccessibleName("Last voice-to-voice latency")
+        _speak_value(self.total_label, "Last voice-to-voice latency", "—")
         lay.addWidget(self.total_label)
         self.bar = StackedBar()
         lay.addWidget(self.bar)
         # Replies started at the pause (app/engine/speculation.py): played, or thrown away unheard.
         self.speculative_label = QLabel("Replies started in the pause: —")
-        self.speculative_label.setAccessibleName("Speculative replies used and discarded")
+        _speak_value(self.speculative_label, "Replies started in the pause", "—")
         lay.addWidget(self.speculative_label)
         # Talking over a reply: how fast it went quiet, and how much echo the canceller removed.
         self.barge_in_label = QLabel("Barge-in reaction: —")
-        self.barge_in_label.setAccessibleName("Barge-in reaction time and echo removed")
+        _speak_value(self.barge_in_label, "Barge-in reaction", "—")
         lay.addWidget(self.barge_in_label)
 
         grid = QGridLayout()
@@ -147,6 +158,7 @@ class LatencyPanel(QWidget):
             h = QLabel(f"<b>{head}</b>")
             grid.addWidget(h, 0, col)
         self._cells: dict[str, tuple[QLabel, QLabel, QLabel]] = {}
+        self._labels: dict[str, str] = {}
         rows = [*TIMELINE, ("voice_to_voice", "Voice-to-voice", theme.colours()["text"])]
         for r, (key, label, colour) in enumerate(rows, start=1):
             name = QLabel(f'<span style="color:{colour}">■</span> {label}')
@@ -154,9 +166,10 @@ class LatencyPanel(QWidget):
             grid.addWidget(name, r, 0)
             for c, cell in enumerate(cells, start=1):
                 cell.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                cell.setAccessibleName(f"{label} {('last', 'p50', 'p95')[c - 1]}")
+                _speak_value(cell, f"{label} {('last', 'p50', 'p95')[c - 1]}", "—")
                 grid.addWidget(cell, r, c)
             self._cells[key] = cells
+            self._labels[key] = label
         lay.addLayout(grid)
 
         self._chart_holder = QVBoxLayout()
@@ -235,6 +248,9 @@ class LatencyPanel(QWidget):
         if used or discarded:
             self.speculative_label.setText(f"Replies started in the pause: {used} used, {discarded} discarded")
         self.barge_in_label.setText(barge_in_text(turns))
+        _speak_value(self.total_label, "Last voice-to-voice latency", _ms(last_v2v) + early)
+        _speak_value(self.speculative_label, "Replies started in the pause", _after_colon(self.speculative_label))
+        _speak_value(self.barge_in_label, "Barge-in reaction", _after_colon(self.barge_in_label))
         # Rows are segments (gaps between the engine's points), so every column is
         # computed from the turns here, not from the snapshot's per-stage durations.
         per_turn = [segments(t.stages, t.voice_to_voice_s) for t in turns]
@@ -250,6 +266,8 @@ class LatencyPanel(QWidget):
             cells[0].setText(_ms(last_v))
             cells[1].setText(_ms(stats.p50) if has and stats is not None else "—")
             cells[2].setText(_ms(stats.p95) if has and stats is not None else "—")
+            for column, cell in zip(("last", "p50", "p95"), cells, strict=True):
+                _speak_value(cell, f"{self._labels[key_]} {column}", cell.text())
         self._pending = snap
         if self.plot is not None:
             self._draw_chart(snap)

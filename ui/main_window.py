@@ -14,10 +14,10 @@ import logging
 import math
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QByteArray, QEvent, QObject, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeyEvent, QKeySequence
+from PySide6.QtCore import QByteArray, QEvent, QObject, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeyEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractItemView,
@@ -25,10 +25,13 @@ from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
     QDialog,
+    QFrame,
+    QLabel,
     QLineEdit,
     QMainWindow,
     QMessageBox,
     QPlainTextEdit,
+    QScrollArea,
     QSplitter,
     QTextEdit,
     QVBoxLayout,
@@ -40,8 +43,9 @@ from app.plugin.errors import ErrorCode
 from app.store.paths import AppPaths
 from app.store.settings import Settings, SettingsStore
 from ui import theme
+from ui.announce import announce
 from ui.close_to_tray import CloseAction, decide_close
-from ui.controls import ACTIVATION_LABELS, Controls
+from ui.controls import ACTIVATION_LABELS, MUTED_REASON, Controls
 from ui.conversation_view import ConversationView
 from ui.global_hotkey import GlobalHotkey
 from ui.health_panel import HealthPanel
@@ -50,11 +54,19 @@ from ui.latency_panel import LatencyPanel
 from ui.notifications import Notifier
 from ui.tray import NO_TRAY_MESSAGE, Tray
 
+if TYPE_CHECKING:
+    from ui.shortcuts_dialog import ShortcutsDialog
+
 log = logging.getLogger(__name__)
 
 POLL_MS = 100  # panel refresh: ≥ 10 updates/s, and only when something changed
 HEALTH_DEBOUNCE_S = 0.2  # a burst of switch/error events gives one health check
 QUIT_BUDGET_S = 2.0
+FIRST_SIZE = QSize(1180, 740)
+ANNOUNCED_STATES = ("listening", "thinking")
+#: Narrower than this, the latency and health panel folds away (the conversation needs the room).
+SIDE_PANEL_MIN_WINDOW_W = 1000
+REPEAT_GAP_MS = 80  # a Space release followed by a press this soon is key auto-repeat
 DOWNLOAD_STOP_S = 0.5  # a cancelled download stops within one read; don't wait longer
 TEXT_INPUTS = (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox, QComboBox)
 #: Widgets where Space already means something (type, press, select): keyboard users
@@ -70,6 +82,12 @@ class _SpaceToTalk(QObject):
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
         self.window = window
+        # Some X servers send auto-repeat as release+press pairs without the flag: a release
+        # only counts once no press follows within REPEAT_GAP_MS.
+        self._release = QTimer(self)
+        self._release.setSingleShot(True)
+        self._release.setInterval(REPEAT_GAP_MS)
+        self._release.timeout.connect(lambda: self.window.controls.talk_button.set_active(False))
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         if event.type() not in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
@@ -85,8 +103,16 @@ class _SpaceToTalk(QObject):
             return False
         if QApplication.activeModalWidget() is not None:
             return False
-        if not event.isAutoRepeat():
-            self.window.controls.talk_button.set_active(event.type() == QEvent.Type.KeyPress)
+        if event.isAutoRepeat():
+            return True
+        talk = self.window.controls.talk_button
+        if event.type() == QEvent.Type.KeyRelease:
+            if talk.active:
+                self._release.start()
+        elif self._release.isActive():
+            self._release.stop()  # a repeat, not a new press: the same turn goes on
+        elif talk.isEnabled():  # disabled while muted: the microphone is not listened to
+            talk.set_active(True)
         return True
 
 
@@ -118,7 +144,7 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(theme.app_icon())
         self.setObjectName("main_window")
         self.setAccessibleName("VoxDesk")
-        self.resize(1180, 740)
+        self.resize(first_size(self.screen().availableGeometry().size()))
 
         left = QWidget()
         left_lay = QVBoxLayout(left)
@@ -129,13 +155,23 @@ class MainWindow(QMainWindow):
         left_lay.addWidget(self.controls)
         self.latency = LatencyPanel()
         self.health = HealthPanel()
-        self.side = QSplitter(Qt.Orientation.Vertical)
-        self.side.setObjectName("side_splitter")
-        self.side.addWidget(self.latency)
-        self.side.addWidget(self.health)
-        self.side.setSizes([420, 300])
+        self.side_splitter = QSplitter(Qt.Orientation.Vertical)
+        self.side_splitter.setObjectName("side_splitter")
+        self.side_splitter.addWidget(self.latency)
+        self.side_splitter.addWidget(self.health)
+        self.side_splitter.setSizes([420, 300])
+        # Scrolls instead of setting the window's minimum height (small and 2x screens).
+        self.side = QScrollArea()
+        self.side.setObjectName("side_panel")
+        self.side.setAccessibleName("Latency and health")
+        self.side.setWidgetResizable(True)
+        self.side.setFrameShape(QFrame.Shape.NoFrame)
+        self.side.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.side.setWidget(self.side_splitter)
+        self._side_auto_hidden = False
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setObjectName("main_splitter")
+        self.splitter.setChildrenCollapsible(False)
         self.splitter.addWidget(left)
         self.splitter.addWidget(self.side)
         self.splitter.setStretchFactor(0, 3)
@@ -143,6 +179,12 @@ class MainWindow(QMainWindow):
         self.splitter.setSizes([680, 500])
         self.setCentralWidget(self.splitter)
         self.statusBar().showMessage("Starting…")
+        self.muted_label = QLabel("Microphone muted")
+        self.muted_label.setObjectName("muted_status")
+        self.muted_label.setAccessibleName("Microphone muted")
+        self.muted_label.setToolTip(MUTED_REASON)
+        self.muted_label.hide()
+        self.statusBar().addPermanentWidget(self.muted_label)
 
         self._build_menus()
         self.controls.talk.connect(self._on_talk)
@@ -184,7 +226,8 @@ class MainWindow(QMainWindow):
         self._action(conv, "&Quit", QKeySequence.StandardKey.Quit, self.quit_app)
         voice = bar.addMenu("&Voice")
         self._action(voice, "Stop speaking", "Esc", lambda: self.session and self.session.stop_speaking())
-        self._action(voice, "Mute microphone", "Ctrl+M", self.controls.mute.toggle)
+        self.mute_action = self._action(voice, "Mute microphone", "Ctrl+M", self.controls.mute.toggle)
+        self.mute_action.setCheckable(True)
         modes = voice.addMenu("&Activation")
         group = QActionGroup(self)
         self.activation_actions: dict[str, QAction] = {}
@@ -201,6 +244,7 @@ class MainWindow(QMainWindow):
         self.panels_action.setChecked(True)
         self._action(view, "Check health now", "Ctrl+H", lambda: self.spawn(self.check_health()))
         help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Keyboard shortcuts", "Ctrl+/", self.show_shortcuts)
         self._action(help_menu, "&About VoxDesk", None, self._about)
 
     def _action(self, menu: Any, text: str, shortcut: Any, slot: Any, *, visible: bool = True) -> QAction:
@@ -215,15 +259,24 @@ class MainWindow(QMainWindow):
         return act
 
     def _toggle_side(self) -> None:
-        self.side.setVisible(not self.side.isVisible())
-        self.panels_action.setChecked(self.side.isVisible())
+        self._side_auto_hidden = False  # the user's choice from now on
+        self.side.setVisible(self.side.isHidden())
+        self.panels_action.setChecked(not self.side.isHidden())
 
     def _about(self) -> None:
-        QMessageBox.about(
-            self,
-            "About VoxDesk",
-            "VoxDesk — a desktop voice assistant that works offline.\nHold Space or the talk button to speak.",
-        )
+        QMessageBox.about(self, "About VoxDesk", about_text())
+
+    def show_shortcuts(self) -> ShortcutsDialog:
+        """Help → Keyboard shortcuts: every action's shortcut as the menus have it, plus Space."""
+        from ui.shortcuts_dialog import ShortcutsDialog
+
+        extra = [("Hold to talk (outside text fields)", "Space")]
+        if hotkey := self.settings.activation.hotkey.strip():
+            extra.append(("Talk from any application (global hotkey)", hotkey))
+        dialog = ShortcutsDialog(self.findChildren(QAction), extra, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
 
     # -- layout memory ------------------------------------------------------------
     def _restore_layout(self) -> None:
@@ -231,17 +284,43 @@ class MainWindow(QMainWindow):
             ("geometry", self.restoreGeometry),
             ("state", self.restoreState),
             ("main_splitter", self.splitter.restoreState),
-            ("side_splitter", self.side.restoreState),
+            ("side_splitter", self.side_splitter.restoreState),
         ):
             value = self.qsettings.value(key)
             if isinstance(value, QByteArray | bytes):
                 apply(QByteArray(value))
+        self._fit_on_screen()
+
+    def _fit_on_screen(self) -> None:
+        """A size saved on a bigger screen (or at 1x) must not leave buttons off this one."""
+        avail = self.screen().availableGeometry()
+        size = self.size().boundedTo(avail.size())
+        if size != self.size():
+            self.resize(size)
+        if not avail.contains(self.frameGeometry().topLeft()):
+            self.move(avail.topLeft())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._collapse_side_to_fit(event.size().width())
+
+    def _collapse_side_to_fit(self, width: int) -> None:
+        """Below SIDE_PANEL_MIN_WINDOW_W the conversation gets the whole width; the side panel
+        comes back when the window widens again (F9 shows it on demand meanwhile)."""
+        narrow = width < SIDE_PANEL_MIN_WINDOW_W
+        if narrow and not self.side.isHidden() and not self._side_auto_hidden:
+            self._side_auto_hidden = True
+            self.side.hide()
+        elif not narrow and self._side_auto_hidden:
+            self._side_auto_hidden = False
+            self.side.show()
+        self.panels_action.setChecked(not self.side.isHidden())
 
     def save_layout(self) -> None:
         self.qsettings.setValue("geometry", self.saveGeometry())
         self.qsettings.setValue("state", self.saveState())
         self.qsettings.setValue("main_splitter", self.splitter.saveState())
-        self.qsettings.setValue("side_splitter", self.side.saveState())
+        self.qsettings.setValue("side_splitter", self.side_splitter.saveState())
         self.qsettings.sync()
 
     # -- tasks ----------------------------------------------------------------------
@@ -282,13 +361,25 @@ class MainWindow(QMainWindow):
         await self.session.send_text(text)
 
     def _on_talk(self, pressed: bool) -> None:
+        if pressed and self.controls.muted:
+            # The global hotkey too: a muted microphone is not listened to, so there is
+            # nothing to hear (and no "That was too short to hear").
+            self.statusBar().showMessage(MUTED_REASON, 5000)
+            return
         if self.session is not None:
             self.session.push_to_talk(pressed)
 
     def _set_muted(self, on: bool) -> None:
-        self.tray.set_muted(on)
+        """Muted is a state: the engine stops listening first, then every view says so."""
+        if on == self.controls.muted and on == self.tray.muted:
+            return
         if self.session is not None:
             self.session.set_muted(on)
+        self.controls.set_muted(on)  # releases a held Talk: the engine already dropped what it heard
+        self.tray.set_muted(on)
+        self.mute_action.setChecked(on)
+        self.muted_label.setVisible(on)
+        announce(self, "Microphone muted" if on else "Microphone on", assertive=True)
 
     # -- activation: push-to-talk, wake word, always listening ------------------------
     def choose_activation(self, mode: str) -> None:
@@ -497,6 +588,8 @@ class MainWindow(QMainWindow):
             self.controls.set_state(e.state.value)
             self.tray.set_state(e.state.value)
             self._dirty = True
+            if e.state.value in ANNOUNCED_STATES:  # speaking is heard; announcing it would talk over it
+                announce(self, self.controls.state.label.text())
             if self.session is not None and self.session.activation.mode != self.controls.activation_mode:
                 self.sync_activation()  # the session changed it (a wake word that cannot load)
         elif isinstance(e, ev.PartialTranscript):
@@ -508,6 +601,8 @@ class MainWindow(QMainWindow):
         elif isinstance(e, ev.TurnFinished):
             self.view.turn_finished(e.turn_id, e.user_text, e.reply_text, e.interrupted)
             self._dirty = True
+            if e.reply_text:
+                announce(self, f"VoxDesk: {e.reply_text}" + (" (interrupted)" if e.interrupted else ""))
         elif isinstance(e, ev.ErrorRaised):
             self._on_error(e)
         elif isinstance(e, ev.Notice):
@@ -665,6 +760,25 @@ def _model_id_in(message: str) -> str | None:
 
                 return get_spec(candidate).id
     return None
+
+
+def about_text() -> str:
+    """About's text, with the installed version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ver = version("voxdesk")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        from app import __version__ as ver
+    return (
+        f"VoxDesk {ver}\n\nA desktop voice assistant that works offline.\n"
+        "Hold Space or the talk button to speak; Help → Keyboard shortcuts lists the rest."
+    )
+
+
+def first_size(available: QSize) -> QSize:
+    """The first window size: FIRST_SIZE, or 90 % of a screen too small for it."""
+    return FIRST_SIZE.boundedTo(QSize(int(available.width() * 0.9), int(available.height() * 0.9)))
 
 
 def window_settings_path(paths: AppPaths) -> Path:

@@ -30,6 +30,7 @@ LIGHT = {
     "ok_fg": "#166534",
     "remote_bg": "#e0e7ff",
     "remote_fg": "#3730a3",
+    "focus_ring": "#1d2330",
 }
 DARK = {
     "window_bg": "#1e2128",
@@ -46,9 +47,16 @@ DARK = {
     "ok_fg": "#bbf7d0",
     "remote_bg": "#312e81",
     "remote_fg": "#c7d2fe",
+    "focus_ring": "#ffffff",
 }
 
-STATE_COLOURS = {"idle": "#8a94a6", "listening": "#22a35a", "thinking": "#e0a100", "speaking": "#2f6fde"}
+STATE_COLOURS = {
+    "idle": "#8a94a6",
+    "listening": "#22a35a",
+    "thinking": "#e0a100",
+    "speaking": "#2f6fde",
+    "muted": "#d64545",
+}
 
 
 def is_dark() -> bool:
@@ -73,9 +81,17 @@ def colours_for(palette: QPalette) -> dict[str, str]:
     return DARK if palette.color(QPalette.ColorRole.Window).lightness() < 128 else LIGHT
 
 
+#: Keyboard focus must be plain to see: a 3 px ring (the window text colour, ≥ 3:1 against the
+#: window in both looks) around the talk button, which has no frame of its own.
+FOCUS_RULES = """
+QPushButton#talk_button:focus { border: 3px solid $focus_ring; padding: 0 19px; }
+QPushButton#talk_button[active="true"]:focus { border: 3px solid $focus_ring; }
+"""
+
+
 def stylesheet(dark: bool | None = None) -> str:
     dark = is_dark() if dark is None else dark
-    text = resources.files("resources").joinpath("style.qss").read_text(encoding="utf-8")
+    text = resources.files("resources").joinpath("style.qss").read_text(encoding="utf-8") + FOCUS_RULES
     return Template(text).safe_substitute(DARK if dark else LIGHT)
 
 

@@ -365,3 +365,15 @@ def test_latency_panel_shows_barge_in_reaction_and_the_echo_removed(qtbot: Any) 
     last = TurnTiming("e", time.time(), dict(REAL_TURN), REAL_V2V, echo_erle_db=41.6)
     panel.update_snapshot(TelemetrySnapshot(turns=[*cut, last]))
     assert panel.barge_in_label.text() == "Barge-in reaction: 120 ms (p95 119 ms over 3) · echo removed 42 dB"
+
+
+def test_latency_values_are_in_the_accessible_names_not_hidden_behind_them(qtbot: Any) -> None:
+    panel = LatencyPanel()
+    qtbot.addWidget(panel)
+    cell = panel._cells["stt"][0]
+    assert cell.accessibleName() == "Endpoint → transcript last: no value yet"
+    panel.update_snapshot(_snapshot())
+    assert cell.accessibleName() == "Endpoint → transcript last: 270 ms"
+    p95 = panel._cells["voice_to_voice"][2]
+    assert p95.accessibleName() == f"Voice-to-voice p95: {p95.text()}" and "ms" in p95.text()
+    assert panel.total_label.accessibleName() == "Last voice-to-voice latency: 800 ms"

@@ -72,6 +72,8 @@ def test_space_on_a_focused_button_presses_it_instead_of_talking(qtbot: Any, run
     qtbot.keyClick(mute, Qt.Key.Key_Space)
     assert mute.isChecked(), "Space toggled Mute"
     assert talked == [] and not window.controls.talk_button.active
+    qtbot.keyClick(mute, Qt.Key.Key_Space)  # unmute: while muted, Talk is disabled
+    assert not mute.isChecked() and window.controls.talk_button.isEnabled()
     table = window.health.table  # a list/table keeps Space for selection
     table.setFocus()
     qtbot.keyPress(table, Qt.Key.Key_Space)
@@ -82,7 +84,7 @@ def test_space_on_a_focused_button_presses_it_instead_of_talking(qtbot: Any, run
     qtbot.keyPress(talk, Qt.Key.Key_Space)
     assert talk.active
     qtbot.keyRelease(talk, Qt.Key.Key_Space)
-    assert talked == [True, False]
+    qtbot.waitUntil(lambda: talked == [True, False], timeout=1000)  # after the auto-repeat gap
     _close(window, run)
 
 
