@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 READABLE_CHARS = 75  # the most characters per line in a chat bubble
+BUBBLE_PADDING = 30  # the bubble's margins around its text, and a little slack
 ROLE_TITLES = {"user": "You", "assistant": "VoxDesk", "error": "Problem", "notice": ""}
 
 
@@ -50,8 +51,16 @@ class MessageBubble(QFrame):
         lay.addWidget(self.text)
         if message.role in ("user", "assistant"):
             # Long lines are hard to read on a wide window: about READABLE_CHARS per line.
-            self.setMaximumWidth(self.fontMetrics().averageCharWidth() * READABLE_CHARS + 24)
+            self.setMaximumWidth(self.fontMetrics().averageCharWidth() * READABLE_CHARS + BUBBLE_PADDING)
         self.refresh()
+
+    def sizeHint(self) -> QSize:
+        """As wide as the text on one line (a short reply hugs its words), at most the readable width."""
+        hint = super().sizeHint()
+        fm = self.text.fontMetrics()
+        lines = [*self.text.text().splitlines(), self.meta.text()]
+        natural = max((fm.horizontalAdvance(line) for line in lines), default=0) + BUBBLE_PADDING
+        return QSize(max(min(natural, self.maximumWidth()), hint.width()), hint.height())
 
     def refresh(self) -> None:
         m = self.message
@@ -67,6 +76,7 @@ class MessageBubble(QFrame):
         if m.role == "assistant" and not m.text and not m.final:
             shown = "…"
         self.text.setText(shown)
+        self.updateGeometry()  # the width follows the text (see sizeHint)
         self.setAccessibleName(f"{title} message")
         self.text.setAccessibleName(f"{title}: {m.text}" + (" (interrupted)" if m.interrupted else ""))
 
@@ -115,9 +125,9 @@ class ConversationView(QScrollArea):
         row.setContentsMargins(0, 0, 0, 0)
         if message.role == "user":
             row.addStretch(1)
-            row.addWidget(bubble, 4)
+            row.addWidget(bubble, 0)
         elif message.role == "assistant":
-            row.addWidget(bubble, 4)
+            row.addWidget(bubble, 0)
             row.addStretch(1)
         else:
             row.addWidget(bubble)
