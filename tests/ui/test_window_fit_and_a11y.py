@@ -20,7 +20,7 @@ from app.store.paths import resolve_paths
 from app.store.settings import Settings, SettingsStore
 from tests.ui.conftest import close_window
 from ui import announce, theme
-from ui.conversation_view import READABLE_CHARS, ConversationView
+from ui.conversation_view import BUBBLE_PADDING, READABLE_CHARS, ConversationView
 from ui.main_window import SIDE_PANEL_MIN_WINDOW_W, MainWindow, about_text, first_size
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,11 +108,15 @@ def test_chat_bubbles_keep_a_readable_width_on_a_wide_window(qtbot: Any) -> None
     view.user_final("t1", "word " * 200)
     view.turn_finished("t1", "word " * 200, "reply " * 200, False)
     qtbot.wait(50)
-    limit = view.fontMetrics().averageCharWidth() * READABLE_CHARS + 24
+    view.turn_finished("t2", "hi", "Hello!", False)
+    qtbot.wait(50)
+    limit = view.fontMetrics().averageCharWidth() * READABLE_CHARS + BUBBLE_PADDING
     bubbles = view._bubbles
-    assert len(bubbles) == 2
-    for bubble in bubbles:
-        assert 0 < bubble.width() <= limit < 1600
+    assert len(bubbles) == 4
+    for bubble in bubbles[:2]:
+        assert limit * 0.9 <= bubble.width() <= limit < 1600
+    for bubble in bubbles[2:]:  # a short message hugs its words
+        assert bubble.width() < limit / 2
 
 
 def test_replies_and_states_are_announced_to_screen_readers(qtbot: Any, run: Any) -> None:
