@@ -64,6 +64,7 @@ class StackedBar(QWidget):
         self._total = total
         parts = ", ".join(f"{label} {_ms(v)}" for label, v, _ in self._segments)
         self.setAccessibleDescription(f"{parts}; voice-to-voice {_ms(total)}")
+        self.setAccessibleName(f"Last turn latency bar: voice-to-voice {_ms(total)}")
         self.update()
 
     def paintEvent(self, _event: QPaintEvent) -> None:

@@ -113,6 +113,8 @@ class _SpaceToTalk(QObject):
             self._release.stop()  # a repeat, not a new press: the same turn goes on
         elif talk.isEnabled():  # disabled while muted: the microphone is not listened to
             talk.set_active(True)
+        else:
+            self.window.statusBar().showMessage(MUTED_REASON, 5000)
         return True
 
 

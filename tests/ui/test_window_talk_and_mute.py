@@ -99,6 +99,7 @@ def test_muted_is_a_state_and_talking_while_muted_hears_nothing(qtbot: Any, run:
     _pump(REPEAT_GAP_MS * 2)
     assert not any(TOO_SHORT in n for n in notices), notices
     assert not talk.active and not session.listener.ptt_active
+    assert window.statusBar().currentMessage() == MUTED_REASON  # Space says why nothing happens
 
     window.tray.mute_action.trigger()  # unmute from the tray
     assert not controls.mute.isChecked() and not session.muted and talk.isEnabled()
