@@ -1,4 +1,4 @@
-"""First run: a default model is missing, so offer to download it or pick another provider.
+"""A model is missing: offer to download it (with progress) or pick another in Settings.
 
 The download itself runs in a worker thread (it is blocking network and disk
 I/O); progress arrives from that thread and is handed to the GUI thread through a
@@ -8,6 +8,7 @@ queued Qt signal, so the bar moves without the window ever waiting on the networ
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,17 +19,21 @@ from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
+from app.engine.plain_words import download_failure
 from app.plugin.errors import ErrorCode, VoiceError
 
 ProgressFn = Callable[[int, int | None], None]
 #: Blocking: fetch with progress(done, total) until done or `cancel` is set; returns where it went.
 FetchFn = Callable[[ProgressFn, threading.Event], Path]
+
+log = logging.getLogger(__name__)
 
 PICK_ANOTHER = 2  # dialog result: the user wants another provider instead
 
@@ -49,6 +54,7 @@ class FirstRunDialog(QDialog):
         self.setWindowTitle("VoxDesk — model needed")
         self.setAccessibleName("Model download")
         self.setMinimumWidth(460)
+        self.setMaximumWidth(640)  # long text wraps instead of widening the dialog off screen
         self._fetch = fetch
         self._cancel = threading.Event()
         self.result_path: Path | None = None
@@ -56,12 +62,17 @@ class FirstRunDialog(QDialog):
         self.updates = 0
 
         lay = QVBoxLayout(self)
-        heading = QLabel(f"<b>{title}</b>")
-        heading.setTextFormat(Qt.TextFormat.RichText)
-        lay.addWidget(heading)
-        text = QLabel(detail)
-        text.setWordWrap(True)
-        lay.addWidget(text)
+        # The dialog grows to fit its (word-wrapped) text: a failure message never overflows.
+        lay.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)
+        self.heading = QLabel(title)
+        self.heading.setWordWrap(True)
+        self.heading.setTextFormat(Qt.TextFormat.PlainText)
+        self.heading.setStyleSheet("font-weight: bold;")
+        lay.addWidget(self.heading)
+        self.detail = QLabel(detail)
+        self.detail.setWordWrap(True)
+        self.detail.setTextFormat(Qt.TextFormat.PlainText)
+        lay.addWidget(self.detail)
         self.bar = QProgressBar()
         self.bar.setAccessibleName("Download progress")
         self.bar.setRange(0, 100)
@@ -74,8 +85,8 @@ class FirstRunDialog(QDialog):
         lay.addWidget(self.status)
 
         row = QHBoxLayout()
-        self.other = QPushButton("Pick another provider…")
-        self.other.setAccessibleName("Pick another provider instead of downloading")
+        self.other = QPushButton("Choose another in Settings…")
+        self.other.setAccessibleName("Choose another in Settings instead of downloading")
         self.other.clicked.connect(lambda: self.done(PICK_ANOTHER))
         row.addWidget(self.other)
         row.addStretch(1)
@@ -134,18 +145,24 @@ class FirstRunDialog(QDialog):
         elif (exc := fut.exception()) is not None:
             if isinstance(exc, VoiceError) and exc.code == ErrorCode.CANCELLED:
                 self.error = "cancelled"
-                self.status.setText("Download cancelled — what was fetched is kept, so a retry resumes.")
+                self.status.setText("Download cancelled. What was fetched is kept, so Retry carries on from there.")
             else:
                 self.error = exc.message if isinstance(exc, VoiceError) else str(exc)
-                self.status.setText(f"Download failed: {self.error}")
+                log.warning("model download failed: %s", exc)  # the engine's words (URL, path) go to the log
+                self.status.setText(download_failure(exc))
             self.download_button.setText("Retry")
+            self._fit()
             return
         else:
             self.result_path = fut.result()
             self.bar.setRange(0, 1000)
             self.bar.setValue(1000)
-            self.status.setText(f"Downloaded to {self.result_path}")
+            self.status.setText("Downloaded and checked.")
             self.accept()
+
+    def _fit(self) -> None:
+        """Grow to the text now shown (a layout only enlarges a dialog when asked)."""
+        self.adjustSize()
 
     def _on_cancel(self) -> None:
         if self._task is not None and not self._task.done():

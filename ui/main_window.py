@@ -444,6 +444,7 @@ class MainWindow(QMainWindow):
             self.health.set_checking(False)
         self.health.set_rows(rows)
         self._dirty = True
+        self._problems_from_health(rows)  # an unreachable server is a banner from the start
 
     def _refresh_health_soon(self) -> None:
         """A provider switched or failed: the health rows are stale, check again shortly."""
@@ -618,20 +619,30 @@ class MainWindow(QMainWindow):
                 self.sync_activation()
 
     def _on_error(self, e: ev.ErrorRaised) -> None:
-        self.view.error(f"{e.stage} · {e.provider}: {e.message}", e.turn_id)
+        """One banner (or, for a model VoxDesk cannot work without, one dialog) per cause, in plain
+        words; the same cause again is counted, not shown again. Engine words stay in the log."""
+        from app.engine.plain_words import explain
+
+        log.info("error shown to the user: %s · %s: %s: %s", e.stage, e.provider, e.code, e.message)
         self._dirty = True
         self._refresh_health_soon()
-        if e.code in NOTIFY_CODES:
-            self.notifier.notify(f"VoxDesk: {e.stage}", e.message, urgent=True, key=f"error:{e.stage}")
-        if e.code == ErrorCode.MODEL_MISSING.value:
-            self._offer_download(e.stage, e.provider, e.message)
+        if e.code == ErrorCode.CANCELLED.value:
+            return
+        plain = explain(e.stage, e.provider, e.code, e.message)
+        if self._show_problem(plain) and e.code in NOTIFY_CODES:
+            self.notifier.notify(f"VoxDesk: {plain.title}", plain.body, urgent=True, key=f"error:{plain.cause}")
 
     def _on_notice(self, e: ev.Notice) -> None:
-        self.statusBar().showMessage(e.message, 8000)
+        from app.engine.plain_words import plain_notice
+
+        message = plain_notice(e.message)
+        if message == "Ready." and (problem := self._main_problem()) is not None:
+            message = f"Started — {problem}."  # not a plain "Ready." while something is wrong
+        self.statusBar().showMessage(message, 8000)
         if e.alert:  # a timer going off: seen (and heard) with the window hidden too
-            self.notifier.notify("VoxDesk", e.message, key="alert")
+            self.notifier.notify("VoxDesk", message, key="alert")
         if e.turn_id is not None or (getattr(self.session, "ready", None) and self.session.ready.is_set()):
-            self.view.notice(e.message)
+            self.view.notice(message)
 
     def _refresh_panels(self) -> None:
         if not self._dirty or self.session is None:
@@ -641,33 +652,127 @@ class MainWindow(QMainWindow):
         self.latency.update_snapshot(snap)
         self.health.set_exporter_status(snap.exporter)
 
-    def _offer_download(self, stage: str, provider: str, message: str) -> None:
-        """A default model is missing: download it, or pick another provider."""
-        if (stage, provider) in self._offered_download:
-            return
-        self._offered_download.add((stage, provider))
-        model_id = _model_id_in(message)
-        if model_id is None:
-            return
+    def _offer_download(self, plain: Any) -> None:
+        """A model VoxDesk needs is missing: download it (with progress), or choose another.
+        Offered once per model; "Not now" leaves a banner with the same Download button."""
         from ui.first_run import PICK_ANOTHER, FirstRunDialog, model_fetcher
 
-        dialog = FirstRunDialog(
-            f"The {stage} model “{model_id}” is not installed",
-            f"{message}\n\nDownload it now, or pick another {stage} provider in Settings.",
-            model_fetcher(model_id, self.paths),
-            self,
-        )
+        model_id, stage = plain.model_id, plain.stage
+        if model_id is None:
+            return
+        self._offered_download.add((plain.cause, ""))
+        dialog = FirstRunDialog(plain.title, plain.body, model_fetcher(model_id, self.paths), self)
+        self._download_dialog = dialog
 
         def finished(result: int) -> None:
+            self._download_dialog = None
             if result == PICK_ANOTHER:
                 self.open_settings().show_stage(stage)  # turn detection is inside Voice detection
-            elif dialog.result_path is not None and self.session is not None:
-                self.statusBar().showMessage(f"Downloaded {model_id}; starting {provider}…", 8000)
-                self.spawn(self._reload_stage(stage))
+            elif dialog.result_path is not None:
+                self._error_banners().dismiss(plain.cause)
+                if self.session is not None:
+                    self.statusBar().showMessage(f"Downloaded the {stage_noun(stage)} model; starting it…", 8000)
+                    self.spawn(self._reload_stage(stage))
+            elif not self._closing:
+                self._error_banners().show_error(plain)  # still missing: keep it in sight, Download one click away
             dialog.deleteLater()
 
         dialog.finished.connect(finished)
         dialog.open()
+        _announce(dialog, f"{plain.title}. {plain.body}", assertive=True)
+
+    # -- problems in plain words (banners above the conversation) --------------------
+    def _error_banners(self) -> Any:
+        """The banner stack above the conversation, made on the first problem."""
+        banners = getattr(self, "_banners", None)
+        if banners is None:
+            from ui.error_presenter import ErrorBanners
+
+            banners = ErrorBanners()
+            holder = self.view.parentWidget()
+            lay = holder.layout() if holder is not None else None
+            if lay is not None and isinstance(lay, QVBoxLayout):
+                lay.insertWidget(max(0, lay.indexOf(self.view)), banners)
+            banners.action_chosen.connect(self._on_problem_action)
+            self._banners = banners
+        return banners
+
+    def _show_problem(self, plain: Any) -> bool:
+        """Show a problem once per cause; True when it is new (not a repeat)."""
+        from app.engine.plain_words import Action
+
+        if (plain.cause, "") in self._offered_download:
+            banner = self._error_banners().banner(plain.cause)
+            if banner is not None:
+                banner.repeat()
+            return False
+        dialog_open = getattr(self, "_download_dialog", None) is not None
+        if Action.DOWNLOAD in plain.actions and not plain.optional and not dialog_open and not self._closing:
+            self._offer_download(plain)  # one modal at most; anything else while it is open is a banner
+            return True
+        new = bool(self._error_banners().show_error(plain))
+        if new:
+            _announce(self, f"{plain.title}. {plain.body}", assertive=True)
+        return new
+
+    def _main_problem(self) -> str | None:
+        banners = getattr(self, "_banners", None)
+        shown = [b.plain for b in banners.banners() if not b.plain.optional] if banners is not None else []
+        return shown[0].title if shown else None
+
+    def _problems_from_health(self, rows: Any) -> None:
+        """After a health check: a remote provider in use that is down gets a banner (the
+        start-up check finds an unreachable server before any question); a stage that
+        works again loses its banners."""
+        from app.engine.plain_words import health_problem
+
+        if self.session is None or self._closing:
+            return
+        banners = self._error_banners()
+        in_use = {kind: slot.name for kind, slot in getattr(self.session.stages, "slots", {}).items()}
+        for row in rows:
+            if in_use.get(row.stage) != row.provider:
+                continue
+            status = str(getattr(row.health.status, "value", row.health.status))
+            if status == "ok":
+                banners.dismiss_stage(row.stage, keep={c for c in banners.causes() if c.startswith("model-")})
+                continue
+            plain = health_problem(row.stage, row.provider, status=status, detail=row.health.detail, local=row.local)
+            if plain is not None and banners.banner(plain.cause) is None and self._show_problem(plain):
+                self.statusBar().showMessage(f"{plain.title}.", 15000)
+
+    def _on_problem_action(self, plain: Any, action: str) -> None:
+        from app.engine.plain_words import Action
+
+        if action == Action.DOWNLOAD:
+            self._offered_download.discard((plain.cause, ""))
+            self._error_banners().dismiss(plain.cause)
+            self._offer_download(plain)
+        elif action == Action.OPEN_SETTINGS:
+            dialog = self.open_settings()
+            if plain.stage == "audio":
+                _show_tab(dialog, "Audio")
+            else:
+                dialog.show_stage(plain.stage)
+        elif action == Action.RETRY:
+            self._error_banners().dismiss(plain.cause)
+            self.spawn(self.check_health())
+        elif action == Action.USE_LOCAL_MODEL:
+            self._error_banners().dismiss(plain.cause)
+            self.spawn(self._use_local_model())
+
+    async def _use_local_model(self) -> None:
+        """The assistant server is out of reach: answer with the built-in offline model."""
+        from app.store.settings import DEFAULT_LLM, DEFAULT_LLM_FALLBACK, DEFAULT_LLM_FALLBACK_OPTIONS, StageSettings
+
+        llm = StageSettings(
+            provider=DEFAULT_LLM,
+            fallbacks=[DEFAULT_LLM_FALLBACK],
+            fallback_options={DEFAULT_LLM_FALLBACK: dict(DEFAULT_LLM_FALLBACK_OPTIONS)},
+        )
+        self.statusBar().showMessage("Switching to the local model…", 8000)
+        await self._apply_settings(self.settings.model_copy(update={"llm": llm}))
+        await self.check_health()
 
     async def _reload_stage(self, stage: str) -> None:
         """Start a stage again now that its model is on disk."""
@@ -781,6 +886,28 @@ def about_text() -> str:
 def first_size(available: QSize) -> QSize:
     """The first window size: FIRST_SIZE, or 90 % of a screen too small for it."""
     return FIRST_SIZE.boundedTo(QSize(int(available.width() * 0.9), int(available.height() * 0.9)))
+
+
+def _announce(widget: QWidget, text: str, *, assertive: bool = False) -> None:
+    """Tell screen readers (ui/announce.py), never failing the caller."""
+    try:
+        from ui.announce import announce
+    except ImportError:  # pragma: no cover - the module ships with the window
+        return
+    announce(widget, text, assertive=assertive)
+
+
+def _show_tab(dialog: Any, title: str) -> None:
+    for i in range(dialog.tabs.count()):
+        if dialog.tabs.tabText(i) == title:
+            dialog.tabs.setCurrentIndex(i)
+            return
+
+
+def stage_noun(stage: str) -> str:
+    from app.engine.plain_words import STAGE_NOUN
+
+    return STAGE_NOUN.get(stage, stage)
 
 
 def window_settings_path(paths: AppPaths) -> Path:

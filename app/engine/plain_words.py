@@ -359,3 +359,45 @@ def health_problem(stage: str, provider: str, *, status: str, detail: str, local
         return None
     code = ErrorCode.AUTH if re.search(r"\b(key|401|403|unauthori[sz]ed|forbidden)\b", detail, re.I) else None
     return explain(stage, provider, code or ErrorCode.UNAVAILABLE, detail, local=False)
+
+
+def download_failure(exc: BaseException) -> str:
+    """Why a model download stopped, and what to do, in plain words (the URL and the
+    folder stay in the log)."""
+    message = exc.message if isinstance(exc, VoiceError) else str(exc)
+    code = exc.code if isinstance(exc, VoiceError) else None
+    low = message.lower()
+    if "disk full" in low or "no space" in low:
+        why = "there is not enough free space on the disk. Free some space, then press Retry"
+    elif "damaged or not the expected file" in low:
+        why = "the file arrived damaged and was deleted. Press Retry to download it again"
+    elif code is ErrorCode.NOT_FOUND:
+        why = "the file is no longer at its download address. Choose another model in Settings, or update VoxDesk"
+    elif code is ErrorCode.AUTH:
+        why = "the download site refused access. Try again later, or choose another model in Settings"
+    elif "permission" in low or "cannot create" in low or "cannot move" in low:
+        why = "VoxDesk may not write to its model folder. Check the folder's permissions, then press Retry"
+    else:
+        why = "the connection broke or the site did not answer. Check the internet connection, then press Retry"
+    return f"The download did not finish: {why}. What was fetched is kept, so Retry carries on from there."
+
+
+_FALLBACK = re.compile(r"^(?P<stage>\w+): (?P<old>[\w.\-]+) failed \((?P<code>[A-Z_]+)\); using (?P<new>[\w.\-]+)$")
+_NOT_HERE = re.compile(r"^(?P<stage>\w+): (?P<old>[\w.\-]+) is not available here; using (?P<new>[\w.\-]+)$")
+_CODE_IN_BRACKETS = re.compile(r"\s*\((?:" + "|".join(c.value for c in ErrorCode) + r")\)")
+_COMMAND = re.compile(r"(?:,?\s*(?:or\s+)?(?:run|with)\s+)?`[^`]*`")
+
+
+def plain_notice(message: str) -> str:
+    """An engine notice as the window shows it: no codes or commands ("llm: openai-compatible
+    failed (UNAVAILABLE); using skills" → "The assistant is not working right now; …")."""
+    if m := _FALLBACK.match(message) or _NOT_HERE.match(message):
+        noun = STAGE_NOUN.get(m["stage"], m["stage"])
+        return f"The {noun} ({m['old']}) is not working right now; VoxDesk uses {m['new']} instead."
+    if not has_engine_words(message):
+        return message
+    text = _COMMAND.sub("", _CODE_IN_BRACKETS.sub("", message))
+    text = " ".join(text.split())
+    for a, b in ((" .", "."), (" ,", ","), (":.", "."), (" —.", "."), ("—.", ".")):
+        text = text.replace(a, b)
+    return text
