@@ -166,6 +166,8 @@ class WindowSettings(_Section):
     close_to_tray: bool | None = Field(
         None, description="Closing the window keeps VoxDesk running in the tray (asked the first time)"
     )
+    #: The first-run welcome (how to talk, microphone and speaker check) was finished or skipped.
+    onboarded: bool | None = Field(None, description="The first-run welcome has been done (or skipped)")
 
 
 class TelemetrySettings(_Section):
