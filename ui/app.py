@@ -112,6 +112,11 @@ def run(
 
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
+    from ui.onboarding import first_run_settings, needs_onboarding
+
+    onboarding = needs_onboarding(resolved, store_)
+    if onboarding:  # never hands-free before the user chose it
+        resolved = first_run_settings(resolved)
     window = create_window(paths, resolved, store_)
     _log_first_paint(window, t0)
     window.show()
@@ -136,6 +141,10 @@ def run(
         window.spawn(window.start_session(session))
 
     QTimer.singleShot(0, start_engine)
+    if onboarding:
+        from ui.onboarding import start_onboarding
+
+        QTimer.singleShot(0, lambda: start_onboarding(window))
     from ui.gui_watch import start_from_env
     from ui.process_signals import QuitOnSignals
 

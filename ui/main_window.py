@@ -662,7 +662,7 @@ class MainWindow(QMainWindow):
             return
         self._offered_download.add((plain.cause, ""))
         dialog = FirstRunDialog(plain.title, plain.body, model_fetcher(model_id, self.paths), self)
-        self._download_dialog = dialog
+        self._download_dialog: FirstRunDialog | None = dialog
 
         def finished(result: int) -> None:
             self._download_dialog = None
@@ -840,12 +840,15 @@ class MainWindow(QMainWindow):
         """Close open dialogs; a model download is cancelled, since the loop can only
         close once its worker thread has ended."""
         from ui.first_run import FirstRunDialog
+        from ui.onboarding import OnboardingDialog
 
         downloads: list[asyncio.Future[Any]] = []
         for dialog in self.findChildren(QDialog):
             if isinstance(dialog, FirstRunDialog):
                 if (fut := dialog.abort()) is not None:
                     downloads.append(fut)
+            elif isinstance(dialog, OnboardingDialog):
+                dialog.abort()  # unfinished: it comes back next time, its mic check stops now
             elif dialog.isVisible():
                 dialog.reject()
         if downloads:
