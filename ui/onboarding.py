@@ -186,8 +186,8 @@ class OnboardingDialog(QDialog):
         self.next_button.clicked.connect(self._next)
         row.addWidget(self.next_button)
         lay.addLayout(row)
-        QShortcut(QKeySequence("Alt+Right"), self, activated=self._next)
-        QShortcut(QKeySequence("Alt+Left"), self, activated=lambda: self.go(self.pages.currentIndex() - 1))
+        QShortcut(QKeySequence("Alt+Right"), self).activated.connect(self._next)
+        QShortcut(QKeySequence("Alt+Left"), self).activated.connect(lambda: self.go(self.pages.currentIndex() - 1))
         self.go(0)
 
     # -- pages -------------------------------------------------------------------------
