@@ -1,16 +1,21 @@
-"""Settings → Assistant → Models: the language models on this computer and to download.
+"""Settings → the models and voices on this computer and to download, one stage at a time.
 
-Every model the providers declare for the stage is listed: the one shipped with VoxDesk
+One manager serves every stage that loads model files: the language models (Assistant),
+speech recognition (Speech recognition), Piper voices (Voice) and the turn model. Every
+model the providers declare for the stage is listed: the ones shipped with VoxDesk
 (embedded), downloaded ones, partly downloaded or damaged ones, and the rest of the
-catalogue, each with its download size, the memory it needs and, once measured, how fast
-it talks here ("about N words a second here"). Download (progress, cancel, resume),
-Check (hashes; a damaged download is deleted and the user told), Measure speed, Delete
-(never a model shipped with VoxDesk) and Use this model (sets the provider's model
-option in the settings being edited; Apply switches to it).
+catalogue, each with its download size, the memory it needs, its licence and, for a
+language model once measured, how fast it talks here ("about N words a second here").
+Download (progress, cancel, resume), Check (hashes; a damaged download is deleted and
+the user told), Measure speed (language models), Preview (voices: a sample sentence on
+the chosen speaker), Delete (never a model shipped with VoxDesk) and Use this model
+(sets the provider's model option in the settings being edited; Apply switches to it).
+A model the settings name but that is not on this computer is shown as such, with its
+Download button and size, before Apply could fail on it.
 
-Files, hashes, downloads and the speed benchmark run in worker threads; their news
-reaches the GUI thread as queued Qt signals, so the dialog never waits on the disk or
-the network.
+Files, hashes, downloads, the speed benchmark and the preview run in worker threads;
+their news reaches the GUI thread as queued Qt signals, so the dialog never waits on the
+disk, the network or the speaker.
 """
 
 from __future__ import annotations
@@ -37,9 +42,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.audio.playback import open_device_sink
+from app.audio.preview import PreviewResult, preview_voice
+from app.audio.streams import AudioSink
 from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.model_spec import ModelKind, ModelSpec
-from app.store.model_speed import SpeedRecord, forget_speed, load_speeds, measure_speed, provider_for
+from app.store.model_speed import (
+    SpeedRecord,
+    benchmark_options,
+    forget_speed,
+    load_speeds,
+    measure_speed,
+    provider_for,
+)
 from app.store.models import (
     ModelStatus,
     catalogue,
@@ -53,7 +68,6 @@ from app.store.paths import AppPaths
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("Model", "Download", "Memory", "State", "Speed here")
 STATE_TEXT = {
     "embedded": "embedded",
     "installed": "installed",
@@ -64,9 +78,63 @@ STATE_TEXT = {
 USABLE = ("embedded", "installed")
 #: The busiest a progress bar needs to be (the download thread reports every 64 KiB).
 PROGRESS_INTERVAL_S = 0.1
+#: Longer licences are cut in the table (the tooltip and the line under it say it all).
+LICENCE_CHARS = 22
 
 #: The options the user is editing for a provider (read on the GUI thread).
 OptionsFn = Callable[[str], Mapping[str, Any]]
+#: The speaker a preview plays on, as chosen in the settings being edited.
+SinkFn = Callable[[], AudioSink]
+
+
+@dataclass(frozen=True)
+class KindWords:
+    """How the manager speaks of one stage's models."""
+
+    #: The table's name (and the screen reader's).
+    title: str
+    #: One of them: "model", "voice".
+    noun: str
+
+
+KIND_WORDS: dict[str, KindWords] = {
+    "llm": KindWords("Language models", "model"),
+    "stt": KindWords("Speech recognition models", "model"),
+    "tts": KindWords("Voices", "voice"),
+    "turn": KindWords("Turn detection models", "model"),
+    "vad": KindWords("Voice detection models", "model"),
+}
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the manager asks the settings being edited."""
+
+    options_for: OptionsFn | None = None
+    #: None: the system's default speaker.
+    preview_sink: SinkFn | None = None
+
+
+def columns_for(kind: ModelKind) -> tuple[str, ...]:
+    """The table's columns: memory only where a stage's models say what they need, speed for language models."""
+    memory = any(s.memory_mb for s in catalogue().values() if s.kind == kind)
+    return (
+        "Model",
+        "Download",
+        *(("Memory",) if memory else ()),
+        "Licence",
+        "State",
+        *(("Speed here",) if kind == "llm" else ()),
+    )
+
+
+def licence_text(licence: str) -> str:
+    """A licence short enough for a table cell: "MIT", "Apache-2.0", "see model card"."""
+    text = licence.strip()
+    if text.lower().startswith("see "):
+        return "see model card"
+    text = text.split(" (")[0]
+    return text if len(text) <= LICENCE_CHARS else text[: LICENCE_CHARS - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -102,6 +170,26 @@ def _speed_text(entry: Entry) -> str:
     if entry.speed is not None:
         return entry.speed.phrase()
     return "not measured yet" if entry.status.state in USABLE else "—"
+
+
+def _cells(kind: ModelKind, columns: tuple[str, ...], entry: Entry, chosen: str | None) -> list[str]:
+    spec = entry.spec
+    text = {
+        "Model": spec.id + ("  ✓ in use" if spec.id == chosen else ""),
+        "Download": _download_text(spec, entry.status),
+        "Memory": mb_text(spec.memory_mb * 1_000_000) if spec.memory_mb else "—",
+        "Licence": licence_text(spec.licence),
+        "State": STATE_TEXT[entry.status.state],
+        "Speed here": _speed_text(entry),
+    }
+    return [text[c] for c in columns]
+
+
+def fetch_words(spec: ModelSpec, status: ModelStatus) -> str:
+    """The download button's words for a model not (fully) here: "Download (63 MB)"."""
+    size = _download_text(spec, status)
+    verb = {"partial": "Resume download", "damaged": "Download again"}.get(status.state, "Download")
+    return f"{verb} ({size})" if size != "?" else verb
 
 
 class _Relay(QObject):
@@ -156,8 +244,8 @@ class _Job:
 
 
 class ModelManager(QWidget):
-    """The models table and its actions; `chosen(provider, option, model_id)` asks the
-    settings being edited to use a model."""
+    """One stage's models table and its actions; `chosen(provider, option, model_id)` asks
+    the settings being edited to use a model."""
 
     chosen = Signal(str, str, str)
     #: After every listing (tests and the dialog wait on it).
@@ -169,24 +257,30 @@ class ModelManager(QWidget):
         *,
         kind: ModelKind = "llm",
         options_for: OptionsFn | None = None,
+        hooks: Hooks | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        self.setAccessibleName("Models")
         self.paths = paths
         self.kind: ModelKind = kind
-        self._options_for = options_for
+        self.words = KIND_WORDS.get(kind, KindWords("Models", "model"))
+        self.setAccessibleName(self.words.title)
+        self.hooks = hooks or Hooks(options_for=options_for)
+        self.columns = columns_for(kind)
         self.entries: list[Entry] = []
         self._job: _Job | None = None
         self._chosen_id: str | None = None
+        #: What the settings name when it is no catalogue id (typed by hand).
+        self._chosen_unknown: str | None = None
         #: The last action's outcome, for tests and screen readers alike.
         self.last_message = ""
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setAccessibleName("Language models")
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self._add_notice(lay)
+        self.table = QTableWidget(0, len(self.columns))
+        self.table.setAccessibleName(self.words.title)
+        self.table.setHorizontalHeaderLabels(list(self.columns))
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -194,7 +288,7 @@ class ModelManager(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 10)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for col in range(1, len(COLUMNS)):
+        for col in range(1, len(self.columns)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         lay.addWidget(self.table, 1)
         self.detail = QLabel()
@@ -202,12 +296,12 @@ class ModelManager(QWidget):
         self.detail.setObjectName("bubble_meta")
         lay.addWidget(self.detail)
         self.bar = QProgressBar()
-        self.bar.setAccessibleName("Model download progress")
+        self.bar.setAccessibleName(f"{self.words.noun.capitalize()} download progress")
         self.bar.hide()
         lay.addWidget(self.bar)
         self.status = QLabel()
         self.status.setWordWrap(True)
-        self.status.setAccessibleName("Model manager status")
+        self.status.setAccessibleName(f"{self.words.title} status")
         lay.addWidget(self.status)
 
         row = QHBoxLayout()
@@ -215,14 +309,35 @@ class ModelManager(QWidget):
         self.cancel_button = self._button(row, "Cancel", self.cancel)
         self.check_button = self._button(row, "Check", self.check)
         self.measure_button = self._button(row, "Measure speed", self.measure)
+        self.measure_button.setVisible(kind == "llm")
+        self.preview_button = self._button(row, "Preview", self.preview)
+        self.preview_button.setAccessibleName("Preview: speak a sample sentence in the selected voice")
+        self.preview_button.setToolTip("Speak a sample sentence in this voice on the speaker chosen under Audio")
+        self.preview_button.setVisible(kind == "tts")
         self.delete_button = self._button(row, "Delete", self.delete)
         row.addStretch(1)
-        self.choose_button = self._button(row, "Use this model", self.choose)
-        self.choose_button.setAccessibleName("Use the selected model for the assistant")
+        self.choose_button = self._button(row, f"Use this {self.words.noun}", self.choose)
+        self.choose_button.setAccessibleName(f"Use the selected {self.words.noun}")
         lay.addLayout(row)
 
         self.table.itemSelectionChanged.connect(self._update_buttons)
         self.refresh()
+
+    def _add_notice(self, lay: QVBoxLayout) -> None:
+        """A line above the table when the settings name a model that is not here."""
+        self.notice_row = QWidget()
+        row = QHBoxLayout(self.notice_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.notice = QLabel()
+        self.notice.setWordWrap(True)
+        self.notice.setObjectName("field_error")
+        self.notice.setAccessibleName(f"Chosen {self.words.noun} status")
+        row.addWidget(self.notice, 1)
+        self.notice_button = QPushButton("Download")
+        self.notice_button.clicked.connect(lambda: self.download_chosen())
+        row.addWidget(self.notice_button)
+        self.notice_row.hide()
+        lay.addWidget(self.notice_row)
 
     @staticmethod
     def _button(row: QHBoxLayout, text: str, slot: Callable[[], object]) -> QPushButton:
@@ -249,24 +364,51 @@ class ModelManager(QWidget):
     def row_of(self, model_id: str) -> Entry | None:
         return next((e for e in self.entries if e.spec.id == model_id), None)
 
-    def set_chosen(self, model_id: str | None) -> None:
-        """The model the settings being edited use (marked in the list)."""
+    def set_chosen(self, model_id: str | None, *, unknown: str | None = None) -> None:
+        """The model the settings being edited use (marked in the list); `unknown`: what
+        they name instead when it is no model VoxDesk knows."""
         self._chosen_id = model_id
+        self._chosen_unknown = unknown
         self._fill()
+
+    @property
+    def chosen_id(self) -> str | None:
+        return self._chosen_id
+
+    def chosen_problem(self) -> str:
+        """Why the chosen model cannot be used yet, in plain words ("" when it can, or
+        before the list is known)."""
+        noun = self.words.noun
+        if self._chosen_unknown:
+            return f"“{self._chosen_unknown}” is not a {noun} VoxDesk knows — choose one from the list below."
+        entry = self.row_of(self._chosen_id) if self._chosen_id else None
+        if entry is None or entry.status.state in USABLE:
+            return ""
+        size = _download_text(entry.spec, entry.status)
+        sized = f" ({size})" if size != "?" else ""
+        if entry.status.state == "partial":
+            return f"The chosen {noun}, {entry.spec.id}, is partly downloaded — Resume download{sized} to use it."
+        if entry.status.state == "damaged":
+            return f"The chosen {noun}, {entry.spec.id}, is damaged — Download again{sized} to use it."
+        return f"The chosen {noun}, {entry.spec.id}, is not installed — Download{sized} to use it."
+
+    def _show_notice(self) -> None:
+        problem = self.chosen_problem()
+        self.notice.setText(problem)
+        entry = self.row_of(self._chosen_id) if self._chosen_id else None
+        fetchable = bool(problem) and entry is not None and not self._chosen_unknown
+        if entry is not None and fetchable:
+            self.notice_button.setText(fetch_words(entry.spec, entry.status))
+            self.notice_button.setAccessibleName(f"{fetch_words(entry.spec, entry.status)}: {entry.spec.id}")
+        self.notice_button.setVisible(fetchable)
+        self.notice_button.setEnabled(fetchable and not self.busy)
+        self.notice_row.setVisible(bool(problem))
 
     def _fill(self) -> None:
         keep = self.selected()
         self.table.setRowCount(len(self.entries))
         for i, e in enumerate(self.entries):
-            name = e.spec.id + ("  ✓ in use" if e.spec.id == self._chosen_id else "")
-            cells = (
-                name,
-                _download_text(e.spec, e.status),
-                mb_text(e.spec.memory_mb * 1_000_000) if e.spec.memory_mb else "?",
-                STATE_TEXT[e.status.state],
-                _speed_text(e),
-            )
-            for col, text in enumerate(cells):
+            for col, text in enumerate(_cells(self.kind, self.columns, e, self._chosen_id)):
                 item = QTableWidgetItem(text)
                 item.setToolTip(f"{e.spec.description}\nLicence: {e.spec.licence}")
                 self.table.setItem(i, col, item)
@@ -274,27 +416,37 @@ class ModelManager(QWidget):
             self.select(keep.spec.id)
         self._update_buttons()
 
+    def cell(self, model_id: str, column: str) -> str:
+        """The text a column shows for a model ("" when either is not listed)."""
+        row = next((i for i, e in enumerate(self.entries) if e.spec.id == model_id), None)
+        if row is None or column not in self.columns:
+            return ""
+        item = self.table.item(row, self.columns.index(column))
+        return item.text() if item is not None else ""
+
     def _update_buttons(self) -> None:
         e = self.selected()
         state = e.status.state if e is not None else None
         idle = not self.busy
+        self._show_notice()
         self.download_button.setText(
             {"partial": "Resume download", "damaged": "Download again"}.get(state or "", "Download")
         )
         self.download_button.setEnabled(idle and state in ("not installed", "partial", "damaged"))
-        self.cancel_button.setEnabled(self._job is not None and self._job.name == "download")
+        self.cancel_button.setEnabled(self._job is not None and self._job.name in ("download", "preview"))
         self.check_button.setEnabled(idle and state in ("embedded", "installed", "damaged"))
         self.measure_button.setEnabled(idle and state in USABLE)
+        self.preview_button.setEnabled(idle and state in USABLE)
         in_use = e is not None and e.spec.id == self._chosen_id
-        # The assistant's own model stays: deleting it would leave the next start without one.
+        # The stage's own model stays: deleting it would leave the next start without one.
         self.delete_button.setEnabled(idle and state in ("installed", "partial", "damaged") and not in_use)
         self.choose_button.setEnabled(state in USABLE and not in_use)
         if e is None:
-            self.detail.setText("Pick a model to see what it is and what you can do with it.")
+            self.detail.setText(f"Pick a {self.words.noun} to see what it is and what you can do with it.")
             return
         extra = f" — {e.status.detail}" if e.status.detail else ""
         if in_use and state in ("installed", "damaged"):
-            extra += " (the assistant's model: choose another before deleting it)"
+            extra += f" (in use: choose another {self.words.noun} before deleting it)"
         self.detail.setText(f"{e.spec.description}. Licence: {e.spec.licence}.{extra}")
 
     def _say(self, text: str, *, ok: bool = True) -> None:
@@ -378,10 +530,10 @@ class ModelManager(QWidget):
 
     # -- actions ---------------------------------------------------------------------
     def _options(self, model_id: str) -> Mapping[str, Any] | None:
-        if self._options_for is None:
+        if self.hooks.options_for is None:
             return None
         try:
-            return self._options_for(provider_for(model_id)[0])
+            return self.hooks.options_for(provider_for(model_id)[0])
         except VoiceError:
             return None
 
@@ -391,6 +543,8 @@ class ModelManager(QWidget):
             return
         model_id, paths, options, kind = e.spec.id, self.paths, self._options(e.spec.id), e.spec.kind
         resuming = e.status.state == "partial"
+
+        pinned = all(f.sha256 for f in e.spec.files)
 
         def work(job: _Job) -> tuple[str, SpeedRecord | None, str]:
             fetch_model(model_id, paths=paths, progress=job.report, cancel=job.cancel)
@@ -408,7 +562,8 @@ class ModelManager(QWidget):
                 return
             assert isinstance(result, tuple)
             _id, speed, problem = result
-            said = f"{model_id} downloaded, SHA-256 checked"
+            # Upstream's hash unknown when the catalogue was written: the first download records it.
+            said = f"{model_id} downloaded, " + ("SHA-256 checked" if pinned else "SHA-256 recorded for later checks")
             if speed is not None:
                 said += f"; {speed.phrase()}"
             elif problem:
@@ -421,10 +576,50 @@ class ModelManager(QWidget):
         self._say(f"{'Resuming' if resuming else 'Starting'} the download of {model_id}…")
         self._start("download", work, done)
 
+    def download_chosen(self) -> None:
+        """The notice's button: download the model the settings name."""
+        if self._chosen_id is None or self.row_of(self._chosen_id) is None:
+            return
+        self.select(self._chosen_id)
+        self.download()
+
     def cancel(self) -> None:
-        if self._job is not None and self._job.name == "download":
+        if self._job is not None and self._job.name in ("download", "preview"):
             self._job.cancel.set()
-            self._say("Cancelling…")
+            self._say("Cancelling…" if self._job.name == "download" else "Stopping the preview…")
+
+    def preview(self) -> None:
+        """Speak a sample sentence in the selected voice, on the speaker chosen under Audio."""
+        e = self.selected()
+        if e is None or e.status.state not in USABLE:
+            return
+        model_id = e.spec.id
+        try:
+            provider, option = provider_for(model_id)
+        except VoiceError as exc:
+            self._say(exc.message, ok=False)
+            return
+        options = benchmark_options(model_id, option, self._options(model_id))
+        try:  # opening nothing yet: the sink starts in the worker
+            sink = self.hooks.preview_sink() if self.hooks.preview_sink is not None else open_device_sink(None)
+        except VoiceError as exc:
+            self._say(f"Preview failed: {exc.message}", ok=False)
+            return
+
+        def done(result: object) -> None:
+            if isinstance(result, BaseException):
+                self._failed("preview", result)
+            elif isinstance(result, PreviewResult):
+                if result.stopped:
+                    self._say("Preview stopped.")
+                else:
+                    self._say(
+                        f"Played {model_id}: {result.seconds:.1f} s of speech, "
+                        f"the first sound {result.first_audio_s * 1000:.0f} ms after asking."
+                    )
+
+        self._say(f"Speaking a sample sentence in {model_id}…")
+        self._start("preview", lambda job: preview_voice(provider, options, sink, cancel=job.cancel), done)
 
     def check(self) -> None:
         e = self.selected()
@@ -469,7 +664,7 @@ class ModelManager(QWidget):
 
     def confirm(self, question: str) -> bool:
         """Ask before deleting (a separate method so tests can answer it)."""
-        answer = QMessageBox.question(self, "Delete model", question)
+        answer = QMessageBox.question(self, f"Delete {self.words.noun}", question)
         return answer == QMessageBox.StandardButton.Yes
 
     def delete(self) -> None:
@@ -504,4 +699,4 @@ class ModelManager(QWidget):
             return
         self.chosen.emit(provider, option.id_option, e.spec.id)
         self.set_chosen(e.spec.id)
-        self._say(f"{e.spec.id} chosen — Apply or OK switches the assistant to it.")
+        self._say(f"{e.spec.id} chosen — Apply or OK switches to it.")

@@ -39,16 +39,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.audio.streams import AudioSink
 from app.engine.events import ProviderSwitched
 from app.plugin.errors import VoiceError
+from app.plugin.model_spec import ModelKind, ModelOption
 from app.plugin.provider_api import KINDS
 from app.plugin.registry import Registry
-from app.store.models import catalogue
+from app.store.models import catalogue, option_model_id
 from app.store.paths import AppPaths, resolve_paths
 from app.store.settings import ActivationSettings, ConversationSettings, Settings, StageSettings, TelemetrySettings
 from ui import theme
 from ui.echo_check_panel import EchoCheckPanel
-from ui.model_manager import ModelManager
+from ui.model_manager import Hooks, ModelManager
 from ui.schema_form import SchemaForm
 from ui.stage_titles import STAGE_TITLES, stage_title
 
@@ -624,6 +626,10 @@ class AudioPage(QWidget):
         self.status.setText(text)
 
 
+#: The stages whose models Settings lists (the wake words ship inside their packages).
+MODEL_STAGES: tuple[ModelKind, ...] = ("llm", "stt", "tts", "turn")
+
+
 class SettingsDialog(QDialog):
     """Apply validates, then awaits `apply_fn` (the session's hot switch)."""
 
@@ -659,7 +665,14 @@ class SettingsDialog(QDialog):
             self.stage_pages[kind] = page
             self.tabs.addTab(page, stage_title(kind))
         self.turn_section = self._add_turn_section(settings)
-        self.model_manager = self._add_model_manager(self.stage_pages["llm"])
+        #: Every stage whose providers declare model files lists them (Assistant, Speech
+        #: recognition, Voice, the turn model); `model_manager` is the Assistant's.
+        self.model_managers: dict[str, ModelManager] = {}
+        for managed in MODEL_STAGES:
+            if (manager := self._add_model_manager(managed)) is not None:
+                self.model_managers[managed] = manager
+        self.model_manager = self.model_managers.get("llm")
+        self.applied.connect(self._explain_missing_models)
         self.audio_page = AudioPage(settings)
         self.echo_check = EchoCheckPanel(registry, self._chosen_devices, self._echo_stage)
         self.tabs.addTab(self._audio_tab(settings), "Audio")
@@ -783,50 +796,103 @@ class SettingsDialog(QDialog):
         if page is not None and (i := self.tab_of(page)) >= 0:
             self.tabs.setCurrentIndex(i)
 
-    def _add_model_manager(self, page: StagePage) -> ModelManager | None:
-        """Settings → Assistant lists the language models to download, check and choose."""
-        if not any(spec.kind == "llm" for spec in catalogue(self.registry).values()):
+    def _add_model_manager(self, kind: ModelKind) -> ModelManager | None:
+        """A stage's models (voices for Voice) to download, check, preview and choose, under its providers."""
+        if not any(spec.kind == kind for spec in catalogue(self.registry).values()):
             return None
-        manager = ModelManager(self.paths, kind="llm", options_for=self._edited_options)
-        manager.chosen.connect(self._use_model)
-        page.add_panel("Models", manager)
-        page.list.currentItemChanged.connect(lambda *_: self._show_chosen_model())
-        manager.listed.connect(self._show_chosen_model)
+        page = self.stage_pages[kind]
+        hooks = Hooks(lambda provider: self._edited_options(provider, kind), preview_sink=self._preview_sink)
+        manager = ModelManager(self.paths, kind=kind, hooks=hooks)
+        manager.chosen.connect(lambda provider, option, model_id: self._use_model(provider, option, model_id, kind))
+        page.add_panel("Voices" if kind == "tts" else "Models", manager)
+        page.list.currentItemChanged.connect(lambda *_: self._follow_model_field(kind))
+        manager.listed.connect(lambda: self._show_chosen_model(kind))
+        self.finished.connect(manager.shutdown)  # a download stops; its part is kept for a resume
+        self._follow_model_field(kind, manager)
         return manager
 
-    def _edited_options(self, provider: str) -> dict[str, Any]:
-        """The Assistant options being edited, when `provider` is the one on show (the
-        speed benchmark then uses the user's threads and context)."""
-        page = self.stage_pages["llm"]
+    def _edited_options(self, provider: str, kind: str = "llm") -> dict[str, Any]:
+        """The stage's options being edited, when `provider` is the one on show (the speed
+        benchmark then uses the user's threads and context, the preview their speaking rate)."""
+        page = self.stage_pages[kind]
         if page.provider != provider or page.form is None:
             return {}
         return page.form.values()
 
-    def _model_option(self, provider: str) -> tuple[str, str | None] | None:
+    def _model_spec_option(self, provider: str, kind: str = "llm") -> ModelOption | None:
         with contextlib.suppress(VoiceError):
-            option = self.registry.spec("llm", provider).model_option
-            if option is not None:
-                return option.id_option, option.path_option
+            return self.registry.spec(kind, provider).model_option
         return None
 
-    def _use_model(self, provider: str, id_option: str, model_id: str) -> None:
+    def _model_option(self, provider: str, kind: str = "llm") -> tuple[str, str | None] | None:
+        option = self._model_spec_option(provider, kind)
+        return (option.id_option, option.path_option) if option is not None else None
+
+    def _use_model(self, provider: str, id_option: str, model_id: str, kind: str = "llm") -> None:
         values: dict[str, Any] = {id_option: model_id}
-        names = self._model_option(provider)
+        names = self._model_option(provider, kind)
         if names is not None and names[1]:
             values[names[1]] = None  # a file set for the previous model must not win over the choice
-        self.stage_pages["llm"].use_option(provider, values)
+        self.stage_pages[kind].use_option(provider, values)
+        self._follow_model_field(kind)  # the page may show another provider's form now
 
-    def _show_chosen_model(self) -> None:
-        if self.model_manager is None:
+    def _show_chosen_model(self, kind: str = "llm") -> None:
+        """Mark the model the stage's options name; one not on this computer gets its Download."""
+        manager = getattr(self, "model_managers", {}).get(kind)
+        if manager is not None:
+            self._mark_chosen(manager, kind)
+
+    def _mark_chosen(self, manager: ModelManager, kind: str) -> None:
+        page = self.stage_pages[kind]
+        option = self._model_spec_option(page.provider, kind)
+        if option is None or page.form is None:
+            manager.set_chosen(None)
             return
-        page = self.stage_pages["llm"]
-        names = self._model_option(page.provider)
-        value = page.option_value(names[0]) if names is not None else None
-        if names is not None and not value:
-            with contextlib.suppress(VoiceError):  # unset: the provider's default model
-                option = self.registry.spec("llm", page.provider).model_option
-                value = option.default if option is not None else None
-        self.model_manager.set_chosen(str(value) if value else None)
+        if option.path_option and page.option_value(option.path_option):
+            manager.set_chosen(None)  # a file of the user's own: nothing in the list to mark
+            return
+        value = page.option_value(option.id_option)
+        model_id = option_model_id(option, value)
+        if model_id is not None and model_id not in catalogue(self.registry):
+            manager.set_chosen(None, unknown=str(value))
+        else:
+            manager.set_chosen(model_id)
+
+    def _follow_model_field(self, kind: str, manager: ModelManager | None = None) -> None:
+        """Keep the list's mark on the model typed or picked in the provider's options."""
+        manager = manager or getattr(self, "model_managers", {}).get(kind)
+        page = self.stage_pages[kind]
+        option = self._model_spec_option(page.provider, kind)
+        if manager is None:
+            return
+        if page.form is not None and option is not None:
+            with contextlib.suppress(KeyError):
+                field = page.form.field(option.id_option)
+                if not field.property("follows_model"):  # once per form (a new one comes with each provider)
+                    field.setProperty("follows_model", True)
+                    field.changed.connect(lambda: self._mark_chosen(manager, kind))
+        self._mark_chosen(manager, kind)
+
+    def _preview_sink(self) -> AudioSink:
+        """The speaker chosen under Audio (as edited), for a voice preview."""
+        from app.audio.playback import open_device_sink
+
+        audio = getattr(self, "audio_page", None)
+        device = audio.values().get("output_device") if audio is not None else self.settings.audio.output_device
+        same = device == self.settings.audio.output_device
+        return open_device_sink(device or None, self.settings.audio.output_host_api if same else None)
+
+    def _explain_missing_models(self, results: Sequence[ProviderSwitched]) -> None:
+        """A stage that could not switch because its model is not here says so in plain
+        words, pointing at the Download beside it, instead of the engine's message."""
+        for r in results:
+            manager = self.model_managers.get(r.stage)
+            problem = manager.chosen_problem() if manager is not None and not r.ok else ""
+            if not problem:
+                continue
+            self.stage_pages[r.stage].error.setText(problem)
+            if r.message:
+                self.status.setText(self.status.text().replace(r.message, problem))
 
     @staticmethod
     def _scrolled(w: QWidget) -> QScrollArea:

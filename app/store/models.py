@@ -930,6 +930,13 @@ def _model_id(option: ModelOption, value: str) -> str:
     return spec.id if spec is not None else value
 
 
+def option_model_id(option: ModelOption, value: object) -> str | None:
+    """The catalogue id a provider's model option names (`value` unset: its default), or
+    None when the value is a file path rather than an id (Settings' model manager)."""
+    text = str(value or option.default)
+    return None if _looks_like_path(text, option.path_suffixes) else _model_id(option, text)
+
+
 def _configured_entry(
     option: ModelOption, options: dict[str, object], prefix: str, kind: str, provider: str
 ) -> ConfiguredModel:

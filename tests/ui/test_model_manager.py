@@ -73,8 +73,9 @@ def test_lists_every_language_model_with_size_memory_and_state(qtbot, served, pa
     ids = [e.spec.id for e in panel.entries]
     assert ids == [s.id for s in catalogue().values() if s.kind == "llm"]
     assert SERVED_ID in ids
-    _name, download, memory, state, speed = _cells(panel, SERVED_ID)
-    assert (download, memory, state, speed) == ("98 MB", "250 MB", "not installed", "—")
+    assert panel.columns == ("Model", "Download", "Memory", "Licence", "State", "Speed here")
+    _name, download, memory, licence, state, speed = _cells(panel, SERVED_ID)
+    assert (download, memory, licence, state, speed) == ("98 MB", "250 MB", "Apache-2.0", "not installed", "—")
     embedded = [e for e in panel.entries if e.status.state == "embedded"]
     assert embedded, "the default model ships with VoxDesk"
     assert _cells(panel, embedded[0].spec.id)[1] == "included"
@@ -107,7 +108,7 @@ def test_download_shows_progress_then_installed_with_its_speed_here(qtbot, serve
     assert len(values) >= 3 and values[-1] == 1000 and values == sorted(values)  # it moved, forward only
     assert "SHA-256 checked" in panel.last_message and "words a second here" in panel.last_message
     record = load_speeds(paths)[SERVED_ID]
-    assert _cells(panel, SERVED_ID)[3:] == ["installed", record.phrase()]
+    assert _cells(panel, SERVED_ID)[4:] == ["installed", record.phrase()]
     assert (cache_dir(SERVED_ID, paths) / GGUF_NAME).stat().st_size == smollm2_gguf().stat().st_size
 
 
@@ -124,7 +125,7 @@ def test_cancel_keeps_the_part_and_resume_finishes(qtbot, served, paths) -> None
     assert "cancelled" in panel.last_message and "Resume" in panel.last_message
     kept = part.stat().st_size
     assert panel.download_button.text() == "Resume download"
-    assert _cells(panel, SERVED_ID)[3] == "partly downloaded"
+    assert panel.cell(SERVED_ID, "State") == "partly downloaded"
 
     state.ranges.clear()
     state.pause_per_block = 0.0
