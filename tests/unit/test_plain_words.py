@@ -53,7 +53,9 @@ def test_a_missing_model_says_its_size_and_purpose_without_the_command() -> None
     assert "VoxDesk needs a 491 MB language model to answer general questions" in plain.body
     assert plain.cause == "model-missing:qwen2.5-0.5b-instruct-q4_k_m" and Action.DOWNLOAD in plain.actions
     assert not has_engine_words(plain.text) and not plain.optional
-    turn = explain("turn", "smart-turn", err.code, err.message.replace("qwen2.5-0.5b-instruct-q4_k_m", "smart-turn-v3.2"))
+    turn = explain(
+        "turn", "smart-turn", err.code, err.message.replace("qwen2.5-0.5b-instruct-q4_k_m", "smart-turn-v3.2")
+    )
     assert turn.optional and "waits for a pause" in turn.body
 
 
