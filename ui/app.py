@@ -135,8 +135,16 @@ def run(
     def start_engine() -> None:
         try:
             session = build_session(paths, resolved, store_)
-        except Exception as exc:  # the window still opens and says what is wrong
-            window.view.error(f"The assistant could not start: {exc}")
+        except Exception as exc:  # the window still opens and says what is wrong, in plain words
+            from app.engine.plain_words import explain
+            from app.plugin.errors import VoiceError
+
+            log.error("the engine could not start: %s", exc, exc_info=not isinstance(exc, VoiceError))
+            if isinstance(exc, VoiceError):
+                stage = exc.op.split(".")[0]
+                window._show_problem(explain(stage, exc.op.partition(".")[2] or stage, exc.code, exc.message))
+            else:
+                window.view.error("The assistant could not start. The details are in the log.")
             return
         window.spawn(window.start_session(session))
 
