@@ -185,3 +185,29 @@ def test_the_dialog_preview_sink_is_the_speaker_chosen_under_audio(qtbot, paths)
     if combo.currentData() is None:
         assert dialog._preview_sink().requested_device is None
     assert isinstance(dialog.model_managers["tts"], ModelManager)
+
+
+def test_apply_with_a_voice_not_installed_explains_it_in_plain_words(qtbot, paths, served_voice, run) -> None:
+    """The switch fails as the engine's does (the real provider, its real error); the
+    window shows the manager's words, not "models.resolve: MODEL_MISSING: … run voxdesk …"."""
+    from app.engine.events import ProviderSwitched
+    from app.plugin.errors import VoiceError
+
+    async def apply_fn(new: Settings) -> list[ProviderSwitched]:
+        try:
+            tts = get_registry().create("tts", new.tts.provider, new.tts.options)
+            await tts.warmup()
+        except VoiceError as err:
+            return [ProviderSwitched(stage="tts", provider=new.tts.provider, ok=False, message=str(err))]
+        return [ProviderSwitched(stage="tts", provider=new.tts.provider, ok=True)]
+
+    settings = Settings.model_validate({"tts": {"provider": SERVED_PROVIDER, "options": {"voice": SERVED_VOICE}}})
+    dialog = SettingsDialog(settings, get_registry(), apply_fn, paths=paths)
+    qtbot.addWidget(dialog)
+    voices = dialog.model_managers["tts"]
+    qtbot.waitUntil(lambda: not voices.busy and bool(voices.entries), timeout=30_000)
+    assert run(dialog.apply()) is False
+    page = dialog.stage_pages["tts"]
+    assert "is not installed — Download" in page.error.text()
+    assert "is not installed — Download" in dialog.status.text()
+    assert not ENGINE_WORDS.search(page.error.text() + dialog.status.text()), dialog.status.text()
