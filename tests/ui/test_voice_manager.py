@@ -144,7 +144,9 @@ def test_typing_an_unknown_voice_says_so_without_engine_words(qtbot, paths) -> N
     voices = dialog.model_managers["tts"]
     assert "is not a voice VoxDesk knows" in voices.notice.text()
     assert not voices.notice_button.isVisibleTo(voices)
-    dialog.stage_pages["tts"].form.set_values({"voice": VOICE})  # the user corrects it
+    form = dialog.stage_pages["tts"].form
+    assert form is not None
+    form.set_values({"voice": VOICE})  # the user corrects it
     qtbot.waitUntil(lambda: not voices.notice_row.isVisibleTo(voices), timeout=5_000)
     assert "✓ in use" in voices.cell(f"piper-{VOICE}", "Model")
 
@@ -183,7 +185,8 @@ def test_the_dialog_preview_sink_is_the_speaker_chosen_under_audio(qtbot, paths)
     combo = dialog.audio_page.output  # the user picks the system default under Audio
     combo.setCurrentIndex(max(0, combo.findData(None)))
     if combo.currentData() is None:
-        assert dialog._preview_sink().requested_device is None
+        default = dialog._preview_sink()
+        assert isinstance(default, DeviceAudioSink) and default.requested_device is None
     assert isinstance(dialog.model_managers["tts"], ModelManager)
 
 
