@@ -214,3 +214,15 @@ def test_apply_with_a_voice_not_installed_explains_it_in_plain_words(qtbot, path
     assert "is not installed — Download" in page.error.text()
     assert "is not installed — Download" in dialog.status.text()
     assert not ENGINE_WORDS.search(page.error.text() + dialog.status.text()), dialog.status.text()
+
+
+def test_use_this_model_sets_the_speech_recognition_model_being_edited(qtbot, paths) -> None:
+    dialog = _dialog(qtbot, paths, Settings.model_validate({"stt": {"provider": "faster-whisper"}}))
+    stt = dialog.model_managers["stt"]
+    assert "✓ in use" in stt.cell("whisper-tiny.en", "Model")  # the provider's default
+    stt.select("whisper-base")
+    assert stt.choose_button.isEnabled()
+    stt.choose_button.click()
+    new = dialog.new_settings()
+    assert new.stt.provider == "faster-whisper" and new.stt.options.get("model") == "whisper-base"
+    assert "✓ in use" in stt.cell("whisper-base", "Model") and "✓" not in stt.cell("whisper-tiny.en", "Model")
