@@ -8,7 +8,7 @@ visible without ever slowing a turn.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -29,6 +29,9 @@ from ui.stage_titles import stage_title
 
 COLUMNS = ("Stage", "Provider", "Where", "Status", "Errors", "Circuit", "Last error")
 STATUS_COLOURS = {"ok": "#22a35a", "degraded": "#e0a100", "down": "#d64545"}
+PLACE_WORDS = {"local": "this computer", "server": "your server", "cloud": "cloud"}
+#: (stage, provider) → "local" | "server" | "cloud" | None, read from the provider's address.
+Locate = Callable[[str, str], str | None]
 
 
 def _status_of(row: Any) -> tuple[str, str]:
@@ -48,8 +51,10 @@ class HealthPanel(QWidget):
 
     check_requested = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *, locate: Locate | None = None) -> None:
         super().__init__(parent)
+        #: Where each provider runs, from its settings (`app.plugin.server_place`); the window sets it.
+        self.locate = locate
         self.setAccessibleName("Provider health panel")
         lay = QVBoxLayout(self)
         top = QHBoxLayout()
@@ -101,7 +106,7 @@ class HealthPanel(QWidget):
             cells = (
                 str(getattr(row, "stage", "")),
                 str(getattr(row, "provider", "")),
-                "local" if getattr(row, "local", True) else "remote",
+                self._where(row),
                 status,
                 str(getattr(row, "error_count", 0) or 0),
                 str(getattr(row, "breaker_state", None) or "—"),
@@ -124,6 +129,19 @@ class HealthPanel(QWidget):
                 self.table.setItem(r, c, item)
         self.table.resizeRowsToContents()
         self.checked_label.setText(f"checked {time.strftime('%H:%M:%S')}")
+
+    def _where(self, row: Any) -> str:
+        """This computer, your server or cloud: from the address when known, never "remote"
+        for a server on localhost."""
+        place = None
+        if self.locate is not None:
+            try:
+                place = self.locate(str(getattr(row, "stage", "")), str(getattr(row, "provider", "")))
+            except Exception:  # a row for a provider the settings no longer name
+                place = None
+        if place is None:
+            place = "local" if getattr(row, "local", True) else "cloud"
+        return PLACE_WORDS.get(place, place)
 
     def set_exporter_status(self, status: str) -> None:
         self.exporter_label.setText(f"Telemetry export: {status or 'in-app only (no OTLP endpoint)'}")

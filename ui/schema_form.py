@@ -2,8 +2,9 @@
 
 Providers (built-in or third-party) describe their options only as a pydantic
 model; the settings dialog must not know them. From the schema we pick an editor
-per field (check box, choice list, number, text, password, file picker), show
-ranges as hints, and validate as the user types: first the simple checks the
+per field (check box, choice list, spin box with its unit, language or time-zone
+drop-down, text, password, file picker), put expert options in a collapsed
+"Advanced" group (`app.plugin.field_hints`), and validate as the user types: first the simple checks the
 schema states (number, range, required), then the model itself when we have it,
 so every message sits under the field it is about.
 """
@@ -31,6 +32,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.plugin import field_hints
+from ui.choice_inputs import choices_of, editable_combo, language_combo, select_language, set_choices, time_zones
+from ui.collapsible import Collapsible
+from ui.number_input import NumberInput
+
 SECRET_NAMES = ("api_key", "apikey", "token", "password", "secret")
 PATH_SUFFIXES = ("_path", "_file", "_dir", "_directory")
 PATH_FORMATS = ("path", "file-path", "directory-path")
@@ -57,6 +63,10 @@ class FieldSpec:
     exclusive_maximum: float | None = None
     max_length: int | None = None
     min_length: int | None = None
+    #: Schema hints (`app.plugin.field_hints`): an expert option, the list a string comes from, a unit.
+    advanced: bool = False
+    choice_list: str | None = None
+    unit: str = ""
 
     @property
     def has_default(self) -> bool:
@@ -104,6 +114,14 @@ def field_label(name: str, title: object = None) -> str:
     text = " ".join(_WORDS.get(w.lower(), w) for w in words)
     text = text[:1].upper() + text[1:]
     return f"{text} ({unit})" if unit else text
+
+
+def _unit_of(name: str, prop: Mapping[str, Any]) -> str:
+    hinted = prop.get(field_hints.UNIT)
+    if isinstance(hinted, str):
+        return hinted
+    words = name.split("_")
+    return _UNITS.get(words[-1].lower(), "") if len(words) > 1 else ""
 
 
 def _num(x: float) -> str:
@@ -181,6 +199,9 @@ def parse_schema(schema: Mapping[str, Any]) -> list[FieldSpec]:
                 exclusive_maximum=prop.get("exclusiveMaximum"),
                 max_length=prop.get("maxLength"),
                 min_length=prop.get("minLength"),
+                advanced=field_hints.is_advanced(prop),
+                choice_list=field_hints.choice_list(prop) if kind == "str" else None,
+                unit=_unit_of(name, prop) if kind in ("int", "float") else "",
             )
         )
     return fields
@@ -204,13 +225,14 @@ class FieldEditor(QWidget):
         lay.setSpacing(2)
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
+        self.number: NumberInput | None = None
         self.input: QWidget = self._make_input()
         self.input.setObjectName(f"field_{spec.name}")
         self.input.setAccessibleName(spec.title)
         if spec.description:
             self.input.setAccessibleDescription(spec.description)
             self.input.setToolTip(spec.description)
-        row.addWidget(self.input, 1)
+        row.addWidget(self.number if self.number is not None else self.input, 1)
         if spec.kind in ("path", "dir"):
             browse = QPushButton("Browse…")
             browse.setAccessibleName(f"Browse for {spec.title}")
@@ -239,6 +261,20 @@ class FieldEditor(QWidget):
                 combo.addItem(str(c), c)
             combo.currentIndexChanged.connect(self.changed)
             return combo
+        if s.kind in ("int", "float"):
+            self.number = NumberInput(
+                integer=s.kind == "int",
+                bounds=(s.minimum, s.maximum, s.exclusive_minimum, s.exclusive_maximum),
+                nullable=s.nullable,
+                unit=s.unit,
+                default=s.default if s.has_default else None,
+            )
+            self.number.valueChanged.connect(self.changed)
+            tip = "; ".join(p for p in (s.description, s.range_hint()) if p)
+            self.number.spin.setToolTip(tip)
+            return self.number.spin
+        if s.choice_list is not None:
+            return self._make_choice(s.choice_list)
         if s.kind == "text":
             edit = QPlainTextEdit()
             edit.setFixedHeight(80)
@@ -248,10 +284,6 @@ class FieldEditor(QWidget):
         if s.kind == "secret":
             line.setEchoMode(QLineEdit.EchoMode.Password)
             line.setPlaceholderText("stored in the system keychain")
-        elif s.kind in ("int", "float"):
-            hint = s.range_hint()
-            default = f"default {s.default}" if s.has_default and s.default is not None else ""
-            line.setPlaceholderText(", ".join(p for p in (hint, default) if p))
         elif s.kind == "list":
             line.setPlaceholderText("comma-separated")
         elif s.kind == "json":
@@ -260,6 +292,32 @@ class FieldEditor(QWidget):
             line.setPlaceholderText(f"default {s.default}")
         line.textChanged.connect(self.changed)
         return line
+
+    def _make_choice(self, source: str) -> QComboBox:
+        """A drop-down for a string from a known list (see `field_hints.choices`)."""
+        s = self.spec
+        default = s.default if s.has_default and s.default not in (None, "") else None
+        if source == field_hints.LANGUAGE:
+            combo = language_combo()
+            combo.currentIndexChanged.connect(self.changed)
+            return combo
+        if source == field_hints.TIMEZONE:
+            combo = editable_combo(["", *time_zones()], placeholder="this computer's time zone")
+        else:  # the server's list, filled when the server is asked (`set_choices`)
+            combo = editable_combo([], placeholder=f"default {default}" if default else "type or pick one")
+        combo.currentTextChanged.connect(self.changed)
+        return combo
+
+    def set_choices(self, values: list[str]) -> bool:
+        """Offer `values` in this field's drop-down (an editable one); False if it has none."""
+        w = self.input
+        if not isinstance(w, QComboBox) or not w.isEditable():
+            return False
+        set_choices(w, values)
+        return True
+
+    def choices(self) -> list[str]:
+        return choices_of(self.input) if isinstance(self.input, QComboBox) else []
 
     def _browse(self) -> None:
         current = self.text()
@@ -277,12 +335,20 @@ class FieldEditor(QWidget):
             return w.text()
         if isinstance(w, QPlainTextEdit):
             return w.toPlainText()
+        if isinstance(w, QComboBox) and w.isEditable():
+            return w.currentText()
         return ""
 
     def set_value(self, value: Any) -> None:
         w = self.input
-        if isinstance(w, QCheckBox):
+        if self.number is not None:
+            self.number.set_value(value)
+        elif isinstance(w, QCheckBox):
             w.setChecked(bool(value))
+        elif isinstance(w, QComboBox) and w.isEditable():
+            w.setEditText("" if value is None else str(value))
+        elif isinstance(w, QComboBox) and self.spec.choice_list == field_hints.LANGUAGE:
+            select_language(w, None if value is None else str(value))
         elif isinstance(w, QComboBox):
             idx = w.findData(value)
             w.setCurrentIndex(max(idx, 0))
@@ -302,9 +368,11 @@ class FieldEditor(QWidget):
         """The parsed value, `_MISSING` (leave to default) or `_Invalid(message)`."""
         s = self.spec
         w = self.input
+        if self.number is not None:
+            return self.number.value()
         if isinstance(w, QCheckBox):
             return w.isChecked()
-        if isinstance(w, QComboBox):
+        if isinstance(w, QComboBox) and not w.isEditable():
             return w.currentData()
         text = self.text().strip() if s.kind not in ("text", "secret") else self.text()
         if text == "":
@@ -371,6 +439,13 @@ class FieldEditor(QWidget):
             self.input.setProperty("invalid", False)
 
 
+def _form_layout() -> QFormLayout:
+    layout = QFormLayout()
+    layout.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    layout.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # narrow windows: label above its field
+    return layout
+
+
 class SchemaForm(QWidget):
     """Editors for every property of `schema`, validated live.
 
@@ -396,23 +471,46 @@ class SchemaForm(QWidget):
         self._editors: dict[str, FieldEditor] = {}
         self._extra = {k: v for k, v in (values or {}).items() if k not in {f.name for f in self.fields}}
         self._valid = True
-        layout = QFormLayout(self)
-        layout.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        outer = QVBoxLayout(self)
+        outer.setSpacing(0)
+        layout = _form_layout()
+        outer.addLayout(layout)
         if not self.fields:
             layout.addRow(QLabel("This provider has no options."))
+        advanced = [f for f in self.fields if f.advanced]
+        expert_body = QWidget()
+        expert_layout = _form_layout()
+        expert_layout.setContentsMargins(0, 0, 0, 0)
+        expert_body.setLayout(expert_layout)
+        #: Expert options (field_hints.advanced), collapsed until asked for.
+        self.advanced: Collapsible | None = None
         for spec in self.fields:
             ed = FieldEditor(spec, self)
             value = (values or {}).get(spec.name, spec.default if spec.has_default else None)
             if value is not None and value is not _MISSING:
                 ed.set_value(value)
+            elif spec.nullable and ed.number is not None:
+                ed.set_value(None)
             ed.changed.connect(self.validate)
             self._editors[spec.name] = ed
-            label = QLabel("" if spec.kind == "bool" else f"{spec.title}:")
-            label.setBuddy(ed.input)
-            if spec.description:
-                label.setToolTip(spec.description)
-            layout.addRow(label, ed)
+            (expert_layout if spec.advanced else layout).addRow(self._label(spec, ed), ed)
+        if advanced:
+            self.advanced = Collapsible(f"Advanced options ({len(advanced)})", expert_body)
+            self.advanced.setObjectName("advanced_options")
+            outer.addWidget(self.advanced)
+        outer.addStretch(1)
         self.validate()
+
+    @staticmethod
+    def _label(spec: FieldSpec, ed: FieldEditor) -> QLabel:
+        title = spec.title
+        if ed.number is not None and ed.number.unit and title.endswith(f" ({spec.unit})"):
+            title = title.removesuffix(f" ({spec.unit})")  # the box shows the unit already
+        label = QLabel("" if spec.kind == "bool" else f"{title}:")
+        label.setBuddy(ed.input)
+        if spec.description:
+            label.setToolTip(spec.description)
+        return label
 
     def editor(self, name: str) -> QWidget:
         return self._editors[name].input
@@ -462,6 +560,8 @@ class SchemaForm(QWidget):
         for name, ed in self._editors.items():
             ed.show_error(errors.get(name))
         valid = not errors
+        if self.advanced is not None and any(self._editors[n].spec.advanced for n in errors if n in self._editors):
+            self.advanced.set_expanded(True)  # a message hidden in a closed group would not be seen
         if valid != self._valid:
             self._valid = valid
             self.validity_changed.emit(valid)
@@ -490,3 +590,10 @@ class SchemaForm(QWidget):
         for name, msg in errors.items():
             if name in self._editors:
                 self._editors[name].show_error(msg)
+                if self._editors[name].spec.advanced and self.advanced is not None:
+                    self.advanced.set_expanded(True)
+
+    def set_choices(self, name: str, values: list[str]) -> bool:
+        """Offer `values` in a field's drop-down (e.g. a server's models); False if it has none."""
+        ed = self._editors.get(name)
+        return ed is not None and ed.set_choices(values)

@@ -41,7 +41,9 @@ from PySide6.QtWidgets import (
 
 from app.audio.streams import AudioSink
 from app.engine.events import ProviderSwitched
+from app.plugin import field_hints
 from app.plugin.errors import VoiceError
+from app.plugin.server_place import place_label, provider_place
 from app.plugin.model_spec import ModelKind, ModelOption
 from app.plugin.provider_api import KINDS
 from app.plugin.registry import Registry
@@ -49,7 +51,9 @@ from app.store.models import catalogue, option_model_id
 from app.store.paths import AppPaths, resolve_paths
 from app.store.settings import ActivationSettings, ConversationSettings, Settings, StageSettings, TelemetrySettings
 from ui import theme
+from ui.dialog_fit import fit_to_screen, scrolling
 from ui.echo_check_panel import EchoCheckPanel
+from ui.fallback_list import FallbackList
 from ui.model_manager import Hooks, ModelManager
 from ui.schema_form import SchemaForm
 from ui.stage_titles import STAGE_TITLES, stage_title
@@ -94,6 +98,8 @@ class ServerChoices(Protocol):
     async def choices(self) -> Mapping[str, Sequence[str]]: ...
 
 
+#: The provider list keeps at least this width however long the text beside it.
+PROVIDER_LIST_MIN_W = 200
 #: How long Settings waits for a server to say what it offers.
 ASK_SERVER_S = 8.0
 
@@ -111,6 +117,7 @@ class StagePage(QWidget):
         self.form: SchemaForm | None = None
         self.provider_error = ""
         self._info: Any = None
+        self._schema: dict[str, Any] = {}
         self._key_tasks: set[asyncio.Task[None]] = set()
 
         lay = QVBoxLayout(self)
@@ -121,6 +128,7 @@ class StagePage(QWidget):
         self._outer.addWidget(split)
         self.list = QListWidget()
         self.list.setAccessibleName(f"{stage_title(kind)} providers")
+        self.list.setMinimumWidth(PROVIDER_LIST_MIN_W)  # a long note on the right must not crush it
         for name in registry.list_providers(kind):
             item = QListWidgetItem(self._item_text(name))
             item.setData(Qt.ItemDataRole.UserRole, name)
@@ -134,6 +142,7 @@ class StagePage(QWidget):
         self.title.setObjectName("panel_title")
         self.badges = QLabel()
         self.badges.setTextFormat(Qt.TextFormat.RichText)
+        self.badges.setWordWrap(True)
         self.description = QLabel()
         self.description.setWordWrap(True)
         self._right.addWidget(self.title)
@@ -147,12 +156,11 @@ class StagePage(QWidget):
         self.api_key.setAccessibleName("API key")
         self.key_status = QLabel()
         self.key_status.setObjectName("bubble_meta")
+        self.key_status.setWordWrap(True)  # the keychain's note can be long: wrap, never widen the dialog
         key_lay.addRow("API key:", self.api_key)
         key_lay.addRow("", self.key_status)
         self._right.addWidget(self.key_row)
-        self.fallbacks = QLineEdit(", ".join(self._fallbacks))
-        self.fallbacks.setAccessibleName("Fallback providers")
-        self.fallbacks.setPlaceholderText("other providers to try, in order (comma-separated)")
+        self.fallbacks = FallbackList(registry.list_providers(kind), self._fallbacks, self._display_name)
         fb = QFormLayout()
         fb.addRow("Fallbacks:", self.fallbacks)
         self._right.addLayout(fb)
@@ -180,6 +188,12 @@ class StagePage(QWidget):
 
         self.list.currentItemChanged.connect(self._on_pick)
         self.select(current.provider)
+
+    def _display_name(self, name: str) -> str:
+        try:
+            return self.registry.info(self.kind, name).display_name
+        except VoiceError:
+            return f"{name} (unavailable)"
 
     def _item_text(self, name: str) -> str:
         try:
@@ -238,6 +252,7 @@ class StagePage(QWidget):
         if current is None:
             return
         name = str(current.data(Qt.ItemDataRole.UserRole))
+        self.fallbacks.exclude(name)
         if self.form is not None:
             self.form.setParent(None)
             self.form.deleteLater()
@@ -257,10 +272,15 @@ class StagePage(QWidget):
         info = spec.info
         self._info = info
         self.title.setText(info.display_name)
-        self.badges.setText(self._badges_html(info))
         self.description.setText(info.description)
         schema = spec.config_schema()
+        self._schema = schema
         self.form = SchemaForm(schema, self._options.get(name, {}), model=spec.config_model, hidden=_secret_field)
+        self.badges.setText(self._badges_html(info))
+        address = field_hints.address_field(schema)
+        if address is not None and address in self.form.fields_by_name():
+            # Where it runs follows the address being typed (127.0.0.1 is this computer).
+            self.form.field(address).changed.connect(self._refresh_badges)
         self.form.setAccessibleName(f"{info.display_name} options")
         if (form_lay := self.form.layout()) is not None:
             form_lay.setContentsMargins(0, 0, 0, 0)  # the group box has margins of its own
@@ -269,7 +289,7 @@ class StagePage(QWidget):
         self.api_key.clear()
         if info.needs_api_key:
             self._show_key_status(name)
-        self.ask_server.setVisible(bool(info.extra.get("server_choices")))
+        self.ask_server.setVisible(bool(info.extra.get("server_choices")) or bool(field_hints.server_choice_fields(schema)))
         self.offers.clear()
 
     def _ask_clicked(self) -> None:
@@ -317,7 +337,9 @@ class StagePage(QWidget):
         for option, values in offered.items():
             if not values:
                 continue
-            if option in form.fields_by_name() and isinstance(editor := form.editor(option), QLineEdit):
+            if form.set_choices(option, list(values)):  # a drop-down of the server's list
+                pass
+            elif option in form.fields_by_name() and isinstance(editor := form.editor(option), QLineEdit):
                 completer = QCompleter(list(values), editor)
                 completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
                 completer.setFilterMode(Qt.MatchFlag.MatchContains)
@@ -330,14 +352,27 @@ class StagePage(QWidget):
             else ("The server lists no choices.")
         )
 
+    def place(self) -> str:
+        """Where the provider on show runs, from the address being edited: local, server or cloud."""
+        if self._info is None:
+            return ""
+        options = self.form.values() if self.form is not None else {}
+        return provider_place(self._info, self._schema, options)
+
+    def _refresh_badges(self) -> None:
+        if self._info is not None:
+            self.badges.setText(self._badges_html(self._info))
+
     def _badges_html(self, info: Any) -> str:
         """Badges in the theme's colours (rich text cannot use the stylesheet's)."""
         c = theme.colours_for(self.palette())
+        place = self.place() or info.where
+        where = place_label(place) if place in ("local", "server", "cloud") else info.where_label
         badges = [
-            f'<span style="background:{c["ok_bg"]};color:{c["ok_fg"]}">&nbsp;offline&nbsp;</span>'
-            if info.local
+            f'<span style="background:{c["ok_bg"]};color:{c["ok_fg"]}">&nbsp;works offline&nbsp;</span>'
+            if place in ("local", "server")
             else f'<span style="background:{c["remote_bg"]};color:{c["remote_fg"]}">&nbsp;online&nbsp;</span>',
-            f"runs on {html.escape(info.where_label)}",
+            f"runs on {html.escape(where)}",
         ]
         if info.needs:
             badges.append("needs " + html.escape(", ".join(info.needs)))
@@ -406,7 +441,7 @@ class StagePage(QWidget):
                     self.kind, self.provider, original.options
                 ):
                     options = dict(original.options)
-        fallbacks = [f.strip() for f in self.fallbacks.text().split(",") if f.strip()]
+        fallbacks = self.fallbacks.fallbacks()
         kept = dict(original.fallback_options) if original is not None else {}
         return StageSettings(provider=self.provider, options=options, fallbacks=fallbacks, fallback_options=kept)
 
@@ -648,13 +683,14 @@ class SettingsDialog(QDialog):
         self.setWindowTitle("VoxDesk Settings")
         self.setObjectName("settings_dialog")
         self.setAccessibleName("Settings")
-        self.resize(880, 720)
+        self.resize(880, 720)  # clamped to the screen when shown (fit_to_screen)
         # The main window knows the app's folders (--home); a bare dialog finds them itself.
         self.paths = paths or getattr(parent, "paths", None) or resolve_paths()
         self.settings = settings
         self.registry = registry
         self.apply_fn = apply_fn
         self._task: asyncio.Task[bool] | None = None
+        self._fitted = False
 
         lay = QVBoxLayout(self)
         self.tabs = QTabWidget()
@@ -699,7 +735,7 @@ class SettingsDialog(QDialog):
         tl.addWidget(self.telemetry_note)
         tl.addWidget(self._scrolled(self.telemetry_form), 1)
         self.tabs.addTab(telemetry_tab, "Telemetry")
-        lay.addWidget(self.tabs, 1)
+        lay.addWidget(scrolling(self.tabs), 1)  # on a small screen the tabs scroll, the buttons stay
 
         self.status = QLabel()
         self.status.setObjectName("apply_status")
@@ -985,6 +1021,12 @@ class SettingsDialog(QDialog):
         if close and not problems:
             self.accept()
         return not problems
+
+    def showEvent(self, event: Any) -> None:
+        if not self._fitted:
+            self._fitted = True
+            fit_to_screen(self)  # HiDPI or a small screen: the first size fits, content scrolls
+        super().showEvent(event)
 
     def done(self, r: int) -> None:
         if self._task is not None and not self._task.done():

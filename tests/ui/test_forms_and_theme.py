@@ -110,7 +110,29 @@ def test_settings_badges_use_the_dark_theme_colours(qtbot: Any) -> None:
     dialog.setPalette(theme.dark_palette())  # the open dialog follows a switch to dark
     assert theme.DARK["ok_bg"] in llm.badges.text() and theme.LIGHT["ok_bg"] not in llm.badges.text()
     llm.select("openai-compatible")
+    assert llm.form is not None
+    llm.form.set_values({"base_url": "https://api.openai.com/v1"})
     assert theme.DARK["remote_bg"] in llm.badges.text()
+
+
+def test_where_a_server_runs_is_read_from_its_address_not_its_type(qtbot: Any) -> None:
+    """A server on localhost was labelled "online" as though it were a cloud service."""
+    dialog = SettingsDialog(Settings(), get_registry())
+    qtbot.addWidget(dialog)
+    llm = dialog.stage_pages["llm"]
+    llm.select("openai-compatible")
+    assert llm.form is not None
+    shown = {}
+    for url in ("http://127.0.0.1:11434/v1", "http://192.168.1.20:11434/v1", "https://api.openai.com/v1"):
+        llm.form.set_values({"base_url": url})  # typing in the field updates the badges at once
+        shown[url] = (llm.place(), llm.badges.text())
+    assert shown["http://127.0.0.1:11434/v1"][0] == "local"
+    assert "runs on this computer" in shown["http://127.0.0.1:11434/v1"][1]
+    assert "online" not in shown["http://127.0.0.1:11434/v1"][1]
+    assert shown["http://192.168.1.20:11434/v1"][0] == "server"
+    assert "runs on your server" in shown["http://192.168.1.20:11434/v1"][1]
+    assert shown["https://api.openai.com/v1"][0] == "cloud"
+    assert "online" in shown["https://api.openai.com/v1"][1] and "runs on cloud" in shown["https://api.openai.com/v1"][1]
 
 
 def test_field_labels_read_like_words() -> None:

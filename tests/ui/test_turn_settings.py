@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QDoubleSpinBox
 
 from app.engine.endpointing import FRAME_MS
 from app.engine.session import ProviderHealth
+from app.plugin.errors import VoiceError
 from app.plugin.provider_api import Health, HealthStatus
 from app.plugin.registry import get_registry
 from app.store.settings import ConversationSettings, Settings
@@ -78,8 +79,8 @@ def test_choosing_a_detector_and_a_patience_gives_settings_with_them(qtbot: Any)
     assert section.patience.isEnabled() and "unfinished" in section.patience_hint.text()
     assert turn.form is not None
     threshold = turn.form.editor("threshold")
-    assert isinstance(threshold, QLineEdit)
-    threshold.setText("0.7")
+    assert isinstance(threshold, QDoubleSpinBox)
+    threshold.setValue(0.7)
     new = dialog.new_settings()
     assert new.turn.provider == "smart-turn" and new.turn.options["threshold"] == 0.7
     assert new.turn.fallbacks == ["silence"]
@@ -96,7 +97,7 @@ def test_an_untouched_slider_keeps_an_odd_saved_patience_exactly(qtbot: Any) -> 
     assert dialog.new_settings().conversation.turn_patience_ms == 2000
 
 
-def test_a_bad_turn_option_is_refused_on_the_voice_detection_tab(qtbot: Any, run: Any) -> None:
+def test_a_bad_turn_option_is_refused_on_the_voice_detection_tab(qtbot: Any, run: Any, monkeypatch: Any) -> None:
     calls: list[Settings] = []
 
     async def apply(new: Settings) -> list[Any]:
@@ -108,8 +109,16 @@ def test_a_bad_turn_option_is_refused_on_the_voice_detection_tab(qtbot: Any, run
     turn = dialog.stage_pages["turn"]
     assert turn.form is not None
     threshold = turn.form.editor("threshold")
-    assert isinstance(threshold, QLineEdit)
-    threshold.setText("1.5")
+    assert isinstance(threshold, QDoubleSpinBox)
+    assert threshold.maximum() < 1.0  # the schema's bound: 1.5 cannot even be typed
+    real_validate = dialog.registry.validate
+
+    def refuse_turn(kind: str, name: str, options: Any) -> Any:  # the registry's own check says no
+        if kind == "turn":
+            raise VoiceError("turn.smart-turn", "INVALID_CONFIG", "threshold: must be < 1")
+        return real_validate(kind, name, options)
+
+    monkeypatch.setattr(dialog.registry, "validate", refuse_turn)
     assert run(dialog.apply()) is False
     assert calls == []
     assert dialog.tabs.currentWidget() is dialog.stage_pages["vad"]  # where the message is
@@ -151,7 +160,7 @@ def test_the_health_table_names_the_turn_stage(qtbot: Any) -> None:
     panel = HealthPanel()
     qtbot.addWidget(panel)
     panel.set_rows([ProviderHealth("turn", "smart-turn", True, Health(HealthStatus.OK, "model loaded"))])
-    assert panel.row_texts()[0][:4] == ["turn", "smart-turn", "local", "● ok"]
+    assert panel.row_texts()[0][:4] == ["turn", "smart-turn", "this computer", "● ok"]
     stage = panel.table.item(0, 0)
     assert stage.toolTip() == "Turn detection"
     assert stage.data(Qt.ItemDataRole.AccessibleTextRole) == "Stage: Turn detection (turn)"
