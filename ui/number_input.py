@@ -155,7 +155,7 @@ class NumberInput(QWidget):
         v = self.spin.value()
         if self._none_at is not None and v <= self._none_at:
             return None
-        return int(round(v)) if self.integer else float(v)
+        return round(v) if self.integer else float(v)
 
     def minimum(self) -> float:
         return self._lo

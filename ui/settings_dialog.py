@@ -43,10 +43,10 @@ from app.audio.streams import AudioSink
 from app.engine.events import ProviderSwitched
 from app.plugin import field_hints
 from app.plugin.errors import VoiceError
-from app.plugin.server_place import place_label, provider_place
 from app.plugin.model_spec import ModelKind, ModelOption
 from app.plugin.provider_api import KINDS
 from app.plugin.registry import Registry
+from app.plugin.server_place import place_label, provider_place
 from app.store.models import catalogue, option_model_id
 from app.store.paths import AppPaths, resolve_paths
 from app.store.settings import ActivationSettings, ConversationSettings, Settings, StageSettings, TelemetrySettings
@@ -86,6 +86,15 @@ def _mark_after_restart(schema: dict[str, Any], names: Sequence[str]) -> dict[st
     return {**schema, "properties": props}
 
 
+def _with_hints(schema: dict[str, Any], hints: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A copy of `schema` with form hints added to some fields (for settings models outside ui/)."""
+    props = {k: dict(v) for k, v in (schema.get("properties") or {}).items()}
+    for name, extra in hints.items():
+        if name in props:
+            props[name] = {**extra, **props[name]}
+    return {**schema, "properties": props}
+
+
 def _secret_field(spec: Any) -> bool:
     return bool(spec.kind == "secret")
 
@@ -102,6 +111,15 @@ class ServerChoices(Protocol):
 PROVIDER_LIST_MIN_W = 200
 #: How long Settings waits for a server to say what it offers.
 ASK_SERVER_S = 8.0
+#: The same, when asked unprompted on showing the page.
+QUIET_ASK_S = 3.0
+
+
+@runtime_checkable
+class ListsModels(Protocol):
+    """A provider whose server lists its models (an OpenAI-compatible server's /v1/models)."""
+
+    async def list_models(self) -> list[str]: ...
 
 
 class StagePage(QWidget):
@@ -118,6 +136,7 @@ class StagePage(QWidget):
         self.provider_error = ""
         self._info: Any = None
         self._schema: dict[str, Any] = {}
+        self._asked: SchemaForm | None = None
         self._key_tasks: set[asyncio.Task[None]] = set()
 
         lay = QVBoxLayout(self)
@@ -289,8 +308,12 @@ class StagePage(QWidget):
         self.api_key.clear()
         if info.needs_api_key:
             self._show_key_status(name)
-        self.ask_server.setVisible(bool(info.extra.get("server_choices")) or bool(field_hints.server_choice_fields(schema)))
+        self.ask_server.setVisible(
+            bool(info.extra.get("server_choices")) or bool(field_hints.server_choice_fields(schema))
+        )
         self.offers.clear()
+        if self.isVisible():
+            self._ask_quietly()
 
     def _ask_clicked(self) -> None:
         try:
@@ -314,10 +337,8 @@ class StagePage(QWidget):
             self.offers.setText(exc.message)
             return
         try:
-            if not isinstance(provider, ServerChoices):
-                raise VoiceError(f"{self.kind}.{name}", "UNAVAILABLE", "this provider cannot ask its server")
             async with asyncio.timeout(ASK_SERVER_S):
-                offered = await provider.choices()
+                offered = await self._offered(provider, name)
         except VoiceError as exc:
             offered, why = {}, exc.message
         except TimeoutError:
@@ -330,6 +351,61 @@ class StagePage(QWidget):
         with contextlib.suppress(RuntimeError):  # the dialog may have closed meanwhile
             if self.provider == name and self.form is form:
                 self.offers.setText(why or self._show_offers(form, offered))
+
+    async def _offered(self, provider: Any, name: str) -> Mapping[str, Sequence[str]]:
+        """What the server lists: its own choices, or its models for the fields marked so."""
+        if isinstance(provider, ServerChoices):
+            return await provider.choices()
+        fields = field_hints.server_choice_fields(self._schema)
+        if fields and isinstance(provider, ListsModels):
+            models = await provider.list_models()
+            return dict.fromkeys(fields, models)
+        raise VoiceError(f"{self.kind}.{name}", "UNAVAILABLE", "this provider cannot ask its server")
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        self._ask_quietly()
+
+    def _ask_quietly(self) -> None:
+        """On show: fill the server's drop-downs once, if an address is set; on failure the
+        fields stay free text and nothing is said (the button asks out loud)."""
+        form = self.form
+        if form is None or not field_hints.server_choice_fields(self._schema) or self._asked is form:
+            return
+        address = field_hints.address_field(self._schema)
+        if address is None or not form.values().get(address):
+            return
+        self._asked = form
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self._fill_quietly(self.provider, form))
+        self._key_tasks.add(task)
+        task.add_done_callback(self._key_tasks.discard)
+
+    async def _fill_quietly(self, name: str, form: SchemaForm) -> None:
+        def ask() -> Mapping[str, Sequence[str]]:  # in a worker thread: a keychain look-up may block
+            async def fetch() -> Mapping[str, Sequence[str]]:
+                provider = self.registry.create(self.kind, name, form_values)
+                try:
+                    async with asyncio.timeout(QUIET_ASK_S):
+                        return await self._offered(provider, name)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await provider.aclose()
+
+            return asyncio.run(fetch())
+
+        form_values = form.values()
+        try:
+            offered = await asyncio.to_thread(ask)
+        except Exception as exc:  # unreachable, no key, timeout: keep the free text
+            log.info("settings: could not list what %s.%s offers: %s", self.kind, name, exc)
+            return
+        with contextlib.suppress(RuntimeError):  # the dialog may have closed meanwhile
+            if self.provider == name and self.form is form:
+                self.offers.setText(self._show_offers(form, offered))
 
     @staticmethod
     def _show_offers(form: SchemaForm, offered: Mapping[str, Sequence[str]]) -> str:
@@ -714,7 +790,9 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self._audio_tab(settings), "Audio")
         self.tabs.addTab(self._activation_tab(settings), "Activation")
         self.conversation_form = SchemaForm(
-            ConversationSettings.model_json_schema(),
+            _with_hints(
+                ConversationSettings.model_json_schema(), {"language": field_hints.choices(field_hints.LANGUAGE)}
+            ),
             settings.conversation.model_dump(),
             model=ConversationSettings,
             hidden=lambda f: f.name in OWN_CONTROL_FIELDS,

@@ -34,7 +34,7 @@ def _host_of(url: str) -> str | None:
 
 
 def place_of_url(url: str | None) -> Runs | None:
-    """"local", "server" or "cloud" for a server's URL; None when it names no host."""
+    """ "local", "server" or "cloud" for a server's URL; None when it names no host."""
     host = _host_of(url or "")
     if host is None:
         return None

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from app.plugin import field_hints
 from app.plugin.errors import ErrorCode, VoiceError, as_voice_error
 from app.plugin.model_spec import ModelOption, SelfCheck
 from app.plugin.provider_api import ChatMessage, Health, HealthStatus, LLMProvider, TokenUsage, run_blocking
@@ -78,21 +79,39 @@ class LlamaCppConfig(BaseModel):
     )
     model_path: str | None = Field(default=None, description="Use this .gguf file for the model id above")
     n_ctx: int = Field(default=2048, ge=256, le=131_072, description="Context window in tokens")
-    n_threads: int | None = Field(default=None, ge=1, le=512, description="CPU threads; empty = physical cores")
+    n_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=512,
+        description="CPU threads; empty = physical cores",
+        json_schema_extra=field_hints.advanced(),
+    )
     max_tokens: int = Field(default=128, ge=1, le=8192, description="Longest reply in tokens")
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
-    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
-    top_k: int = Field(default=40, ge=0, le=1000)
-    repeat_penalty: float = Field(default=1.1, ge=0.5, le=2.0)
-    stop: list[str] = Field(default_factory=list, description="Extra stop sequences")
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0, json_schema_extra=field_hints.advanced())
+    top_k: int = Field(default=40, ge=0, le=1000, json_schema_extra=field_hints.advanced())
+    repeat_penalty: float = Field(default=1.1, ge=0.5, le=2.0, json_schema_extra=field_hints.advanced())
+    stop: list[str] = Field(
+        default_factory=list, description="Extra stop sequences", json_schema_extra=field_hints.advanced()
+    )
     chat_format: ChatFormatName | None = Field(
-        default=None, description="Built-in chat template for models whose GGUF has none"
+        default=None,
+        description="Built-in chat template for models whose GGUF has none",
+        json_schema_extra=field_hints.advanced(),
     )
     chat_template: str | None = Field(
-        default=None, description="Jinja chat template; overrides the GGUF's and chat_format"
+        default=None,
+        description="Jinja chat template; overrides the GGUF's and chat_format",
+        json_schema_extra=field_hints.advanced(),
     )
-    seed: int | None = Field(default=None, ge=0, lt=2**32, description="Fixed sampling seed; empty = random")
-    load_timeout_s: float = Field(default=120.0, gt=0.0, le=3600.0)
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        lt=2**32,
+        description="Fixed sampling seed; empty = random",
+        json_schema_extra=field_hints.advanced(),
+    )
+    load_timeout_s: float = Field(default=120.0, gt=0.0, le=3600.0, json_schema_extra=field_hints.advanced())
 
     @model_validator(mode="after")
     def _reply_fits(self) -> LlamaCppConfig:

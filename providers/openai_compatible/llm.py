@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.plugin import field_hints
 from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.http_client import MAX_AUDIO_BYTES, error_for_response, iter_lines, read_json, translate_error
 from app.plugin.provider_api import ChatMessage, Health, LLMProvider, StageKind
@@ -34,12 +35,18 @@ class OpenAICompatibleLLMConfig(BaseModel):
         description="API root, e.g. https://api.openai.com/v1, http://127.0.0.1:11434/v1 (Ollama), "
         "http://127.0.0.1:1234/v1 (LM Studio), http://127.0.0.1:8080/v1 (llama.cpp server)",
     )
-    model: str = Field("", description="Model id; empty = the first one the server lists")
+    model: str = Field(
+        "",
+        description="Model id; empty = the first one the server lists",
+        json_schema_extra=field_hints.choices(field_hints.SERVER),
+    )
     timeout_s: ReadTimeout = 30.0
     connect_timeout_s: ConnectTimeout = 5.0
     max_tokens: int = Field(256, ge=1, le=32768)
     temperature: float = Field(0.7, ge=0.0, le=2.0)
-    extra_headers: ExtraHeaders = Field(default_factory=dict, description="e.g. OpenAI-Organization")
+    extra_headers: ExtraHeaders = Field(
+        default_factory=dict, description="e.g. OpenAI-Organization", json_schema_extra=field_hints.advanced()
+    )
 
 
 def parse_sse_data(payload: str, op: str) -> str | None:

@@ -46,7 +46,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.plugin import languages
+from app.plugin import field_hints, languages
 from app.plugin.errors import ErrorCode, VoiceError
 from app.plugin.model_spec import ModelFile, ModelOption, ModelPackage, ModelSpec, PathCheckResult, SelfCheck
 from app.plugin.provider_api import (
@@ -110,6 +110,7 @@ class FasterWhisperConfig(BaseModel):
         "en",
         description="Language code, or auto / empty to detect it (multilingual models); "
         "the conversation's language, when the engine passes one, comes first",
+        json_schema_extra=field_hints.choices(field_hints.LANGUAGE),
     )
     beam_size: int = Field(1, ge=1, le=10, description="1 = greedy, fastest")
     without_timestamps: bool = True

@@ -27,6 +27,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.plugin import field_hints
 from app.plugin.provider_api import ChatMessage, Health, HealthStatus, LLMProvider, StageKind
 from app.plugin.registry import ProviderInfo, ProviderSpec
 from providers.llm.skills.arithmetic import answer_arithmetic
@@ -81,7 +82,11 @@ class SkillsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timezone: str | None = Field(None, description="IANA time zone such as Europe/Berlin; empty uses this computer's")
+    timezone: str | None = Field(
+        None,
+        description="IANA time zone such as Europe/Berlin; empty uses this computer's",
+        json_schema_extra=field_hints.choices(field_hints.TIMEZONE),
+    )
     twenty_four_hour: bool = Field(False, description="Say times as 16:05 instead of 4:05 PM")
     unanswered: Literal["explain", "model_unavailable"] = Field(
         "explain",
