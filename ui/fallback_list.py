@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QHBoxLayout, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
@@ -44,14 +44,15 @@ class FallbackList(QWidget):
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked if name in chosen else Qt.CheckState.Unchecked)
             self.list.addItem(item)
+        self.list.installEventFilter(self)
         self.list.itemChanged.connect(lambda *_: self.changed.emit())
         self.list.currentRowChanged.connect(lambda *_: self._update_buttons())
         self.up = QPushButton("Move up")
         self.up.setAccessibleName("Move the fallback up")
-        self.up.clicked.connect(lambda: self.move(-1))
+        self.up.clicked.connect(lambda: self.move_current(-1))
         self.down = QPushButton("Move down")
         self.down.setAccessibleName("Move the fallback down")
-        self.down.clicked.connect(lambda: self.move(1))
+        self.down.clicked.connect(lambda: self.move_current(1))
         buttons = QVBoxLayout()
         buttons.addWidget(self.up)
         buttons.addWidget(self.down)
@@ -94,7 +95,7 @@ class FallbackList(QWidget):
     def _visible_rows(self) -> list[int]:
         return [i for i, item in enumerate(self._rows()) if not item.isHidden()]
 
-    def move(self, step: int) -> None:
+    def move_current(self, step: int) -> None:
         """Move the current provider up (-1) or down (+1) past the next one shown."""
         row = self.list.currentRow()
         shown = self._visible_rows()
@@ -115,8 +116,11 @@ class FallbackList(QWidget):
         self.up.setEnabled(row in shown and shown.index(row) > 0)
         self.down.setEnabled(row in shown and shown.index(row) < len(shown) - 1)
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        if event.modifiers() & Qt.KeyboardModifier.AltModifier and event.key() in (Qt.Key.Key_Up, Qt.Key.Key_Down):
-            self.move(-1 if event.key() == Qt.Key.Key_Up else 1)
-            return
-        super().keyPressEvent(event)
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Alt+Up / Alt+Down on the list move the current provider."""
+        if watched is self.list and event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent):
+            alt = event.modifiers() & Qt.KeyboardModifier.AltModifier
+            if alt and event.key() in (Qt.Key.Key_Up, Qt.Key.Key_Down):
+                self.move_current(-1 if event.key() == Qt.Key.Key_Up else 1)
+                return True
+        return super().eventFilter(watched, event)

@@ -85,6 +85,8 @@ class NumberInput(QWidget):
         hi = maximum if maximum is not None else (ex_max - tick if ex_max is not None else None)
         wide = integer and ((lo is not None and lo < INT32[0]) or (hi is not None and hi > INT32[1]))
         self.spin: QSpinBox | QDoubleSpinBox
+        self._lo: float
+        self._hi: float
         if integer and not wide:
             self.spin = _SpinBox()
             self._lo, self._hi = int(lo if lo is not None else INT32[0]), int(hi if hi is not None else INT32[1])

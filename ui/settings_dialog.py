@@ -45,7 +45,7 @@ from app.plugin import field_hints
 from app.plugin.errors import VoiceError
 from app.plugin.model_spec import ModelKind, ModelOption
 from app.plugin.provider_api import KINDS
-from app.plugin.registry import Registry
+from app.plugin.registry import Registry, Runs
 from app.plugin.server_place import place_label, provider_place
 from app.store.models import catalogue, option_model_id
 from app.store.paths import AppPaths, resolve_paths
@@ -385,24 +385,20 @@ class StagePage(QWidget):
         task.add_done_callback(self._key_tasks.discard)
 
     async def _fill_quietly(self, name: str, form: SchemaForm) -> None:
-        def ask() -> Mapping[str, Sequence[str]]:  # in a worker thread: a keychain look-up may block
-            async def fetch() -> Mapping[str, Sequence[str]]:
-                provider = self.registry.create(self.kind, name, form_values)
-                try:
-                    async with asyncio.timeout(QUIET_ASK_S):
-                        return await self._offered(provider, name)
-                finally:
-                    with contextlib.suppress(Exception):
-                        await provider.aclose()
-
-            return asyncio.run(fetch())
-
-        form_values = form.values()
+        # On the loop like the button's ask: httpx waits without blocking the GUI thread.
         try:
-            offered = await asyncio.to_thread(ask)
-        except Exception as exc:  # unreachable, no key, timeout: keep the free text
-            log.info("settings: could not list what %s.%s offers: %s", self.kind, name, exc)
+            provider = self.registry.create(self.kind, name, form.values())
+        except VoiceError:
             return
+        try:
+            async with asyncio.timeout(QUIET_ASK_S):
+                offered = await self._offered(provider, name)
+        except (VoiceError, TimeoutError, OSError) as exc:  # unreachable, no key: keep the free text
+            log.info("settings: could not list what %s.%s offers: %s", self.kind, name, type(exc).__name__)
+            return
+        finally:
+            with contextlib.suppress(Exception):
+                await provider.aclose()
         with contextlib.suppress(RuntimeError):  # the dialog may have closed meanwhile
             if self.provider == name and self.form is form:
                 self.offers.setText(self._show_offers(form, offered))
@@ -428,10 +424,10 @@ class StagePage(QWidget):
             else ("The server lists no choices.")
         )
 
-    def place(self) -> str:
+    def place(self) -> Runs | None:
         """Where the provider on show runs, from the address being edited: local, server or cloud."""
         if self._info is None:
-            return ""
+            return None
         options = self.form.values() if self.form is not None else {}
         return provider_place(self._info, self._schema, options)
 
@@ -443,7 +439,7 @@ class StagePage(QWidget):
         """Badges in the theme's colours (rich text cannot use the stylesheet's)."""
         c = theme.colours_for(self.palette())
         place = self.place() or info.where
-        where = place_label(place) if place in ("local", "server", "cloud") else info.where_label
+        where = place_label(place) if place else info.where_label
         badges = [
             f'<span style="background:{c["ok_bg"]};color:{c["ok_fg"]}">&nbsp;works offline&nbsp;</span>'
             if place in ("local", "server")

@@ -13,7 +13,7 @@ No Qt and no provider library: data and small helpers only.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 #: Schema keys (prefixed so they never clash with JSON-schema words).
 ADVANCED = "x-advanced"
@@ -22,10 +22,10 @@ UNIT = "x-unit"
 ADDRESS = "x-address"
 
 #: Lists a string option can be chosen from.
-LANGUAGE = "language"
-TIMEZONE = "timezone"
-SERVER = "server"  # what the provider's server lists (an OpenAI-compatible server's /v1/models)
 ChoiceList = Literal["language", "timezone", "server"]
+LANGUAGE: Final[ChoiceList] = "language"
+TIMEZONE: Final[ChoiceList] = "timezone"
+SERVER: Final[ChoiceList] = "server"  # what the provider's server lists (an OpenAI-compatible server's /v1/models)
 
 #: Names that hold a server's address when a schema does not mark one.
 ADDRESS_NAMES = ("base_url", "uri", "url", "server_url", "endpoint")

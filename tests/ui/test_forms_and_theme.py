@@ -132,7 +132,9 @@ def test_where_a_server_runs_is_read_from_its_address_not_its_type(qtbot: Any) -
     assert shown["http://192.168.1.20:11434/v1"][0] == "server"
     assert "runs on your server" in shown["http://192.168.1.20:11434/v1"][1]
     assert shown["https://api.openai.com/v1"][0] == "cloud"
-    assert "online" in shown["https://api.openai.com/v1"][1] and "runs on cloud" in shown["https://api.openai.com/v1"][1]
+    assert (
+        "online" in shown["https://api.openai.com/v1"][1] and "runs on cloud" in shown["https://api.openai.com/v1"][1]
+    )
 
 
 def test_field_labels_read_like_words() -> None:
