@@ -231,7 +231,8 @@ class FieldEditor(QWidget):
         self.input.setAccessibleName(spec.title)
         if spec.description:
             self.input.setAccessibleDescription(spec.description)
-            self.input.setToolTip(spec.description)
+            if self.number is None:  # a number's tip also gives its range
+                self.input.setToolTip(spec.description)
         row.addWidget(self.number if self.number is not None else self.input, 1)
         if spec.kind in ("path", "dir"):
             browse = QPushButton("Browse…")

@@ -57,11 +57,22 @@ def test_duplex_offers_its_three_choices(qtbot: Any) -> None:
     assert dialog.new_settings().conversation.duplex == "half"
 
 
-def test_options_that_need_fixing_stop_the_check_with_one_message(qtbot: Any, run: Callable[..., Any]) -> None:
+def test_options_that_need_fixing_stop_the_check_with_one_message(
+    qtbot: Any, run: Callable[..., Any], monkeypatch: Any
+) -> None:
     dialog = _dialog(qtbot)
     page = dialog.stage_pages["echo"]
     assert page.form is not None
-    page.form.field("noise_level").input.setText("9")  # outside 0…3
+    real_validate = dialog.registry.validate
+
+    def refuse_echo(kind: str, name: str, options: Any) -> Any:  # a spin box cannot go outside 0…3
+        if kind == "echo":
+            from app.plugin.errors import VoiceError
+
+            raise VoiceError("echo.webrtc", "INVALID_CONFIG", "noise_level: must be ≤ 3")
+        return real_validate(kind, name, options)
+
+    monkeypatch.setattr(dialog.registry, "validate", refuse_echo)
     panel = dialog.echo_check
 
     async def click() -> None:  # as in the app: the click arrives while the loop runs
@@ -71,7 +82,7 @@ def test_options_that_need_fixing_stop_the_check_with_one_message(qtbot: Any, ru
     run(click())
     result = panel.result
     assert result is not None and not result.ok and result.verdict.startswith("Echo check not run:"), result
-    assert "fixing" in result.verdict and page.form.error_text("noise_level")
+    assert "must be ≤ 3" in result.verdict and page.form.error_text("noise_level")
     assert panel.button.isEnabled() and panel.result_label.text() == result.summary()
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field, SecretStr
-from PySide6.QtWidgets import QCheckBox, QComboBox, QLineEdit, QPushButton
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QPushButton, QSpinBox
 
 from app.engine.events import ProviderSwitched
 from app.engine.session import ProviderHealth
@@ -38,8 +38,8 @@ def test_form_from_a_real_provider_schema_has_the_right_editors(qtbot: Any) -> N
         "default",
     ]
     threads = form.editor("cpu_threads")
-    assert isinstance(threads, QLineEdit)
-    assert "0 ≤ value ≤ 64" in threads.placeholderText()
+    assert isinstance(threads, QSpinBox) and (threads.minimum(), threads.maximum()) == (0, 64)
+    assert "0 ≤ value ≤ 64" in threads.toolTip()
     assert form.is_valid()
     assert form.values()["compute_type"] == "int8"
 
@@ -49,13 +49,12 @@ def test_invalid_value_is_rejected_inline_and_cleared_when_fixed(qtbot: Any) -> 
     form = SchemaForm(spec.config_schema(), {}, model=spec.config_model)
     qtbot.addWidget(form)
     threads = form.editor("cpu_threads")
-    assert isinstance(threads, QLineEdit)
-    threads.setText("99")
+    assert isinstance(threads, QSpinBox)
+    threads.setValue(99)  # a spin box keeps to the schema's range
+    assert threads.value() == 64 and form.is_valid()
+    form.show_errors({"cpu_threads": "must be ≤ 64"})  # as the registry reports on apply
     assert form.error_text("cpu_threads") == "must be ≤ 64"
-    assert not form.is_valid()
-    threads.setText("two")
-    assert form.error_text("cpu_threads") == "enter a whole number"
-    threads.setText("2")
+    threads.setValue(2)
     assert form.error_text("cpu_threads") == ""
     assert form.is_valid() and form.values()["cpu_threads"] == 2
 
@@ -85,9 +84,8 @@ def test_model_paths_get_a_file_picker_and_keys_a_password_field(qtbot: Any) -> 
     key.setText("sk-test-123")
     assert form.secret_values() == {"api_key": "sk-test-123"}
     rate = form.editor("rate")
-    assert isinstance(rate, QLineEdit)
-    rate.setText("0")
-    assert form.error_text("rate") == "must be > 0"
+    assert isinstance(rate, QDoubleSpinBox)
+    assert 0 < rate.minimum() < 0.1 and rate.maximum() == 4.0  # gt=0: zero cannot be entered
 
 
 def test_settings_dialog_lists_every_registered_provider(qtbot: Any) -> None:
@@ -101,8 +99,10 @@ def test_settings_dialog_lists_every_registered_provider(qtbot: Any) -> None:
         assert page.provider == Settings().stage(kind).provider
     llm = dialog.stage_pages["llm"]
     llm.select("openai-compatible")
-    assert "online" in llm.badges.text()
+    assert "this computer" in llm.badges.text()  # its default address is 127.0.0.1
     assert llm.form is not None and isinstance(llm.form.editor("base_url"), QLineEdit)
+    llm.form.set_values({"base_url": "https://api.openai.com/v1"})
+    assert "online" in llm.badges.text()
     llm.select("skills")
     assert "offline" in llm.badges.text()
 
@@ -116,18 +116,20 @@ def test_settings_dialog_apply_refuses_invalid_values_without_calling_the_engine
 
     dialog = SettingsDialog(Settings(), get_registry(), apply)
     qtbot.addWidget(dialog)
-    stt = dialog.stage_pages["stt"]
-    assert stt.form is not None
-    threads = stt.form.editor("cpu_threads")
-    assert isinstance(threads, QLineEdit)
-    threads.setText("-1")
+    llm = dialog.stage_pages["llm"]
+    llm.select("llama-cpp")
+    assert llm.form is not None
+    tokens = llm.form.editor("max_tokens")
+    assert isinstance(tokens, QSpinBox)
+    tokens.setValue(8192)  # more than the context window leaves room for: the model's own rule
+    dialog.tabs.setCurrentIndex(dialog.tabs.count() - 1)
     assert run(dialog.apply()) is False
     assert calls == []
-    assert stt.form.error_text("cpu_threads") == "must be ≥ 0"
-    assert dialog.tabs.currentWidget() is stt
-    threads.setText("1")
+    assert "n_ctx" in llm.form.errors()[""]
+    assert dialog.tabs.currentWidget() is llm
+    tokens.setValue(100)
     assert run(dialog.apply()) is True
-    assert calls and calls[0].stt.options["cpu_threads"] == 1
+    assert calls and calls[0].llm.options["max_tokens"] == 100
 
 
 #: Timings of a real push-to-talk turn, as `Session._turn` records them: `vad_endpoint`
@@ -226,8 +228,8 @@ def test_health_panel_shows_a_down_provider_with_its_error(qtbot: Any) -> None:
     )
     panel.set_exporter_status("otlp http://127.0.0.1:4318: failing (connection refused)")
     rows = panel.row_texts()
-    assert rows[0][:4] == ["stt", "faster-whisper", "local", "● ok"]
-    assert rows[1][:6] == ["llm", "openai-compatible", "remote", "● down", "3", "open"]
+    assert rows[0][:4] == ["stt", "faster-whisper", "this computer", "● ok"]
+    assert rows[1][:6] == ["llm", "openai-compatible", "cloud", "● down", "3", "open"]  # no address known
     assert "server not reachable" in rows[1][6] and time.strftime("%H:%M", time.localtime(at)) in rows[1][6]
     assert "connection refused" in panel.exporter_label.text()
 
@@ -317,8 +319,7 @@ def test_a_slow_keychain_never_freezes_the_settings_dialog(qtbot, run, monkeypat
         page = dialog.stage_pages["llm"]
         page.select("openai-compatible")
         assert page.form is not None
-        page.form.editor("base_url").setText("http://127.0.0.1:8080/v1")  # type: ignore[union-attr]
-        page.form.editor("model").setText("local")  # type: ignore[union-attr]
+        page.form.set_values({"base_url": "http://127.0.0.1:8080/v1", "model": "local"})
         page.api_key.setText("sk-test-0123456789")
         ok = await dialog.apply()
         await wait_until(lambda: "a key is stored" in page.key_status.text(), 5, "the key status")

@@ -68,7 +68,11 @@ def test_settings_lists_where_each_provider_runs(qtbot: Any) -> None:
     assert items["wyoming"].toolTip() == "Runs on your server; needs a Wyoming speech-to-text server on your network"
     assert items["faster-whisper"].text().endswith("·  this computer")
     page.select("wyoming")
-    assert "runs on your server" in page.badges.text() and "needs a Wyoming" in page.badges.text()
+    # Where it runs is read from the address: the default one is on this computer.
+    assert "runs on this computer" in page.badges.text() and "needs a Wyoming" in page.badges.text()
+    assert page.form is not None
+    page.form.set_values({"uri": "tcp://192.168.1.20:10300"})
+    assert "runs on your server" in page.badges.text()
     assert page.form is not None and page.form.editor("uri") is not None
 
 
