@@ -156,7 +156,7 @@ class MainWindow(QMainWindow):
         left_lay.addWidget(self.view, 1)
         left_lay.addWidget(self.controls)
         self.latency = LatencyPanel()
-        self.health = HealthPanel()
+        self.health = HealthPanel(locate=self._provider_place)
         self.side_splitter = QSplitter(Qt.Orientation.Vertical)
         self.side_splitter.setObjectName("side_splitter")
         self.side_splitter.addWidget(self.latency)
@@ -433,6 +433,14 @@ class MainWindow(QMainWindow):
         """Quit for real (menu, tray, Ctrl+Q): no "keep running in the tray?" question."""
         self._quit_asked = True
         self.close()
+
+    def _provider_place(self, stage: str, provider: str) -> str | None:
+        """Where a provider runs, from its address in the settings (for the health table)."""
+        from app.plugin.registry import get_registry
+        from app.plugin.server_place import stage_place
+
+        registry = self.session.registry if self.session is not None else get_registry()
+        return stage_place(registry, self.settings, stage, provider)
 
     async def check_health(self) -> None:
         if self.session is None:

@@ -224,3 +224,24 @@ def test_a_long_keychain_note_wraps_instead_of_widening_the_dialog(qtbot: Any) -
     assert dialog.minimumSizeHint().width() < 960  # fits a 2× 1080p screen
     assert llm.list.width() >= 200, llm.list.width()
     assert Qt.TextFormat.RichText == llm.badges.textFormat() and llm.badges.wordWrap()
+
+
+def test_the_health_table_says_a_localhost_server_runs_on_this_computer(qtbot: Any) -> None:
+    """A server on 127.0.0.1 was listed as "remote" because its provider type can be a cloud."""
+    from app.engine.session import ProviderHealth
+    from app.plugin.provider_api import Health, HealthStatus
+    from app.plugin.server_place import stage_place
+    from ui.health_panel import HealthPanel
+
+    def settings_for(url: str) -> Settings:
+        return Settings.model_validate({"llm": {"provider": "openai-compatible", "options": {"base_url": url}}})
+
+    rows = [ProviderHealth("llm", "openai-compatible", False, Health(HealthStatus.DOWN, "not answering"))]
+    seen = []
+    for url in ("http://127.0.0.1:9/v1", "http://192.168.1.20:11434/v1", "https://api.openai.com/v1"):
+        settings = settings_for(url)
+        panel = HealthPanel(locate=lambda stage, name, s=settings: stage_place(get_registry(), s, stage, name))
+        qtbot.addWidget(panel)
+        panel.set_rows(rows)
+        seen.append(panel.row_texts()[0][2])
+    assert seen == ["this computer", "your server", "cloud"]
