@@ -109,6 +109,8 @@ class ServerChoices(Protocol):
 
 #: The provider list keeps at least this width however long the text beside it.
 PROVIDER_LIST_MIN_W = 200
+#: The options box keeps at least this height (more than a few rows squeezed into a sliver).
+OPTIONS_MIN_H = 180
 #: How long Settings waits for a server to say what it offers.
 ASK_SERVER_S = 8.0
 #: The same, when asked unprompted on showing the page.
@@ -197,6 +199,7 @@ class StagePage(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)  # the group box draws the frame
         scroll.setWidget(self.options_box)
+        scroll.setMinimumHeight(OPTIONS_MIN_H)  # on a short screen the tab scrolls rather than crush the options
         self._right.addWidget(scroll, 1)
         self.error = QLabel()
         self.error.setObjectName("field_error")
