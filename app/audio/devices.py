@@ -323,29 +323,74 @@ def run_with_timeout(fn: Callable[[], Any], timeout_s: float, op: str) -> Any:
     return box.get("value")
 
 
+async def in_own_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking audio I/O on a thread of its own, not the loop's shared executor.
+
+    The engine keeps the default executor busy (decodes, model calls) exactly when the
+    speaker reopens — the user has just started to talk. An open queued behind that work
+    used up the stream's start-up grace before the stream even existed, and PulseAudio's
+    normal start-up pause was then taken for a lost device."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def _settle(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def _run() -> None:
+        try:
+            result: tuple[bool, Any] = (True, fn(*args))
+        except BaseException as exc:
+            result = (False, exc)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(_settle, *result)
+
+    threading.Thread(target=_run, name="voxdesk-audio-io", daemon=True).start()
+    return await future
+
+
+def same_device(a: AudioDevice | None, b: AudioDevice | None) -> bool:
+    """The same device, whatever PortAudio's numbering (it renumbers after a rescan)."""
+    return a is not None and b is not None and (a.name, a.host_api) == (b.name, b.host_api)
+
+
+def still_listed(device: AudioDevice, direction: Direction) -> bool:
+    """Whether PortAudio still offers `device` (by name + host API)."""
+    return any(same_device(device, d) for d in list_devices(direction))
+
+
 ErrorCallback = Callable[[VoiceError], None]
 NoticeCallback = Callable[[str], None]
 
 
 class SupervisedStream:
-    """One PortAudio stream plus a watchdog that reopens it on the default device.
+    """One PortAudio stream plus a watchdog that keeps it playing or recording.
 
     PortAudio often reports nothing when a USB headset is pulled or the sound server
     stalls: callbacks simply stop. So the watchdog looks at the time of the last
     callback; silence for longer than `stall_s` (or a stream that finished on its own)
-    counts as a lost device: the owner gets an AUDIO_DEVICE error, the stream is closed
-    in a helper thread with a timeout, and a new one opens on the system default. If
-    that fails too, it retries every second until stopped. Subclasses build the stream
-    (`_make_stream`) and must stamp `_last_callback` from their callback.
+    means the stream is in trouble. Sound servers also pause streams for their own
+    reasons — PulseAudio/PipeWire starting up, or resuming a sink it suspended while
+    idle — so trouble is first met quietly: the same device is reopened (up to
+    `same_device_retries` times). Only when the device is no longer listed, or keeps
+    failing, is it "lost": the owner gets one AUDIO_DEVICE error and the stream moves
+    to the system default — announced as a switch only when that is another device.
+    It retries every second until stopped. Subclasses build the stream (`_make_stream`)
+    and must stamp `_last_callback` from their callback.
     """
 
     direction: Direction = "input"
     open_timeout_s = 5.0
     close_timeout_s = 2.0
-    #: No callback for this long (after the first) means the device is gone. A busy 2-core
+    #: No callback for this long (after the first) means the stream stalled. A busy 2-core
     #: machine was seen to pause a healthy stream's callbacks for 0.5 s.
     stall_s = 0.7
-    #: How long a fresh stream may take to deliver its first callback.
+    #: How long a fresh stream may be silent, counted from when it started: PulseAudio's
+    #: null sink runs the first callbacks, then pauses ~1.9 s before it is steady.
     start_grace_s = 2.5
     #: While every core is busy (models loading, decodes), the sound server itself is
     #: starved and stops asking for audio: silence that long is a busy machine, not a
@@ -353,6 +398,13 @@ class SupervisedStream:
     starved_stall_s = 4.0
     #: Share of all cores busy since the last callback that counts as starved.
     starved_busy = 0.85
+    #: Quiet reopens of the same device before it counts as lost...
+    same_device_retries = 2
+    #: ...and the wait between attempts that could not open it (a sound server starting).
+    retry_delay_s = 0.5
+    #: A stream that ran this long past its start-up grace is healthy again: the retry
+    #: budget starts over.
+    steady_s = 3.0
 
     def __init__(
         self,
@@ -369,14 +421,18 @@ class SupervisedStream:
         self.device: AudioDevice | None = None
         self.notices: list[str] = []
         self.errors: list[VoiceError] = []
-        self.reopen_count = 0
+        self.reopen_count = 0  # moves to another device after a loss
+        self.quiet_reopens = 0  # reopens of the same device nobody was told about
         self._stream: Any = None
         self._generation = 0
+        self._started_at = 0.0
         self._last_callback = 0.0
         self._first_callback_due = 0.0
         self._callbacks_seen = False
         self._finished_unexpectedly = False
         self._stopping = False
+        self._retries_left = self.same_device_retries
+        self._loss_announced = False
         self._watchdog: Any = None  # asyncio.Task
         self._loop: Any = None
         self._cpu = CpuMeter()
@@ -408,6 +464,10 @@ class SupervisedStream:
     def op(self) -> str:
         return f"audio.{self.direction}"
 
+    @property
+    def _what(self) -> str:
+        return "microphone" if self.direction == "input" else "speaker"
+
     def _notice(self, message: str) -> None:
         self.notices.append(message)
         if self.on_notice:
@@ -418,39 +478,53 @@ class SupervisedStream:
         if self.on_error:
             self.on_error(err)
 
+    def _open_blocking(self, device: AudioDevice) -> Any:
+        """Build and start the stream (a worker thread); the start-up grace counts from here."""
+        stream = self._make_stream(device)
+        try:
+            stream.start()
+        except BaseException:
+            close_stream(stream, self.close_timeout_s)
+            raise
+        self._started_at = time.monotonic()
+        return stream
+
     async def _open(self, device: AudioDevice) -> None:
         self._generation += 1
         self._callbacks_seen = False
         self._finished_unexpectedly = False
-        now = time.monotonic()
-        self._last_callback = now
-        self._first_callback_due = now + self.start_grace_s
-
-        def _open_and_start() -> Any:
-            stream = self._make_stream(device)
-            try:
-                stream.start()
-            except BaseException:
-                close_stream(stream, self.close_timeout_s)
-                raise
-            return stream
-
-        self._stream = await asyncio.get_running_loop().run_in_executor(
-            None, run_with_timeout, _open_and_start, self.open_timeout_s, self.op
+        self._stream = await in_own_thread(
+            run_with_timeout, lambda: self._open_blocking(device), self.open_timeout_s, self.op
         )
+        started = self._started_at
+        self._last_callback = max(self._last_callback, started)
+        self._first_callback_due = started + self.start_grace_s
         self.device = device
+
+    async def _open_with_retries(self, device: AudioDevice) -> None:
+        """Open `device`, retrying while the sound server may still be starting."""
+        for attempt in range(self.same_device_retries + 1):
+            try:
+                await self._open(device)
+                return
+            except VoiceError:
+                if attempt == self.same_device_retries or not still_listed(device, self.direction):
+                    raise
+                await asyncio.sleep(self.retry_delay_s)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = False
+        self._retries_left = self.same_device_retries
+        self._loss_announced = False
         choice = choose_device(self.direction, self.requested_device, self.requested_host_api)
         if choice.notice:
             self._notice(choice.notice)
         try:
-            await self._open(choice.device)
+            await self._open_with_retries(choice.device)
         except VoiceError:
             default = default_device(self.direction)
-            if default is None or default.index == choice.device.index:
+            if default is None or same_device(default, choice.device):
                 raise
             self._notice(f"{choice.device.label} could not be opened — using the default “{default.label}”")
             await self._open(default)
@@ -463,7 +537,7 @@ class SupervisedStream:
             return "the audio stream stopped"
         if now < self._first_callback_due:
             # Sound servers prebuffer: a new stream may run a few callbacks, then pause
-            # for up to the server's cycle (PulseAudio null sink: ~2 s) before it is steady.
+            # for up to the server's cycle (PulseAudio null sink: ~1.9 s) before it is steady.
             return None
         if not self._callbacks_seen:
             return "the audio device never started"
@@ -487,7 +561,7 @@ class SupervisedStream:
             self._cpu.sample(now)
             starved, last_tick = now - last_tick > tick + self.stall_s / 2, now
             if self._stream is None:
-                await self._reopen_default("no open audio stream")
+                await self._recover("no open audio stream")
                 continue
             if starved:
                 # This task itself ran late: the process was starved (a busy machine, a
@@ -497,35 +571,57 @@ class SupervisedStream:
                 continue
             why = self._stalled(now)
             if why:
-                await self._reopen_default(why)
+                await self._recover(why)
+            elif now > self._first_callback_due + self.steady_s:
+                self._retries_left = self.same_device_retries
+                self._loss_announced = False
+
+    async def _drop_stream(self) -> None:
+        old, self._stream = self._stream, None
+        self._generation += 1  # late callbacks from the old stream are ignored
+        if old is not None:
+            await in_own_thread(close_stream, old, self.close_timeout_s)
+
+    async def _recover(self, why: str) -> None:
+        """Reopen the same device quietly while that may help; else treat it as lost."""
+        device = self.device
+        if device is None or self._retries_left <= 0 or not still_listed(device, self.direction):
+            await self._reopen_default(why)
+            return
+        self._retries_left -= 1
+        await self._drop_stream()
+        try:
+            await self._open(device)
+        except VoiceError:
+            await asyncio.sleep(self.retry_delay_s)  # the next tick tries again (stream is None)
+            return
+        self.quiet_reopens += 1
+        self._on_reopened(device)
 
     async def _reopen_default(self, why: str) -> None:
-        name = self.device.label if self.device else "audio device"
-        what = "microphone" if self.direction == "input" else "speaker"
-        if self._stream is not None:
-            self._error(
-                VoiceError(
-                    self.op,
-                    ErrorCode.AUDIO_DEVICE,
-                    f"{what} “{name}” was lost ({why}) — switching to the default {what}",
-                )
-            )
-            old, self._stream = self._stream, None
-            self._generation += 1  # late callbacks from the old stream are ignored
-            await asyncio.get_running_loop().run_in_executor(None, close_stream, old, self.close_timeout_s)
+        lost = self.device
         default = default_device(self.direction)
+        name = lost.label if lost else "audio device"
+        what = self._what
+        moving = default is not None and not same_device(default, lost)
+        if not self._loss_announced:
+            self._loss_announced = True
+            then = f"switching to the default {what} “{default.label}”" if moving and default else "trying again"
+            self._error(VoiceError(self.op, ErrorCode.AUDIO_DEVICE, f"{what} “{name}” was lost ({why}) — {then}"))
+        await self._drop_stream()
         if default is None:
             await asyncio.sleep(1.0)
             return
         try:
             await self._open(default)
-        except VoiceError as exc:
-            self._error(exc)
-            await asyncio.sleep(1.0)
+        except VoiceError:
+            await asyncio.sleep(1.0)  # told once above; keep trying quietly
             return
-        self.reopen_count += 1
         self._on_reopened(default)
-        self._notice(f"{what} switched to the default “{default.label}”")
+        if moving:
+            self.reopen_count += 1
+            self._notice(f"{what} switched to the default “{default.label}”")
+        self._retries_left = self.same_device_retries
 
     async def _shutdown(self) -> bool:
         """Stop the watchdog and close the stream without hanging; returns closed-in-time."""
@@ -539,4 +635,4 @@ class SupervisedStream:
         self._generation += 1
         if stream is None:
             return True
-        return bool(await asyncio.get_running_loop().run_in_executor(None, close_stream, stream, self.close_timeout_s))
+        return bool(await in_own_thread(close_stream, stream, self.close_timeout_s))
