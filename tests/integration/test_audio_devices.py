@@ -31,6 +31,9 @@ from app.plugin.provider_api import SAMPLE_RATE, AudioChunk
 from tests.support.speech import have_espeak, speak, write_wav
 
 ROOT = Path(__file__).resolve().parents[2]
+#: A device that stays stalled is lost after the watchdog's quiet reopens of it: each
+#: waits out a fresh stream's start-up grace (2.5 s) and a stall (0.7 s).
+LOST_WITHIN_S = 9.0
 pytestmark = pytest.mark.audio
 
 
@@ -301,6 +304,8 @@ async def test_speaker_recovers_after_its_sink_is_removed(pulse: dict[str, str])
 async def test_speaker_watchdog_reopens_on_the_default_when_the_device_stalls(
     pulse: dict[str, str],
 ) -> None:
+    """A stall is first met by reopening the same device (a sound server's pause is no
+    lost device); one that stays stalled is lost, and the reply moves to the default."""
     errors: list[VoiceError] = []
     notices: list[str] = []
     sink = DeviceAudioSink("vox_speaker", on_error=errors.append, on_notice=notices.append)
@@ -308,19 +313,19 @@ async def test_speaker_watchdog_reopens_on_the_default_when_the_device_stalls(
     await asyncio.sleep(2.6)  # past the start-up grace
     try:
         async with Recorder("default") as fallback:
-            sink.play(AudioChunk(tone(440, 8.0, 22_050), 22_050))
+            sink.play(AudioChunk(tone(440, 20.0, 22_050), 22_050))
             stalled_at = time.monotonic()
             pactl("suspend-sink", "speaker", "1")  # PortAudio just stops calling back
-            while not errors and time.monotonic() - stalled_at < 3:
+            while not errors and time.monotonic() - stalled_at < LOST_WITHIN_S:
                 await asyncio.sleep(0.02)
             detected = time.monotonic() - stalled_at
             assert errors and errors[0].code is ErrorCode.AUDIO_DEVICE, "stall not detected"
-            assert detected <= 1.0
-            assert "vox_speaker" in errors[0].message
-            heard = await fallback.wait_for_loud(stalled_at, timeout=5)
+            assert sink.quiet_reopens == sink.same_device_retries  # the same device first
+            assert "vox_speaker" in errors[0].message and "switching to the default speaker" in errors[0].message
+            heard = await fallback.wait_for_loud(stalled_at + detected, timeout=5)
             assert sink.device is not None and sink.device.name == "default"
             assert any("default" in n for n in notices)
-            print(f"stall detected after {detected:.2f} s, audio on default after {heard - stalled_at:.2f} s")
+            print(f"lost after {detected:.2f} s, audio on default after {heard - stalled_at:.2f} s")
     finally:
         pactl("suspend-sink", "speaker", "0")
         await sink.stop()
@@ -333,12 +338,12 @@ async def test_microphone_watchdog_reopens_on_the_default(pulse: dict[str, str])
         stalled_at = time.monotonic()
         pactl("suspend-sink", "mic", "1")
         try:
-            while not errors and time.monotonic() - stalled_at < 3:
+            while not errors and time.monotonic() - stalled_at < LOST_WITHIN_S:
                 await asyncio.sleep(0.02)
             assert errors and errors[0].code is ErrorCode.AUDIO_DEVICE
-            assert time.monotonic() - stalled_at <= 1.0
+            assert rec.source.quiet_reopens == rec.source.same_device_retries
             count = len(rec.frames)
-            while len(rec.frames) == count and time.monotonic() - stalled_at < 5:
+            while len(rec.frames) == count and time.monotonic() - stalled_at < LOST_WITHIN_S + 5:
                 await asyncio.sleep(0.02)
             assert len(rec.frames) > count, "no frames after reopening on the default microphone"
             assert rec.source.device is not None and rec.source.device.name == "default"
