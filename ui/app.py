@@ -114,7 +114,9 @@ def run(
     asyncio.set_event_loop(loop)
     from ui.onboarding import first_run_settings, needs_onboarding
 
-    onboarding = needs_onboarding(resolved, store_)
+    # A start with --set overrides is scripted (tests, kiosks, the soak): its choices are the user's.
+    scripted = isinstance(settings, SettingsStore) and not isinstance(store, SettingsStore) and bool(store)
+    onboarding = not scripted and needs_onboarding(resolved, store_)
     if onboarding:  # never hands-free before the user chose it
         resolved = first_run_settings(resolved)
     window = create_window(paths, resolved, store_)

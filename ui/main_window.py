@@ -335,7 +335,8 @@ class MainWindow(QMainWindow):
             self._tasks.discard(t)
             if not t.cancelled() and (exc := t.exception()) is not None:
                 log.error("background task failed", exc_info=exc)
-                self.view.error(f"{type(exc).__name__}: {exc}")
+                # The engine's words (codes, paths) stay in the log; the window says it plainly.
+                self.view.error("Something went wrong there; the details are in the log. Please try again.")
 
         task.add_done_callback(done)
         return task

@@ -359,6 +359,8 @@ class Session:
 
     def push_to_talk(self, pressed: bool) -> None:
         now, listener = self.clock(), self.listener
+        if pressed and self.muted:
+            return  # a muted microphone is not listened to, whoever presses talk
         if pressed and not listener.ptt_active:
             listener.ptt_active = True
             self.stop_speaking()

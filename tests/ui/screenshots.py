@@ -71,7 +71,7 @@ def main() -> int:
         dialog.tabs.setCurrentWidget(dialog.stage_pages["tts"])
         form = dialog.stage_pages["tts"].form
         if form is not None and "speaking_rate" in form.fields_by_name():
-            form.editor("speaking_rate").setText("3")  # shows an inline validation message
+            form.set_values({"speaking_rate": 1.2})  # a spin box: out-of-range values cannot be typed
         await asyncio.sleep(0.2)
         dialog.grab().save(str(OUT / f"settings-dialog{suffix}.png"))
         dialog.close()

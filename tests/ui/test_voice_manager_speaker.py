@@ -42,7 +42,7 @@ def test_preview_plays_on_the_speaker_chosen_under_audio(qtbot: Any, pulse: dict
         voices.select("piper-en_US-joe-medium")
         voices.preview_button.click()
         qtbot.waitUntil(lambda: not voices.busy, timeout=60_000)
-        qtbot.wait(300)  # the device's own latency: the last words reach the monitor
+        qtbot.wait(1500)  # the device latency and parec buffering: the last words reach the monitor
     finally:
         recorder.terminate()
         raw, _ = recorder.communicate(timeout=10)

@@ -130,7 +130,7 @@ def test_health_panel_shows_an_unreachable_server_as_down(qtbot: Any, run: Any) 
     llm = {"provider": "openai-compatible", "options": {"base_url": "http://127.0.0.1:9/v1", "timeout_s": 2}}
     window, _session = _open(qtbot, run, _settings(llm=llm))
     rows = {r[0]: r for r in window.health.row_texts()}
-    assert rows["llm"][1] == "openai-compatible" and rows["llm"][2] == "remote"
+    assert rows["llm"][1] == "openai-compatible" and rows["llm"][2] == "this computer"  # read from the address
     assert rows["llm"][3] == "● down"
     assert rows["llm"][6], "the row says what went wrong"
     assert rows["stt"][3] == "● ok"
