@@ -24,6 +24,7 @@ import soxr
 
 from app.audio import devices as audio_devices
 from app.audio.capture import DeviceAudioSource
+from app.audio.desktop_names import device_choices
 from app.audio.devices import audio_status, choose_device, doctor_audio_report, list_devices
 from app.audio.playback import DeviceAudioSink
 from app.plugin.errors import ErrorCode, VoiceError
@@ -169,6 +170,20 @@ def test_device_list_shows_the_virtual_devices_and_choosing_by_name(pulse: dict[
     assert gone.notice and "USB Headset" in gone.notice and "default" in gone.notice
 
 
+def test_the_default_devices_are_named_as_the_sound_server_names_them(pulse: dict[str, str]) -> None:
+    outputs = dict(device_choices("output"))
+    inputs = dict(device_choices("input"))
+    assert outputs["default (ALSA)"] == "Default — Fallback"  # the default sink's description
+    assert outputs["pulse (ALSA)"] == "Default — Fallback (PulseAudio)"
+    assert inputs["default (ALSA)"] == "Default — Monitor of Fallback"
+    assert outputs["vox_speaker (ALSA)"] == "vox_speaker (ALSA)"  # no name of its own: the id
+    pactl("set-default-sink", "mic")
+    try:
+        assert dict(device_choices("output"))["default (ALSA)"] == "Default — VoxMic"
+    finally:
+        pactl("set-default-sink", "fallback")
+
+
 @pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed")
 async def test_capture_hears_speech_played_into_the_mic(pulse: dict[str, str], tmp_path: Path) -> None:
     speech = speak("what time is it", 22_050)
@@ -215,8 +230,8 @@ class Parec:
         self.thread.start()
 
     def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while chunk := self.proc.stdout.read1(4096):
+        stdout: Any = self.proc.stdout  # a BufferedReader: read1 returns what has arrived
+        while chunk := stdout.read1(4096):
             self.data.extend(chunk)
 
     @property
