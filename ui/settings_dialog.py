@@ -697,19 +697,26 @@ class AudioPage(QWidget):
         self._task = loop.create_task(fill())
 
     @staticmethod
-    def _query() -> tuple[list[str], list[str], str]:
+    def _query() -> tuple[list[tuple[str, str]], list[tuple[str, str]], str]:
+        """(saved id, text shown) per device: the desktop's names where it has them."""
         try:
             from app.audio import devices as audio_devices
+            from app.audio.desktop_names import device_choices
 
-            inputs = [d.label for d in audio_devices.list_devices("input")]
-            outputs = [d.label for d in audio_devices.list_devices("output")]
+            inputs, outputs = device_choices("input"), device_choices("output")
             status = audio_devices.audio_status()
             return inputs, outputs, status.message or "Microphone and speaker are available."
         except Exception as exc:
             return [], [], f"Audio devices could not be listed: {exc}"
 
     def _populate(
-        self, current: Settings, inputs: list[str], outputs: list[str], status: str, *, final: bool = True
+        self,
+        current: Settings,
+        inputs: list[tuple[str, str]],
+        outputs: list[tuple[str, str]],
+        status: str,
+        *,
+        final: bool = True,
     ) -> None:
         self.status.setText(status)
         for combo, names, saved in (
@@ -719,8 +726,8 @@ class AudioPage(QWidget):
             chosen = combo.currentData() if combo.count() else saved  # keep what the user picked
             combo.clear()
             combo.addItem("System default", None)
-            for n in names:
-                combo.addItem(n, n)
+            for n, text in names:
+                combo.addItem(text, n)
             if chosen and combo.findData(chosen) < 0:
                 combo.addItem(f"{chosen} (not connected)" if final else chosen, chosen)
             combo.setCurrentIndex(max(0, combo.findData(chosen)))
