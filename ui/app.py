@@ -115,7 +115,7 @@ def run(
     from ui.onboarding import first_run_settings, needs_onboarding
 
     # A start with --set overrides is scripted (tests, kiosks, the soak): its choices are the user's.
-    scripted = isinstance(settings, SettingsStore) and not isinstance(store, SettingsStore) and bool(store)
+    scripted = store_ is not None and store_.has_overrides
     onboarding = not scripted and needs_onboarding(resolved, store_)
     if onboarding:  # never hands-free before the user chose it
         resolved = first_run_settings(resolved)

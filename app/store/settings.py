@@ -385,6 +385,11 @@ class SettingsStore:
         self._damaged_in_place = False  # a damaged file could not be moved aside when loading
         self._overrides: tuple[dict[str, Any], dict[str, Any]] | None = None
 
+    @property
+    def has_overrides(self) -> bool:
+        """Whether this run was started with `--set` overrides (a scripted start)."""
+        return self._overrides is not None
+
     def remember_overrides(self, stored: Settings, overridden: Settings) -> None:
         """`--set` values are for this run: `save` puts the stored values back under them
         unless the user has since changed that value (in the settings dialog)."""
