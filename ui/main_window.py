@@ -135,7 +135,7 @@ class MainWindow(QMainWindow):
         self._shutdown_task: asyncio.Future[None] | None = None
         self._health_task: asyncio.Task[Any] | None = None
         self._health_stale = False
-        self._offered_download: set[tuple[str, str]] = set()
+        self._offered_download: set[str] = set()  # causes whose download was offered once
         self._quit_asked = False  # Quit (menu, tray, Ctrl+Q), not the window's close button
         self._hotkey_note = ""
         self.qsettings = QSettings(str(paths.config_dir / "window.ini"), QSettings.Format.IniFormat)
@@ -547,19 +547,13 @@ class MainWindow(QMainWindow):
         )
 
     async def _test_tone(self, dialog: Any, name: str) -> None:
-        import numpy as np
-
+        from app.audio.beep import play_beep
         from app.audio.playback import open_device_sink
-        from app.plugin.provider_api import AudioChunk
 
         sink = open_device_sink(name or None)
         try:
             await sink.start()
-            t = np.arange(int(0.6 * 24000)) / 24000
-            tone = (0.2 * np.sin(2 * math.pi * 440 * t) * np.minimum(1, 10 * (0.6 - t))).astype(np.float32)
-            sink.mark()
-            sink.play(AudioChunk(tone, 24000))
-            await sink.drain()
+            await play_beep(sink)
             dialog.audio_page.show_result("Test tone played — did you hear it?")
         except Exception as exc:
             dialog.audio_page.show_result(f"Could not play: {exc}")
@@ -669,7 +663,7 @@ class MainWindow(QMainWindow):
         model_id, stage = plain.model_id, plain.stage
         if model_id is None:
             return
-        self._offered_download.add((plain.cause, ""))
+        self._offered_download.add(plain.cause)
         dialog = FirstRunDialog(plain.title, plain.body, model_fetcher(model_id, self.paths), self)
         self._download_dialog: FirstRunDialog | None = dialog
 
@@ -688,7 +682,7 @@ class MainWindow(QMainWindow):
 
         dialog.finished.connect(finished)
         dialog.open()
-        _announce(dialog, f"{plain.title}. {plain.body}", assertive=True)
+        announce(dialog, f"{plain.title}. {plain.body}", assertive=True)
 
     # -- problems in plain words (banners above the conversation) --------------------
     def _error_banners(self) -> Any:
@@ -710,7 +704,7 @@ class MainWindow(QMainWindow):
         """Show a problem once per cause; True when it is new (not a repeat)."""
         from app.engine.plain_words import Action
 
-        if (plain.cause, "") in self._offered_download:
+        if plain.cause in self._offered_download:
             banner = self._error_banners().banner(plain.cause)
             if banner is not None:
                 banner.repeat()
@@ -721,7 +715,7 @@ class MainWindow(QMainWindow):
             return True
         new = bool(self._error_banners().show_error(plain))
         if new:
-            _announce(self, f"{plain.title}. {plain.body}", assertive=True)
+            announce(self, f"{plain.title}. {plain.body}", assertive=True)
         return new
 
     def _main_problem(self) -> str | None:
@@ -754,7 +748,7 @@ class MainWindow(QMainWindow):
         from app.engine.plain_words import Action
 
         if action == Action.DOWNLOAD:
-            self._offered_download.discard((plain.cause, ""))
+            self._offered_download.discard(plain.cause)
             self._error_banners().dismiss(plain.cause)
             self._offer_download(plain)
         elif action == Action.OPEN_SETTINGS:
@@ -867,20 +861,6 @@ class MainWindow(QMainWindow):
                     fut.exception()
 
 
-def _model_id_in(message: str) -> str | None:
-    """`model whisper-tiny.en is not installed …` → `whisper-tiny.en`."""
-    words = message.split()
-    if "model" in words:
-        i = words.index("model")
-        if i + 1 < len(words):
-            candidate = words[i + 1].strip("“”\"'.,")
-            with contextlib.suppress(Exception):
-                from app.store.models import get_spec
-
-                return get_spec(candidate).id
-    return None
-
-
 def about_text() -> str:
     """About's text, with the installed version."""
     from importlib.metadata import PackageNotFoundError, version
@@ -898,15 +878,6 @@ def about_text() -> str:
 def first_size(available: QSize) -> QSize:
     """The first window size: FIRST_SIZE, or 90 % of a screen too small for it."""
     return FIRST_SIZE.boundedTo(QSize(int(available.width() * 0.9), int(available.height() * 0.9)))
-
-
-def _announce(widget: QWidget, text: str, *, assertive: bool = False) -> None:
-    """Tell screen readers (ui/announce.py), never failing the caller."""
-    try:
-        from ui.announce import announce
-    except ImportError:  # pragma: no cover - the module ships with the window
-        return
-    announce(widget, text, assertive=assertive)
 
 
 def _show_tab(dialog: Any, title: str) -> None:

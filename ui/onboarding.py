@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +38,6 @@ from ui.controls import ACTIVATION_LABELS, ACTIVATION_TIPS, LevelMeter
 log = logging.getLogger(__name__)
 
 HEARD_DBFS = -30.0  # a voice at arm's length peaks well above this; a dead or muted mic stays far below
-TONE_S = 0.6
-TONE_RATE = 24000
 PAGES = ("welcome", "mode", "microphone", "speaker", "offline")
 
 SourceFactory = Callable[[str | None], Any]  # device name (None: default) → AudioSource
@@ -432,19 +429,12 @@ class OnboardingDialog(QDialog):
         return self._spawn(self._play_tone(self.speaker_combo.currentData()))
 
     async def _play_tone(self, name: str | None) -> None:
-        import numpy as np
-
-        from app.plugin.provider_api import AudioChunk
+        from app.audio.beep import play_beep
 
         sink = self._open_sink(name)
         try:
             await sink.start()
-            t = np.arange(int(TONE_S * TONE_RATE)) / TONE_RATE
-            fade = np.minimum(1, 10 * (TONE_S - t))
-            tone = (0.2 * np.sin(2 * math.pi * 440 * t) * fade).astype(np.float32)
-            sink.mark()
-            sink.play(AudioChunk(tone, TONE_RATE))
-            await sink.drain()
+            await play_beep(sink)
             self.speaker_result.setText("Did you hear a beep? If not, choose another speaker above and try again.")
         except asyncio.CancelledError:
             raise
