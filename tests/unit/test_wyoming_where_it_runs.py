@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -102,3 +103,7 @@ async def test_settings_asks_the_server_what_it_offers(qtbot: Any) -> None:
     assert voice.completer().model().data(voice.completer().model().index(0, 0)) == "voice-a"
     await page.ask_server_choices()  # the fake has gone: its port is closed now
     assert page.offers.text() == f"Wyoming server at {srv.uri} is not answering: start it or check the address"
+    # Closing stops the dialog's own background work (the Audio tab's device listing asks
+    # the sound server for its names, which can outlast a short test).
+    dialog.reject()
+    await asyncio.sleep(0)
