@@ -103,6 +103,7 @@ KIND_WORDS: dict[str, KindWords] = {
     "tts": KindWords("Voices", "voice"),
     "turn": KindWords("Turn detection models", "model"),
     "vad": KindWords("Voice detection models", "model"),
+    "wake": KindWords("Wake words", "wake word"),
 }
 
 
@@ -697,6 +698,6 @@ class ModelManager(QWidget):
         except VoiceError as exc:
             self._say(exc.message, ok=False)
             return
-        self.chosen.emit(provider, option.id_option, e.spec.id)
+        self.chosen.emit(provider, option.id_option, option.value_for(e.spec.id))
         self.set_chosen(e.spec.id)
         self._say(f"{e.spec.id} chosen — Apply or OK switches to it.")

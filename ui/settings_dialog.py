@@ -743,8 +743,8 @@ class AudioPage(QWidget):
         self.status.setText(text)
 
 
-#: The stages whose models Settings lists (the wake words ship inside their packages).
-MODEL_STAGES: tuple[ModelKind, ...] = ("llm", "stt", "tts", "turn")
+#: The stages whose models Settings lists.
+MODEL_STAGES: tuple[ModelKind, ...] = ("llm", "stt", "tts", "turn", "wake")
 
 
 class SettingsDialog(QDialog):
@@ -783,18 +783,18 @@ class SettingsDialog(QDialog):
             self.stage_pages[kind] = page
             self.tabs.addTab(page, stage_title(kind))
         self.turn_section = self._add_turn_section(settings)
+        self.audio_page = AudioPage(settings)
+        self.echo_check = EchoCheckPanel(registry, self._chosen_devices, self._echo_stage)
+        self.tabs.addTab(self._audio_tab(settings), "Audio")
+        self.tabs.addTab(self._activation_tab(settings), "Activation")
         #: Every stage whose providers declare model files lists them (Assistant, Speech
-        #: recognition, Voice, the turn model); `model_manager` is the Assistant's.
+        #: recognition, Voice, the turn model, the wake words); `model_manager` is the Assistant's.
         self.model_managers: dict[str, ModelManager] = {}
         for managed in MODEL_STAGES:
             if (manager := self._add_model_manager(managed)) is not None:
                 self.model_managers[managed] = manager
         self.model_manager = self.model_managers.get("llm")
         self.applied.connect(self._explain_missing_models)
-        self.audio_page = AudioPage(settings)
-        self.echo_check = EchoCheckPanel(registry, self._chosen_devices, self._echo_stage)
-        self.tabs.addTab(self._audio_tab(settings), "Audio")
-        self.tabs.addTab(self._activation_tab(settings), "Activation")
         self.conversation_form = SchemaForm(
             _with_hints(
                 ConversationSettings.model_json_schema(), {"language": field_hints.choices(field_hints.LANGUAGE)}
@@ -924,7 +924,8 @@ class SettingsDialog(QDialog):
         hooks = Hooks(lambda provider: self._edited_options(provider, kind), preview_sink=self._preview_sink)
         manager = ModelManager(self.paths, kind=kind, hooks=hooks)
         manager.chosen.connect(lambda provider, option, model_id: self._use_model(provider, option, model_id, kind))
-        page.add_panel("Voices" if kind == "tts" else "Models", manager)
+        title = {"tts": "Voices", "wake": "Wake words"}.get(kind, "Models")
+        page.add_panel(title, manager, share=(1, 1) if kind == "wake" else None)  # under the activation options
         page.list.currentItemChanged.connect(lambda *_: self._follow_model_field(kind))
         manager.listed.connect(lambda: self._show_chosen_model(kind))
         self.finished.connect(manager.shutdown)  # a download stops; its part is kept for a resume

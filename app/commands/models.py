@@ -74,7 +74,7 @@ class ProgressBar:
 
 def _fmt_size(n: int | None, approx_mb: int) -> str:
     if n:
-        return f"{n / 1e6:.0f} MB"
+        return f"{n / 1e6:.0f} MB" if n >= 500_000 else f"{n / 1e3:.0f} KB"  # a wake word is ~57 KB
     return f"~{approx_mb} MB" if approx_mb else "?"
 
 

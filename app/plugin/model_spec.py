@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-ModelKind = Literal["vad", "stt", "tts", "llm", "turn"]
+ModelKind = Literal["vad", "stt", "tts", "llm", "turn", "wake"]
 
 
 @dataclass(frozen=True)
@@ -133,6 +133,14 @@ class ModelOption:
     id_prefix: str = ""
     #: Values ending like this are file paths, not ids.
     path_suffixes: tuple[str, ...] = ()
+    #: The option holds the id without `id_prefix` (a wake word's phrase, "hey_mycroft").
+    bare_values: bool = False
+
+    def value_for(self, model_id: str) -> str:
+        """What the option is set to when `model_id` is chosen."""
+        if self.bare_values and self.id_prefix and model_id.startswith(self.id_prefix):
+            return model_id[len(self.id_prefix) :]
+        return model_id
 
 
 @dataclass(frozen=True)

@@ -959,7 +959,7 @@ def configured_models(settings: Settings | None) -> list[ConfiguredModel]:
     if settings is None:
         return found
     reg = get_registry()
-    for kind in ("stt", "llm", "tts", "turn"):
+    for kind in ("stt", "llm", "tts", "turn", "wake"):
         stage = settings.stage(kind)
         chosen = [(stage.provider, stage.options or {}, f"{kind}.options")]
         fallbacks = [

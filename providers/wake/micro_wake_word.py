@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.plugin.model_spec import SelfCheck
 from app.plugin.provider_api import SAMPLE_RATE, Health, HealthStatus
 from app.plugin.registry import ProviderInfo, ProviderSpec
+from providers.wake._models import wake_models, wake_option
 from providers.wake._streaming import StreamingWakeDetector, cutoff_for, missing_package
 
 OP = "wake.micro-wake-word"
@@ -34,6 +35,27 @@ PHRASE_TEXT: dict[str, str] = {
     "hey_mycroft": "Hey Mycroft",
     "alexa": "Alexa",
 }
+#: The offered models as the wheel ships them: {file: sha256}, the config first.
+SHIPPED: dict[str, dict[str, str]] = {
+    "hey_mycroft": {
+        "hey_mycroft.json": "57b2b06fe5fdbbe834a242fabc7af31e4194a550fc382b2c88636a6d62d0d57e",
+        "hey_mycroft.tflite": "c2a9b6ed51182db72e014781d5a4ece1929dc232a40b5b4be384f0295f0e1571",
+    },
+    "alexa": {
+        "alexa.json": "1d999798b35b1fe2606465b75ab840be51c1811d2909d5e620cefb6e96f8abd0",
+        "alexa.tflite": "9011a8155b04de858c48038529235cbc0e42e9fca05a55bf588cb80a653a723b",
+    },
+}
+UPSTREAM = "https://github.com/esphome/micro-wake-word-models/raw/main/models/v2"
+MODELS = wake_models(
+    provider="micro-wake-word",
+    package=(PACKAGE, "pymicro_wakeword"),
+    phrases={p: PHRASE_TEXT[p] for p in get_args(MicroPhrase)},
+    files=SHIPPED,
+    urls={name: f"{UPSTREAM}/{name}" for files in SHIPPED.values() for name in files},
+    licence="Apache-2.0",
+    approx_mb=1,
+)
 #: One feature is 10 ms of audio.
 FEATURE_SAMPLES = 160
 
@@ -89,7 +111,11 @@ class MicroWakeWordDetector(StreamingWakeDetector):
                 from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
             except ImportError as exc:
                 raise missing_package(OP, PACKAGE, exc) from exc
-            model = MicroWakeWord.from_builtin(Model(self.config.phrase))
+            from app.store.models import resolve_model
+
+            # The wheel's folder, or a downloaded copy (MODEL_MISSING says how to get it).
+            folder = resolve_model(f"micro-wake-word-{self.config.phrase}").parent
+            model = MicroWakeWord.from_builtin(Model(self.config.phrase), models_dir=folder)
             self._cutoff = cutoff_for(self.config.sensitivity, float(model.probability_cutoff))
             self._features = MicroWakeWordFeatures()
             self._model = model
@@ -155,4 +181,6 @@ SPEC = ProviderSpec(
         extra={"phrases": list(get_args(MicroPhrase)), "shipped_phrases": PHRASE_TEXT},
     ),
     self_checks=(SelfCheck(PACKAGE, check_micro_wake_word),),
+    models=MODELS,
+    model_option=wake_option("micro-wake-word", default="hey_mycroft"),
 )

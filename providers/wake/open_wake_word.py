@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.plugin.model_spec import SelfCheck
 from app.plugin.provider_api import SAMPLE_RATE, Health, HealthStatus
 from app.plugin.registry import ProviderInfo, ProviderSpec
+from providers.wake._models import wake_models, wake_option
 from providers.wake._streaming import StreamingWakeDetector, cutoff_for, missing_package
 from providers.wake._tflite_threads import run_on_one_thread
 
@@ -38,6 +39,31 @@ PHRASE_TEXT: dict[str, str] = {
     "alexa": "Alexa",
     "hey_rhasspy": "Hey Rhasspy",
 }
+#: The offered models as the wheel ships them: {file: sha256}, the phrase's classifier
+#: first, then the shared front end.
+FRONT_END = {
+    "melspectrogram.tflite": "96fa0adccb6e8cf95cb14465409a1a2898ee4a96a85bb9ed3c7eb0e68bf163e8",
+    "embedding_model.tflite": "c0aea21eb84a4ce90a08c870da41b7a7173b45269e6a3207c71d67c40f3a59d8",
+}
+SHIPPED: dict[str, dict[str, str]] = {
+    "hey_jarvis": {
+        "hey_jarvis.tflite": "14bff778604985e1b5c19f0f7bbe477a69cf281d8db34b232b3b972411f710e2",
+        **FRONT_END,
+    },
+}
+UPSTREAM = "https://github.com/dscripka/openWakeWord/releases/download/v0.5.1"
+MODELS = wake_models(
+    provider="open-wake-word",
+    package=(PACKAGE, "pyopen_wakeword"),
+    phrases={p: PHRASE_TEXT[p] for p in get_args(OpenPhrase)},
+    files=SHIPPED,
+    urls={
+        "hey_jarvis.tflite": f"{UPSTREAM}/hey_jarvis_v0.1.tflite",
+        **{name: f"{UPSTREAM}/{name}" for name in FRONT_END},
+    },
+    licence="CC-BY-NC-SA-4.0 (non-commercial use only)",
+    approx_mb=4,
+)
 #: The score the upstream project suggests as its cutoff.
 MODEL_CUTOFF = 0.5
 #: The front end's hop: 80 ms of 16-bit samples.
@@ -99,8 +125,12 @@ class OpenWakeWordDetector(StreamingWakeDetector):
                 from pyopen_wakeword import Model, OpenWakeWord, OpenWakeWordFeatures
             except ImportError as exc:
                 raise missing_package(OP, PACKAGE, exc, _no_wheel_reason()) from exc
-            features = OpenWakeWordFeatures.from_builtin()
-            model = OpenWakeWord.from_builtin(Model(self.config.phrase))
+            from app.store.models import resolve_model
+
+            # The wheel's folder, or a downloaded copy (MODEL_MISSING says how to get it).
+            folder = resolve_model(f"open-wake-word-{self.config.phrase}").parent
+            features = OpenWakeWordFeatures.from_builtin(models_dir=folder)
+            model = OpenWakeWord.from_builtin(Model(self.config.phrase), models_dir=folder)
             run_on_one_thread(features, model)
             # The front end starts by scoring 8 s of silence (~0.4 s of CPU): done here, not
             # on the first microphone frame.
@@ -183,4 +213,6 @@ SPEC = ProviderSpec(
         },
     ),
     self_checks=(SelfCheck(PACKAGE, check_open_wake_word),),
+    models=MODELS,
+    model_option=wake_option("open-wake-word", default="hey_jarvis"),
 )

@@ -1,4 +1,4 @@
-"""Settings → Voice, Speech recognition and turn models: one model manager for every stage.
+"""Settings → Voice, Speech recognition, turn models and wake words: one model manager for every stage.
 
 Driven like a user would: a voice typed in the options that is not on this computer shows
 "not installed — Download (NN MB)" (never the engine's MODEL_MISSING line or a command),
@@ -103,8 +103,8 @@ def _dialog(qtbot: Any, paths: AppPaths, settings: Settings) -> SettingsDialog:
 def test_every_model_stage_has_a_manager_with_size_licence_and_state(qtbot, paths) -> None:
     dialog = _dialog(qtbot, paths, Settings())
     kinds = {s.kind for s in catalogue().values()}
-    assert {"llm", "stt", "tts", "turn"} <= kinds
-    assert set(dialog.model_managers) == {"llm", "stt", "tts", "turn"}
+    assert {"llm", "stt", "tts", "turn", "wake"} <= kinds
+    assert set(dialog.model_managers) == {"llm", "stt", "tts", "turn", "wake"}
     voices = dialog.model_managers["tts"]
     assert voices.columns == ("Model", "Download", "Licence", "State")
     assert voices.cell(f"piper-{VOICE}", "State") == "embedded"

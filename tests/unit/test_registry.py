@@ -143,9 +143,10 @@ def test_models_and_self_checks_are_declared_by_providers_and_listing_them_stays
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == (
-        "24 24 [('llm', 'llama-cpp'), ('stt', 'faster-whisper'), ('stt', 'moonshine'), ('tts', 'piper'), "
-        "('turn', 'smart-turn')] "
-        "['whisper-tiny.en', 'qwen2.5-coder-0.5b-instruct-q4_k_m', 'piper-en_US-joe-medium', 'smart-turn-v3.2'] "
+        "27 27 [('llm', 'llama-cpp'), ('stt', 'faster-whisper'), ('stt', 'moonshine'), ('tts', 'piper'), "
+        "('turn', 'smart-turn'), ('wake', 'micro-wake-word'), ('wake', 'open-wake-word')] "
+        "['whisper-tiny.en', 'qwen2.5-coder-0.5b-instruct-q4_k_m', 'piper-en_US-joe-medium', 'smart-turn-v3.2', "
+        "'micro-wake-word-hey_mycroft'] "
         "['ctranslate2', 'faster-whisper', 'llama-cpp', 'onnxruntime', 'onnxruntime', 'onnxruntime', 'piper', "
         "'pymicro-wakeword', 'pyopen-wakeword', 'pywebrtc-audio', 'silero-vad'] []"
     )
