@@ -58,3 +58,18 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
         for j, h in enumerate(hyp, 1):
             prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
     return d[len(hyp)] / max(1, len(ref))
+
+
+def heard_minutes(reply: str, heard: str) -> bool:
+    """Whether a transcript of a spoken time ("It's 2:28 PM.") holds its minutes. Whisper
+    writes times its own way ("220 8 p.m.", "for 30pm") and hears "thirteen" as "thirty"
+    at times (13 ↔ 30 … 19 ↔ 90): the minutes' digits must come in order."""
+    minute = reply.split(":")[1][:2].lstrip("0") or "0"
+    teen = {str(m): str((m - 10) * 10) for m in range(13, 20)}
+    digits = "".join(re.findall(r"\d+", heard))
+
+    def in_order(wanted: str) -> bool:
+        it = iter(digits)
+        return all(d in it for d in wanted)
+
+    return any(in_order(m) for m in (minute, teen.get(minute, minute)))
