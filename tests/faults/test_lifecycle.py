@@ -239,6 +239,29 @@ async def test_piper_close_joins_its_synthesis_thread() -> None:
         await chunks.aclose()  # type: ignore[attr-defined]
 
 
+async def test_piper_close_cuts_the_sentence_being_synthesised() -> None:
+    """One long sentence is one ONNX run (seconds of CPU): close stops it mid-run, it does
+    not wait for the sentence to end (Ctrl+C, a barge-in, a provider switch)."""
+    from providers.tts.piper import PiperTTS
+
+    tts = PiperTTS()
+    await tts.warmup()
+    first = "Hello."
+    long_sentence = " and ".join(f"the {i}th quiet river runs past the old stone mill" for i in range(40)) + "."
+    chunks = tts.synthesize(f"{first} {long_sentence}")
+    try:
+        await anext(chunks)  # "Hello." is out; the worker is inside the long sentence's run
+        await asyncio.sleep(0.2)
+        assert _piper_threads()
+        t0 = time.monotonic()
+        await tts.aclose()
+        took = time.monotonic() - t0
+        assert _piper_threads() == []
+        assert took < 0.3, f"close waited {took:.2f} s for the sentence's ONNX run"
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
 # -- faster-whisper: a decode in flight stops when the provider closes ----------------------
 
 
