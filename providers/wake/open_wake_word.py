@@ -61,7 +61,7 @@ MODELS = wake_models(
         "hey_jarvis.tflite": f"{UPSTREAM}/hey_jarvis_v0.1.tflite",
         **{name: f"{UPSTREAM}/{name}" for name in FRONT_END},
     },
-    licence="CC-BY-NC-SA-4.0 (non-commercial use only)",
+    licence="CC BY-NC-SA 4.0 (non-commercial use only)",
     approx_mb=4,
 )
 #: The score the upstream project suggests as its cutoff.
